@@ -1,0 +1,116 @@
+//! Command-line interface (DESIGN §8). Results go to stdout as JSON; errors to stderr only.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use multifair_metrics::BootstrapConfig;
+
+use crate::device;
+use crate::evaluate::{PredictionTable, Report, report};
+
+#[derive(Parser)]
+#[command(name = "multifair", version, about = "Balanced, fair multimodal medical classification")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fairness report of a predictions CSV (columns prob, label, one integer column per attribute).
+    Evaluate {
+        #[arg(long)]
+        predictions: PathBuf,
+        /// Decision threshold on prob for TPR, FPR and selection rate.
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f64,
+        /// Bootstrap resamples for confidence intervals (0: none).
+        #[arg(long, default_value_t = 0)]
+        bootstrap: usize,
+        /// Seed of the bootstrap.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Evaluates the shipped example predictions with 1000 bootstrap resamples.
+    Demo,
+    /// Runs a small forward and backward pass on a device and compares it with the closed form.
+    CheckDevice {
+        /// flex, libtorch or libtorch-cuda:N (the libtorch ones need the `tch` feature).
+        #[arg(long, default_value = "flex")]
+        device: String,
+    },
+}
+
+/// The example predictions, embedded so that the demo runs from any folder.
+const EXAMPLE: &str = include_str!("../../../datasets/examples/predictions.csv");
+const EXAMPLE_PATH: &str = "datasets/examples/predictions.csv";
+
+pub fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Evaluate { predictions, threshold, bootstrap, seed } => {
+            let table = PredictionTable::read(&predictions, threshold)?;
+            let config = (bootstrap > 0).then(|| BootstrapConfig::new(bootstrap, seed));
+            print_json(&report(&table, config.as_ref())?)
+        }
+        Command::Demo => demo(),
+        Command::CheckDevice { device } => {
+            let result = device::check(&device)?;
+            print_json(&result)?;
+            anyhow::ensure!(
+                result.loss_error < 1e-4 && result.grad_error < 1e-4,
+                "device '{device}' deviates from the closed form: {result:?}"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn demo() -> anyhow::Result<()> {
+    let table = PredictionTable::parse(Path::new(EXAMPLE_PATH), EXAMPLE, 0.5)?;
+    let report = report(&table, Some(&BootstrapConfig::new(1000, 0)))?;
+    println!("{}", demo_summary(&report));
+    println!(
+        "full JSON: cargo run --release -- evaluate --predictions {EXAMPLE_PATH} --bootstrap 1000"
+    );
+    Ok(())
+}
+
+/// A plain-text table of the report: one line per attribute, with 95% intervals.
+fn demo_summary(report: &Report) -> String {
+    let fmt = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.3}"));
+    let ci = |ci: Option<multifair_metrics::Interval>| {
+        ci.map_or(String::new(), |c| format!(" [{:.3}, {:.3}]", c.low, c.high))
+    };
+    let mut out = format!(
+        "{EXAMPLE_PATH}: n = {}, AUC {}{}\n",
+        report.n,
+        fmt(report.auc),
+        ci(report.ci.as_ref().and_then(|c| c.auc))
+    );
+    for (name, attr) in &report.attributes {
+        let intervals = attr.ci.as_ref().map(|c| &c.metrics);
+        let metric = |key: &str, value: Option<f64>| {
+            format!("{key} {}{}", fmt(value), ci(intervals.and_then(|m| m[key])))
+        };
+        let groups: Vec<String> = attr
+            .groups
+            .iter()
+            .map(|(code, g)| format!("{code}: {} (n={})", fmt(g.auc), g.n))
+            .collect();
+        out += &format!(
+            "{name}: group AUC {{{}}}, {}, {}, {}, {}, unknown {}\n",
+            groups.join(", "),
+            metric("es_auc", attr.es_auc),
+            metric("worst_group_auc", attr.worst_group_auc),
+            metric("dpd", attr.dpd),
+            metric("deodds", attr.deodds),
+            attr.unknown
+        );
+    }
+    out
+}

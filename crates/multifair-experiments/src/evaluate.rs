@@ -1,0 +1,306 @@
+//! `multifair evaluate`: a predictions CSV in, the fairness report (DESIGN §8) out.
+//!
+//! Input: columns `prob` and `label`, and one integer column per sensitive attribute, under any
+//! other name (-1 = unknown). Every bad cell is an error naming the file, the row and the column.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use multifair_metrics::{
+    BootstrapConfig, FrameIntervals, GroupFrame, GroupStats, Interval, MetricError, Predictions,
+    UNKNOWN, bootstrap_frame,
+};
+use serde::Serialize;
+
+pub const PROB: &str = "prob";
+pub const LABEL: &str = "label";
+pub const NOT_A_PROBABILITY: &str = "is not a probability in [0, 1]";
+pub const NOT_A_LABEL: &str = "is not a label in {0, 1}";
+pub const NOT_A_CODE: &str = "is not an integer group code (codes are >= 0, or -1 for unknown)";
+
+/// A predictions file that cannot be evaluated. Rows count data rows from 1 (the header is
+/// line 1, so row r is line r + 1).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{file}: cannot read: {source}")]
+    Io { file: PathBuf, source: std::io::Error },
+    #[error(
+        "{file}: empty file; expected a header row with columns 'prob', 'label' and one integer column per attribute"
+    )]
+    Empty { file: PathBuf },
+    #[error("{file}: header row: missing column '{column}' (columns found: {found})")]
+    MissingColumn { file: PathBuf, column: &'static str, found: String },
+    #[error("{file}: header row: column '{column}' appears more than once")]
+    DuplicateColumn { file: PathBuf, column: String },
+    #[error("{file}: no data rows after the header")]
+    NoRows { file: PathBuf },
+    #[error("{file}: row {row}: {problem}")]
+    Row { file: PathBuf, row: usize, problem: String },
+    #[error("{file}: row {row}, column '{column}': '{value}' {problem}")]
+    Cell { file: PathBuf, row: usize, column: String, value: String, problem: &'static str },
+}
+
+/// Predictions plus the codes of each attribute column, in file order.
+#[derive(Debug)]
+pub struct PredictionTable {
+    pub predictions: Predictions,
+    pub attributes: Vec<(String, Vec<i64>)>,
+}
+
+impl PredictionTable {
+    /// Reads and validates `path`; `threshold` turns probabilities into decisions.
+    pub fn read(path: &Path, threshold: f64) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| InputError::Io { file: path.to_owned(), source })?;
+        Ok(Self::parse(path, &text, threshold)?)
+    }
+
+    /// Parses CSV `text`; `path` only names the source in errors.
+    pub fn parse(path: &Path, text: &str, threshold: f64) -> Result<Self, anyhow::Error> {
+        let file = || path.to_owned();
+        if text.trim().is_empty() {
+            return Err(InputError::Empty { file: file() }.into());
+        }
+        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| InputError::Row { file: file(), row: 0, problem: e.to_string() })?
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        for (i, name) in header.iter().enumerate() {
+            if header[..i].contains(name) {
+                return Err(InputError::DuplicateColumn { file: file(), column: name.clone() }.into());
+            }
+        }
+        let find = |column: &'static str| {
+            header.iter().position(|h| h == column).ok_or_else(|| InputError::MissingColumn {
+                file: file(),
+                column,
+                found: header.join(", "),
+            })
+        };
+        let (prob_col, label_col) = (find(PROB)?, find(LABEL)?);
+        let attribute_cols: Vec<usize> =
+            (0..header.len()).filter(|&c| c != prob_col && c != label_col).collect();
+
+        let (mut probs, mut labels) = (Vec::new(), Vec::new());
+        let mut codes = vec![Vec::new(); attribute_cols.len()];
+        for (index, record) in reader.records().enumerate() {
+            let row = index + 1;
+            let record = record
+                .map_err(|e| InputError::Row { file: file(), row, problem: csv_problem(&e) })?;
+            let cell = |col: usize, problem: &'static str| InputError::Cell {
+                file: file(),
+                row,
+                column: header[col].clone(),
+                value: record[col].to_owned(),
+                problem,
+            };
+            let p: f64 = record[prob_col].parse().map_err(|_| cell(prob_col, NOT_A_PROBABILITY))?;
+            if !(0.0..=1.0).contains(&p) {
+                return Err(cell(prob_col, NOT_A_PROBABILITY).into());
+            }
+            probs.push(p);
+            labels.push(match &record[label_col] {
+                "0" => false,
+                "1" => true,
+                _ => return Err(cell(label_col, NOT_A_LABEL).into()),
+            });
+            for (values, &col) in codes.iter_mut().zip(&attribute_cols) {
+                match record[col].parse::<i64>() {
+                    Ok(code) if code >= UNKNOWN => values.push(code),
+                    _ => return Err(cell(col, NOT_A_CODE).into()),
+                }
+            }
+        }
+        if probs.is_empty() {
+            return Err(InputError::NoRows { file: file() }.into());
+        }
+        let predictions = Predictions::new(probs, labels, threshold)?;
+        let attributes = attribute_cols.iter().map(|&c| header[c].clone()).zip(codes).collect();
+        Ok(PredictionTable { predictions, attributes })
+    }
+}
+
+fn csv_problem(error: &csv::Error) -> String {
+    match error.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("has {len} fields; the header has {expected_len}")
+        }
+        _ => error.to_string(),
+    }
+}
+
+/// The report printed by `multifair evaluate` (DESIGN §8).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub n: usize,
+    pub auc: Option<f64>,
+    pub attributes: BTreeMap<String, AttributeReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci: Option<OverallIntervals>,
+}
+
+/// One attribute: its groups by code, the fairness aggregates, the count of unknown codes.
+#[derive(Debug, Serialize)]
+pub struct AttributeReport {
+    pub groups: BTreeMap<i64, GroupStats>,
+    pub es_auc: Option<f64>,
+    pub dpd: Option<f64>,
+    pub deodds: Option<f64>,
+    pub worst_group_auc: Option<f64>,
+    pub auc_gap: Option<f64>,
+    pub unknown: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci: Option<FrameIntervals>,
+}
+
+impl AttributeReport {
+    pub fn new(frame: GroupFrame, ci: Option<FrameIntervals>) -> Self {
+        AttributeReport {
+            es_auc: frame.es_auc(),
+            dpd: frame.dpd(),
+            deodds: frame.deodds(),
+            worst_group_auc: frame.worst_group_auc(),
+            auc_gap: frame.auc_gap(),
+            unknown: frame.unknown,
+            groups: frame.groups,
+            ci,
+        }
+    }
+}
+
+/// The overall AUC's interval, resampled within each class, and how it was drawn.
+#[derive(Debug, Serialize)]
+pub struct OverallIntervals {
+    pub auc: Option<Interval>,
+    pub resamples: usize,
+    pub seed: u64,
+    pub level: f64,
+}
+
+/// Evaluates every attribute; with `bootstrap`, adds seeded intervals that resample within the
+/// attribute's groups (and within classes for the overall AUC).
+pub fn report(
+    table: &PredictionTable,
+    bootstrap: Option<&BootstrapConfig>,
+) -> Result<Report, MetricError> {
+    let predictions = &table.predictions;
+    let mut attributes = BTreeMap::new();
+    for (name, codes) in &table.attributes {
+        let frame = GroupFrame::new(predictions, codes)?;
+        let ci = bootstrap.map(|b| bootstrap_frame(predictions, codes, b)).transpose()?;
+        attributes.insert(name.clone(), AttributeReport::new(frame, ci));
+    }
+    let ci = bootstrap
+        .map(|b| -> Result<_, MetricError> {
+            let classes: Vec<i64> = predictions.labels().iter().map(|&y| i64::from(y)).collect();
+            let by_class = bootstrap_frame(predictions, &classes, b)?;
+            Ok(OverallIntervals {
+                auc: by_class.metrics["auc"],
+                resamples: b.resamples,
+                seed: b.seed,
+                level: b.level,
+            })
+        })
+        .transpose()?;
+    Ok(Report { n: predictions.len(), auc: predictions.auc(), attributes, ci })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<PredictionTable> {
+        PredictionTable::parse(Path::new("p.csv"), text, 0.5)
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reads_several_attributes_in_file_order() {
+        let table = parse("race,prob,label,male\n0,0.9,1,1\n2,0.2,0,-1\n").unwrap();
+        assert_eq!(table.predictions.len(), 2);
+        assert_eq!(table.attributes[0], ("race".to_owned(), vec![0, 2]));
+        assert_eq!(table.attributes[1], ("male".to_owned(), vec![1, -1]));
+    }
+
+    #[test]
+    fn each_malformed_input_names_its_row_and_column() {
+        assert_eq!(
+            error("prob,label,race\n0.5,1,0\n1.5,0,1\n"),
+            format!("p.csv: row 2, column 'prob': '1.5' {NOT_A_PROBABILITY}")
+        );
+        assert_eq!(
+            error("prob,label,race\nNaN,1,0\n"),
+            format!("p.csv: row 1, column 'prob': 'NaN' {NOT_A_PROBABILITY}")
+        );
+        assert_eq!(
+            error("prob,label,race\n0.5,2,0\n"),
+            format!("p.csv: row 1, column 'label': '2' {NOT_A_LABEL}")
+        );
+        assert_eq!(
+            error("prob,label,race\n0.5,1,0\n0.5,1,White\n"),
+            format!("p.csv: row 2, column 'race': 'White' {NOT_A_CODE}")
+        );
+        assert_eq!(
+            error("prob,label,race\n0.5,1,1.5\n"),
+            format!("p.csv: row 1, column 'race': '1.5' {NOT_A_CODE}")
+        );
+        assert_eq!(
+            error("prob,label,race\n0.5,1,-2\n"),
+            format!("p.csv: row 1, column 'race': '-2' {NOT_A_CODE}")
+        );
+        assert_eq!(
+            error("label,race\n1,0\n"),
+            "p.csv: header row: missing column 'prob' (columns found: label, race)"
+        );
+        assert_eq!(
+            error("prob,race\n0.5,0\n"),
+            "p.csv: header row: missing column 'label' (columns found: prob, race)"
+        );
+        assert_eq!(
+            error(""),
+            "p.csv: empty file; expected a header row with columns 'prob', 'label' and one integer column per attribute"
+        );
+        assert_eq!(error("prob,label\n"), "p.csv: no data rows after the header");
+        assert_eq!(
+            error("prob,label,race\n0.5,1\n"),
+            "p.csv: row 1: has 2 fields; the header has 3"
+        );
+        assert_eq!(
+            error("prob,label,prob\n0.5,1,0.5\n"),
+            "p.csv: header row: column 'prob' appears more than once"
+        );
+    }
+
+    #[test]
+    fn report_counts_unknowns_and_nulls_undefined_group_auc() {
+        let table =
+            parse("prob,label,race\n0.9,1,0\n0.2,0,0\n0.8,1,1\n0.7,1,1\n0.4,0,-1\n").unwrap();
+        let report = report(&table, None).unwrap();
+        let race = &report.attributes["race"];
+        assert_eq!(race.unknown, 1);
+        assert_eq!(race.groups[&1].auc, None);
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["attributes"]["race"]["groups"]["1"]["auc"].is_null());
+        assert!(json.get("ci").is_none());
+    }
+
+    #[test]
+    fn bootstrap_adds_intervals() {
+        let rows: String = (0..60)
+            .map(|i| format!("{},{},{}\n", (i % 10) as f64 / 10.0, (i % 10 >= 4) as u8 ^ (i % 7 == 0) as u8, i % 3))
+            .collect();
+        let table = parse(&format!("prob,label,race\n{rows}")).unwrap();
+        let report = report(&table, Some(&BootstrapConfig::new(50, 3))).unwrap();
+        let ci = report.ci.as_ref().unwrap().auc.unwrap();
+        assert!(ci.low <= report.auc.unwrap() && report.auc.unwrap() <= ci.high);
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["attributes"]["race"]["ci"]["es_auc"]["low"].is_number());
+        assert!(json["attributes"]["race"]["ci"]["group_auc"]["2"]["high"].is_number());
+    }
+}

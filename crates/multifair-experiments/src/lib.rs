@@ -1,0 +1,6 @@
+//! The `multifair` command: evaluation of prediction files today; runs, sweeps, tables and
+//! figures build on the same pieces.
+
+pub mod cli;
+pub mod device;
+pub mod evaluate;
