@@ -1,0 +1,433 @@
+//! The three datasets' on-disk layouts (DESIGN §3), indexed without loading images.
+//!
+//! Indexing reads each npz's scalars (label, attribute codes, note) and the headers of its image
+//! arrays, so a bad file is found before training starts; pixels are read (and checked for NaN)
+//! when a sample is loaded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::npz::{Npz, NpzError};
+
+/// The code of an unknown attribute value; counted, never mapped to a group.
+pub const UNKNOWN: i64 = -1;
+
+/// Label key of every dataset.
+pub const LABEL_KEY: &str = "glaucoma";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// What an image array is, which fixes the shape it must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModalityKind {
+    /// A 2-D image [H, W] (SLO fundus, RNFLT map).
+    Image,
+    /// A 3-D volume [D, H, W], axis 0 the B-scan.
+    Volume,
+    /// A clinical note (0-d unicode in the npz, or a notes CSV).
+    Text,
+}
+
+/// One modality of a dataset: its name in configs and the npz key it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modality {
+    pub name: &'static str,
+    pub key: &'static str,
+    pub kind: ModalityKind,
+}
+
+/// One sensitive attribute: its name in configs and the npz key it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attribute {
+    pub name: &'static str,
+    pub key: &'static str,
+}
+
+/// Race is stored as a code or, in some releases, as one of these strings.
+pub const RACE_NAMES: [(&str, i64); 5] = [
+    ("Asian", 0),
+    ("Black or African American", 1),
+    ("Black", 1),
+    ("White or Caucasian", 2),
+    ("White", 2),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    FairVision,
+    FairVlmed,
+    HarvardGf,
+}
+
+impl DatasetKind {
+    pub const ALL: [DatasetKind; 3] =
+        [DatasetKind::FairVision, DatasetKind::FairVlmed, DatasetKind::HarvardGf];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::FairVision => "fairvision",
+            DatasetKind::FairVlmed => "fairvlmed",
+            DatasetKind::HarvardGf => "harvard-gf",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self, String> {
+        DatasetKind::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
+            format!("unknown dataset '{name}'; available: fairvision, fairvlmed, harvard-gf")
+        })
+    }
+
+    /// Folder names accepted for each split, in the order they are tried.
+    pub fn split_folders(self, split: Split) -> &'static [&'static str] {
+        match (self, split) {
+            (DatasetKind::FairVlmed, Split::Train) => &["Training", "train"],
+            (DatasetKind::FairVlmed, Split::Val) => &["Validation", "val"],
+            (DatasetKind::FairVlmed, Split::Test) => &["Test", "Testing", "test"],
+            (DatasetKind::HarvardGf, Split::Train) => &["train", "Training"],
+            // Harvard-GF ships train and test only; a val folder is used when present.
+            (DatasetKind::HarvardGf, Split::Val) => &["val", "Validation"],
+            (DatasetKind::HarvardGf, Split::Test) => &["test", "Test"],
+            (DatasetKind::FairVision, Split::Train) => &["train", "Training"],
+            (DatasetKind::FairVision, Split::Val) => &["val", "Validation"],
+            (DatasetKind::FairVision, Split::Test) => &["test", "Test"],
+        }
+    }
+
+    /// Whether a dataset must have this split.
+    fn requires(self, split: Split) -> bool {
+        !(self == DatasetKind::HarvardGf && split == Split::Val)
+    }
+
+    pub fn modalities(self) -> &'static [Modality] {
+        const SLO: Modality = Modality { name: "slo", key: "slo_fundus", kind: ModalityKind::Image };
+        const OCT: Modality = Modality { name: "oct", key: "oct_bscans", kind: ModalityKind::Volume };
+        match self {
+            DatasetKind::FairVision => &[SLO, OCT],
+            DatasetKind::FairVlmed => {
+                &[SLO, Modality { name: "notes", key: "note", kind: ModalityKind::Text }]
+            }
+            DatasetKind::HarvardGf => {
+                &[Modality { name: "rnflt", key: "rnflt", kind: ModalityKind::Image }, OCT]
+            }
+        }
+    }
+
+    pub fn attributes(self) -> &'static [Attribute] {
+        const RACE: Attribute = Attribute { name: "race", key: "race" };
+        const LANGUAGE: Attribute = Attribute { name: "language", key: "language" };
+        const MALE: Attribute = Attribute { name: "gender", key: "male" };
+        const GENDER: Attribute = Attribute { name: "gender", key: "gender" };
+        const HISPANIC: Attribute = Attribute { name: "ethnicity", key: "hispanic" };
+        const ETHNICITY: Attribute = Attribute { name: "ethnicity", key: "ethnicity" };
+        match self {
+            DatasetKind::FairVision => &[RACE, MALE, HISPANIC, LANGUAGE],
+            DatasetKind::FairVlmed => &[RACE, GENDER, ETHNICITY, LANGUAGE],
+            DatasetKind::HarvardGf => &[RACE, MALE, ETHNICITY, LANGUAGE],
+        }
+    }
+
+    /// Notes CSVs, tried in order, when the npz has no `note` (FairVLMed's public release).
+    fn notes_files(self) -> &'static [&'static str] {
+        match self {
+            DatasetKind::FairVlmed => {
+                &["gpt4_summarized_notes.csv", "gpt-4_summarized_notes.csv", "original_notes.csv"]
+            }
+            _ => &[],
+        }
+    }
+}
+
+/// What to do with a file that cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BadFilePolicy {
+    /// Stop with the file's error.
+    #[default]
+    Fail,
+    /// Skip it and count it in the split's summary (`--skip-bad`).
+    Skip,
+}
+
+/// A dataset problem, naming the file and, where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Npz(#[from] NpzError),
+    #[error("{}: key '{key}': {message}", file.display())]
+    Value { file: PathBuf, key: String, message: String },
+    #[error("{}: {message}", path.display())]
+    Layout { path: PathBuf, message: String },
+}
+
+pub const SKIP_HINT: &str = "(pass --skip-bad to skip and count such files)";
+
+/// One sample: where it is, its label and attribute codes (aligned with the dataset's
+/// attributes), and its note when the note lives outside the npz.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRecord {
+    pub path: PathBuf,
+    pub id: String,
+    pub label: u8,
+    pub codes: Vec<i64>,
+    pub note: Option<String>,
+}
+
+/// A split's usable samples and the files skipped under [`BadFilePolicy::Skip`].
+#[derive(Debug, Clone)]
+pub struct SplitIndex {
+    pub split: Split,
+    pub folder: PathBuf,
+    pub samples: Vec<SampleRecord>,
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Every split of a dataset, indexed.
+#[derive(Debug, Clone)]
+pub struct DatasetIndex {
+    pub kind: DatasetKind,
+    pub root: PathBuf,
+    pub splits: Vec<SplitIndex>,
+}
+
+/// Per-split counts printed by `multifair data summary`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitSummary {
+    pub n: usize,
+    pub positives: usize,
+    pub skipped: usize,
+    /// Attribute name -> code (as a string, "-1" for unknown) -> count.
+    pub attributes: BTreeMap<String, BTreeMap<String, usize>>,
+}
+
+impl DatasetIndex {
+    /// Indexes the dataset under `root`.
+    pub fn open(kind: DatasetKind, root: &Path, policy: BadFilePolicy) -> Result<Self, DataError> {
+        if !root.is_dir() {
+            return Err(DataError::Layout {
+                path: root.to_owned(),
+                message: format!("no such folder; expected the {} data folder", kind.name()),
+            });
+        }
+        let notes = read_notes(kind, root)?;
+        let mut splits = Vec::new();
+        for split in Split::ALL {
+            let folder = kind.split_folders(split).iter().map(|f| root.join(f)).find(|p| p.is_dir());
+            let Some(folder) = folder else {
+                if kind.requires(split) {
+                    return Err(DataError::Layout {
+                        path: root.to_owned(),
+                        message: format!(
+                            "no {} split: expected a folder named {}",
+                            split.name(),
+                            kind.split_folders(split).join(" or ")
+                        ),
+                    });
+                }
+                continue;
+            };
+            splits.push(index_split(kind, split, &folder, notes.as_ref(), policy)?);
+        }
+        Ok(DatasetIndex { kind, root: root.to_owned(), splits })
+    }
+
+    pub fn split(&self, split: Split) -> Option<&SplitIndex> {
+        self.splits.iter().find(|s| s.split == split)
+    }
+
+    pub fn summary(&self) -> BTreeMap<Split, SplitSummary> {
+        self.splits.iter().map(|s| (s.split, s.summary(self.kind))).collect()
+    }
+}
+
+impl SplitIndex {
+    pub fn summary(&self, kind: DatasetKind) -> SplitSummary {
+        let mut attributes: BTreeMap<String, BTreeMap<String, usize>> = kind
+            .attributes()
+            .iter()
+            .map(|a| (a.name.to_owned(), BTreeMap::new()))
+            .collect();
+        for sample in &self.samples {
+            for (attribute, code) in kind.attributes().iter().zip(&sample.codes) {
+                let counts = attributes.get_mut(attribute.name).expect("attribute listed");
+                *counts.entry(code.to_string()).or_default() += 1;
+            }
+        }
+        SplitSummary {
+            n: self.samples.len(),
+            positives: self.samples.iter().filter(|s| s.label == 1).count(),
+            skipped: self.skipped.len(),
+            attributes,
+        }
+    }
+}
+
+fn index_split(
+    kind: DatasetKind,
+    split: Split,
+    folder: &Path,
+    notes: Option<&HashMap<String, String>>,
+    policy: BadFilePolicy,
+) -> Result<SplitIndex, DataError> {
+    let layout = |message: String| DataError::Layout { path: folder.to_owned(), message };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(|e| layout(format!("cannot list: {e}")))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "npz"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(layout("no .npz files".into()));
+    }
+    let mut index = SplitIndex { split, folder: folder.to_owned(), samples: Vec::new(), skipped: Vec::new() };
+    for path in files {
+        match read_record(kind, &path, notes) {
+            Ok(record) => index.samples.push(record),
+            Err(e) if policy == BadFilePolicy::Skip => index.skipped.push((path, e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(index)
+}
+
+fn value_error(path: &Path, key: &str, message: String) -> DataError {
+    DataError::Value { file: path.to_owned(), key: key.to_owned(), message }
+}
+
+/// Reads one sample's scalars and checks its arrays' headers.
+pub fn read_record(
+    kind: DatasetKind,
+    path: &Path,
+    notes: Option<&HashMap<String, String>>,
+) -> Result<SampleRecord, DataError> {
+    let mut npz = Npz::open(path)?;
+    let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let label = npz.read(LABEL_KEY)?.scalar_i64().map_err(|e| value_error(path, LABEL_KEY, e.to_string()))?;
+    let label = match label {
+        0 | 1 => label as u8,
+        other => {
+            return Err(value_error(path, LABEL_KEY, format!("label {other}; expected 0 or 1 {SKIP_HINT}")));
+        }
+    };
+    let mut codes = Vec::new();
+    for attribute in kind.attributes() {
+        let array = npz.read(attribute.key)?;
+        let code = match (attribute.name, array.scalar_str()) {
+            ("race", Ok(name)) => race_code(name).ok_or_else(|| {
+                let known: Vec<_> = RACE_NAMES.iter().map(|(n, _)| format!("'{n}'")).collect();
+                value_error(
+                    path,
+                    attribute.key,
+                    format!("race '{name}' is not one of {} (or an integer code)", known.join(", ")),
+                )
+            })?,
+            _ => array.scalar_i64().map_err(|e| value_error(path, attribute.key, e.to_string()))?,
+        };
+        if code < UNKNOWN {
+            return Err(value_error(
+                path,
+                attribute.key,
+                format!("code {code}; codes are >= 0, or -1 for unknown"),
+            ));
+        }
+        codes.push(code);
+    }
+    let mut note = None;
+    for modality in kind.modalities() {
+        match modality.kind {
+            ModalityKind::Text => {
+                if npz.contains(modality.key) {
+                    npz.read(modality.key)?
+                        .scalar_str()
+                        .map_err(|e| value_error(path, modality.key, e.to_string()))?;
+                } else {
+                    // The CSVs name files with or without the extension.
+                    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned());
+                    let from_csv = notes.and_then(|n| {
+                        file_name.and_then(|f| n.get(&f)).or_else(|| n.get(&id)).cloned()
+                    });
+                    note = Some(from_csv.ok_or_else(|| {
+                        value_error(
+                            path,
+                            modality.key,
+                            format!(
+                                "no note: the npz has no '{}' and no notes CSV ({}) lists this file",
+                                modality.key,
+                                kind.notes_files().join(", ")
+                            ),
+                        )
+                    })?);
+                }
+            }
+            ModalityKind::Image | ModalityKind::Volume => {
+                let header = npz.header(modality.key)?;
+                let rank = if modality.kind == ModalityKind::Image { 2 } else { 3 };
+                let layout = if rank == 2 { "[H,W]" } else { "[D,H,W] with D > 0" };
+                if header.shape.len() != rank || header.shape.contains(&0) {
+                    return Err(value_error(
+                        path,
+                        modality.key,
+                        format!("has shape {:?}; expected {layout} {SKIP_HINT}", header.shape),
+                    ));
+                }
+                if matches!(header.dtype, crate::npy::Dtype::Unicode(_)) {
+                    return Err(value_error(path, modality.key, "holds text; expected pixel values".into()));
+                }
+            }
+        }
+    }
+    Ok(SampleRecord { path: path.to_owned(), id, label, codes, note })
+}
+
+/// Maps a race string to its code; `None` for a string not in [`RACE_NAMES`].
+pub fn race_code(name: &str) -> Option<i64> {
+    let name = name.trim();
+    RACE_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|&(_, c)| c)
+}
+
+/// The first notes CSV found at the root or under `ReadMe/`: file name (column 0) -> text
+/// (column 2).
+fn read_notes(kind: DatasetKind, root: &Path) -> Result<Option<HashMap<String, String>>, DataError> {
+    let found = kind
+        .notes_files()
+        .iter()
+        .flat_map(|f| [root.join(f), root.join("ReadMe").join(f)])
+        .find(|p| p.is_file());
+    let Some(path) = found else { return Ok(None) };
+    let error = |message: String| DataError::Layout { path: path.clone(), message };
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(&path)
+        .map_err(|e| error(format!("cannot read: {e}")))?;
+    let mut notes = HashMap::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| error(format!("row {}: {e}", i + 1)))?;
+        let (Some(file), Some(text)) = (record.get(0), record.get(2)) else {
+            return Err(error(format!(
+                "row {}: expected the file name in column 0 and the note in column 2",
+                i + 1
+            )));
+        };
+        notes.insert(file.trim().to_owned(), text.to_owned());
+    }
+    Ok(Some(notes))
+}

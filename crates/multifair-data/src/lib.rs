@@ -1,0 +1,14 @@
+//! Data for MultiFair: a pickle-free npz reader, the FairVision / FairVLMed / Harvard-GF
+//! adapters, preprocessing, batching, and the synthetic benchmark written in the real formats.
+
+pub mod npy;
+pub mod npz;
+
+pub use npy::{ArrayData, Dtype, NpyArray, NpyError, NpyHeader};
+pub use npz::{Npz, NpzError, NpzErrorKind, write_npz};
+
+pub mod datasets;
+pub use datasets::{
+    BadFilePolicy, DataError, DatasetIndex, DatasetKind, ModalityKind, SampleRecord, Split,
+    SplitIndex, SplitSummary,
+};
