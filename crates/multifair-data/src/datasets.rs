@@ -228,25 +228,30 @@ impl DatasetIndex {
                 message: format!("no such folder; expected the {} data folder", kind.name()),
             });
         }
-        let notes = read_notes(kind, root)?;
-        let mut splits = Vec::new();
+        // Every folder is found before any file is read, so a layout error comes first.
+        let mut folders = Vec::new();
         for split in Split::ALL {
-            let folder = kind.split_folders(split).iter().map(|f| root.join(f)).find(|p| p.is_dir());
-            let Some(folder) = folder else {
-                if kind.requires(split) {
+            let names = kind.split_folders(split);
+            match names.iter().map(|f| root.join(f)).find(|p| p.is_dir()) {
+                Some(folder) => folders.push((split, folder)),
+                None if kind.requires(split) => {
                     return Err(DataError::Layout {
                         path: root.to_owned(),
                         message: format!(
                             "no {} split: expected a folder named {}",
                             split.name(),
-                            kind.split_folders(split).join(" or ")
+                            names.join(" or ")
                         ),
                     });
                 }
-                continue;
-            };
-            splits.push(index_split(kind, split, &folder, notes.as_ref(), policy)?);
+                None => {}
+            }
         }
+        let notes = read_notes(kind, root)?;
+        let splits = folders
+            .into_iter()
+            .map(|(split, folder)| index_split(kind, split, &folder, notes.as_ref(), policy))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(DatasetIndex { kind, root: root.to_owned(), splits })
     }
 
@@ -380,6 +385,9 @@ pub fn read_record(
             }
             ModalityKind::Image | ModalityKind::Volume => {
                 let header = npz.header(modality.key)?;
+                if matches!(header.dtype, crate::npy::Dtype::Unicode(_)) {
+                    return Err(value_error(path, modality.key, "holds text; expected pixel values".into()));
+                }
                 let rank = if modality.kind == ModalityKind::Image { 2 } else { 3 };
                 let layout = if rank == 2 { "[H,W]" } else { "[D,H,W] with D > 0" };
                 if header.shape.len() != rank || header.shape.contains(&0) {
@@ -388,9 +396,6 @@ pub fn read_record(
                         modality.key,
                         format!("has shape {:?}; expected {layout} {SKIP_HINT}", header.shape),
                     ));
-                }
-                if matches!(header.dtype, crate::npy::Dtype::Unicode(_)) {
-                    return Err(value_error(path, modality.key, "holds text; expected pixel values".into()));
                 }
             }
         }
