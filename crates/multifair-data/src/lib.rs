@@ -12,3 +12,6 @@ pub use datasets::{
     BadFilePolicy, DataError, DatasetIndex, DatasetKind, ModalityKind, SampleRecord, Split,
     SplitIndex, SplitSummary,
 };
+
+pub mod preprocess;
+pub mod tokenizer;

@@ -1,0 +1,267 @@
+//! The reference preprocessing (DESIGN §3): OCT slice sampling, bilinear resize and per-slice
+//! z-score; fundus resize, train-time flip and colour jitter, ImageNet normalisation.
+
+use rand::Rng;
+
+use crate::npy::{ArrayData, NpyArray};
+
+/// ImageNet channel statistics (torchvision's `Normalize`).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// The reference adds this to each slice's standard deviation.
+pub const ZSCORE_EPS: f32 = 1e-6;
+
+/// `floor(linspace(0, depth - 1, n))`: the B-scans the reference keeps.
+pub fn slice_indices(depth: usize, n: usize) -> Vec<usize> {
+    match n {
+        0 => Vec::new(),
+        1 => vec![0],
+        _ => (0..n)
+            .map(|i| ((i as f64) * (depth as f64 - 1.0) / (n as f64 - 1.0)).floor() as usize)
+            .collect(),
+    }
+}
+
+/// Bilinear resize of a row-major [h, w] image to [oh, ow], as torch's
+/// `F.interpolate(mode="bilinear", align_corners=False)` without antialiasing.
+pub fn resize_bilinear(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
+    debug_assert_eq!(src.len(), h * w);
+    if (h, w) == (oh, ow) {
+        return src.to_vec();
+    }
+    // Source coordinate, lower index, upper index and weight of the upper one, per output index.
+    let axis = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
+        let scale = n_in as f32 / n_out as f32;
+        (0..n_out)
+            .map(|o| {
+                let x = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+                let lo = (x.floor() as usize).min(n_in - 1);
+                let hi = (lo + 1).min(n_in - 1);
+                (lo, hi, x - lo as f32)
+            })
+            .collect()
+    };
+    let (rows, cols) = (axis(h, oh), axis(w, ow));
+    let mut out = Vec::with_capacity(oh * ow);
+    for &(r0, r1, fr) in &rows {
+        let (top, bottom) = (&src[r0 * w..(r0 + 1) * w], &src[r1 * w..(r1 + 1) * w]);
+        for &(c0, c1, fc) in &cols {
+            let t = top[c0] + (top[c1] - top[c0]) * fc;
+            let b = bottom[c0] + (bottom[c1] - bottom[c0]) * fc;
+            out.push(t + (b - t) * fr);
+        }
+    }
+    out
+}
+
+/// In place: (x - mean) / (std + 1e-6), with torch's default unbiased std.
+pub fn zscore(values: &mut [f32]) {
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    let (mean, scale) = (mean as f32, 1.0 / (var.sqrt() as f32 + ZSCORE_EPS));
+    for v in values {
+        *v = (*v - mean) * scale;
+    }
+}
+
+/// A preprocessing failure on an array's values (the caller names file and key).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PixelError {
+    #[error("has shape {0:?}; expected {1}")]
+    Shape(Vec<usize>, &'static str),
+    #[error("contains NaN or infinite values")]
+    NotFinite,
+    #[error("holds text; expected pixel values")]
+    Text,
+}
+
+/// Elements `start..start + len` of a numeric array as f32 (only what is used is converted).
+fn to_f32_range(array: &NpyArray, start: usize, len: usize) -> Result<Vec<f32>, PixelError> {
+    macro_rules! cast {
+        ($v:expr) => {
+            $v[start..start + len].iter().map(|&x| x as f32).collect()
+        };
+    }
+    Ok(match &array.data {
+        ArrayData::U8(v) => cast!(v),
+        ArrayData::I8(v) => cast!(v),
+        ArrayData::I16(v) => cast!(v),
+        ArrayData::U16(v) => cast!(v),
+        ArrayData::I32(v) => cast!(v),
+        ArrayData::U32(v) => cast!(v),
+        ArrayData::I64(v) => cast!(v),
+        ArrayData::U64(v) => cast!(v),
+        ArrayData::F32(v) => v[start..start + len].to_vec(),
+        ArrayData::F64(v) => cast!(v),
+        ArrayData::F16(v) => v[start..start + len].iter().map(|x| x.to_f32()).collect(),
+        ArrayData::Bool(v) => v[start..start + len].iter().map(|&b| b as u8 as f32).collect(),
+        ArrayData::Unicode(_) => return Err(PixelError::Text),
+    })
+}
+
+fn check_finite(values: &[f32]) -> Result<(), PixelError> {
+    if values.iter().all(|v| v.is_finite()) { Ok(()) } else { Err(PixelError::NotFinite) }
+}
+
+/// OCT volume [D, H, W] -> [slices, size, size]: sampled slices, resized, z-scored each.
+pub fn prepare_volume(array: &NpyArray, slices: usize, size: usize) -> Result<Vec<f32>, PixelError> {
+    let &[d, h, w] = array.shape.as_slice() else {
+        return Err(PixelError::Shape(array.shape.clone(), "[D,H,W]"));
+    };
+    if d == 0 || h == 0 || w == 0 {
+        return Err(PixelError::Shape(array.shape.clone(), "[D,H,W] with D, H, W > 0"));
+    }
+    let mut out = Vec::with_capacity(slices * size * size);
+    for index in slice_indices(d, slices) {
+        let slice = to_f32_range(array, index * h * w, h * w)?;
+        check_finite(&slice)?;
+        let mut resized = resize_bilinear(&slice, h, w, size, size);
+        zscore(&mut resized);
+        out.extend(resized);
+    }
+    Ok(out)
+}
+
+/// How an image's values are brought to a common scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageNorm {
+    /// Fundus photographs: to [0, 1] (integers / 255; floats above 1 are taken as 0–255),
+    /// three channels, ImageNet mean and std.
+    ImageNet,
+    /// Measurement maps (RNFLT thickness in microns): one z-score over the map, three channels.
+    ZScore,
+}
+
+/// Train-time augmentation of one image, drawn from the sample's own seeded generator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Augment {
+    /// Probability of a horizontal flip.
+    pub flip: f32,
+    /// Brightness and contrast factors are drawn from [1 - jitter, 1 + jitter].
+    pub jitter: f32,
+}
+
+impl Default for Augment {
+    fn default() -> Self {
+        Augment { flip: 0.5, jitter: 0.2 }
+    }
+}
+
+/// 2-D image [H, W] -> [3, size, size].
+pub fn prepare_image(
+    array: &NpyArray,
+    size: usize,
+    norm: ImageNorm,
+    augment: Option<(&Augment, &mut impl Rng)>,
+) -> Result<Vec<f32>, PixelError> {
+    let &[h, w] = array.shape.as_slice() else {
+        return Err(PixelError::Shape(array.shape.clone(), "[H,W]"));
+    };
+    if h == 0 || w == 0 {
+        return Err(PixelError::Shape(array.shape.clone(), "[H,W] with H, W > 0"));
+    }
+    let mut pixels = to_f32_range(array, 0, h * w)?;
+    check_finite(&pixels)?;
+    if norm == ImageNorm::ImageNet {
+        let integer = !matches!(array.data, ArrayData::F16(_) | ArrayData::F32(_) | ArrayData::F64(_));
+        if integer || pixels.iter().any(|&v| v > 1.0) {
+            pixels.iter_mut().for_each(|v| *v /= 255.0);
+        }
+    }
+    let mut image = resize_bilinear(&pixels, h, w, size, size);
+    if let Some((augment, rng)) = augment {
+        if rng.random::<f32>() < augment.flip {
+            image.chunks_mut(size).for_each(|row| row.reverse());
+        }
+        if augment.jitter > 0.0 {
+            let mut factor = || 1.0 + augment.jitter * (2.0 * rng.random::<f32>() - 1.0);
+            let (brightness, contrast) = (factor(), factor());
+            let mean = image.iter().sum::<f32>() / image.len() as f32 * brightness;
+            for v in image.iter_mut() {
+                // torchvision order: brightness, then contrast around the mean; clamped to [0, 1]
+                // for photographs.
+                let b = *v * brightness;
+                let c = mean + (b - mean) * contrast;
+                *v = if norm == ImageNorm::ImageNet { c.clamp(0.0, 1.0) } else { c };
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(3 * size * size);
+    match norm {
+        ImageNorm::ImageNet => {
+            for c in 0..3 {
+                out.extend(image.iter().map(|&v| (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c]));
+            }
+        }
+        ImageNorm::ZScore => {
+            zscore(&mut image);
+            for _ in 0..3 {
+                out.extend_from_slice(&image);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn slice_indices_match_numpy() {
+        // np.floor(np.linspace(0, 199, 10)).astype(int)
+        assert_eq!(slice_indices(200, 10), vec![0, 22, 44, 66, 88, 110, 132, 154, 176, 199]);
+        assert_eq!(slice_indices(5, 1), vec![0]);
+        assert_eq!(slice_indices(3, 5), vec![0, 0, 1, 1, 2]);
+    }
+
+    #[test]
+    fn bilinear_matches_torch_align_corners_false() {
+        // torch.nn.functional.interpolate(torch.arange(16.).view(1,1,4,4), size=(2,2),
+        // mode="bilinear", align_corners=False) -> [[2.5, 4.5], [10.5, 12.5]]
+        let src: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        assert_eq!(resize_bilinear(&src, 4, 4, 2, 2), vec![2.5, 4.5, 10.5, 12.5]);
+        // Upsampling [[0, 1], [2, 3]] to 4x4: first row [0, 0.25, 0.75, 1].
+        let up = resize_bilinear(&[0.0, 1.0, 2.0, 3.0], 2, 2, 4, 4);
+        assert_eq!(&up[..4], &[0.0, 0.25, 0.75, 1.0]);
+        assert_eq!(&up[12..], &[2.0, 2.25, 2.75, 3.0]);
+    }
+
+    #[test]
+    fn zscore_uses_the_unbiased_std() {
+        let mut v = vec![1.0, 2.0, 3.0, 4.0];
+        zscore(&mut v);
+        let std = (5.0f32 / 3.0).sqrt();
+        assert!((v[0] - (-1.5 / (std + ZSCORE_EPS))).abs() < 1e-6);
+        assert!(v.iter().sum::<f32>().abs() < 1e-6);
+    }
+
+    #[test]
+    fn volume_and_image_shapes_and_nan() {
+        let volume = NpyArray { shape: vec![4, 6, 6], data: ArrayData::U8((0..144).map(|v| v as u8).collect()) };
+        let out = prepare_volume(&volume, 3, 5).unwrap();
+        assert_eq!(out.len(), 3 * 25);
+        let image = NpyArray { shape: vec![6, 6], data: ArrayData::U8(vec![255; 36]) };
+        let out = prepare_image(&image, 4, ImageNorm::ImageNet, None::<(&Augment, &mut ChaCha8Rng)>).unwrap();
+        assert_eq!(out.len(), 3 * 16);
+        assert!((out[0] - (1.0 - 0.485) / 0.229).abs() < 1e-5);
+        let nan = NpyArray { shape: vec![2, 2], data: ArrayData::F32(vec![f32::NAN; 4]) };
+        let err = prepare_image(&nan, 4, ImageNorm::ImageNet, None::<(&Augment, &mut ChaCha8Rng)>);
+        assert_eq!(err, Err(PixelError::NotFinite));
+    }
+
+    #[test]
+    fn augmentation_is_a_function_of_the_seed() {
+        let image = NpyArray { shape: vec![8, 8], data: ArrayData::U8((0..64).map(|v| v as u8 * 3).collect()) };
+        let run = |seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            prepare_image(&image, 8, ImageNorm::ImageNet, Some((&Augment::default(), &mut rng))).unwrap()
+        };
+        assert_eq!(run(1), run(1));
+        assert!((0..20).any(|s| run(s) != run(s + 1)));
+    }
+}
