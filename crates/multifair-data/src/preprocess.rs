@@ -229,6 +229,15 @@ mod tests {
         let up = resize_bilinear(&[0.0, 1.0, 2.0, 3.0], 2, 2, 4, 4);
         assert_eq!(&up[..4], &[0.0, 0.25, 0.75, 1.0]);
         assert_eq!(&up[12..], &[2.0, 2.25, 2.75, 3.0]);
+        // Non-square, non-integer scale: torch's output for arange(35).view(5, 7) -> (3, 4).
+        let torch = [
+            2.708333, 4.458333, 6.208333, 7.958333, 14.375, 16.125, 17.875, 19.625, 26.041666,
+            27.791664, 29.541666, 31.291666,
+        ];
+        let src: Vec<f32> = (0..35).map(|v| v as f32).collect();
+        for (a, b) in resize_bilinear(&src, 5, 7, 3, 4).iter().zip(torch) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
     }
 
     #[test]
