@@ -15,3 +15,4 @@ pub use datasets::{
 
 pub mod preprocess;
 pub mod tokenizer;
+pub mod synthetic;

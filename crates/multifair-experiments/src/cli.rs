@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use multifair_metrics::BootstrapConfig;
 
+use multifair_data::synthetic::{self, SyntheticConfig};
+use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind};
+
 use crate::device;
 use crate::evaluate::{PredictionTable, Report, report};
 
@@ -33,12 +36,61 @@ enum Command {
     },
     /// Evaluates the shipped example predictions with 1000 bootstrap resamples.
     Demo,
+    /// Writes the synthetic benchmark in a real dataset's layout, with `meta.json`.
+    Generate {
+        /// fairvision, fairvlmed or harvard-gf.
+        #[arg(long, value_parser = parse_kind)]
+        kind: DatasetKind,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        n_train: Option<usize>,
+        #[arg(long)]
+        n_val: Option<usize>,
+        #[arg(long)]
+        n_test: Option<usize>,
+        /// Height and width of images and B-scans.
+        #[arg(long)]
+        size: Option<usize>,
+        /// B-scans per OCT volume.
+        #[arg(long)]
+        depth: Option<usize>,
+    },
+    /// Dataset tools.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// Runs a small forward and backward pass on a device and compares it with the closed form.
     CheckDevice {
         /// flex, libtorch or libtorch-cuda:N (the libtorch ones need the `tch` feature).
         #[arg(long, default_value = "flex")]
         device: String,
     },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Per split: samples, positives, skipped files, and group counts per attribute.
+    Summary {
+        /// fairvision, fairvlmed or harvard-gf.
+        #[arg(long, value_parser = parse_kind)]
+        dataset: DatasetKind,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Print JSON: {SPLIT: {"n", "positives", "skipped", "attributes": {NAME: {CODE: count}}}}.
+        #[arg(long)]
+        json: bool,
+        /// Skip unusable files and count them instead of stopping at the first.
+        #[arg(long)]
+        skip_bad: bool,
+    },
+}
+
+fn parse_kind(name: &str) -> Result<DatasetKind, String> {
+    DatasetKind::from_name(name)
 }
 
 /// The example predictions, embedded so that the demo runs from any folder.
@@ -53,6 +105,53 @@ pub fn run() -> anyhow::Result<()> {
             print_json(&report(&table, config.as_ref())?)
         }
         Command::Demo => demo(),
+        Command::Generate { kind, out, seed, n_train, n_val, n_test, size, depth } => {
+            let mut config = SyntheticConfig::new(kind, seed);
+            config.n_train = n_train.unwrap_or(config.n_train);
+            config.n_val = n_val.unwrap_or(config.n_val);
+            config.n_test = n_test.unwrap_or(config.n_test);
+            config.size = size.unwrap_or(config.size);
+            config.depth = depth.unwrap_or(config.depth);
+            let meta = synthetic::generate(&config, &out)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+            eprintln!(
+                "wrote {} ({} samples) to {}; oracle test AUC {:.3}",
+                kind.name(),
+                meta.splits.values().map(|s| s.n).sum::<usize>(),
+                out.display(),
+                meta.oracle_auc.overall.unwrap_or(f64::NAN)
+            );
+            Ok(())
+        }
+        Command::Data { command: DataCommand::Summary { dataset, data_dir, json, skip_bad } } => {
+            let policy = if skip_bad { BadFilePolicy::Skip } else { BadFilePolicy::Fail };
+            let index = DatasetIndex::open(dataset, &data_dir, policy)?;
+            let summary = index.summary();
+            if json {
+                return print_json(&summary);
+            }
+            for split in &index.splits {
+                let s = &summary[&split.split];
+                let prevalence = s.positives as f64 / s.n.max(1) as f64;
+                println!(
+                    "{} ({}): n {}, positives {} ({:.1}%), skipped {}",
+                    split.split.name(),
+                    split.folder.display(),
+                    s.n,
+                    s.positives,
+                    100.0 * prevalence,
+                    s.skipped
+                );
+                for (name, counts) in &s.attributes {
+                    let groups: Vec<String> = counts.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+                    println!("  {name}: {}", groups.join(", "));
+                }
+                for (path, reason) in &split.skipped {
+                    println!("  skipped {}: {reason}", path.display());
+                }
+            }
+            Ok(())
+        }
         Command::CheckDevice { device } => {
             let result = device::check(&device)?;
             print_json(&result)?;
