@@ -16,3 +16,4 @@ pub use datasets::{
 pub mod preprocess;
 pub mod tokenizer;
 pub mod synthetic;
+pub mod loader;

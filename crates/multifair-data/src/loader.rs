@@ -1,0 +1,357 @@
+//! Batches for training and evaluation: worker threads decode and preprocess samples ahead of
+//! the consumer, which receives them in a fixed order.
+//!
+//! Determinism: the epoch's order comes from a ChaCha8 generator seeded by (seed, epoch), and
+//! each sample's augmentation from one seeded by (seed, epoch, sample), so the batches do not
+//! depend on the number of workers or on their timing.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::datasets::{DataError, DatasetKind, ModalityKind, SampleRecord, SplitIndex};
+use crate::npz::Npz;
+use crate::preprocess::{Augment, ImageNorm, prepare_image, prepare_volume};
+use crate::tokenizer::WordPiece;
+
+/// How samples are prepared and batched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    pub shuffle: bool,
+    pub drop_last: bool,
+    pub seed: u64,
+    /// Decoding threads; 0 decodes on the consumer's thread.
+    pub workers: usize,
+    /// Finished batches that may wait in the queue.
+    pub prefetch: usize,
+    /// Train-time augmentation of images; `None` for evaluation.
+    pub augment: Option<Augment>,
+    /// Height and width of images and B-scans after resizing.
+    pub image_size: usize,
+    /// B-scans sampled per OCT volume.
+    pub slices: usize,
+    /// Tokens per note, [CLS] and [SEP] included.
+    pub max_tokens: usize,
+}
+
+impl LoaderConfig {
+    /// Evaluation order and preprocessing at the given sizes.
+    pub fn new(batch_size: usize, image_size: usize, slices: usize) -> Self {
+        LoaderConfig {
+            batch_size,
+            shuffle: false,
+            drop_last: false,
+            seed: 0,
+            workers: 2,
+            prefetch: 4,
+            augment: None,
+            image_size,
+            slices,
+            max_tokens: 128,
+        }
+    }
+}
+
+/// One modality of a batch, flat and row-major: `TensorData::new(values, shape)` away from a
+/// device tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModalityBatch {
+    /// Images [B, 3, S, S] or volumes [B, slices, S, S].
+    Float { shape: Vec<usize>, values: Vec<f32> },
+    /// Token ids and attention mask, each [B, L].
+    Tokens { shape: [usize; 2], ids: Vec<u32>, mask: Vec<u32> },
+}
+
+/// A batch: every modality (in the dataset's order), which samples have it, labels and the
+/// codes of every attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Positions of the samples in the split.
+    pub indices: Vec<usize>,
+    pub modalities: Vec<(&'static str, ModalityBatch)>,
+    /// [modality][sample]: false where the sample lacks the modality (its values are zeros).
+    pub available: Vec<Vec<bool>>,
+    pub labels: Vec<u8>,
+    /// [attribute][sample], aligned with the dataset's attributes; -1 unknown.
+    pub codes: Vec<Vec<i64>>,
+}
+
+/// One sample's prepared modalities.
+enum Prepared {
+    Float(Vec<f32>),
+    Tokens(Vec<u32>, Vec<u32>),
+}
+
+struct Shared {
+    kind: DatasetKind,
+    samples: Vec<SampleRecord>,
+    config: LoaderConfig,
+    tokenizer: Option<WordPiece>,
+}
+
+/// Loads one split in batches.
+#[derive(Clone)]
+pub struct Loader {
+    shared: Arc<Shared>,
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    // SplitMix64 finaliser over the pair: distinct streams for nearby seeds and epochs.
+    let mut z = a.wrapping_add(b.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Loader {
+    /// A loader over `split`; datasets with notes need a `tokenizer`.
+    pub fn new(
+        kind: DatasetKind,
+        split: &SplitIndex,
+        config: LoaderConfig,
+        tokenizer: Option<WordPiece>,
+    ) -> Result<Self, String> {
+        if config.batch_size == 0 {
+            return Err("batch size must be at least 1".into());
+        }
+        if kind.modalities().iter().any(|m| m.kind == ModalityKind::Text) && tokenizer.is_none() {
+            return Err(format!("{} has notes: a tokenizer is needed", kind.name()));
+        }
+        Ok(Loader { shared: Arc::new(Shared { kind, samples: split.samples.clone(), config, tokenizer }) })
+    }
+
+    pub fn samples(&self) -> &[SampleRecord] {
+        &self.shared.samples
+    }
+
+    /// Batches per epoch.
+    pub fn len(&self) -> usize {
+        let (n, b) = (self.shared.samples.len(), self.shared.config.batch_size);
+        if self.shared.config.drop_last { n / b } else { n.div_ceil(b) }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sample order of `epoch`.
+    pub fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.shared.samples.len()).collect();
+        if self.shared.config.shuffle {
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(self.shared.config.seed, epoch)));
+        }
+        order
+    }
+
+    /// The batches of `epoch`, in order; the first error ends the epoch.
+    pub fn epoch(&self, epoch: u64) -> EpochIter {
+        let order = Arc::new(self.order(epoch));
+        let n_batches = self.len();
+        let workers = self.shared.config.workers;
+        let mut iter = EpochIter {
+            shared: self.shared.clone(),
+            order: order.clone(),
+            epoch,
+            n_batches,
+            next: 0,
+            pending: BTreeMap::new(),
+            receiver: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            handles: Vec::new(),
+            failed: false,
+        };
+        if workers > 0 && n_batches > 0 {
+            let (tx, rx) = sync_channel(self.shared.config.prefetch.max(1));
+            let claim = Arc::new(AtomicUsize::new(0));
+            for _ in 0..workers.min(n_batches) {
+                let (tx, claim, stop) = (tx.clone(), claim.clone(), iter.stop.clone());
+                let (shared, order) = (self.shared.clone(), order.clone());
+                iter.handles.push(std::thread::spawn(move || {
+                    loop {
+                        let b = claim.fetch_add(1, Ordering::Relaxed);
+                        if b >= n_batches || stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let batch = build_batch(&shared, &order, epoch, b);
+                        if tx.send((b, batch)).is_err() {
+                            break;
+                        }
+                    }
+                }));
+            }
+            iter.receiver = Some(rx);
+        }
+        iter
+    }
+
+    /// Loads and prepares the sample at `index` of the split as in `epoch`.
+    pub fn load(&self, index: usize, epoch: u64) -> Result<Batch, DataError> {
+        build_from_indices(&self.shared, &[index], epoch)
+    }
+}
+
+/// Iterator over one epoch's batches.
+pub struct EpochIter {
+    shared: Arc<Shared>,
+    order: Arc<Vec<usize>>,
+    epoch: u64,
+    n_batches: usize,
+    next: usize,
+    pending: BTreeMap<usize, Result<Batch, DataError>>,
+    receiver: Option<Receiver<(usize, Result<Batch, DataError>)>>,
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+    failed: bool,
+}
+
+impl Iterator for EpochIter {
+    type Item = Result<Batch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.n_batches || self.failed {
+            return None;
+        }
+        let result = match &self.receiver {
+            None => build_batch(&self.shared, &self.order, self.epoch, self.next),
+            Some(rx) => loop {
+                if let Some(batch) = self.pending.remove(&self.next) {
+                    break batch;
+                }
+                match rx.recv() {
+                    Ok((b, batch)) => {
+                        self.pending.insert(b, batch);
+                    }
+                    Err(_) => unreachable!("workers exit only after sending every claimed batch"),
+                }
+            },
+        };
+        self.next += 1;
+        self.failed = result.is_err();
+        Some(result)
+    }
+}
+
+impl Drop for EpochIter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Dropping the receiver unblocks workers waiting to send.
+        self.receiver = None;
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn build_batch(shared: &Shared, order: &[usize], epoch: u64, b: usize) -> Result<Batch, DataError> {
+    let size = shared.config.batch_size;
+    let indices = &order[b * size..((b + 1) * size).min(order.len())];
+    build_from_indices(shared, indices, epoch)
+}
+
+fn build_from_indices(shared: &Shared, indices: &[usize], epoch: u64) -> Result<Batch, DataError> {
+    let modalities = shared.kind.modalities();
+    let mut columns: Vec<Vec<Prepared>> = modalities.iter().map(|_| Vec::new()).collect();
+    for &i in indices {
+        for (column, prepared) in columns.iter_mut().zip(load_sample(shared, i, epoch)?) {
+            column.push(prepared);
+        }
+    }
+    let n = indices.len();
+    let cfg = &shared.config;
+    let batches = modalities
+        .iter()
+        .zip(columns)
+        .map(|(m, column)| {
+            let batch = match m.kind {
+                ModalityKind::Text => {
+                    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+                    for p in column {
+                        if let Prepared::Tokens(i, k) = p {
+                            ids.extend(i);
+                            mask.extend(k);
+                        }
+                    }
+                    ModalityBatch::Tokens { shape: [n, cfg.max_tokens], ids, mask }
+                }
+                ModalityKind::Image | ModalityKind::Volume => {
+                    let channels = if m.kind == ModalityKind::Image { 3 } else { cfg.slices };
+                    let values = column
+                        .into_iter()
+                        .flat_map(|p| match p {
+                            Prepared::Float(v) => v,
+                            Prepared::Tokens(..) => Vec::new(),
+                        })
+                        .collect();
+                    ModalityBatch::Float { shape: vec![n, channels, cfg.image_size, cfg.image_size], values }
+                }
+            };
+            (m.name, batch)
+        })
+        .collect();
+    let samples: Vec<&SampleRecord> = indices.iter().map(|&i| &shared.samples[i]).collect();
+    Ok(Batch {
+        indices: indices.to_vec(),
+        modalities: batches,
+        available: modalities.iter().map(|_| vec![true; n]).collect(),
+        labels: samples.iter().map(|s| s.label).collect(),
+        codes: (0..shared.kind.attributes().len())
+            .map(|a| samples.iter().map(|s| s.codes[a]).collect())
+            .collect(),
+    })
+}
+
+/// Decodes and preprocesses every modality of sample `index`.
+fn load_sample(shared: &Shared, index: usize, epoch: u64) -> Result<Vec<Prepared>, DataError> {
+    let record = &shared.samples[index];
+    let cfg = &shared.config;
+    let mut npz = Npz::open(&record.path)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(mix(mix(cfg.seed, epoch), index as u64));
+    let pixel_error = |key: &str, e: crate::preprocess::PixelError| DataError::Value {
+        file: record.path.clone(),
+        key: key.to_owned(),
+        message: e.to_string(),
+    };
+    let mut out = Vec::new();
+    for m in shared.kind.modalities() {
+        out.push(match m.kind {
+            ModalityKind::Volume => Prepared::Float(
+                prepare_volume(&npz.read(m.key)?, cfg.slices, cfg.image_size)
+                    .map_err(|e| pixel_error(m.key, e))?,
+            ),
+            ModalityKind::Image => {
+                // Fundus photographs get ImageNet statistics; measurement maps a z-score.
+                let norm = if m.key == "slo_fundus" { ImageNorm::ImageNet } else { ImageNorm::ZScore };
+                let augment = cfg.augment.as_ref().map(|a| (a, &mut rng));
+                Prepared::Float(
+                    prepare_image(&npz.read(m.key)?, cfg.image_size, norm, augment)
+                        .map_err(|e| pixel_error(m.key, e))?,
+                )
+            }
+            ModalityKind::Text => {
+                let text = match &record.note {
+                    Some(note) => note.clone(),
+                    None => {
+                        let array = npz.read(m.key)?;
+                        let text = array.scalar_str().map_err(|e| DataError::Value {
+                            file: record.path.clone(),
+                            key: m.key.to_owned(),
+                            message: e.to_string(),
+                        })?;
+                        text.to_owned()
+                    }
+                };
+                let tokenizer = shared.tokenizer.as_ref().expect("checked in Loader::new");
+                let encoding = tokenizer.encode(&text.to_lowercase(), cfg.max_tokens);
+                Prepared::Tokens(encoding.ids, encoding.mask)
+            }
+        });
+    }
+    Ok(out)
+}
