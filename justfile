@@ -29,3 +29,24 @@ check-device device="flex":
 # Benchmarks: bootstrap ES-AUC (1000 resamples of 3000 predictions, 3 groups; target <= 0.5 s).
 bench:
     cargo bench -p multifair-metrics --bench bootstrap
+
+# Loader benchmark (FairVision-format 200^3 OCT + 200^2 SLO -> 10 x 224^2 and 224^2) next to the
+# reference's numpy + torch path on the same files; prints samples/s and the ratio (target >= 5x).
+bench-loader: setup-libtorch
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export MULTIFAIR_BENCH_DATA=${MULTIFAIR_BENCH_DATA:-${TMPDIR:-/tmp}/multifair-bench-fairvision}
+    cargo bench -p multifair-data --bench loader
+    source scripts/libtorch-env.sh
+    python -c "import numpy" 2>/dev/null || pip install --quiet numpy
+    python crates/multifair-data/benches/reference_loader.py "$MULTIFAIR_BENCH_DATA" | tee /tmp/multifair-reference.txt
+    python - <<'PY'
+    import glob, json, os
+    target = os.environ.get("CARGO_TARGET_DIR", "target")
+    ref = float(open("/tmp/multifair-reference.txt").read().split(":")[1].split()[0])
+    for path in sorted(glob.glob(os.path.join(target, "criterion", "loader", "*", "new", "estimates.json"))):
+        name = path.split(os.sep)[-3]
+        seconds = json.load(open(path))["mean"]["point_estimate"] / 1e9
+        n = json.load(open(os.path.join(os.path.dirname(path), "benchmark.json")))["throughput"]["Elements"]
+        print(f"{name}: {n / seconds:.1f} samples/s = {n / seconds / ref:.1f}x the reference")
+    PY

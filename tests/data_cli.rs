@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn multifair(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_multifair")).args(args).output().expect("run multifair")
+    Command::new(env!("CARGO_BIN_EXE_multifair"))
+        .args(args)
+        .output()
+        .expect("run multifair")
 }
 
 #[test]
@@ -15,14 +18,45 @@ fn generated_data_summarises_to_its_meta() {
     for kind in ["fairvision", "fairvlmed", "harvard-gf"] {
         let dir = root.join(kind);
         let out = multifair(&[
-            "generate", "--kind", kind, "--out", dir.to_str().unwrap(), "--seed", "3",
-            "--n-train", "60", "--n-val", "20", "--n-test", "40", "--size", "12", "--depth", "4",
+            "generate",
+            "--kind",
+            kind,
+            "--out",
+            dir.to_str().unwrap(),
+            "--seed",
+            "3",
+            "--n-train",
+            "60",
+            "--n-val",
+            "20",
+            "--n-test",
+            "40",
+            "--size",
+            "12",
+            "--depth",
+            "4",
         ]);
-        assert!(out.status.success(), "{kind}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let meta: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-        let out = multifair(&["data", "summary", "--dataset", kind, "--data-dir", dir.to_str().unwrap(), "--json"]);
-        assert!(out.status.success(), "{kind}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = multifair(&[
+            "data",
+            "summary",
+            "--dataset",
+            kind,
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
         let splits = meta["splits"].as_object().unwrap();
         assert_eq!(summary.as_object().unwrap().len(), splits.len(), "{kind}");
@@ -38,8 +72,23 @@ fn generated_data_summarises_to_its_meta() {
         // Same seed, same bytes.
         let again = root.join(format!("{kind}-again"));
         multifair(&[
-            "generate", "--kind", kind, "--out", again.to_str().unwrap(), "--seed", "3",
-            "--n-train", "60", "--n-val", "20", "--n-test", "40", "--size", "12", "--depth", "4",
+            "generate",
+            "--kind",
+            kind,
+            "--out",
+            again.to_str().unwrap(),
+            "--seed",
+            "3",
+            "--n-train",
+            "60",
+            "--n-val",
+            "20",
+            "--n-test",
+            "40",
+            "--size",
+            "12",
+            "--depth",
+            "4",
         ]);
         assert_eq!(
             std::fs::read(dir.join("meta.json")).unwrap(),
@@ -48,7 +97,14 @@ fn generated_data_summarises_to_its_meta() {
     }
     // The plain-text summary names each split and attribute.
     let dir = root.join("fairvision");
-    let out = multifair(&["data", "summary", "--dataset", "fairvision", "--data-dir", dir.to_str().unwrap()]);
+    let out = multifair(&[
+        "data",
+        "summary",
+        "--dataset",
+        "fairvision",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in ["train (", "val (", "test (", "  race: ", "  ethnicity: "] {
         assert!(text.contains(needle), "{text}");
@@ -58,11 +114,25 @@ fn generated_data_summarises_to_its_meta() {
 
 #[test]
 fn summary_of_a_missing_folder_fails_clearly() {
-    let out = multifair(&["data", "summary", "--dataset", "fairvision", "--data-dir", "/nonexistent/fv"]);
+    let out = multifair(&[
+        "data",
+        "summary",
+        "--dataset",
+        "fairvision",
+        "--data-dir",
+        "/nonexistent/fv",
+    ]);
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/fv: no such folder"), "{err}");
-    let out = multifair(&["data", "summary", "--dataset", "mimic", "--data-dir", "/tmp"]);
+    let out = multifair(&[
+        "data",
+        "summary",
+        "--dataset",
+        "mimic",
+        "--data-dir",
+        "/tmp",
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown dataset 'mimic'"));
 }

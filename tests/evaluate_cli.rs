@@ -8,7 +8,10 @@ use serde_json::Value;
 const GOLDEN: &str = include_str!("golden/reference-vectors.json");
 
 fn multifair(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_multifair")).args(args).output().expect("run multifair")
+    Command::new(env!("CARGO_BIN_EXE_multifair"))
+        .args(args)
+        .output()
+        .expect("run multifair")
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -26,7 +29,10 @@ fn evaluate(path: &Path, extra: &[&str]) -> Output {
 fn close(case: &str, what: &str, got: &Value, want: &Value) {
     match (got.as_f64(), want.as_f64()) {
         (Some(g), Some(w)) => assert!((g - w).abs() <= 1e-6, "{case}/{what}: {g} vs {w}"),
-        _ => assert!(got.is_null() && want.is_null(), "{case}/{what}: {got} vs {want}"),
+        _ => assert!(
+            got.is_null() && want.is_null(),
+            "{case}/{what}: {got} vs {want}"
+        ),
     }
 }
 
@@ -41,14 +47,22 @@ fn golden_cases_through_the_command() {
         // several attributes per file and the unknown count.
         let mut csv = String::from("prob,label,race,site\n");
         for i in 0..probs.len() {
-            let site = if i % 10 == 0 { -1 } else { groups[i].as_i64().unwrap() };
+            let site = if i % 10 == 0 {
+                -1
+            } else {
+                groups[i].as_i64().unwrap()
+            };
             csv += &format!("{},{},{},{}\n", probs[i], labels[i], groups[i], site);
         }
         let path = scratch(&format!("{name}.csv"));
         std::fs::write(&path, csv).unwrap();
         let threshold = case["threshold"].to_string();
         let out = evaluate(&path, &["--threshold", &threshold]);
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         let want = &case["expected"];
         assert_eq!(report["n"].as_u64().unwrap() as usize, probs.len());
@@ -60,14 +74,25 @@ fn golden_cases_through_the_command() {
         let want_groups = want["group_auc"].as_object().unwrap();
         assert_eq!(race["groups"].as_object().unwrap().len(), want_groups.len());
         for (code, value) in want_groups {
-            close(name, &format!("group {code}"), &race["groups"][code]["auc"], value);
+            close(
+                name,
+                &format!("group {code}"),
+                &race["groups"][code]["auc"],
+                value,
+            );
             for key in ["n", "tpr", "fpr", "selection_rate"] {
-                assert!(race["groups"][code].get(key).is_some(), "{name}: group {code} lacks {key}");
+                assert!(
+                    race["groups"][code].get(key).is_some(),
+                    "{name}: group {code} lacks {key}"
+                );
             }
         }
         assert_eq!(race["unknown"], 0);
         let unknown = (0..probs.len()).filter(|i| i % 10 == 0).count();
-        assert_eq!(report["attributes"]["site"]["unknown"].as_u64().unwrap() as usize, unknown);
+        assert_eq!(
+            report["attributes"]["site"]["unknown"].as_u64().unwrap() as usize,
+            unknown
+        );
     }
 }
 
@@ -77,7 +102,10 @@ fn bootstrap_is_seeded() {
     let case = &golden["metrics"][1];
     let mut csv = String::from("prob,label,race\n");
     for i in 0..case["probs"].as_array().unwrap().len() {
-        csv += &format!("{},{},{}\n", case["probs"][i], case["labels"][i], case["groups"][i]);
+        csv += &format!(
+            "{},{},{}\n",
+            case["probs"][i], case["labels"][i], case["groups"][i]
+        );
     }
     let path = scratch("bootstrap.csv");
     std::fs::write(&path, csv).unwrap();
@@ -95,12 +123,36 @@ fn bootstrap_is_seeded() {
 #[test]
 fn malformed_files_fail_naming_row_and_column() {
     let cases = [
-        ("missing-prob", "label,race\n1,0\n", "header row: missing column 'prob'"),
-        ("missing-label", "prob,race\n0.3,0\n", "header row: missing column 'label'"),
-        ("prob-range", "prob,label,race\n0.3,1,0\n1.2,0,1\n", "row 2, column 'prob': '1.2'"),
-        ("prob-nan", "prob,label,race\nnan,1,0\n", "row 1, column 'prob': 'nan'"),
-        ("label-range", "prob,label,race\n0.3,1,0\n0.4,3,1\n", "row 2, column 'label': '3'"),
-        ("code-text", "prob,label,race\n0.3,1,White\n", "row 1, column 'race': 'White'"),
+        (
+            "missing-prob",
+            "label,race\n1,0\n",
+            "header row: missing column 'prob'",
+        ),
+        (
+            "missing-label",
+            "prob,race\n0.3,0\n",
+            "header row: missing column 'label'",
+        ),
+        (
+            "prob-range",
+            "prob,label,race\n0.3,1,0\n1.2,0,1\n",
+            "row 2, column 'prob': '1.2'",
+        ),
+        (
+            "prob-nan",
+            "prob,label,race\nnan,1,0\n",
+            "row 1, column 'prob': 'nan'",
+        ),
+        (
+            "label-range",
+            "prob,label,race\n0.3,1,0\n0.4,3,1\n",
+            "row 2, column 'label': '3'",
+        ),
+        (
+            "code-text",
+            "prob,label,race\n0.3,1,White\n",
+            "row 1, column 'race': 'White'",
+        ),
         ("empty", "", "empty file"),
     ];
     for (name, text, expected) in cases {
@@ -111,7 +163,10 @@ fn malformed_files_fail_naming_row_and_column() {
         assert!(!out.status.success(), "{name}: succeeded");
         assert!(out.stdout.is_empty(), "{name}: printed to stdout");
         assert!(stderr.contains(expected), "{name}: {stderr}");
-        assert!(stderr.contains(path.to_str().unwrap()), "{name}: file not named: {stderr}");
+        assert!(
+            stderr.contains(path.to_str().unwrap()),
+            "{name}: file not named: {stderr}"
+        );
     }
     let out = evaluate(Path::new("/nonexistent/p.csv"), &[]);
     assert!(!out.status.success());
@@ -121,7 +176,11 @@ fn malformed_files_fail_naming_row_and_column() {
 #[test]
 fn demo_runs_on_the_shipped_example() {
     let out = multifair(&["demo"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     for attribute in ["race:", "male:", "hispanic:"] {
         assert!(text.contains(attribute), "{text}");

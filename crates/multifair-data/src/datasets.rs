@@ -81,8 +81,11 @@ pub enum DatasetKind {
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 3] =
-        [DatasetKind::FairVision, DatasetKind::FairVlmed, DatasetKind::HarvardGf];
+    pub const ALL: [DatasetKind; 3] = [
+        DatasetKind::FairVision,
+        DatasetKind::FairVlmed,
+        DatasetKind::HarvardGf,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -93,9 +96,12 @@ impl DatasetKind {
     }
 
     pub fn from_name(name: &str) -> Result<Self, String> {
-        DatasetKind::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
-            format!("unknown dataset '{name}'; available: fairvision, fairvlmed, harvard-gf")
-        })
+        DatasetKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                format!("unknown dataset '{name}'; available: fairvision, fairvlmed, harvard-gf")
+            })
     }
 
     /// Folder names accepted for each split, in the order they are tried.
@@ -120,26 +126,62 @@ impl DatasetKind {
     }
 
     pub fn modalities(self) -> &'static [Modality] {
-        const SLO: Modality = Modality { name: "slo", key: "slo_fundus", kind: ModalityKind::Image };
-        const OCT: Modality = Modality { name: "oct", key: "oct_bscans", kind: ModalityKind::Volume };
+        const SLO: Modality = Modality {
+            name: "slo",
+            key: "slo_fundus",
+            kind: ModalityKind::Image,
+        };
+        const OCT: Modality = Modality {
+            name: "oct",
+            key: "oct_bscans",
+            kind: ModalityKind::Volume,
+        };
         match self {
             DatasetKind::FairVision => &[SLO, OCT],
-            DatasetKind::FairVlmed => {
-                &[SLO, Modality { name: "notes", key: "note", kind: ModalityKind::Text }]
-            }
-            DatasetKind::HarvardGf => {
-                &[Modality { name: "rnflt", key: "rnflt", kind: ModalityKind::Image }, OCT]
-            }
+            DatasetKind::FairVlmed => &[
+                SLO,
+                Modality {
+                    name: "notes",
+                    key: "note",
+                    kind: ModalityKind::Text,
+                },
+            ],
+            DatasetKind::HarvardGf => &[
+                Modality {
+                    name: "rnflt",
+                    key: "rnflt",
+                    kind: ModalityKind::Image,
+                },
+                OCT,
+            ],
         }
     }
 
     pub fn attributes(self) -> &'static [Attribute] {
-        const RACE: Attribute = Attribute { name: "race", key: "race" };
-        const LANGUAGE: Attribute = Attribute { name: "language", key: "language" };
-        const MALE: Attribute = Attribute { name: "gender", key: "male" };
-        const GENDER: Attribute = Attribute { name: "gender", key: "gender" };
-        const HISPANIC: Attribute = Attribute { name: "ethnicity", key: "hispanic" };
-        const ETHNICITY: Attribute = Attribute { name: "ethnicity", key: "ethnicity" };
+        const RACE: Attribute = Attribute {
+            name: "race",
+            key: "race",
+        };
+        const LANGUAGE: Attribute = Attribute {
+            name: "language",
+            key: "language",
+        };
+        const MALE: Attribute = Attribute {
+            name: "gender",
+            key: "male",
+        };
+        const GENDER: Attribute = Attribute {
+            name: "gender",
+            key: "gender",
+        };
+        const HISPANIC: Attribute = Attribute {
+            name: "ethnicity",
+            key: "hispanic",
+        };
+        const ETHNICITY: Attribute = Attribute {
+            name: "ethnicity",
+            key: "ethnicity",
+        };
         match self {
             DatasetKind::FairVision => &[RACE, MALE, HISPANIC, LANGUAGE],
             DatasetKind::FairVlmed => &[RACE, GENDER, ETHNICITY, LANGUAGE],
@@ -150,9 +192,11 @@ impl DatasetKind {
     /// Notes CSVs, tried in order, when the npz has no `note` (FairVLMed's public release).
     fn notes_files(self) -> &'static [&'static str] {
         match self {
-            DatasetKind::FairVlmed => {
-                &["gpt4_summarized_notes.csv", "gpt-4_summarized_notes.csv", "original_notes.csv"]
-            }
+            DatasetKind::FairVlmed => &[
+                "gpt4_summarized_notes.csv",
+                "gpt-4_summarized_notes.csv",
+                "original_notes.csv",
+            ],
             _ => &[],
         }
     }
@@ -174,7 +218,11 @@ pub enum DataError {
     #[error(transparent)]
     Npz(#[from] NpzError),
     #[error("{}: key '{key}': {message}", file.display())]
-    Value { file: PathBuf, key: String, message: String },
+    Value {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
     #[error("{}: {message}", path.display())]
     Layout { path: PathBuf, message: String },
 }
@@ -252,7 +300,11 @@ impl DatasetIndex {
             .into_iter()
             .map(|(split, folder)| index_split(kind, split, &folder, notes.as_ref(), policy))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(DatasetIndex { kind, root: root.to_owned(), splits })
+        Ok(DatasetIndex {
+            kind,
+            root: root.to_owned(),
+            splits,
+        })
     }
 
     pub fn split(&self, split: Split) -> Option<&SplitIndex> {
@@ -260,7 +312,10 @@ impl DatasetIndex {
     }
 
     pub fn summary(&self) -> BTreeMap<Split, SplitSummary> {
-        self.splits.iter().map(|s| (s.split, s.summary(self.kind))).collect()
+        self.splits
+            .iter()
+            .map(|s| (s.split, s.summary(self.kind)))
+            .collect()
     }
 }
 
@@ -273,7 +328,9 @@ impl SplitIndex {
             .collect();
         for sample in &self.samples {
             for (attribute, code) in kind.attributes().iter().zip(&sample.codes) {
-                let counts = attributes.get_mut(attribute.name).expect("attribute listed");
+                let counts = attributes
+                    .get_mut(attribute.name)
+                    .expect("attribute listed");
                 *counts.entry(code.to_string()).or_default() += 1;
             }
         }
@@ -293,7 +350,10 @@ fn index_split(
     notes: Option<&HashMap<String, String>>,
     policy: BadFilePolicy,
 ) -> Result<SplitIndex, DataError> {
-    let layout = |message: String| DataError::Layout { path: folder.to_owned(), message };
+    let layout = |message: String| DataError::Layout {
+        path: folder.to_owned(),
+        message,
+    };
     let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
         .map_err(|e| layout(format!("cannot list: {e}")))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -303,7 +363,12 @@ fn index_split(
     if files.is_empty() {
         return Err(layout("no .npz files".into()));
     }
-    let mut index = SplitIndex { split, folder: folder.to_owned(), samples: Vec::new(), skipped: Vec::new() };
+    let mut index = SplitIndex {
+        split,
+        folder: folder.to_owned(),
+        samples: Vec::new(),
+        skipped: Vec::new(),
+    };
     for path in files {
         match read_record(kind, &path, notes) {
             Ok(record) => index.samples.push(record),
@@ -315,7 +380,11 @@ fn index_split(
 }
 
 fn value_error(path: &Path, key: &str, message: String) -> DataError {
-    DataError::Value { file: path.to_owned(), key: key.to_owned(), message }
+    DataError::Value {
+        file: path.to_owned(),
+        key: key.to_owned(),
+        message,
+    }
 }
 
 /// Reads one sample's scalars and checks its arrays' headers.
@@ -325,12 +394,22 @@ pub fn read_record(
     notes: Option<&HashMap<String, String>>,
 ) -> Result<SampleRecord, DataError> {
     let mut npz = Npz::open(path)?;
-    let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let label = npz.read(LABEL_KEY)?.scalar_i64().map_err(|e| value_error(path, LABEL_KEY, e.to_string()))?;
+    let id = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let label = npz
+        .read(LABEL_KEY)?
+        .scalar_i64()
+        .map_err(|e| value_error(path, LABEL_KEY, e.to_string()))?;
     let label = match label {
         0 | 1 => label as u8,
         other => {
-            return Err(value_error(path, LABEL_KEY, format!("label {other}; expected 0 or 1 {SKIP_HINT}")));
+            return Err(value_error(
+                path,
+                LABEL_KEY,
+                format!("label {other}; expected 0 or 1 {SKIP_HINT}"),
+            ));
         }
     };
     let mut codes = Vec::new();
@@ -342,10 +421,15 @@ pub fn read_record(
                 value_error(
                     path,
                     attribute.key,
-                    format!("race '{name}' is not one of {} (or an integer code)", known.join(", ")),
+                    format!(
+                        "race '{name}' is not one of {} (or an integer code)",
+                        known.join(", ")
+                    ),
                 )
             })?,
-            _ => array.scalar_i64().map_err(|e| value_error(path, attribute.key, e.to_string()))?,
+            _ => array
+                .scalar_i64()
+                .map_err(|e| value_error(path, attribute.key, e.to_string()))?,
         };
         if code < UNKNOWN {
             return Err(value_error(
@@ -368,7 +452,10 @@ pub fn read_record(
                     // The CSVs name files with or without the extension.
                     let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned());
                     let from_csv = notes.and_then(|n| {
-                        file_name.and_then(|f| n.get(&f)).or_else(|| n.get(&id)).cloned()
+                        file_name
+                            .and_then(|f| n.get(&f))
+                            .or_else(|| n.get(&id))
+                            .cloned()
                     });
                     note = Some(from_csv.ok_or_else(|| {
                         value_error(
@@ -386,39 +473,69 @@ pub fn read_record(
             ModalityKind::Image | ModalityKind::Volume => {
                 let header = npz.header(modality.key)?;
                 if matches!(header.dtype, crate::npy::Dtype::Unicode(_)) {
-                    return Err(value_error(path, modality.key, "holds text; expected pixel values".into()));
+                    return Err(value_error(
+                        path,
+                        modality.key,
+                        "holds text; expected pixel values".into(),
+                    ));
                 }
-                let rank = if modality.kind == ModalityKind::Image { 2 } else { 3 };
-                let layout = if rank == 2 { "[H,W]" } else { "[D,H,W] with D > 0" };
+                let rank = if modality.kind == ModalityKind::Image {
+                    2
+                } else {
+                    3
+                };
+                let layout = if rank == 2 {
+                    "[H,W]"
+                } else {
+                    "[D,H,W] with D > 0"
+                };
                 if header.shape.len() != rank || header.shape.contains(&0) {
                     return Err(value_error(
                         path,
                         modality.key,
-                        format!("has shape {:?}; expected {layout} {SKIP_HINT}", header.shape),
+                        format!(
+                            "has shape {:?}; expected {layout} {SKIP_HINT}",
+                            header.shape
+                        ),
                     ));
                 }
             }
         }
     }
-    Ok(SampleRecord { path: path.to_owned(), id, label, codes, note })
+    Ok(SampleRecord {
+        path: path.to_owned(),
+        id,
+        label,
+        codes,
+        note,
+    })
 }
 
 /// Maps a race string to its code; `None` for a string not in [`RACE_NAMES`].
 pub fn race_code(name: &str) -> Option<i64> {
     let name = name.trim();
-    RACE_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|&(_, c)| c)
+    RACE_NAMES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|&(_, c)| c)
 }
 
 /// The first notes CSV found at the root or under `ReadMe/`: file name (column 0) -> text
 /// (column 2).
-fn read_notes(kind: DatasetKind, root: &Path) -> Result<Option<HashMap<String, String>>, DataError> {
+fn read_notes(
+    kind: DatasetKind,
+    root: &Path,
+) -> Result<Option<HashMap<String, String>>, DataError> {
     let found = kind
         .notes_files()
         .iter()
         .flat_map(|f| [root.join(f), root.join("ReadMe").join(f)])
         .find(|p| p.is_file());
     let Some(path) = found else { return Ok(None) };
-    let error = |message: String| DataError::Layout { path: path.clone(), message };
+    let error = |message: String| DataError::Layout {
+        path: path.clone(),
+        message,
+    };
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_path(&path)

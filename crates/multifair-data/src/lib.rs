@@ -13,7 +13,7 @@ pub use datasets::{
     SplitIndex, SplitSummary,
 };
 
-pub mod preprocess;
-pub mod tokenizer;
-pub mod synthetic;
 pub mod loader;
+pub mod preprocess;
+pub mod synthetic;
+pub mod tokenizer;

@@ -6,9 +6,9 @@
 //! depend on the number of workers or on their timing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rand::SeedableRng;
@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::datasets::{DataError, DatasetKind, ModalityKind, SampleRecord, SplitIndex};
 use crate::npz::Npz;
-use crate::preprocess::{Augment, ImageNorm, prepare_image, prepare_volume};
+use crate::preprocess::{Augment, ImageNorm, prepare_image, prepare_volume, slice_indices};
 use crate::tokenizer::WordPiece;
 
 /// How samples are prepared and batched.
@@ -66,7 +66,11 @@ pub enum ModalityBatch {
     /// Images [B, 3, S, S] or volumes [B, slices, S, S].
     Float { shape: Vec<usize>, values: Vec<f32> },
     /// Token ids and attention mask, each [B, L].
-    Tokens { shape: [usize; 2], ids: Vec<u32>, mask: Vec<u32> },
+    Tokens {
+        shape: [usize; 2],
+        ids: Vec<u32>,
+        mask: Vec<u32>,
+    },
 }
 
 /// A batch: every modality (in the dataset's order), which samples have it, labels and the
@@ -104,7 +108,9 @@ pub struct Loader {
 
 fn mix(a: u64, b: u64) -> u64 {
     // SplitMix64 finaliser over the pair: distinct streams for nearby seeds and epochs.
-    let mut z = a.wrapping_add(b.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = a
+        .wrapping_add(b.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -121,10 +127,22 @@ impl Loader {
         if config.batch_size == 0 {
             return Err("batch size must be at least 1".into());
         }
-        if kind.modalities().iter().any(|m| m.kind == ModalityKind::Text) && tokenizer.is_none() {
+        if kind
+            .modalities()
+            .iter()
+            .any(|m| m.kind == ModalityKind::Text)
+            && tokenizer.is_none()
+        {
             return Err(format!("{} has notes: a tokenizer is needed", kind.name()));
         }
-        Ok(Loader { shared: Arc::new(Shared { kind, samples: split.samples.clone(), config, tokenizer }) })
+        Ok(Loader {
+            shared: Arc::new(Shared {
+                kind,
+                samples: split.samples.clone(),
+                config,
+                tokenizer,
+            }),
+        })
     }
 
     pub fn samples(&self) -> &[SampleRecord] {
@@ -134,7 +152,11 @@ impl Loader {
     /// Batches per epoch.
     pub fn len(&self) -> usize {
         let (n, b) = (self.shared.samples.len(), self.shared.config.batch_size);
-        if self.shared.config.drop_last { n / b } else { n.div_ceil(b) }
+        if self.shared.config.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -145,7 +167,10 @@ impl Loader {
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.shared.samples.len()).collect();
         if self.shared.config.shuffle {
-            order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(self.shared.config.seed, epoch)));
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
+                self.shared.config.seed,
+                epoch,
+            )));
         }
         order
     }
@@ -278,10 +303,18 @@ fn build_from_indices(shared: &Shared, indices: &[usize], epoch: u64) -> Result<
                             mask.extend(k);
                         }
                     }
-                    ModalityBatch::Tokens { shape: [n, cfg.max_tokens], ids, mask }
+                    ModalityBatch::Tokens {
+                        shape: [n, cfg.max_tokens],
+                        ids,
+                        mask,
+                    }
                 }
                 ModalityKind::Image | ModalityKind::Volume => {
-                    let channels = if m.kind == ModalityKind::Image { 3 } else { cfg.slices };
+                    let channels = if m.kind == ModalityKind::Image {
+                        3
+                    } else {
+                        cfg.slices
+                    };
                     let values = column
                         .into_iter()
                         .flat_map(|p| match p {
@@ -289,7 +322,10 @@ fn build_from_indices(shared: &Shared, indices: &[usize], epoch: u64) -> Result<
                             Prepared::Tokens(..) => Vec::new(),
                         })
                         .collect();
-                    ModalityBatch::Float { shape: vec![n, channels, cfg.image_size, cfg.image_size], values }
+                    ModalityBatch::Float {
+                        shape: vec![n, channels, cfg.image_size, cfg.image_size],
+                        values,
+                    }
                 }
             };
             (m.name, batch)
@@ -321,13 +357,22 @@ fn load_sample(shared: &Shared, index: usize, epoch: u64) -> Result<Vec<Prepared
     let mut out = Vec::new();
     for m in shared.kind.modalities() {
         out.push(match m.kind {
-            ModalityKind::Volume => Prepared::Float(
-                prepare_volume(&npz.read(m.key)?, cfg.slices, cfg.image_size)
-                    .map_err(|e| pixel_error(m.key, e))?,
-            ),
+            ModalityKind::Volume => {
+                // Read only the B-scans that are kept.
+                let depth = npz.header(m.key)?.shape.first().copied().unwrap_or(0);
+                let kept = npz.read_rows(m.key, &slice_indices(depth, cfg.slices))?;
+                Prepared::Float(
+                    prepare_volume(&kept, cfg.slices, cfg.image_size)
+                        .map_err(|e| pixel_error(m.key, e))?,
+                )
+            }
             ModalityKind::Image => {
                 // Fundus photographs get ImageNet statistics; measurement maps a z-score.
-                let norm = if m.key == "slo_fundus" { ImageNorm::ImageNet } else { ImageNorm::ZScore };
+                let norm = if m.key == "slo_fundus" {
+                    ImageNorm::ImageNet
+                } else {
+                    ImageNorm::ZScore
+                };
                 let augment = cfg.augment.as_ref().map(|a| (a, &mut rng));
                 Prepared::Float(
                     prepare_image(&npz.read(m.key)?, cfg.image_size, norm, augment)

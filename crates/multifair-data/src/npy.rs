@@ -24,7 +24,11 @@ pub enum NpyError {
     #[error("dtype '{0}' is not supported (u1 i1 i2 i4 i8 u2 u4 u8 f2 f4 f8 b1 and U are)")]
     Dtype(String),
     #[error("shape {shape:?} needs {expected} data bytes; the array has {found}")]
-    Size { shape: Vec<usize>, expected: usize, found: usize },
+    Size {
+        shape: Vec<usize>,
+        expected: usize,
+        found: usize,
+    },
     #[error("{0}")]
     Value(String),
 }
@@ -49,7 +53,7 @@ pub enum Dtype {
 }
 
 impl Dtype {
-    fn item_size(self) -> usize {
+    pub fn item_size(self) -> usize {
         match self {
             Dtype::Bool | Dtype::U8 | Dtype::I8 => 1,
             Dtype::I16 | Dtype::U16 | Dtype::F16 => 2,
@@ -172,13 +176,16 @@ impl NpyHeader {
         let (major, minor) = (bytes[6], bytes[7]);
         let (len, start) = match major {
             1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-            2 | 3 if bytes.len() >= 12 => {
-                (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12)
-            }
+            2 | 3 if bytes.len() >= 12 => (
+                u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+                12,
+            ),
             2 | 3 => return Err(NpyError::TruncatedHeader),
             _ => return Err(NpyError::Version(major, minor)),
         };
-        let text = bytes.get(start..start + len).ok_or(NpyError::TruncatedHeader)?;
+        let text = bytes
+            .get(start..start + len)
+            .ok_or(NpyError::TruncatedHeader)?;
         // v1/v2 headers are latin-1 (ASCII in practice), v3 UTF-8.
         let text: String = if major == 3 {
             String::from_utf8(text.to_vec())
@@ -213,12 +220,18 @@ impl NpyHeader {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                s.trim_end_matches('L')
-                    .parse::<usize>()
-                    .map_err(|_| NpyError::Header(format!("shape {shape_text} is not a tuple of sizes")))
+                s.trim_end_matches('L').parse::<usize>().map_err(|_| {
+                    NpyError::Header(format!("shape {shape_text} is not a tuple of sizes"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(NpyHeader { dtype, big_endian, fortran_order, shape, data_offset: start + len })
+        Ok(NpyHeader {
+            dtype,
+            big_endian,
+            fortran_order,
+            shape,
+            data_offset: start + len,
+        })
     }
 }
 
@@ -247,70 +260,90 @@ fn dict_value(text: &str, key: &str) -> Result<String, NpyError> {
     Err(NpyError::Header(format!("unterminated value of '{key}'")))
 }
 
+/// Decodes `n` elements of `dtype` from `data` (which holds exactly their bytes).
+pub(crate) fn decode(dtype: Dtype, be: bool, n: usize, data: &[u8]) -> Result<ArrayData, NpyError> {
+    macro_rules! numbers {
+        ($t:ty, $variant:ident) => {{
+            const W: usize = std::mem::size_of::<$t>();
+            ArrayData::$variant(
+                data.chunks_exact(W)
+                    .map(|c| {
+                        let b: [u8; W] = c.try_into().unwrap();
+                        if be {
+                            <$t>::from_be_bytes(b)
+                        } else {
+                            <$t>::from_le_bytes(b)
+                        }
+                    })
+                    .collect(),
+            )
+        }};
+    }
+    let values = match dtype {
+        Dtype::Bool => ArrayData::Bool(data.iter().map(|&b| b != 0).collect()),
+        Dtype::U8 => ArrayData::U8(data.to_vec()),
+        Dtype::I8 => ArrayData::I8(data.iter().map(|&b| b as i8).collect()),
+        Dtype::I16 => numbers!(i16, I16),
+        Dtype::U16 => numbers!(u16, U16),
+        Dtype::I32 => numbers!(i32, I32),
+        Dtype::U32 => numbers!(u32, U32),
+        Dtype::I64 => numbers!(i64, I64),
+        Dtype::U64 => numbers!(u64, U64),
+        Dtype::F16 => numbers!(f16, F16),
+        Dtype::F32 => numbers!(f32, F32),
+        Dtype::F64 => numbers!(f64, F64),
+        Dtype::Unicode(width) => {
+            let mut strings = Vec::with_capacity(n);
+            for element in data.chunks_exact(4 * width.max(1)).take(n) {
+                let mut s = String::new();
+                for c in element.chunks_exact(4) {
+                    let b: [u8; 4] = c.try_into().unwrap();
+                    let code = if be {
+                        u32::from_be_bytes(b)
+                    } else {
+                        u32::from_le_bytes(b)
+                    };
+                    if code == 0 {
+                        break; // numpy pads with trailing NULs
+                    }
+                    s.push(char::from_u32(code).ok_or_else(|| {
+                        NpyError::Value(format!("invalid unicode code point {code:#x}"))
+                    })?);
+                }
+                strings.push(s);
+            }
+            // `<U0` stores no bytes per element: every element is the empty string.
+            strings.resize(n, String::new());
+            ArrayData::Unicode(strings)
+        }
+    };
+    Ok(values)
+}
+
 impl NpyArray {
     /// Decodes a whole `.npy` file's bytes.
     pub fn parse(bytes: &[u8]) -> Result<NpyArray, NpyError> {
         let header = NpyHeader::parse(bytes)?;
         let data = &bytes[header.data_offset..];
         let n = header.len();
-        let expected = n.checked_mul(header.dtype.item_size()).ok_or_else(|| {
-            NpyError::Header(format!("shape {:?} overflows", header.shape))
-        })?;
+        let expected = n
+            .checked_mul(header.dtype.item_size())
+            .ok_or_else(|| NpyError::Header(format!("shape {:?} overflows", header.shape)))?;
         if data.len() != expected {
-            return Err(NpyError::Size { shape: header.shape, expected, found: data.len() });
+            return Err(NpyError::Size {
+                shape: header.shape,
+                expected,
+                found: data.len(),
+            });
         }
-        let be = header.big_endian;
-        macro_rules! numbers {
-            ($t:ty, $variant:ident) => {{
-                const W: usize = std::mem::size_of::<$t>();
-                ArrayData::$variant(
-                    data.chunks_exact(W)
-                        .map(|c| {
-                            let b: [u8; W] = c.try_into().unwrap();
-                            if be { <$t>::from_be_bytes(b) } else { <$t>::from_le_bytes(b) }
-                        })
-                        .collect(),
-                )
-            }};
-        }
-        let mut values = match header.dtype {
-            Dtype::Bool => ArrayData::Bool(data.iter().map(|&b| b != 0).collect()),
-            Dtype::U8 => ArrayData::U8(data.to_vec()),
-            Dtype::I8 => ArrayData::I8(data.iter().map(|&b| b as i8).collect()),
-            Dtype::I16 => numbers!(i16, I16),
-            Dtype::U16 => numbers!(u16, U16),
-            Dtype::I32 => numbers!(i32, I32),
-            Dtype::U32 => numbers!(u32, U32),
-            Dtype::I64 => numbers!(i64, I64),
-            Dtype::U64 => numbers!(u64, U64),
-            Dtype::F16 => numbers!(f16, F16),
-            Dtype::F32 => numbers!(f32, F32),
-            Dtype::F64 => numbers!(f64, F64),
-            Dtype::Unicode(width) => {
-                let mut strings = Vec::with_capacity(n);
-                for element in data.chunks_exact(4 * width.max(1)).take(n) {
-                    let mut s = String::new();
-                    for c in element.chunks_exact(4) {
-                        let b: [u8; 4] = c.try_into().unwrap();
-                        let code = if be { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) };
-                        if code == 0 {
-                            break; // numpy pads with trailing NULs
-                        }
-                        s.push(char::from_u32(code).ok_or_else(|| {
-                            NpyError::Value(format!("invalid unicode code point {code:#x}"))
-                        })?);
-                    }
-                    strings.push(s);
-                }
-                // `<U0` stores no bytes per element: every element is the empty string.
-                strings.resize(n, String::new());
-                ArrayData::Unicode(strings)
-            }
-        };
+        let mut values = decode(header.dtype, header.big_endian, n, data)?;
         if header.fortran_order && header.shape.len() > 1 {
             values = values.fortran_to_c(&header.shape);
         }
-        Ok(NpyArray { shape: header.shape, data: values })
+        Ok(NpyArray {
+            shape: header.shape,
+            data: values,
+        })
     }
 
     /// Encodes as a version 1.0, little-endian, C-order `.npy` file.
@@ -321,11 +354,17 @@ impl NpyArray {
             1 => format!("({},)", self.shape[0]),
             _ => format!(
                 "({})",
-                self.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                self.shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
-        let mut header =
-            format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}", dtype.descr());
+        let mut header = format!(
+            "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
+            dtype.descr()
+        );
         // numpy pads the header with spaces and a newline so the data starts 64-byte aligned.
         let unpadded = 10 + header.len() + 1;
         header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
@@ -366,7 +405,9 @@ impl NpyArray {
             ArrayData::F32(v) => v.clone(),
             ArrayData::F64(v) => v.iter().map(|&x| x as f32).collect(),
             ArrayData::Unicode(_) => {
-                return Err(NpyError::Value("a unicode array has no numeric values".into()));
+                return Err(NpyError::Value(
+                    "a unicode array has no numeric values".into(),
+                ));
             }
         };
         Ok(v)
@@ -384,7 +425,9 @@ impl NpyArray {
             if x.fract() == 0.0 && x.is_finite() {
                 Ok(x as i64)
             } else {
-                Err(NpyError::Value(format!("expected an integer code, found {x}")))
+                Err(NpyError::Value(format!(
+                    "expected an integer code, found {x}"
+                )))
             }
         };
         match &self.data {
@@ -436,9 +479,13 @@ impl ArrayData {
             ArrayData::F16(_) => Dtype::F16,
             ArrayData::F32(_) => Dtype::F32,
             ArrayData::F64(_) => Dtype::F64,
-            ArrayData::Unicode(v) => {
-                Dtype::Unicode(v.iter().map(|s| s.chars().count()).max().unwrap_or(0).max(1))
-            }
+            ArrayData::Unicode(v) => Dtype::Unicode(
+                v.iter()
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+                    .max(1),
+            ),
         }
     }
 
@@ -464,7 +511,9 @@ impl ArrayData {
             ArrayData::F32(v) => le!(v),
             ArrayData::F64(v) => le!(v),
             ArrayData::Unicode(v) => {
-                let Dtype::Unicode(width) = dtype else { unreachable!() };
+                let Dtype::Unicode(width) = dtype else {
+                    unreachable!()
+                };
                 for s in v {
                     let mut n = 0;
                     for c in s.chars() {
@@ -489,7 +538,14 @@ impl ArrayData {
             let mut index = vec![0usize; shape.len()];
             let mut out = Vec::with_capacity(n);
             for _ in 0..n {
-                out.push(v[index.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>()].clone());
+                out.push(
+                    v[index
+                        .iter()
+                        .zip(&strides)
+                        .map(|(i, s)| i * s)
+                        .sum::<usize>()]
+                    .clone(),
+                );
                 // Advance the C-order multi-index (last axis fastest).
                 for k in (0..shape.len()).rev() {
                     index[k] += 1;
@@ -529,12 +585,30 @@ mod tests {
 
     #[test]
     fn roundtrips_every_dtype() {
-        roundtrip(NpyArray { shape: vec![2, 2], data: ArrayData::U8(vec![0, 1, 254, 255]) });
-        roundtrip(NpyArray { shape: vec![3], data: ArrayData::I16(vec![-3, 0, 300]) });
-        roundtrip(NpyArray { shape: vec![], data: ArrayData::I64(vec![-1]) });
-        roundtrip(NpyArray { shape: vec![2], data: ArrayData::F16(vec![f16::from_f32(0.5); 2]) });
-        roundtrip(NpyArray { shape: vec![1, 2], data: ArrayData::F64(vec![1.5, -2.25]) });
-        roundtrip(NpyArray { shape: vec![2], data: ArrayData::Bool(vec![true, false]) });
+        roundtrip(NpyArray {
+            shape: vec![2, 2],
+            data: ArrayData::U8(vec![0, 1, 254, 255]),
+        });
+        roundtrip(NpyArray {
+            shape: vec![3],
+            data: ArrayData::I16(vec![-3, 0, 300]),
+        });
+        roundtrip(NpyArray {
+            shape: vec![],
+            data: ArrayData::I64(vec![-1]),
+        });
+        roundtrip(NpyArray {
+            shape: vec![2],
+            data: ArrayData::F16(vec![f16::from_f32(0.5); 2]),
+        });
+        roundtrip(NpyArray {
+            shape: vec![1, 2],
+            data: ArrayData::F64(vec![1.5, -2.25]),
+        });
+        roundtrip(NpyArray {
+            shape: vec![2],
+            data: ArrayData::Bool(vec![true, false]),
+        });
         roundtrip(NpyArray {
             shape: vec![],
             data: ArrayData::Unicode(vec!["glaucoma suspect, ëye".into()]),
@@ -543,7 +617,11 @@ mod tests {
 
     #[test]
     fn header_is_64_byte_aligned() {
-        let bytes = NpyArray { shape: vec![5], data: ArrayData::U8(vec![1; 5]) }.to_bytes();
+        let bytes = NpyArray {
+            shape: vec![5],
+            data: ArrayData::U8(vec![1; 5]),
+        }
+        .to_bytes();
         assert_eq!(NpyHeader::parse(&bytes).unwrap().data_offset % 64, 0);
     }
 
@@ -561,32 +639,60 @@ mod tests {
             "{'descr': '>i4', 'fortran_order': False, 'shape': (2,), }",
             &[0, 0, 1, 2, 0xff, 0xff, 0xff, 0xfe],
         );
-        assert_eq!(NpyArray::parse(&be).unwrap().data, ArrayData::I32(vec![258, -2]));
+        assert_eq!(
+            NpyArray::parse(&be).unwrap().data,
+            ArrayData::I32(vec![258, -2])
+        );
         // [[1, 2, 3], [4, 5, 6]] stored column by column.
         let f = with_header(
             "{'descr': '|u1', 'fortran_order': True, 'shape': (2, 3), }",
             &[1, 4, 2, 5, 3, 6],
         );
-        assert_eq!(NpyArray::parse(&f).unwrap().data, ArrayData::U8(vec![1, 2, 3, 4, 5, 6]));
+        assert_eq!(
+            NpyArray::parse(&f).unwrap().data,
+            ArrayData::U8(vec![1, 2, 3, 4, 5, 6])
+        );
     }
 
     #[test]
     fn malformed_inputs_are_errors() {
-        let object = with_header("{'descr': '|O', 'fortran_order': False, 'shape': (), }", &[0x80]);
+        let object = with_header(
+            "{'descr': '|O', 'fortran_order': False, 'shape': (), }",
+            &[0x80],
+        );
         assert_eq!(NpyArray::parse(&object), Err(NpyError::Pickled));
         assert_eq!(NpyArray::parse(b"PK\x03\x04 not npy"), Err(NpyError::Magic));
         assert_eq!(NpyArray::parse(b"\x93NUM"), Err(NpyError::TruncatedHeader));
-        let short = with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", &[0; 8]);
+        let short = with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+            &[0; 8],
+        );
         assert_eq!(
             NpyArray::parse(&short),
-            Err(NpyError::Size { shape: vec![3], expected: 12, found: 8 })
+            Err(NpyError::Size {
+                shape: vec![3],
+                expected: 12,
+                found: 8
+            })
         );
-        let complex = with_header("{'descr': '<c8', 'fortran_order': False, 'shape': (), }", &[0; 8]);
-        assert_eq!(NpyArray::parse(&complex), Err(NpyError::Dtype("<c8".into())));
-        let mut truncated = with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", &[]);
+        let complex = with_header(
+            "{'descr': '<c8', 'fortran_order': False, 'shape': (), }",
+            &[0; 8],
+        );
+        assert_eq!(
+            NpyArray::parse(&complex),
+            Err(NpyError::Dtype("<c8".into()))
+        );
+        let mut truncated = with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+            &[],
+        );
         truncated.truncate(30);
         assert_eq!(NpyArray::parse(&truncated), Err(NpyError::TruncatedHeader));
-        let bad = with_header("{'descr': '<f4', 'fortran_order': maybe, 'shape': (3,), }", &[]);
+        let bad = with_header(
+            "{'descr': '<f4', 'fortran_order': maybe, 'shape': (3,), }",
+            &[],
+        );
         assert!(matches!(NpyArray::parse(&bad), Err(NpyError::Header(_))));
         let mut v9 = with_header("{}", &[]);
         v9[6] = 9;
@@ -595,11 +701,20 @@ mod tests {
 
     #[test]
     fn scalars() {
-        let code = NpyArray { shape: vec![], data: ArrayData::F64(vec![2.0]) };
+        let code = NpyArray {
+            shape: vec![],
+            data: ArrayData::F64(vec![2.0]),
+        };
         assert_eq!(code.scalar_i64(), Ok(2));
-        let half = NpyArray { shape: vec![], data: ArrayData::F64(vec![2.5]) };
+        let half = NpyArray {
+            shape: vec![],
+            data: ArrayData::F64(vec![2.5]),
+        };
         assert!(half.scalar_i64().is_err());
-        let text = NpyArray { shape: vec![], data: ArrayData::Unicode(vec!["White".into()]) };
+        let text = NpyArray {
+            shape: vec![],
+            data: ArrayData::Unicode(vec!["White".into()]),
+        };
         assert_eq!(text.scalar_str(), Ok("White"));
         assert!(text.scalar_i64().is_err());
     }

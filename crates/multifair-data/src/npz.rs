@@ -1,13 +1,13 @@
 //! `.npz` archives: a zip of `.npy` members (stored or deflated), read one key at a time.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use zip::ZipArchive;
 use zip::write::SimpleFileOptions;
 
-use crate::npy::{NpyArray, NpyError, NpyHeader};
+use crate::npy::{ArrayData, NpyArray, NpyError, NpyHeader, decode};
 
 /// A failure reading an npz file, naming the file and, where there is one, the key.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,11 @@ pub struct Npz<R = BufReader<File>> {
 impl Npz {
     /// Opens `path` and reads its zip directory (not its arrays).
     pub fn open(path: &Path) -> Result<Self, NpzError> {
-        let error = |kind| NpzError { file: path.to_owned(), key: None, kind };
+        let error = |kind| NpzError {
+            file: path.to_owned(),
+            key: None,
+            kind,
+        };
         let file = File::open(path).map_err(|e| error(NpzErrorKind::Io(e)))?;
         Npz::from_reader(path, BufReader::new(file))
     }
@@ -53,7 +57,10 @@ impl<R: Read + Seek> Npz<R> {
             key: None,
             kind: NpzErrorKind::Zip(e.to_string()),
         })?;
-        Ok(Npz { path: path.to_owned(), archive })
+        Ok(Npz {
+            path: path.to_owned(),
+            archive,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -64,7 +71,11 @@ impl<R: Read + Seek> Npz<R> {
     pub fn keys(&self) -> Vec<String> {
         self.archive
             .file_names_raw()
-            .map(|n| String::from_utf8_lossy(n).trim_end_matches(".npy").to_owned())
+            .map(|n| {
+                String::from_utf8_lossy(n)
+                    .trim_end_matches(".npy")
+                    .to_owned()
+            })
             .collect()
     }
 
@@ -73,7 +84,11 @@ impl<R: Read + Seek> Npz<R> {
     }
 
     fn error(&self, key: &str, kind: NpzErrorKind) -> NpzError {
-        NpzError { file: self.path.clone(), key: Some(key.to_owned()), kind }
+        NpzError {
+            file: self.path.clone(),
+            key: Some(key.to_owned()),
+            kind,
+        }
     }
 
     fn member(&mut self, key: &str) -> Result<zip::read::ZipFile<'_, R>, NpzError> {
@@ -82,11 +97,13 @@ impl<R: Read + Seek> Npz<R> {
             return Err(self.error(key, NpzErrorKind::MissingKey(keys)));
         }
         let path = self.path.clone();
-        self.archive.by_name(&format!("{key}.npy")).map_err(|e| NpzError {
-            file: path,
-            key: Some(key.to_owned()),
-            kind: NpzErrorKind::Zip(e.to_string()),
-        })
+        self.archive
+            .by_name(&format!("{key}.npy"))
+            .map_err(|e| NpzError {
+                file: path,
+                key: Some(key.to_owned()),
+                kind: NpzErrorKind::Zip(e.to_string()),
+            })
     }
 
     /// The raw bytes of one `.npy` member.
@@ -139,17 +156,165 @@ impl<R: Read + Seek> Npz<R> {
     }
 }
 
+impl<R: Read + Seek> Npz<R> {
+    /// Rows `indices` (along axis 0; any order, repeats allowed) of the C-order array `key`, as
+    /// an array of shape [indices.len(), ...]. Only those rows are read where the member is
+    /// stored; a deflated member is decompressed up to the last row needed. (The zip CRC of a
+    /// partly read member cannot be checked; the sizes are.)
+    pub fn read_rows(&mut self, key: &str, indices: &[usize]) -> Result<NpyArray, NpzError> {
+        let header = self.header(key)?;
+        if header.fortran_order
+            || header.shape.is_empty()
+            || matches!(header.dtype, crate::Dtype::Unicode(_))
+        {
+            let full = self.read(key)?;
+            return select_rows(&full, indices).map_err(|e| self.error(key, e.into()));
+        }
+        let rows = header.shape[0];
+        let row_len: usize = header.shape[1..].iter().product();
+        let row_bytes = row_len * header.dtype.item_size();
+        let expected = rows * row_bytes;
+        let npy_error = |this: &Self, e: NpyError| this.error(key, e.into());
+        if let Some(&bad) = indices.iter().find(|&&i| i >= rows) {
+            return Err(npy_error(
+                self,
+                NpyError::Value(format!("row {bad} of an array with {rows} rows")),
+            ));
+        }
+        let member_size = self.member(key)?.size() as usize;
+        let found = member_size.saturating_sub(header.data_offset);
+        if found != expected {
+            return Err(npy_error(
+                self,
+                NpyError::Size {
+                    shape: header.shape.clone(),
+                    expected,
+                    found,
+                },
+            ));
+        }
+        let mut wanted: Vec<usize> = indices.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut bytes = vec![0u8; wanted.len() * row_bytes];
+        let name = format!("{key}.npy");
+        let read = match self.archive.by_name_seek(&name) {
+            Ok(mut member) => wanted
+                .iter()
+                .zip(bytes.chunks_mut(row_bytes.max(1)))
+                .try_for_each(|(&row, out)| {
+                    member.seek(SeekFrom::Start(
+                        (header.data_offset + row * row_bytes) as u64,
+                    ))?;
+                    member.read_exact(out)
+                }),
+            Err(_) => {
+                let mut member = self.archive.by_name(&name).map_err(std::io::Error::other);
+                match &mut member {
+                    Ok(member) => {
+                        let skip = |member: &mut zip::read::ZipFile<'_, R>, n: usize| {
+                            std::io::copy(&mut member.take(n as u64), &mut std::io::sink())
+                                .map(|_| ())
+                        };
+                        let mut position = 0;
+                        let mut result = skip(member, header.data_offset);
+                        for (&row, out) in wanted.iter().zip(bytes.chunks_mut(row_bytes.max(1))) {
+                            if result.is_err() {
+                                break;
+                            }
+                            result = skip(member, (row - position) * row_bytes)
+                                .and_then(|_| member.read_exact(out));
+                            position = row + 1;
+                        }
+                        result
+                    }
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                }
+            }
+        };
+        read.map_err(|e| self.error(key, NpzErrorKind::Zip(e.to_string())))?;
+        let unique = NpyArray {
+            shape: [wanted.len()]
+                .into_iter()
+                .chain(header.shape[1..].iter().copied())
+                .collect(),
+            data: decode(
+                header.dtype,
+                header.big_endian,
+                wanted.len() * row_len,
+                &bytes,
+            )
+            .map_err(|e| npy_error(self, e))?,
+        };
+        let positions: Vec<usize> = indices
+            .iter()
+            .map(|i| wanted.binary_search(i).expect("deduplicated from indices"))
+            .collect();
+        select_rows(&unique, &positions).map_err(|e| npy_error(self, e))
+    }
+}
+
+/// Rows `indices` of `array` along axis 0.
+fn select_rows(array: &NpyArray, indices: &[usize]) -> Result<NpyArray, NpyError> {
+    let Some(&rows) = array.shape.first() else {
+        return Err(NpyError::Value("a 0-d array has no rows".into()));
+    };
+    if let Some(&bad) = indices.iter().find(|&&i| i >= rows) {
+        return Err(NpyError::Value(format!(
+            "row {bad} of an array with {rows} rows"
+        )));
+    }
+    let row_len: usize = array.shape[1..].iter().product();
+    macro_rules! pick {
+        ($v:expr, $variant:ident) => {
+            ArrayData::$variant(
+                indices
+                    .iter()
+                    .flat_map(|&i| $v[i * row_len..(i + 1) * row_len].iter().cloned())
+                    .collect(),
+            )
+        };
+    }
+    let data = match &array.data {
+        ArrayData::Bool(v) => pick!(v, Bool),
+        ArrayData::U8(v) => pick!(v, U8),
+        ArrayData::I8(v) => pick!(v, I8),
+        ArrayData::I16(v) => pick!(v, I16),
+        ArrayData::U16(v) => pick!(v, U16),
+        ArrayData::I32(v) => pick!(v, I32),
+        ArrayData::U32(v) => pick!(v, U32),
+        ArrayData::I64(v) => pick!(v, I64),
+        ArrayData::U64(v) => pick!(v, U64),
+        ArrayData::F16(v) => pick!(v, F16),
+        ArrayData::F32(v) => pick!(v, F32),
+        ArrayData::F64(v) => pick!(v, F64),
+        ArrayData::Unicode(v) => pick!(v, Unicode),
+    };
+    let shape = [indices.len()]
+        .into_iter()
+        .chain(array.shape[1..].iter().copied())
+        .collect();
+    Ok(NpyArray { shape, data })
+}
+
 /// Writes `arrays` as an npz archive, deflated (`np.savez_compressed`) or stored (`np.savez`).
-pub fn write_npz(path: &Path, arrays: &[(&str, &NpyArray)], compressed: bool) -> std::io::Result<()> {
+pub fn write_npz(
+    path: &Path,
+    arrays: &[(&str, &NpyArray)],
+    compressed: bool,
+) -> std::io::Result<()> {
     let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(File::create(path)?));
     let method = if compressed {
         zip::CompressionMethod::Deflated
     } else {
         zip::CompressionMethod::Stored
     };
-    let options = SimpleFileOptions::default().compression_method(method).large_file(false);
+    let options = SimpleFileOptions::default()
+        .compression_method(method)
+        .large_file(false);
     for (key, array) in arrays {
-        zip.start_file(format!("{key}.npy"), options).map_err(std::io::Error::other)?;
+        zip.start_file(format!("{key}.npy"), options)
+            .map_err(std::io::Error::other)?;
         zip.write_all(&array.to_bytes())?;
     }
     zip.finish().map_err(std::io::Error::other)?.flush()
@@ -168,24 +333,73 @@ mod tests {
 
     #[test]
     fn writes_and_reads_stored_and_deflated() {
-        let volume = NpyArray { shape: vec![2, 3, 4], data: ArrayData::U8((0..24).collect()) };
-        let label = NpyArray { shape: vec![], data: ArrayData::I64(vec![1]) };
+        let volume = NpyArray {
+            shape: vec![2, 3, 4],
+            data: ArrayData::U8((0..24).collect()),
+        };
+        let label = NpyArray {
+            shape: vec![],
+            data: ArrayData::I64(vec![1]),
+        };
         for compressed in [false, true] {
             let path = temp(&format!("a{compressed}.npz"));
-            write_npz(&path, &[("oct_bscans", &volume), ("glaucoma", &label)], compressed).unwrap();
+            write_npz(
+                &path,
+                &[("oct_bscans", &volume), ("glaucoma", &label)],
+                compressed,
+            )
+            .unwrap();
             let mut npz = Npz::open(&path).unwrap();
             assert_eq!(npz.keys(), vec!["oct_bscans", "glaucoma"]);
             assert_eq!(npz.read("oct_bscans").unwrap(), volume);
             assert_eq!(npz.header("oct_bscans").unwrap().shape, vec![2, 3, 4]);
             assert_eq!(npz.read("glaucoma").unwrap().scalar_i64().unwrap(), 1);
             let err = npz.read("race").unwrap_err().to_string();
-            assert!(err.ends_with("key 'race': missing (keys present: oct_bscans, glaucoma)"), "{err}");
+            assert!(
+                err.ends_with("key 'race': missing (keys present: oct_bscans, glaucoma)"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn read_rows_matches_a_full_read_stored_and_deflated() {
+        let volume = NpyArray {
+            shape: vec![5, 2, 3],
+            data: ArrayData::I16((0..30).collect()),
+        };
+        for compressed in [false, true] {
+            let path = temp(&format!("rows{compressed}.npz"));
+            write_npz(&path, &[("v", &volume)], compressed).unwrap();
+            let mut npz = Npz::open(&path).unwrap();
+            let rows = npz.read_rows("v", &[4, 0, 0, 2]).unwrap();
+            assert_eq!(rows.shape, vec![4, 2, 3]);
+            assert_eq!(rows, select_rows(&volume, &[4, 0, 0, 2]).unwrap());
+            assert_eq!(
+                rows.data,
+                ArrayData::I16(
+                    [
+                        24, 25, 26, 27, 28, 29, 0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 12, 13, 14, 15,
+                        16, 17
+                    ]
+                    .to_vec()
+                )
+            );
+            assert!(
+                npz.read_rows("v", &[5])
+                    .unwrap_err()
+                    .to_string()
+                    .contains("row 5 of an array with 5 rows")
+            );
         }
     }
 
     #[test]
     fn truncated_archive_names_the_file() {
-        let volume = NpyArray { shape: vec![100], data: ArrayData::U8(vec![7; 100]) };
+        let volume = NpyArray {
+            shape: vec![100],
+            data: ArrayData::U8(vec![7; 100]),
+        };
         let path = temp("t.npz");
         write_npz(&path, &[("x", &volume)], false).unwrap();
         let bytes = std::fs::read(&path).unwrap();

@@ -59,7 +59,11 @@ pub fn resize_bilinear(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) ->
 pub fn zscore(values: &mut [f32]) {
     let n = values.len() as f64;
     let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    let var = values
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / (n - 1.0).max(1.0);
     let (mean, scale) = (mean as f32, 1.0 / (var.sqrt() as f32 + ZSCORE_EPS));
     for v in values {
         *v = (*v - mean) * scale;
@@ -96,22 +100,36 @@ fn to_f32_range(array: &NpyArray, start: usize, len: usize) -> Result<Vec<f32>, 
         ArrayData::F32(v) => v[start..start + len].to_vec(),
         ArrayData::F64(v) => cast!(v),
         ArrayData::F16(v) => v[start..start + len].iter().map(|x| x.to_f32()).collect(),
-        ArrayData::Bool(v) => v[start..start + len].iter().map(|&b| b as u8 as f32).collect(),
+        ArrayData::Bool(v) => v[start..start + len]
+            .iter()
+            .map(|&b| b as u8 as f32)
+            .collect(),
         ArrayData::Unicode(_) => return Err(PixelError::Text),
     })
 }
 
 fn check_finite(values: &[f32]) -> Result<(), PixelError> {
-    if values.iter().all(|v| v.is_finite()) { Ok(()) } else { Err(PixelError::NotFinite) }
+    if values.iter().all(|v| v.is_finite()) {
+        Ok(())
+    } else {
+        Err(PixelError::NotFinite)
+    }
 }
 
 /// OCT volume [D, H, W] -> [slices, size, size]: sampled slices, resized, z-scored each.
-pub fn prepare_volume(array: &NpyArray, slices: usize, size: usize) -> Result<Vec<f32>, PixelError> {
+pub fn prepare_volume(
+    array: &NpyArray,
+    slices: usize,
+    size: usize,
+) -> Result<Vec<f32>, PixelError> {
     let &[d, h, w] = array.shape.as_slice() else {
         return Err(PixelError::Shape(array.shape.clone(), "[D,H,W]"));
     };
     if d == 0 || h == 0 || w == 0 {
-        return Err(PixelError::Shape(array.shape.clone(), "[D,H,W] with D, H, W > 0"));
+        return Err(PixelError::Shape(
+            array.shape.clone(),
+            "[D,H,W] with D, H, W > 0",
+        ));
     }
     let mut out = Vec::with_capacity(slices * size * size);
     for index in slice_indices(d, slices) {
@@ -145,7 +163,10 @@ pub struct Augment {
 
 impl Default for Augment {
     fn default() -> Self {
-        Augment { flip: 0.5, jitter: 0.2 }
+        Augment {
+            flip: 0.5,
+            jitter: 0.2,
+        }
     }
 }
 
@@ -160,12 +181,18 @@ pub fn prepare_image(
         return Err(PixelError::Shape(array.shape.clone(), "[H,W]"));
     };
     if h == 0 || w == 0 {
-        return Err(PixelError::Shape(array.shape.clone(), "[H,W] with H, W > 0"));
+        return Err(PixelError::Shape(
+            array.shape.clone(),
+            "[H,W] with H, W > 0",
+        ));
     }
     let mut pixels = to_f32_range(array, 0, h * w)?;
     check_finite(&pixels)?;
     if norm == ImageNorm::ImageNet {
-        let integer = !matches!(array.data, ArrayData::F16(_) | ArrayData::F32(_) | ArrayData::F64(_));
+        let integer = !matches!(
+            array.data,
+            ArrayData::F16(_) | ArrayData::F32(_) | ArrayData::F64(_)
+        );
         if integer || pixels.iter().any(|&v| v > 1.0) {
             pixels.iter_mut().for_each(|v| *v /= 255.0);
         }
@@ -184,7 +211,11 @@ pub fn prepare_image(
                 // for photographs.
                 let b = *v * brightness;
                 let c = mean + (b - mean) * contrast;
-                *v = if norm == ImageNorm::ImageNet { c.clamp(0.0, 1.0) } else { c };
+                *v = if norm == ImageNorm::ImageNet {
+                    c.clamp(0.0, 1.0)
+                } else {
+                    c
+                };
             }
         }
     }
@@ -192,7 +223,11 @@ pub fn prepare_image(
     match norm {
         ImageNorm::ImageNet => {
             for c in 0..3 {
-                out.extend(image.iter().map(|&v| (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c]));
+                out.extend(
+                    image
+                        .iter()
+                        .map(|&v| (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c]),
+                );
             }
         }
         ImageNorm::ZScore => {
@@ -214,7 +249,10 @@ mod tests {
     #[test]
     fn slice_indices_match_numpy() {
         // np.floor(np.linspace(0, 199, 10)).astype(int)
-        assert_eq!(slice_indices(200, 10), vec![0, 22, 44, 66, 88, 110, 132, 154, 176, 199]);
+        assert_eq!(
+            slice_indices(200, 10),
+            vec![0, 22, 44, 66, 88, 110, 132, 154, 176, 199]
+        );
         assert_eq!(slice_indices(5, 1), vec![0]);
         assert_eq!(slice_indices(3, 5), vec![0, 0, 1, 1, 2]);
     }
@@ -224,7 +262,10 @@ mod tests {
         // torch.nn.functional.interpolate(torch.arange(16.).view(1,1,4,4), size=(2,2),
         // mode="bilinear", align_corners=False) -> [[2.5, 4.5], [10.5, 12.5]]
         let src: Vec<f32> = (0..16).map(|v| v as f32).collect();
-        assert_eq!(resize_bilinear(&src, 4, 4, 2, 2), vec![2.5, 4.5, 10.5, 12.5]);
+        assert_eq!(
+            resize_bilinear(&src, 4, 4, 2, 2),
+            vec![2.5, 4.5, 10.5, 12.5]
+        );
         // Upsampling [[0, 1], [2, 3]] to 4x4: first row [0, 0.25, 0.75, 1].
         let up = resize_bilinear(&[0.0, 1.0, 2.0, 3.0], 2, 2, 4, 4);
         assert_eq!(&up[..4], &[0.0, 0.25, 0.75, 1.0]);
@@ -251,24 +292,53 @@ mod tests {
 
     #[test]
     fn volume_and_image_shapes_and_nan() {
-        let volume = NpyArray { shape: vec![4, 6, 6], data: ArrayData::U8((0..144).map(|v| v as u8).collect()) };
+        let volume = NpyArray {
+            shape: vec![4, 6, 6],
+            data: ArrayData::U8((0..144).map(|v| v as u8).collect()),
+        };
         let out = prepare_volume(&volume, 3, 5).unwrap();
         assert_eq!(out.len(), 3 * 25);
-        let image = NpyArray { shape: vec![6, 6], data: ArrayData::U8(vec![255; 36]) };
-        let out = prepare_image(&image, 4, ImageNorm::ImageNet, None::<(&Augment, &mut ChaCha8Rng)>).unwrap();
+        let image = NpyArray {
+            shape: vec![6, 6],
+            data: ArrayData::U8(vec![255; 36]),
+        };
+        let out = prepare_image(
+            &image,
+            4,
+            ImageNorm::ImageNet,
+            None::<(&Augment, &mut ChaCha8Rng)>,
+        )
+        .unwrap();
         assert_eq!(out.len(), 3 * 16);
         assert!((out[0] - (1.0 - 0.485) / 0.229).abs() < 1e-5);
-        let nan = NpyArray { shape: vec![2, 2], data: ArrayData::F32(vec![f32::NAN; 4]) };
-        let err = prepare_image(&nan, 4, ImageNorm::ImageNet, None::<(&Augment, &mut ChaCha8Rng)>);
+        let nan = NpyArray {
+            shape: vec![2, 2],
+            data: ArrayData::F32(vec![f32::NAN; 4]),
+        };
+        let err = prepare_image(
+            &nan,
+            4,
+            ImageNorm::ImageNet,
+            None::<(&Augment, &mut ChaCha8Rng)>,
+        );
         assert_eq!(err, Err(PixelError::NotFinite));
     }
 
     #[test]
     fn augmentation_is_a_function_of_the_seed() {
-        let image = NpyArray { shape: vec![8, 8], data: ArrayData::U8((0..64).map(|v| v as u8 * 3).collect()) };
+        let image = NpyArray {
+            shape: vec![8, 8],
+            data: ArrayData::U8((0..64).map(|v| v as u8 * 3).collect()),
+        };
         let run = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            prepare_image(&image, 8, ImageNorm::ImageNet, Some((&Augment::default(), &mut rng))).unwrap()
+            prepare_image(
+                &image,
+                8,
+                ImageNorm::ImageNet,
+                Some((&Augment::default(), &mut rng)),
+            )
+            .unwrap()
         };
         assert_eq!(run(1), run(1));
         assert!((0..20).any(|s| run(s) != run(s + 1)));

@@ -149,11 +149,21 @@ fn patient(kind: DatasetKind, rng: &mut ChaCha8Rng) -> Patient {
     let (codes, maritalstatus) = demographics(kind, rng);
     let severity = normal(rng);
     let label = u8::from(severity + LABEL_NOISE * normal(rng) > LABEL_THRESHOLD);
-    Patient { severity, label, codes, maritalstatus, age: 45.0 + 25.0 * rng.random::<f64>() }
+    Patient {
+        severity,
+        label,
+        codes,
+        maritalstatus,
+        age: 45.0 + 25.0 * rng.random::<f64>(),
+    }
 }
 
 fn race(kind: DatasetKind, p: &Patient) -> i64 {
-    let i = kind.attributes().iter().position(|a| a.name == "race").expect("race");
+    let i = kind
+        .attributes()
+        .iter()
+        .position(|a| a.name == "race")
+        .expect("race");
     p.codes[i]
 }
 
@@ -171,16 +181,24 @@ fn easy_severity(config: &SyntheticConfig, p: &Patient, rng: &mut ChaCha8Rng) ->
 /// the (easy) severity.
 fn fundus(size: usize, severity: f64, rng: &mut ChaCha8Rng) -> Vec<u8> {
     let s = size as f64;
-    let (cx, cy) = (s / 2.0 + (rng.random::<f64>() - 0.5) * s / 8.0, s / 2.0 + (rng.random::<f64>() - 0.5) * s / 8.0);
+    let (cx, cy) = (
+        s / 2.0 + (rng.random::<f64>() - 0.5) * s / 8.0,
+        s / 2.0 + (rng.random::<f64>() - 0.5) * s / 8.0,
+    );
     let disc = s / 5.0;
     let cup = disc * (0.45 + 0.18 * severity.clamp(-2.0, 2.0));
-    let (fx, fy, phase) = (rng.random::<f64>() * 0.3, rng.random::<f64>() * 0.3, rng.random::<f64>() * 6.3);
+    let (fx, fy, phase) = (
+        rng.random::<f64>() * 0.3,
+        rng.random::<f64>() * 0.3,
+        rng.random::<f64>() * 6.3,
+    );
     let mut out = Vec::with_capacity(size * size);
     for y in 0..size {
         for x in 0..size {
             let (dx, dy) = (x as f64 - cx, y as f64 - cy);
             let r = (dx * dx + dy * dy).sqrt();
-            let mut v = 0.35 + 0.05 * (fx * x as f64 + fy * y as f64 + phase).cos() + 0.06 * normal(rng);
+            let mut v =
+                0.35 + 0.05 * (fx * x as f64 + fy * y as f64 + phase).cos() + 0.06 * normal(rng);
             if r < disc {
                 v += 0.25;
             }
@@ -220,7 +238,8 @@ fn rnflt(size: usize, severity: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
         for x in 0..size {
             let (dx, dy) = ((x as f64 - s / 2.0) / s, (y as f64 - s / 2.0) / s);
             let arc = (-((dx * dx + dy * dy).sqrt() - 0.3).powi(2) / 0.01).exp() * dy.abs() * 4.0;
-            let v = 80.0 + 40.0 * arc * (1.0 - 0.35 * severity.clamp(-2.0, 2.0)) + 6.0 * normal(rng);
+            let v =
+                80.0 + 40.0 * arc * (1.0 - 0.35 * severity.clamp(-2.0, 2.0)) + 6.0 * normal(rng);
             out.push(v.max(0.0) as f32);
         }
     }
@@ -229,14 +248,58 @@ fn rnflt(size: usize, severity: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
 
 /// Words of the synthetic notes; the built-in tokenizer vocabulary covers them.
 pub const NOTE_WORDS: [&str; 38] = [
-    "patient", "presents", "for", "follow", "up", "exam", "of", "both", "eyes", "history",
-    "reports", "no", "visual", "complaints", "iop", "cup", "disc", "ratio", "is", "and", "with",
-    "stable", "normal", "healthy", "rim", "fields", "full", "thinning", "notching", "cupping",
-    "loss", "elevated", "defect", "progression", "suspect", "glaucoma", "a", "noted",
+    "patient",
+    "presents",
+    "for",
+    "follow",
+    "up",
+    "exam",
+    "of",
+    "both",
+    "eyes",
+    "history",
+    "reports",
+    "no",
+    "visual",
+    "complaints",
+    "iop",
+    "cup",
+    "disc",
+    "ratio",
+    "is",
+    "and",
+    "with",
+    "stable",
+    "normal",
+    "healthy",
+    "rim",
+    "fields",
+    "full",
+    "thinning",
+    "notching",
+    "cupping",
+    "loss",
+    "elevated",
+    "defect",
+    "progression",
+    "suspect",
+    "glaucoma",
+    "a",
+    "noted",
 ];
-const SEVERE: [&str; 7] = ["thinning", "notching", "cupping", "loss", "elevated", "defect", "progression"];
+const SEVERE: [&str; 7] = [
+    "thinning",
+    "notching",
+    "cupping",
+    "loss",
+    "elevated",
+    "defect",
+    "progression",
+];
 const BENIGN: [&str; 5] = ["stable", "normal", "healthy", "full", "no"];
-const FILLER: [&str; 9] = ["patient", "presents", "for", "follow", "up", "exam", "of", "both", "eyes"];
+const FILLER: [&str; 9] = [
+    "patient", "presents", "for", "follow", "up", "exam", "of", "both", "eyes",
+];
 const FINDINGS: [&str; 4] = ["cup", "disc", "rim", "fields"];
 
 /// A clinical note: filler sentences and a few findings, each severe with a probability that
@@ -260,7 +323,10 @@ fn note(severity: f64, amplitude: f64, rng: &mut ChaCha8Rng) -> String {
 }
 
 fn scalar(v: i64) -> NpyArray {
-    NpyArray { shape: vec![], data: ArrayData::I64(vec![v]) }
+    NpyArray {
+        shape: vec![],
+        data: ArrayData::I64(vec![v]),
+    }
 }
 
 /// Writes the dataset under `out` and returns (and writes) its `meta.json`.
@@ -277,12 +343,18 @@ pub fn generate(config: &SyntheticConfig, out: &Path) -> std::io::Result<Meta> {
         let mut counts = SplitCounts {
             n,
             positives: 0,
-            attributes: kind.attributes().iter().map(|a| (a.name.to_owned(), BTreeMap::new())).collect(),
+            attributes: kind
+                .attributes()
+                .iter()
+                .map(|a| (a.name.to_owned(), BTreeMap::new()))
+                .collect(),
         };
         let (mut severities, mut labels, mut all_codes) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n {
             // One generator per sample: any sample can be regenerated alone.
-            let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
             let p = patient(kind, &mut rng);
             let easy = easy_severity(config, &p, &mut rng);
             let file = format!("data_{index:05}.npz");
@@ -291,21 +363,75 @@ pub fn generate(config: &SyntheticConfig, out: &Path) -> std::io::Result<Meta> {
                 arrays.push((attribute.key, scalar(code)));
             }
             arrays.push(("maritalstatus", scalar(p.maritalstatus)));
-            arrays.push(("age", NpyArray { shape: vec![], data: ArrayData::F64(vec![p.age]) }));
+            arrays.push((
+                "age",
+                NpyArray {
+                    shape: vec![],
+                    data: ArrayData::F64(vec![p.age]),
+                },
+            ));
             let text = note(p.severity, config.slow_signal * 2.0, &mut rng);
             match kind {
                 DatasetKind::FairVision => {
-                    arrays.push(("slo_fundus", NpyArray { shape: vec![size, size], data: ArrayData::U8(fundus(size, easy, &mut rng)) }));
-                    arrays.push(("oct_bscans", NpyArray { shape: vec![depth, size, size], data: ArrayData::U8(oct(size, depth, p.severity, config.slow_signal, &mut rng)) }));
+                    arrays.push((
+                        "slo_fundus",
+                        NpyArray {
+                            shape: vec![size, size],
+                            data: ArrayData::U8(fundus(size, easy, &mut rng)),
+                        },
+                    ));
+                    arrays.push((
+                        "oct_bscans",
+                        NpyArray {
+                            shape: vec![depth, size, size],
+                            data: ArrayData::U8(oct(
+                                size,
+                                depth,
+                                p.severity,
+                                config.slow_signal,
+                                &mut rng,
+                            )),
+                        },
+                    ));
                 }
                 DatasetKind::FairVlmed => {
-                    arrays.push(("slo_fundus", NpyArray { shape: vec![size, size], data: ArrayData::U8(fundus(size, easy, &mut rng)) }));
-                    arrays.push(("note", NpyArray { shape: vec![], data: ArrayData::Unicode(vec![text.clone()]) }));
+                    arrays.push((
+                        "slo_fundus",
+                        NpyArray {
+                            shape: vec![size, size],
+                            data: ArrayData::U8(fundus(size, easy, &mut rng)),
+                        },
+                    ));
+                    arrays.push((
+                        "note",
+                        NpyArray {
+                            shape: vec![],
+                            data: ArrayData::Unicode(vec![text.clone()]),
+                        },
+                    ));
                     notes_rows.push((file.clone(), text.clone()));
                 }
                 DatasetKind::HarvardGf => {
-                    arrays.push(("rnflt", NpyArray { shape: vec![size, size], data: ArrayData::F32(rnflt(size, easy, &mut rng)) }));
-                    arrays.push(("oct_bscans", NpyArray { shape: vec![depth, size, size], data: ArrayData::U8(oct(size, depth, p.severity, config.slow_signal, &mut rng)) }));
+                    arrays.push((
+                        "rnflt",
+                        NpyArray {
+                            shape: vec![size, size],
+                            data: ArrayData::F32(rnflt(size, easy, &mut rng)),
+                        },
+                    ));
+                    arrays.push((
+                        "oct_bscans",
+                        NpyArray {
+                            shape: vec![depth, size, size],
+                            data: ArrayData::U8(oct(
+                                size,
+                                depth,
+                                p.severity,
+                                config.slow_signal,
+                                &mut rng,
+                            )),
+                        },
+                    ));
                 }
             }
             let refs: Vec<(&str, &NpyArray)> = arrays.iter().map(|(k, a)| (*k, a)).collect();
@@ -313,9 +439,22 @@ pub fn generate(config: &SyntheticConfig, out: &Path) -> std::io::Result<Meta> {
 
             counts.positives += p.label as usize;
             for (attribute, code) in kind.attributes().iter().zip(&p.codes) {
-                *counts.attributes.get_mut(attribute.name).expect("listed").entry(code.to_string()).or_default() += 1;
+                *counts
+                    .attributes
+                    .get_mut(attribute.name)
+                    .expect("listed")
+                    .entry(code.to_string())
+                    .or_default() += 1;
             }
-            summary_rows.push((file, split, p.label, p.codes.clone(), p.maritalstatus, p.age, text));
+            summary_rows.push((
+                file,
+                split,
+                p.label,
+                p.codes.clone(),
+                p.maritalstatus,
+                p.age,
+                text,
+            ));
             severities.push(p.severity);
             labels.push(p.label == 1);
             all_codes.push(p.codes);
@@ -343,7 +482,12 @@ pub fn generate(config: &SyntheticConfig, out: &Path) -> std::io::Result<Meta> {
     Ok(meta)
 }
 
-fn oracle_auc(kind: DatasetKind, severity: &[f64], labels: &[bool], codes: &[Vec<i64>]) -> OracleAuc {
+fn oracle_auc(
+    kind: DatasetKind,
+    severity: &[f64],
+    labels: &[bool],
+    codes: &[Vec<i64>],
+) -> OracleAuc {
     let mut attributes = BTreeMap::new();
     for (i, attribute) in kind.attributes().iter().enumerate() {
         let mut groups: BTreeMap<i64, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
@@ -354,10 +498,17 @@ fn oracle_auc(kind: DatasetKind, severity: &[f64], labels: &[bool], codes: &[Vec
                 g.1.push(y);
             }
         }
-        let aucs = groups.into_iter().map(|(code, (s, y))| (code.to_string(), auc(&s, &y))).collect();
+        let aucs = groups
+            .into_iter()
+            .map(|(code, (s, y))| (code.to_string(), auc(&s, &y)))
+            .collect();
         attributes.insert(attribute.name.to_owned(), aucs);
     }
-    OracleAuc { split: Split::Test, overall: auc(severity, labels), attributes }
+    OracleAuc {
+        split: Split::Test,
+        overall: auc(severity, labels),
+        attributes,
+    }
 }
 
 type SummaryRow = (String, Split, u8, Vec<i64>, i64, f64, String);
@@ -372,7 +523,11 @@ fn write_summary(config: &SyntheticConfig, out: &Path, rows: &[SummaryRow]) -> s
     };
     let mut f = std::io::BufWriter::new(std::fs::File::create(name)?);
     let keys: Vec<&str> = kind.attributes().iter().map(|a| a.key).collect();
-    write!(f, "filename,age,{},maritalstatus,glaucoma,use", keys.join(","))?;
+    write!(
+        f,
+        "filename,age,{},maritalstatus,glaucoma,use",
+        keys.join(",")
+    )?;
     writeln!(f, "{}", if with_note { ",note,gpt4_summary" } else { "" })?;
     for (file, split, label, codes, marital, age, text) in rows {
         let codes: Vec<String> = codes.iter().map(i64::to_string).collect();
@@ -381,8 +536,20 @@ fn write_summary(config: &SyntheticConfig, out: &Path, rows: &[SummaryRow]) -> s
             Split::Val => "validation",
             Split::Test => "test",
         };
-        write!(f, "{file},{age:.1},{},{marital},{label},{use_}", codes.join(","))?;
-        writeln!(f, "{}", if with_note { format!(",\"{text}\",\"{text}\"") } else { String::new() })?;
+        write!(
+            f,
+            "{file},{age:.1},{},{marital},{label},{use_}",
+            codes.join(",")
+        )?;
+        writeln!(
+            f,
+            "{}",
+            if with_note {
+                format!(",\"{text}\",\"{text}\"")
+            } else {
+                String::new()
+            }
+        )?;
     }
     f.flush()
 }
@@ -405,8 +572,13 @@ mod tests {
     fn prevalence_threshold_gives_about_48_5_percent() {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let n = 40_000;
-        let positives = (0..n).filter(|_| patient(DatasetKind::FairVision, &mut rng).label == 1).count();
-        assert!((positives as f64 / n as f64 - 0.485).abs() < 0.01, "{positives}");
+        let positives = (0..n)
+            .filter(|_| patient(DatasetKind::FairVision, &mut rng).label == 1)
+            .count();
+        assert!(
+            (positives as f64 / n as f64 - 0.485).abs() < 0.01,
+            "{positives}"
+        );
     }
 
     #[test]
@@ -415,7 +587,10 @@ mod tests {
         let tokenizer = crate::tokenizer::WordPiece::builtin(&NOTE_WORDS);
         for _ in 0..20 {
             let text = note(normal(&mut rng), 1.0, &mut rng);
-            assert!(!tokenizer.tokenize(&text).contains(&1), "unknown word in {text}");
+            assert!(
+                !tokenizer.tokenize(&text).contains(&1),
+                "unknown word in {text}"
+            );
         }
     }
 }

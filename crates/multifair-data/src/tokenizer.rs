@@ -46,14 +46,29 @@ const SPECIALS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 impl WordPiece {
     /// From tokens in id order (a `vocab.txt`'s lines).
     pub fn from_tokens<S: AsRef<str>>(tokens: &[S], lowercase: bool) -> Result<Self, String> {
-        let vocab: HashMap<String, u32> =
-            tokens.iter().enumerate().map(|(i, t)| (t.as_ref().to_owned(), i as u32)).collect();
+        let vocab: HashMap<String, u32> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_ref().to_owned(), i as u32))
+            .collect();
         Self::from_map(vocab, lowercase)
     }
 
     fn from_map(vocab: HashMap<String, u32>, lowercase: bool) -> Result<Self, String> {
-        let id = |t: &str| vocab.get(t).copied().ok_or_else(|| format!("the vocabulary has no {t} token"));
-        Ok(WordPiece { unk: id("[UNK]")?, cls: id("[CLS]")?, sep: id("[SEP]")?, pad: id("[PAD]")?, lowercase, vocab })
+        let id = |t: &str| {
+            vocab
+                .get(t)
+                .copied()
+                .ok_or_else(|| format!("the vocabulary has no {t} token"))
+        };
+        Ok(WordPiece {
+            unk: id("[UNK]")?,
+            cls: id("[CLS]")?,
+            sep: id("[SEP]")?,
+            pad: id("[PAD]")?,
+            lowercase,
+            vocab,
+        })
     }
 
     /// Loads `tokenizer.json` (HF tokenizers format) or `vocab.txt` from `folder`, preferring the
@@ -61,14 +76,20 @@ impl WordPiece {
     pub fn from_folder(folder: &Path) -> Result<Self, TokenizerError> {
         let json = folder.join("tokenizer.json");
         let txt = folder.join("vocab.txt");
-        let error = |file: &Path, message: String| TokenizerError { file: file.display().to_string(), message };
+        let error = |file: &Path, message: String| TokenizerError {
+            file: file.display().to_string(),
+            message,
+        };
         if json.is_file() {
             let text = std::fs::read_to_string(&json).map_err(|e| error(&json, e.to_string()))?;
             let value: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| error(&json, format!("not JSON: {e}")))?;
             let model = &value["model"];
             if model["type"] != "WordPiece" {
-                return Err(error(&json, format!("model type {} is not WordPiece", model["type"])));
+                return Err(error(
+                    &json,
+                    format!("model type {} is not WordPiece", model["type"]),
+                ));
             }
             let vocab = model["vocab"]
                 .as_object()
@@ -84,7 +105,10 @@ impl WordPiece {
             let tokens: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
             Self::from_tokens(&tokens, true).map_err(|m| error(&txt, m))
         } else {
-            Err(error(folder, "no tokenizer.json or vocab.txt in this folder".into()))
+            Err(error(
+                folder,
+                "no tokenizer.json or vocab.txt in this folder".into(),
+            ))
         }
     }
 
@@ -94,7 +118,12 @@ impl WordPiece {
         tokens.extend(".,;:-()/".split("").filter(|s| !s.is_empty()));
         tokens.extend("0123456789".split("").filter(|s| !s.is_empty()));
         tokens.extend(words.iter().copied());
-        tokens.sort_by_key(|t| SPECIALS.iter().position(|s| s == t).unwrap_or(SPECIALS.len()));
+        tokens.sort_by_key(|t| {
+            SPECIALS
+                .iter()
+                .position(|s| s == t)
+                .unwrap_or(SPECIALS.len())
+        });
         tokens.dedup();
         Self::from_tokens(&tokens, true).expect("built-in vocabulary has the special tokens")
     }
@@ -119,7 +148,11 @@ impl WordPiece {
     /// `[CLS] tokens [SEP]`, truncated to `max_len`, padded with `[PAD]`. An empty note becomes
     /// [`EMPTY_NOTE`].
     pub fn encode(&self, text: &str, max_len: usize) -> Encoding {
-        let text = if text.trim().is_empty() { EMPTY_NOTE } else { text };
+        let text = if text.trim().is_empty() {
+            EMPTY_NOTE
+        } else {
+            text
+        };
         let mut ids = vec![self.cls];
         let mut body = self.tokenize(text);
         body.truncate(max_len.saturating_sub(2));
@@ -148,7 +181,11 @@ impl WordPiece {
         let mut words = Vec::new();
         for token in cleaned.split_whitespace() {
             let token: String = if self.lowercase {
-                token.to_lowercase().nfd().filter(|c| !is_combining_mark(*c)).collect()
+                token
+                    .to_lowercase()
+                    .nfd()
+                    .filter(|c| !is_combining_mark(*c))
+                    .collect()
             } else {
                 token.to_owned()
             };
@@ -184,7 +221,11 @@ impl WordPiece {
             let mut found = None;
             while start < end {
                 let piece: String = chars[start..end].iter().collect();
-                let piece = if start > 0 { format!("##{piece}") } else { piece };
+                let piece = if start > 0 {
+                    format!("##{piece}")
+                } else {
+                    piece
+                };
                 if let Some(&id) = self.vocab.get(&piece) {
                     found = Some(id);
                     break;
@@ -241,8 +282,14 @@ mod tests {
     fn lowercases_strips_accents_and_splits_punctuation() {
         let v = vocab();
         // "Éye" -> "eye"; "cupping" -> cup ##ping; "cup-to-disc" splits on '-'.
-        assert_eq!(v.tokenize("Optic disc CUPPING, Éye"), vec![6, 7, 8, 9, 12, 19]);
-        assert_eq!(v.tokenize("cup-to-disc ratio 0.7"), vec![8, 14, 15, 14, 7, 16, 17, 13, 18]);
+        assert_eq!(
+            v.tokenize("Optic disc CUPPING, Éye"),
+            vec![6, 7, 8, 9, 12, 19]
+        );
+        assert_eq!(
+            v.tokenize("cup-to-disc ratio 0.7"),
+            vec![8, 14, 15, 14, 7, 16, 17, 13, 18]
+        );
         assert_eq!(v.tokenize("retina"), vec![1]);
     }
 

@@ -6,13 +6,19 @@ use multifair_data::datasets::read_record;
 use multifair_data::{BadFilePolicy, DataError, DatasetIndex, DatasetKind, Split};
 
 fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
 }
 
 #[test]
 fn fairvision_capitalised_folders_string_race_and_unknowns() {
-    let index = DatasetIndex::open(DatasetKind::FairVision, &fixture("fairvision"), BadFilePolicy::Fail)
-        .unwrap();
+    let index = DatasetIndex::open(
+        DatasetKind::FairVision,
+        &fixture("fairvision"),
+        BadFilePolicy::Fail,
+    )
+    .unwrap();
     let summary = index.summary();
     assert_eq!(summary[&Split::Train].n, 4);
     assert_eq!(summary[&Split::Val].n, 2);
@@ -31,8 +37,12 @@ fn fairvision_capitalised_folders_string_race_and_unknowns() {
 
 #[test]
 fn fairvlmed_notes_from_npz_or_either_csv_spelling() {
-    let index = DatasetIndex::open(DatasetKind::FairVlmed, &fixture("fairvlmed"), BadFilePolicy::Fail)
-        .unwrap();
+    let index = DatasetIndex::open(
+        DatasetKind::FairVlmed,
+        &fixture("fairvlmed"),
+        BadFilePolicy::Fail,
+    )
+    .unwrap();
     let test = index.split(Split::Test).unwrap();
     assert!(test.folder.ends_with("Testing"));
     let train = &index.split(Split::Train).unwrap().samples;
@@ -42,37 +52,72 @@ fn fairvlmed_notes_from_npz_or_either_csv_spelling() {
         Some("patient 9: optic disc cupping, visual field loss")
     );
     assert_eq!(train[1].note, None);
-    assert_eq!(index.summary()[&Split::Train].attributes["ethnicity"]["-1"], 1);
+    assert_eq!(
+        index.summary()[&Split::Train].attributes["ethnicity"]["-1"],
+        1
+    );
 }
 
 #[test]
 fn harvard_gf_has_no_val_split_and_mixed_race_types() {
-    let index = DatasetIndex::open(DatasetKind::HarvardGf, &fixture("harvard-gf"), BadFilePolicy::Fail)
-        .unwrap();
+    let index = DatasetIndex::open(
+        DatasetKind::HarvardGf,
+        &fixture("harvard-gf"),
+        BadFilePolicy::Fail,
+    )
+    .unwrap();
     assert!(index.split(Split::Val).is_none());
-    let codes: Vec<i64> = index.split(Split::Train).unwrap().samples.iter().map(|s| s.codes[0]).collect();
+    let codes: Vec<i64> = index
+        .split(Split::Train)
+        .unwrap()
+        .samples
+        .iter()
+        .map(|s| s.codes[0])
+        .collect();
     // data_00015 stores 'Asian', data_00016 the code 2.
     assert_eq!(codes, vec![0, 2]);
 }
 
 #[test]
 fn missing_split_folder_is_a_layout_error() {
-    let err = DatasetIndex::open(DatasetKind::FairVision, &fixture("harvard-gf"), BadFilePolicy::Fail)
-        .unwrap_err()
-        .to_string();
-    assert!(err.ends_with("no val split: expected a folder named val or Validation"), "{err}");
+    let err = DatasetIndex::open(
+        DatasetKind::FairVision,
+        &fixture("harvard-gf"),
+        BadFilePolicy::Fail,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.ends_with("no val split: expected a folder named val or Validation"),
+        "{err}"
+    );
 }
 
 /// (fixture, text the error must contain). Mirrors the table in datasets/README.md.
 const BAD: [(&str, &str); 10] = [
     ("truncated.npz", "not a readable zip archive"),
     ("missing_race.npz", "key 'race': missing (keys present:"),
-    ("object_array.npz", "key 'race': dtype '|O' holds pickled Python objects; pickled data is not loaded"),
-    ("wrong_dtype.npz", "key 'oct_bscans': holds text; expected pixel values"),
-    ("empty_oct.npz", "key 'oct_bscans': has shape [0]; expected [D,H,W] with D > 0 (pass --skip-bad"),
-    ("empty_oct_depth.npz", "key 'oct_bscans': has shape [0, 6, 6]; expected [D,H,W] with D > 0"),
+    (
+        "object_array.npz",
+        "key 'race': dtype '|O' holds pickled Python objects; pickled data is not loaded",
+    ),
+    (
+        "wrong_dtype.npz",
+        "key 'oct_bscans': holds text; expected pixel values",
+    ),
+    (
+        "empty_oct.npz",
+        "key 'oct_bscans': has shape [0]; expected [D,H,W] with D > 0 (pass --skip-bad",
+    ),
+    (
+        "empty_oct_depth.npz",
+        "key 'oct_bscans': has shape [0, 6, 6]; expected [D,H,W] with D > 0",
+    ),
     ("label_2.npz", "key 'glaucoma': label 2; expected 0 or 1"),
-    ("unknown_race_string.npz", "key 'race': race 'Martian' is not one of"),
+    (
+        "unknown_race_string.npz",
+        "key 'race': race 'Martian' is not one of",
+    ),
     // Indexing reads headers only: NaN pixels and a member cut short fail when the sample is
     // loaded (see the loader tests).
     ("nan_pixels.npz", ""),
@@ -89,7 +134,10 @@ fn every_malformed_file_names_file_and_key() {
             continue;
         }
         let message = result.expect_err(name).to_string();
-        assert!(message.starts_with(&path.display().to_string()), "{name}: {message}");
+        assert!(
+            message.starts_with(&path.display().to_string()),
+            "{name}: {message}"
+        );
         assert!(message.contains(expected), "{name}: {message}");
     }
     assert!(read_record(DatasetKind::FairVision, &fixture("bad/good.npz"), None).is_ok());
@@ -103,13 +151,20 @@ fn skip_bad_counts_instead_of_failing() {
         std::fs::create_dir_all(root.join(split)).unwrap();
     }
     for (name, _) in BAD {
-        std::fs::copy(fixture(&format!("bad/{name}")), root.join("train").join(name)).unwrap();
+        std::fs::copy(
+            fixture(&format!("bad/{name}")),
+            root.join("train").join(name),
+        )
+        .unwrap();
     }
     for split in ["val", "test"] {
         std::fs::copy(fixture("bad/good.npz"), root.join(split).join("good.npz")).unwrap();
     }
     let failed = DatasetIndex::open(DatasetKind::FairVision, &root, BadFilePolicy::Fail);
-    assert!(matches!(failed, Err(DataError::Npz(_) | DataError::Value { .. })));
+    assert!(matches!(
+        failed,
+        Err(DataError::Npz(_) | DataError::Value { .. })
+    ));
     let index = DatasetIndex::open(DatasetKind::FairVision, &root, BadFilePolicy::Skip).unwrap();
     let train = index.summary()[&Split::Train].clone();
     assert_eq!(train.skipped, BAD.len() - 2);

@@ -12,7 +12,13 @@ use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind, Split};
 fn generated(kind: DatasetKind, name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("multifair-loader-{}-{name}", std::process::id()));
     let mut config = SyntheticConfig::new(kind, 5);
-    (config.n_train, config.n_val, config.n_test, config.size, config.depth) = (37, 5, 6, 12, 6);
+    (
+        config.n_train,
+        config.n_val,
+        config.n_test,
+        config.size,
+        config.depth,
+    ) = (37, 5, 6, 12, 6);
     generate(&config, &dir).unwrap();
     dir
 }
@@ -20,7 +26,8 @@ fn generated(kind: DatasetKind, name: &str) -> PathBuf {
 fn train_loader(dir: &Path, kind: DatasetKind, workers: usize, seed: u64) -> Loader {
     let index = DatasetIndex::open(kind, dir, BadFilePolicy::Fail).unwrap();
     let mut config = LoaderConfig::new(8, 10, 4);
-    (config.shuffle, config.seed, config.workers, config.augment) = (true, seed, workers, Some(Augment::default()));
+    (config.shuffle, config.seed, config.workers, config.augment) =
+        (true, seed, workers, Some(Augment::default()));
     config.max_tokens = 48;
     let tokenizer = (kind == DatasetKind::FairVlmed).then(|| WordPiece::builtin(&NOTE_WORDS));
     Loader::new(kind, index.split(Split::Train).unwrap(), config, tokenizer).unwrap()
@@ -86,18 +93,36 @@ fn nan_pixels_and_short_members_fail_at_load_naming_file_and_key() {
         std::fs::copy(fixtures.join("good.npz"), root.join(split).join("good.npz")).unwrap();
     }
     for (file, key, message) in [
-        ("nan_pixels.npz", "slo_fundus", "contains NaN or infinite values"),
-        ("short_member.npz", "oct_bscans", "needs 144 data bytes; the array has 136"),
+        (
+            "nan_pixels.npz",
+            "slo_fundus",
+            "contains NaN or infinite values",
+        ),
+        (
+            "short_member.npz",
+            "oct_bscans",
+            "needs 144 data bytes; the array has 136",
+        ),
     ] {
         let path = root.join("train").join(file);
         std::fs::copy(fixtures.join(file), &path).unwrap();
-        let index = DatasetIndex::open(DatasetKind::FairVision, &root, BadFilePolicy::Fail).unwrap();
+        let index =
+            DatasetIndex::open(DatasetKind::FairVision, &root, BadFilePolicy::Fail).unwrap();
         let split = index.split(Split::Train).unwrap();
         let position = split.samples.iter().position(|s| s.path == path).unwrap();
-        let loader = Loader::new(DatasetKind::FairVision, split, LoaderConfig::new(1, 6, 2), None).unwrap();
+        let loader = Loader::new(
+            DatasetKind::FairVision,
+            split,
+            LoaderConfig::new(1, 6, 2),
+            None,
+        )
+        .unwrap();
         let err = loader.load(position, 0).unwrap_err().to_string();
         assert!(err.starts_with(&path.display().to_string()), "{err}");
-        assert!(err.contains(&format!("key '{key}'")) && err.contains(message), "{err}");
+        assert!(
+            err.contains(&format!("key '{key}'")) && err.contains(message),
+            "{err}"
+        );
         // In an epoch the error ends the iteration.
         let results: Vec<_> = loader.epoch(0).collect();
         assert!(results.last().unwrap().is_err());

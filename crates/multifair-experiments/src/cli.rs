@@ -12,7 +12,11 @@ use crate::device;
 use crate::evaluate::{PredictionTable, Report, report};
 
 #[derive(Parser)]
-#[command(name = "multifair", version, about = "Balanced, fair multimodal medical classification")]
+#[command(
+    name = "multifair",
+    version,
+    about = "Balanced, fair multimodal medical classification"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -99,13 +103,27 @@ const EXAMPLE_PATH: &str = "datasets/examples/predictions.csv";
 
 pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Evaluate { predictions, threshold, bootstrap, seed } => {
+        Command::Evaluate {
+            predictions,
+            threshold,
+            bootstrap,
+            seed,
+        } => {
             let table = PredictionTable::read(&predictions, threshold)?;
             let config = (bootstrap > 0).then(|| BootstrapConfig::new(bootstrap, seed));
             print_json(&report(&table, config.as_ref())?)
         }
         Command::Demo => demo(),
-        Command::Generate { kind, out, seed, n_train, n_val, n_test, size, depth } => {
+        Command::Generate {
+            kind,
+            out,
+            seed,
+            n_train,
+            n_val,
+            n_test,
+            size,
+            depth,
+        } => {
             let mut config = SyntheticConfig::new(kind, seed);
             config.n_train = n_train.unwrap_or(config.n_train);
             config.n_val = n_val.unwrap_or(config.n_val);
@@ -123,8 +141,20 @@ pub fn run() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Data { command: DataCommand::Summary { dataset, data_dir, json, skip_bad } } => {
-            let policy = if skip_bad { BadFilePolicy::Skip } else { BadFilePolicy::Fail };
+        Command::Data {
+            command:
+                DataCommand::Summary {
+                    dataset,
+                    data_dir,
+                    json,
+                    skip_bad,
+                },
+        } => {
+            let policy = if skip_bad {
+                BadFilePolicy::Skip
+            } else {
+                BadFilePolicy::Fail
+            };
             let index = DatasetIndex::open(dataset, &data_dir, policy)?;
             let summary = index.summary();
             if json {
@@ -143,7 +173,8 @@ pub fn run() -> anyhow::Result<()> {
                     s.skipped
                 );
                 for (name, counts) in &s.attributes {
-                    let groups: Vec<String> = counts.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+                    let groups: Vec<String> =
+                        counts.iter().map(|(c, n)| format!("{c}: {n}")).collect();
                     println!("  {name}: {}", groups.join(", "));
                 }
                 for (path, reason) in &split.skipped {

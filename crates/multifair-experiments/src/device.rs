@@ -6,7 +6,11 @@ use serde::Serialize;
 
 /// The device names `--device` accepts in this build.
 pub fn available() -> &'static str {
-    if cfg!(feature = "tch") { "flex, libtorch, libtorch-cuda:N" } else { "flex" }
+    if cfg!(feature = "tch") {
+        "flex, libtorch, libtorch-cuda:N"
+    } else {
+        "flex"
+    }
 }
 
 /// Parses `flex`, `libtorch` or `libtorch-cuda:N`; the libtorch ones need the `tch` feature.
@@ -25,8 +29,9 @@ fn libtorch_device(name: &str) -> anyhow::Result<Device> {
     match name.strip_prefix("libtorch-cuda:") {
         None => Ok(Device::libtorch()),
         Some(index) => {
-            let index: usize =
-                index.parse().with_context(|| format!("device '{name}': '{index}' is not a GPU index"))?;
+            let index: usize = index
+                .parse()
+                .with_context(|| format!("device '{name}': '{index}' is not a GPU index"))?;
             Ok(Device::libtorch_cuda(index))
         }
     }
@@ -57,19 +62,30 @@ const OUT: usize = 3;
 /// dL/dw = x^T (1 - tanh^2(x w)) with the same computation in f64 on the host.
 pub fn check(name: &str) -> anyhow::Result<DeviceCheck> {
     let device = parse(name)?.autodiff();
-    let x: Vec<f64> = (0..ROWS * COLS).map(|i| ((i * 7 % 11) as f64 - 5.0) / 10.0).collect();
-    let w: Vec<f64> = (0..COLS * OUT).map(|i| ((i * 5 % 13) as f64 - 6.0) / 12.0).collect();
+    let x: Vec<f64> = (0..ROWS * COLS)
+        .map(|i| ((i * 7 % 11) as f64 - 5.0) / 10.0)
+        .collect();
+    let w: Vec<f64> = (0..COLS * OUT)
+        .map(|i| ((i * 5 % 13) as f64 - 6.0) / 12.0)
+        .collect();
     let to_f32 = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
     let xt = Tensor::<1>::from_floats(to_f32(&x).as_slice(), &device).reshape([ROWS, COLS]);
-    let wt =
-        Tensor::<1>::from_floats(to_f32(&w).as_slice(), &device).reshape([COLS, OUT]).require_grad();
+    let wt = Tensor::<1>::from_floats(to_f32(&w).as_slice(), &device)
+        .reshape([COLS, OUT])
+        .require_grad();
     let loss = xt.matmul(wt.clone()).tanh().sum();
     let grads = loss.backward();
     let read = |t: Tensor<1>| -> anyhow::Result<Vec<f32>> {
-        t.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a tensor back: {e:?}"))
+        t.into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading a tensor back: {e:?}"))
     };
     let loss_value = read(loss)?[0] as f64;
-    let grad = read(wt.grad(&grads).context("no gradient for w")?.reshape([COLS * OUT]))?;
+    let grad = read(
+        wt.grad(&grads)
+            .context("no gradient for w")?
+            .reshape([COLS * OUT]),
+    )?;
 
     let mut expected_loss = 0.0;
     let mut expected_grad = vec![0.0; COLS * OUT];
@@ -82,8 +98,11 @@ pub fn check(name: &str) -> anyhow::Result<DeviceCheck> {
             }
         }
     }
-    let grad_error =
-        grad.iter().zip(&expected_grad).map(|(&g, e)| (g as f64 - e).abs()).fold(0.0, f64::max);
+    let grad_error = grad
+        .iter()
+        .zip(&expected_grad)
+        .map(|(&g, e)| (g as f64 - e).abs())
+        .fold(0.0, f64::max);
     Ok(DeviceCheck {
         device: name.to_owned(),
         loss: loss_value,
@@ -99,22 +118,36 @@ mod tests {
     #[test]
     fn flex_matches_the_closed_form() {
         let result = check("flex").unwrap();
-        assert!(result.loss_error < 1e-4 && result.grad_error < 1e-4, "{result:?}");
+        assert!(
+            result.loss_error < 1e-4 && result.grad_error < 1e-4,
+            "{result:?}"
+        );
     }
 
     #[cfg(feature = "tch")]
     #[test]
     fn libtorch_cpu_matches_the_closed_form() {
         let result = check("libtorch").unwrap();
-        assert!(result.loss_error < 1e-4 && result.grad_error < 1e-4, "{result:?}");
+        assert!(
+            result.loss_error < 1e-4 && result.grad_error < 1e-4,
+            "{result:?}"
+        );
     }
 
     #[test]
     fn unknown_and_unbuilt_devices_are_errors() {
         let err = parse("tpu").unwrap_err().to_string();
-        assert_eq!(err, format!("unknown device 'tpu'; available: {}", available()));
+        assert_eq!(
+            err,
+            format!("unknown device 'tpu'; available: {}", available())
+        );
         if !cfg!(feature = "tch") {
-            assert!(parse("libtorch").unwrap_err().to_string().contains("--features tch"));
+            assert!(
+                parse("libtorch")
+                    .unwrap_err()
+                    .to_string()
+                    .contains("--features tch")
+            );
         }
     }
 }

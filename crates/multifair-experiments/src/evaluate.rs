@@ -23,21 +23,38 @@ pub const NOT_A_CODE: &str = "is not an integer group code (codes are >= 0, or -
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("{file}: cannot read: {source}")]
-    Io { file: PathBuf, source: std::io::Error },
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "{file}: empty file; expected a header row with columns 'prob', 'label' and one integer column per attribute"
     )]
     Empty { file: PathBuf },
     #[error("{file}: header row: missing column '{column}' (columns found: {found})")]
-    MissingColumn { file: PathBuf, column: &'static str, found: String },
+    MissingColumn {
+        file: PathBuf,
+        column: &'static str,
+        found: String,
+    },
     #[error("{file}: header row: column '{column}' appears more than once")]
     DuplicateColumn { file: PathBuf, column: String },
     #[error("{file}: no data rows after the header")]
     NoRows { file: PathBuf },
     #[error("{file}: row {row}: {problem}")]
-    Row { file: PathBuf, row: usize, problem: String },
+    Row {
+        file: PathBuf,
+        row: usize,
+        problem: String,
+    },
     #[error("{file}: row {row}, column '{column}': '{value}' {problem}")]
-    Cell { file: PathBuf, row: usize, column: String, value: String, problem: &'static str },
+    Cell {
+        file: PathBuf,
+        row: usize,
+        column: String,
+        value: String,
+        problem: &'static str,
+    },
 }
 
 /// Predictions plus the codes of each attribute column, in file order.
@@ -50,8 +67,10 @@ pub struct PredictionTable {
 impl PredictionTable {
     /// Reads and validates `path`; `threshold` turns probabilities into decisions.
     pub fn read(path: &Path, threshold: f64) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| InputError::Io { file: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| InputError::Io {
+            file: path.to_owned(),
+            source,
+        })?;
         Ok(Self::parse(path, &text, threshold)?)
     }
 
@@ -61,35 +80,52 @@ impl PredictionTable {
         if text.trim().is_empty() {
             return Err(InputError::Empty { file: file() }.into());
         }
-        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
         let header: Vec<String> = reader
             .headers()
-            .map_err(|e| InputError::Row { file: file(), row: 0, problem: e.to_string() })?
+            .map_err(|e| InputError::Row {
+                file: file(),
+                row: 0,
+                problem: e.to_string(),
+            })?
             .iter()
             .map(str::to_owned)
             .collect();
         for (i, name) in header.iter().enumerate() {
             if header[..i].contains(name) {
-                return Err(InputError::DuplicateColumn { file: file(), column: name.clone() }.into());
+                return Err(InputError::DuplicateColumn {
+                    file: file(),
+                    column: name.clone(),
+                }
+                .into());
             }
         }
         let find = |column: &'static str| {
-            header.iter().position(|h| h == column).ok_or_else(|| InputError::MissingColumn {
-                file: file(),
-                column,
-                found: header.join(", "),
-            })
+            header
+                .iter()
+                .position(|h| h == column)
+                .ok_or_else(|| InputError::MissingColumn {
+                    file: file(),
+                    column,
+                    found: header.join(", "),
+                })
         };
         let (prob_col, label_col) = (find(PROB)?, find(LABEL)?);
-        let attribute_cols: Vec<usize> =
-            (0..header.len()).filter(|&c| c != prob_col && c != label_col).collect();
+        let attribute_cols: Vec<usize> = (0..header.len())
+            .filter(|&c| c != prob_col && c != label_col)
+            .collect();
 
         let (mut probs, mut labels) = (Vec::new(), Vec::new());
         let mut codes = vec![Vec::new(); attribute_cols.len()];
         for (index, record) in reader.records().enumerate() {
             let row = index + 1;
-            let record = record
-                .map_err(|e| InputError::Row { file: file(), row, problem: csv_problem(&e) })?;
+            let record = record.map_err(|e| InputError::Row {
+                file: file(),
+                row,
+                problem: csv_problem(&e),
+            })?;
             let cell = |col: usize, problem: &'static str| InputError::Cell {
                 file: file(),
                 row,
@@ -97,7 +133,9 @@ impl PredictionTable {
                 value: record[col].to_owned(),
                 problem,
             };
-            let p: f64 = record[prob_col].parse().map_err(|_| cell(prob_col, NOT_A_PROBABILITY))?;
+            let p: f64 = record[prob_col]
+                .parse()
+                .map_err(|_| cell(prob_col, NOT_A_PROBABILITY))?;
             if !(0.0..=1.0).contains(&p) {
                 return Err(cell(prob_col, NOT_A_PROBABILITY).into());
             }
@@ -118,14 +156,23 @@ impl PredictionTable {
             return Err(InputError::NoRows { file: file() }.into());
         }
         let predictions = Predictions::new(probs, labels, threshold)?;
-        let attributes = attribute_cols.iter().map(|&c| header[c].clone()).zip(codes).collect();
-        Ok(PredictionTable { predictions, attributes })
+        let attributes = attribute_cols
+            .iter()
+            .map(|&c| header[c].clone())
+            .zip(codes)
+            .collect();
+        Ok(PredictionTable {
+            predictions,
+            attributes,
+        })
     }
 }
 
 fn csv_problem(error: &csv::Error) -> String {
     match error.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("has {len} fields; the header has {expected_len}")
         }
         _ => error.to_string(),
@@ -190,7 +237,9 @@ pub fn report(
     let mut attributes = BTreeMap::new();
     for (name, codes) in &table.attributes {
         let frame = GroupFrame::new(predictions, codes)?;
-        let ci = bootstrap.map(|b| bootstrap_frame(predictions, codes, b)).transpose()?;
+        let ci = bootstrap
+            .map(|b| bootstrap_frame(predictions, codes, b))
+            .transpose()?;
         attributes.insert(name.clone(), AttributeReport::new(frame, ci));
     }
     let ci = bootstrap
@@ -205,7 +254,12 @@ pub fn report(
             })
         })
         .transpose()?;
-    Ok(Report { n: predictions.len(), auc: predictions.auc(), attributes, ci })
+    Ok(Report {
+        n: predictions.len(),
+        auc: predictions.auc(),
+        attributes,
+        ci,
+    })
 }
 
 #[cfg(test)]
@@ -266,7 +320,10 @@ mod tests {
             error(""),
             "p.csv: empty file; expected a header row with columns 'prob', 'label' and one integer column per attribute"
         );
-        assert_eq!(error("prob,label\n"), "p.csv: no data rows after the header");
+        assert_eq!(
+            error("prob,label\n"),
+            "p.csv: no data rows after the header"
+        );
         assert_eq!(
             error("prob,label,race\n0.5,1\n"),
             "p.csv: row 1: has 2 fields; the header has 3"
@@ -293,7 +350,14 @@ mod tests {
     #[test]
     fn bootstrap_adds_intervals() {
         let rows: String = (0..60)
-            .map(|i| format!("{},{},{}\n", (i % 10) as f64 / 10.0, (i % 10 >= 4) as u8 ^ (i % 7 == 0) as u8, i % 3))
+            .map(|i| {
+                format!(
+                    "{},{},{}\n",
+                    (i % 10) as f64 / 10.0,
+                    (i % 10 >= 4) as u8 ^ (i % 7 == 0) as u8,
+                    i % 3
+                )
+            })
             .collect();
         let table = parse(&format!("prob,label,race\n{rows}")).unwrap();
         let report = report(&table, Some(&BootstrapConfig::new(50, 3))).unwrap();

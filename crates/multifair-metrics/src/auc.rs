@@ -79,7 +79,11 @@ impl AucAccumulator {
 ///
 /// Panics if the lengths differ (a programming error, not a data error).
 pub fn auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
-    assert_eq!(scores.len(), labels.len(), "scores and labels differ in length");
+    assert_eq!(
+        scores.len(),
+        labels.len(),
+        "scores and labels differ in length"
+    );
     let ranking = Ranking::new(scores);
     let mut acc = AucAccumulator::default();
     for block in ranking.blocks() {
@@ -133,7 +137,9 @@ mod tests {
         // Scores on a coarse grid so that most of them tie.
         let mut state = 12345u64;
         let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 33) as u32
         };
         for _ in 0..20 {

@@ -7,8 +7,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::frame::{GroupFrame, Grouping, Predictions};
 use crate::MetricError;
+use crate::frame::{GroupFrame, Grouping, Predictions};
 
 /// A metric of one attribute's group frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,10 +59,13 @@ impl std::str::FromStr for Metric {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Metric::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Metric::ALL.iter().map(|m| m.name()).collect();
-            format!("unknown metric '{s}'; available: {}", names.join(", "))
-        })
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Metric::ALL.iter().map(|m| m.name()).collect();
+                format!("unknown metric '{s}'; available: {}", names.join(", "))
+            })
     }
 }
 
@@ -77,7 +80,11 @@ pub struct BootstrapConfig {
 impl BootstrapConfig {
     /// A 95% interval.
     pub fn new(resamples: usize, seed: u64) -> Self {
-        BootstrapConfig { resamples, seed, level: 0.95 }
+        BootstrapConfig {
+            resamples,
+            seed,
+            level: 0.95,
+        }
     }
 }
 
@@ -136,7 +143,11 @@ impl Resampler {
             strata[slot].push(i as u32);
         }
         let weights = vec![0; grouping.slot.len()];
-        Resampler { strata, rng: ChaCha8Rng::seed_from_u64(seed), weights }
+        Resampler {
+            strata,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            weights,
+        }
     }
 
     fn next(&mut self) -> &[u32] {
@@ -169,7 +180,10 @@ pub fn bootstrap_frame(
             values.extend(metric.of(&frame));
         }
         for (code, stats) in &frame.groups {
-            group_values.get_mut(code).expect("resampled groups are known").extend(stats.auc);
+            group_values
+                .get_mut(code)
+                .expect("resampled groups are known")
+                .extend(stats.auc);
         }
     }
     Ok(FrameIntervals {
@@ -218,8 +232,9 @@ pub fn paired_bootstrap(
     };
     let delta = diff(None);
     let mut resampler = Resampler::new(&grouping, config.seed);
-    let diffs: Vec<f64> =
-        (0..config.resamples).filter_map(|_| diff(Some(resampler.next()))).collect();
+    let diffs: Vec<f64> = (0..config.resamples)
+        .filter_map(|_| diff(Some(resampler.next())))
+        .collect();
     let p_value = (!diffs.is_empty()).then(|| {
         let below = diffs.iter().filter(|&&d| d <= 0.0).count();
         let above = diffs.iter().filter(|&&d| d >= 0.0).count();
@@ -240,7 +255,9 @@ mod tests {
     fn sample(n: usize, seed: u64, noise: f64) -> (Predictions, Vec<i64>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let labels: Vec<bool> = (0..n).map(|_| rng.random_bool(0.4)).collect();
-        let codes: Vec<i64> = (0..n).map(|i| (i % 3) as i64 - i64::from(i % 17 == 0)).collect();
+        let codes: Vec<i64> = (0..n)
+            .map(|i| (i % 3) as i64 - i64::from(i % 17 == 0))
+            .collect();
         let probs = labels
             .iter()
             .map(|&y| {
@@ -263,7 +280,11 @@ mod tests {
         for metric in Metric::ALL {
             let ci = first.metrics[metric.name()].unwrap();
             let value = metric.of(&frame).unwrap();
-            assert!(ci.low <= value && value <= ci.high, "{}: {value} not in {ci:?}", metric.name());
+            assert!(
+                ci.low <= value && value <= ci.high,
+                "{}: {value} not in {ci:?}",
+                metric.name()
+            );
             assert_eq!(ci.resamples, 200);
         }
         assert_eq!(first.group_auc.len(), 3);

@@ -26,7 +26,10 @@ impl CalibrationBins {
     pub(crate) fn ece(&self) -> Option<f64> {
         let n: f64 = self.count.iter().sum();
         (n > 0.0).then(|| {
-            (0..ECE_BINS).map(|b| (self.sum_label[b] - self.sum_prob[b]).abs()).sum::<f64>() / n
+            (0..ECE_BINS)
+                .map(|b| (self.sum_label[b] - self.sum_prob[b]).abs())
+                .sum::<f64>()
+                / n
         })
     }
 }
@@ -34,7 +37,11 @@ impl CalibrationBins {
 /// Expected calibration error of positive-class probabilities (`ECE_BINS` equal-width bins).
 /// `None` for no samples. Panics if the lengths differ.
 pub fn ece(probs: &[f64], labels: &[bool]) -> Option<f64> {
-    assert_eq!(probs.len(), labels.len(), "probs and labels differ in length");
+    assert_eq!(
+        probs.len(),
+        labels.len(),
+        "probs and labels differ in length"
+    );
     let mut bins = CalibrationBins::default();
     for (&p, &y) in probs.iter().zip(labels) {
         bins.add(p, y, 1.0);

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::MetricError;
 use crate::auc::{AucAccumulator, Ranking};
 use crate::calibration::CalibrationBins;
-use crate::MetricError;
 
 /// The code of an unknown attribute value: such samples count overall but join no group.
 pub const UNKNOWN: i64 = -1;
@@ -37,10 +37,18 @@ impl Predictions {
             return Err(MetricError::Threshold(threshold));
         }
         if let Some(index) = probs.iter().position(|p| !(0.0..=1.0).contains(p)) {
-            return Err(MetricError::Probability { index, value: probs[index] });
+            return Err(MetricError::Probability {
+                index,
+                value: probs[index],
+            });
         }
         let ranking = Ranking::new(&probs);
-        Ok(Predictions { probs, labels, threshold, ranking })
+        Ok(Predictions {
+            probs,
+            labels,
+            threshold,
+            ranking,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -171,7 +179,10 @@ impl GroupFrame {
     /// fairlearn counts an undefined rate (a group without positives, or without negatives)
     /// as 0; here it is left out, as an undefined AUC is.
     pub fn deodds(&self) -> Option<f64> {
-        match (range(self.group_values(|g| g.tpr)), range(self.group_values(|g| g.fpr))) {
+        match (
+            range(self.group_values(|g| g.tpr)),
+            range(self.group_values(|g| g.fpr)),
+        ) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         }
@@ -196,11 +207,12 @@ impl GroupFrame {
 }
 
 fn range(values: impl Iterator<Item = f64>) -> Option<f64> {
-    values.fold(None, |acc, v| match acc {
-        None => Some((v, v)),
-        Some((lo, hi)) => Some((f64::min(lo, v), f64::max(hi, v))),
-    })
-    .map(|(lo, hi)| hi - lo)
+    values
+        .fold(None, |acc, v| match acc {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((f64::min(lo, v), f64::max(hi, v))),
+        })
+        .map(|(lo, hi)| hi - lo)
 }
 
 /// The attribute's codes made dense once, so that each bootstrap resample is one linear pass.
@@ -222,7 +234,10 @@ impl Grouping {
             });
         }
         if let Some(index) = codes.iter().position(|&c| c < UNKNOWN) {
-            return Err(MetricError::Code { index, code: codes[index] });
+            return Err(MetricError::Code {
+                index,
+                code: codes[index],
+            });
         }
         let mut known: Vec<i64> = codes.iter().copied().filter(|&c| c != UNKNOWN).collect();
         known.sort_unstable();
@@ -271,7 +286,12 @@ mod tests {
     use super::*;
 
     fn preds(probs: &[f64], labels: &[u8]) -> Predictions {
-        Predictions::new(probs.to_vec(), labels.iter().map(|&y| y == 1).collect(), 0.5).unwrap()
+        Predictions::new(
+            probs.to_vec(),
+            labels.iter().map(|&y| y == 1).collect(),
+            0.5,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -322,7 +342,13 @@ mod tests {
             Err(MetricError::Probability { index: 1, .. })
         ));
         let p = preds(&[0.2, 0.4], &[0, 1]);
-        assert!(matches!(GroupFrame::new(&p, &[0]), Err(MetricError::LengthMismatch { .. })));
-        assert!(matches!(GroupFrame::new(&p, &[0, -2]), Err(MetricError::Code { index: 1, code: -2 })));
+        assert!(matches!(
+            GroupFrame::new(&p, &[0]),
+            Err(MetricError::LengthMismatch { .. })
+        ));
+        assert!(matches!(
+            GroupFrame::new(&p, &[0, -2]),
+            Err(MetricError::Code { index: 1, code: -2 })
+        ));
     }
 }

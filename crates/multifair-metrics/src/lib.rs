@@ -23,7 +23,11 @@ pub use frame::{GroupFrame, GroupStats, Predictions, UNKNOWN};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MetricError {
     #[error("{what} has {found} entries; expected {expected}, one per prediction")]
-    LengthMismatch { what: &'static str, expected: usize, found: usize },
+    LengthMismatch {
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
     #[error("probability {value} at index {index} is outside [0, 1]")]
     Probability { index: usize, value: f64 },
     #[error("threshold {0} is outside [0, 1]")]
