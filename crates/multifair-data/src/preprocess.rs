@@ -43,13 +43,24 @@ pub fn resize_bilinear(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) ->
             .collect()
     };
     let (rows, cols) = (axis(h, oh), axis(w, ow));
-    let mut out = Vec::with_capacity(oh * ow);
-    for &(r0, r1, fr) in &rows {
-        let (top, bottom) = (&src[r0 * w..(r0 + 1) * w], &src[r1 * w..(r1 + 1) * w]);
-        for &(c0, c1, fc) in &cols {
-            let t = top[c0] + (top[c1] - top[c0]) * fc;
-            let b = bottom[c0] + (bottom[c1] - bottom[c0]) * fc;
-            out.push(t + (b - t) * fr);
+    // Separable: each source row that is used is interpolated horizontally once, then output
+    // rows blend two of those (contiguous, so the compiler vectorises the blend).
+    let mut horizontal = vec![f32::NAN; h * ow];
+    let mut done = vec![false; h];
+    let mut out = vec![0.0f32; oh * ow];
+    for (o, &(r0, r1, fr)) in rows.iter().enumerate() {
+        for r in [r0, r1] {
+            if !done[r] {
+                let src_row = &src[r * w..(r + 1) * w];
+                for (dst, &(c0, c1, fc)) in horizontal[r * ow..(r + 1) * ow].iter_mut().zip(&cols) {
+                    *dst = src_row[c0] + (src_row[c1] - src_row[c0]) * fc;
+                }
+                done[r] = true;
+            }
+        }
+        let (top, bottom) = (&horizontal[r0 * ow..(r0 + 1) * ow], &horizontal[r1 * ow..(r1 + 1) * ow]);
+        for ((dst, &t), &b) in out[o * ow..(o + 1) * ow].iter_mut().zip(top).zip(bottom) {
+            *dst = t + (b - t) * fr;
         }
     }
     out
@@ -58,16 +69,30 @@ pub fn resize_bilinear(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) ->
 /// In place: (x - mean) / (std + 1e-6), with torch's default unbiased std.
 pub fn zscore(values: &mut [f32]) {
     let n = values.len() as f64;
-    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = values
-        .iter()
-        .map(|&v| (v as f64 - mean).powi(2))
-        .sum::<f64>()
-        / (n - 1.0).max(1.0);
-    let (mean, scale) = (mean as f32, 1.0 / (var.sqrt() as f32 + ZSCORE_EPS));
+    let mean = (lane_sum(values, |v| v) / n) as f32;
+    let var = lane_sum(values, |v| (v - mean) * (v - mean)) / (n - 1.0).max(1.0);
+    let scale = 1.0 / (var.sqrt() as f32 + ZSCORE_EPS);
     for v in values {
         *v = (*v - mean) * scale;
     }
+}
+
+/// Sum of `f(v)` in 8 f32 lanes (vectorised), each chunk of lanes flushed to f64 so that large
+/// images keep their precision.
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut total = 0.0f64;
+    for block in values.chunks(4096) {
+        let mut lanes = [0.0f32; 8];
+        let chunks = block.chunks_exact(8);
+        let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+        for chunk in chunks {
+            for (lane, &v) in lanes.iter_mut().zip(chunk) {
+                *lane += f(v);
+            }
+        }
+        total += lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64;
+    }
+    total
 }
 
 /// A preprocessing failure on an array's values (the caller names file and key).
@@ -108,8 +133,10 @@ fn to_f32_range(array: &NpyArray, start: usize, len: usize) -> Result<Vec<f32>, 
     })
 }
 
-fn check_finite(values: &[f32]) -> Result<(), PixelError> {
-    if values.iter().all(|v| v.is_finite()) {
+/// Integer pixels are always finite; float ones are checked.
+fn check_finite(array: &NpyArray, values: &[f32]) -> Result<(), PixelError> {
+    let float = matches!(array.data, ArrayData::F16(_) | ArrayData::F32(_) | ArrayData::F64(_));
+    if !float || values.iter().all(|v| v.is_finite()) {
         Ok(())
     } else {
         Err(PixelError::NotFinite)
@@ -134,7 +161,7 @@ pub fn prepare_volume(
     let mut out = Vec::with_capacity(slices * size * size);
     for index in slice_indices(d, slices) {
         let slice = to_f32_range(array, index * h * w, h * w)?;
-        check_finite(&slice)?;
+        check_finite(array, &slice)?;
         let mut resized = resize_bilinear(&slice, h, w, size, size);
         zscore(&mut resized);
         out.extend(resized);
@@ -187,7 +214,7 @@ pub fn prepare_image(
         ));
     }
     let mut pixels = to_f32_range(array, 0, h * w)?;
-    check_finite(&pixels)?;
+    check_finite(array, &pixels)?;
     if norm == ImageNorm::ImageNet {
         let integer = !matches!(
             array.data,
