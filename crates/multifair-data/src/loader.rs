@@ -17,7 +17,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::datasets::{DataError, DatasetKind, ModalityKind, SampleRecord, SplitIndex};
 use crate::npz::Npz;
-use crate::preprocess::{Augment, ImageNorm, prepare_image, prepare_volume, slice_indices};
+use crate::preprocess::{
+    Augment, ImageNorm, prepare_image_into, prepare_volume_into, slice_indices,
+};
 use crate::tokenizer::WordPiece;
 
 /// How samples are prepared and batched.
@@ -85,12 +87,6 @@ pub struct Batch {
     pub labels: Vec<u8>,
     /// [attribute][sample], aligned with the dataset's attributes; -1 unknown.
     pub codes: Vec<Vec<i64>>,
-}
-
-/// One sample's prepared modalities.
-enum Prepared {
-    Float(Vec<f32>),
-    Tokens(Vec<u32>, Vec<u32>),
 }
 
 struct Shared {
@@ -282,51 +278,89 @@ fn build_batch(shared: &Shared, order: &[usize], epoch: u64, b: usize) -> Result
 
 fn build_from_indices(shared: &Shared, indices: &[usize], epoch: u64) -> Result<Batch, DataError> {
     let modalities = shared.kind.modalities();
-    let mut columns: Vec<Vec<Prepared>> = modalities.iter().map(|_| Vec::new()).collect();
-    for &i in indices {
-        for (column, prepared) in columns.iter_mut().zip(load_sample(shared, i, epoch)?) {
-            column.push(prepared);
+    let cfg = &shared.config;
+    let n = indices.len();
+    let area = cfg.image_size * cfg.image_size;
+    let channels = |kind| {
+        if kind == ModalityKind::Image {
+            3
+        } else {
+            cfg.slices
+        }
+    };
+    // Samples are prepared straight into their slot of the batch: no per-sample buffers.
+    let mut floats: Vec<Vec<f32>> = modalities
+        .iter()
+        .map(|m| match m.kind {
+            ModalityKind::Text => Vec::new(),
+            kind => vec![0.0; n * channels(kind) * area],
+        })
+        .collect();
+    let mut tokens: Vec<(Vec<u32>, Vec<u32>)> =
+        modalities.iter().map(|_| Default::default()).collect();
+    for (k, &i) in indices.iter().enumerate() {
+        let record = &shared.samples[i];
+        let mut npz = Npz::open(&record.path)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(mix(cfg.seed, epoch), i as u64));
+        let value_error = |key: &str, message: String| DataError::Value {
+            file: record.path.clone(),
+            key: key.to_owned(),
+            message,
+        };
+        for (j, m) in modalities.iter().enumerate() {
+            let per_sample = channels(m.kind) * area;
+            match m.kind {
+                ModalityKind::Volume => {
+                    // Read only the B-scans that are kept.
+                    let depth = npz.header(m.key)?.shape.first().copied().unwrap_or(0);
+                    let kept = npz.read_rows(m.key, &slice_indices(depth, cfg.slices))?;
+                    let slot = &mut floats[j][k * per_sample..(k + 1) * per_sample];
+                    prepare_volume_into(&kept, cfg.slices, cfg.image_size, slot)
+                        .map_err(|e| value_error(m.key, e.to_string()))?;
+                }
+                ModalityKind::Image => {
+                    // Fundus photographs get ImageNet statistics; measurement maps a z-score.
+                    let norm = if m.key == "slo_fundus" {
+                        ImageNorm::ImageNet
+                    } else {
+                        ImageNorm::ZScore
+                    };
+                    let augment = cfg.augment.as_ref().map(|a| (a, &mut rng));
+                    let slot = &mut floats[j][k * per_sample..(k + 1) * per_sample];
+                    prepare_image_into(&npz.read(m.key)?, cfg.image_size, norm, augment, slot)
+                        .map_err(|e| value_error(m.key, e.to_string()))?;
+                }
+                ModalityKind::Text => {
+                    let text = match &record.note {
+                        Some(note) => note.clone(),
+                        None => npz
+                            .read(m.key)?
+                            .scalar_str()
+                            .map_err(|e| value_error(m.key, e.to_string()))?
+                            .to_owned(),
+                    };
+                    let tokenizer = shared.tokenizer.as_ref().expect("checked in Loader::new");
+                    let encoding = tokenizer.encode(&text.to_lowercase(), cfg.max_tokens);
+                    tokens[j].0.extend(encoding.ids);
+                    tokens[j].1.extend(encoding.mask);
+                }
+            }
         }
     }
-    let n = indices.len();
-    let cfg = &shared.config;
     let batches = modalities
         .iter()
-        .zip(columns)
-        .map(|(m, column)| {
+        .zip(floats.into_iter().zip(tokens))
+        .map(|(m, (values, (ids, mask)))| {
             let batch = match m.kind {
-                ModalityKind::Text => {
-                    let (mut ids, mut mask) = (Vec::new(), Vec::new());
-                    for p in column {
-                        if let Prepared::Tokens(i, k) = p {
-                            ids.extend(i);
-                            mask.extend(k);
-                        }
-                    }
-                    ModalityBatch::Tokens {
-                        shape: [n, cfg.max_tokens],
-                        ids,
-                        mask,
-                    }
-                }
-                ModalityKind::Image | ModalityKind::Volume => {
-                    let channels = if m.kind == ModalityKind::Image {
-                        3
-                    } else {
-                        cfg.slices
-                    };
-                    let values = column
-                        .into_iter()
-                        .flat_map(|p| match p {
-                            Prepared::Float(v) => v,
-                            Prepared::Tokens(..) => Vec::new(),
-                        })
-                        .collect();
-                    ModalityBatch::Float {
-                        shape: vec![n, channels, cfg.image_size, cfg.image_size],
-                        values,
-                    }
-                }
+                ModalityKind::Text => ModalityBatch::Tokens {
+                    shape: [n, cfg.max_tokens],
+                    ids,
+                    mask,
+                },
+                kind => ModalityBatch::Float {
+                    shape: vec![n, channels(kind), cfg.image_size, cfg.image_size],
+                    values,
+                },
             };
             (m.name, batch)
         })
@@ -341,62 +375,4 @@ fn build_from_indices(shared: &Shared, indices: &[usize], epoch: u64) -> Result<
             .map(|a| samples.iter().map(|s| s.codes[a]).collect())
             .collect(),
     })
-}
-
-/// Decodes and preprocesses every modality of sample `index`.
-fn load_sample(shared: &Shared, index: usize, epoch: u64) -> Result<Vec<Prepared>, DataError> {
-    let record = &shared.samples[index];
-    let cfg = &shared.config;
-    let mut npz = Npz::open(&record.path)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(mix(mix(cfg.seed, epoch), index as u64));
-    let pixel_error = |key: &str, e: crate::preprocess::PixelError| DataError::Value {
-        file: record.path.clone(),
-        key: key.to_owned(),
-        message: e.to_string(),
-    };
-    let mut out = Vec::new();
-    for m in shared.kind.modalities() {
-        out.push(match m.kind {
-            ModalityKind::Volume => {
-                // Read only the B-scans that are kept.
-                let depth = npz.header(m.key)?.shape.first().copied().unwrap_or(0);
-                let kept = npz.read_rows(m.key, &slice_indices(depth, cfg.slices))?;
-                Prepared::Float(
-                    prepare_volume(&kept, cfg.slices, cfg.image_size)
-                        .map_err(|e| pixel_error(m.key, e))?,
-                )
-            }
-            ModalityKind::Image => {
-                // Fundus photographs get ImageNet statistics; measurement maps a z-score.
-                let norm = if m.key == "slo_fundus" {
-                    ImageNorm::ImageNet
-                } else {
-                    ImageNorm::ZScore
-                };
-                let augment = cfg.augment.as_ref().map(|a| (a, &mut rng));
-                Prepared::Float(
-                    prepare_image(&npz.read(m.key)?, cfg.image_size, norm, augment)
-                        .map_err(|e| pixel_error(m.key, e))?,
-                )
-            }
-            ModalityKind::Text => {
-                let text = match &record.note {
-                    Some(note) => note.clone(),
-                    None => {
-                        let array = npz.read(m.key)?;
-                        let text = array.scalar_str().map_err(|e| DataError::Value {
-                            file: record.path.clone(),
-                            key: m.key.to_owned(),
-                            message: e.to_string(),
-                        })?;
-                        text.to_owned()
-                    }
-                };
-                let tokenizer = shared.tokenizer.as_ref().expect("checked in Loader::new");
-                let encoding = tokenizer.encode(&text.to_lowercase(), cfg.max_tokens);
-                Prepared::Tokens(encoding.ids, encoding.mask)
-            }
-        });
-    }
-    Ok(out)
 }

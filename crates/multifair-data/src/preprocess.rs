@@ -26,9 +26,25 @@ pub fn slice_indices(depth: usize, n: usize) -> Vec<usize> {
 /// Bilinear resize of a row-major [h, w] image to [oh, ow], as torch's
 /// `F.interpolate(mode="bilinear", align_corners=False)` without antialiasing.
 pub fn resize_bilinear(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
+    let mut out = vec![0.0; oh * ow];
+    resize_bilinear_into(src, h, w, oh, ow, &mut out);
+    out
+}
+
+/// [`resize_bilinear`] into `out` (length `oh * ow`).
+pub fn resize_bilinear_into(
+    src: &[f32],
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    out: &mut [f32],
+) {
     debug_assert_eq!(src.len(), h * w);
+    debug_assert_eq!(out.len(), oh * ow);
     if (h, w) == (oh, ow) {
-        return src.to_vec();
+        out.copy_from_slice(src);
+        return;
     }
     // Source coordinate, lower index, upper index and weight of the upper one, per output index.
     let axis = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
@@ -47,7 +63,6 @@ pub fn resize_bilinear(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) ->
     // rows blend two of those (contiguous, so the compiler vectorises the blend).
     let mut horizontal = vec![f32::NAN; h * ow];
     let mut done = vec![false; h];
-    let mut out = vec![0.0f32; oh * ow];
     for (o, &(r0, r1, fr)) in rows.iter().enumerate() {
         for r in [r0, r1] {
             if !done[r] {
@@ -58,12 +73,14 @@ pub fn resize_bilinear(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) ->
                 done[r] = true;
             }
         }
-        let (top, bottom) = (&horizontal[r0 * ow..(r0 + 1) * ow], &horizontal[r1 * ow..(r1 + 1) * ow]);
+        let (top, bottom) = (
+            &horizontal[r0 * ow..(r0 + 1) * ow],
+            &horizontal[r1 * ow..(r1 + 1) * ow],
+        );
         for ((dst, &t), &b) in out[o * ow..(o + 1) * ow].iter_mut().zip(top).zip(bottom) {
             *dst = t + (b - t) * fr;
         }
     }
-    out
 }
 
 /// In place: (x - mean) / (std + 1e-6), with torch's default unbiased std.
@@ -135,7 +152,10 @@ fn to_f32_range(array: &NpyArray, start: usize, len: usize) -> Result<Vec<f32>, 
 
 /// Integer pixels are always finite; float ones are checked.
 fn check_finite(array: &NpyArray, values: &[f32]) -> Result<(), PixelError> {
-    let float = matches!(array.data, ArrayData::F16(_) | ArrayData::F32(_) | ArrayData::F64(_));
+    let float = matches!(
+        array.data,
+        ArrayData::F16(_) | ArrayData::F32(_) | ArrayData::F64(_)
+    );
     if !float || values.iter().all(|v| v.is_finite()) {
         Ok(())
     } else {
@@ -149,6 +169,18 @@ pub fn prepare_volume(
     slices: usize,
     size: usize,
 ) -> Result<Vec<f32>, PixelError> {
+    let mut out = vec![0.0; slices * size * size];
+    prepare_volume_into(array, slices, size, &mut out)?;
+    Ok(out)
+}
+
+/// [`prepare_volume`] into `out` (length `slices * size * size`), e.g. a slot of a batch.
+pub fn prepare_volume_into(
+    array: &NpyArray,
+    slices: usize,
+    size: usize,
+    out: &mut [f32],
+) -> Result<(), PixelError> {
     let &[d, h, w] = array.shape.as_slice() else {
         return Err(PixelError::Shape(array.shape.clone(), "[D,H,W]"));
     };
@@ -158,15 +190,16 @@ pub fn prepare_volume(
             "[D,H,W] with D, H, W > 0",
         ));
     }
-    let mut out = Vec::with_capacity(slices * size * size);
-    for index in slice_indices(d, slices) {
+    for (index, slot) in slice_indices(d, slices)
+        .into_iter()
+        .zip(out.chunks_mut(size * size))
+    {
         let slice = to_f32_range(array, index * h * w, h * w)?;
         check_finite(array, &slice)?;
-        let mut resized = resize_bilinear(&slice, h, w, size, size);
-        zscore(&mut resized);
-        out.extend(resized);
+        resize_bilinear_into(&slice, h, w, size, size, slot);
+        zscore(slot);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// How an image's values are brought to a common scale.
@@ -204,6 +237,19 @@ pub fn prepare_image(
     norm: ImageNorm,
     augment: Option<(&Augment, &mut impl Rng)>,
 ) -> Result<Vec<f32>, PixelError> {
+    let mut out = vec![0.0; 3 * size * size];
+    prepare_image_into(array, size, norm, augment, &mut out)?;
+    Ok(out)
+}
+
+/// [`prepare_image`] into `out` (length `3 * size * size`), e.g. a slot of a batch.
+pub fn prepare_image_into(
+    array: &NpyArray,
+    size: usize,
+    norm: ImageNorm,
+    augment: Option<(&Augment, &mut impl Rng)>,
+    out: &mut [f32],
+) -> Result<(), PixelError> {
     let &[h, w] = array.shape.as_slice() else {
         return Err(PixelError::Shape(array.shape.clone(), "[H,W]"));
     };
@@ -224,7 +270,9 @@ pub fn prepare_image(
             pixels.iter_mut().for_each(|v| *v /= 255.0);
         }
     }
-    let mut image = resize_bilinear(&pixels, h, w, size, size);
+    // The first channel holds the resized image until the channels are written.
+    let (image, rest) = out.split_at_mut(size * size);
+    resize_bilinear_into(&pixels, h, w, size, size, image);
     if let Some((augment, rng)) = augment {
         if rng.random::<f32>() < augment.flip {
             image.chunks_mut(size).for_each(|row| row.reverse());
@@ -236,8 +284,7 @@ pub fn prepare_image(
             for v in image.iter_mut() {
                 // torchvision order: brightness, then contrast around the mean; clamped to [0, 1]
                 // for photographs.
-                let b = *v * brightness;
-                let c = mean + (b - mean) * contrast;
+                let c = mean + (*v * brightness - mean) * contrast;
                 *v = if norm == ImageNorm::ImageNet {
                     c.clamp(0.0, 1.0)
                 } else {
@@ -246,25 +293,25 @@ pub fn prepare_image(
             }
         }
     }
-    let mut out = Vec::with_capacity(3 * size * size);
     match norm {
         ImageNorm::ImageNet => {
-            for c in 0..3 {
-                out.extend(
-                    image
-                        .iter()
-                        .map(|&v| (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c]),
-                );
+            for (c, channel) in rest.chunks_mut(size * size).enumerate() {
+                for (dst, &v) in channel.iter_mut().zip(image.iter()) {
+                    *dst = (v - IMAGENET_MEAN[c + 1]) / IMAGENET_STD[c + 1];
+                }
             }
+            image
+                .iter_mut()
+                .for_each(|v| *v = (*v - IMAGENET_MEAN[0]) / IMAGENET_STD[0]);
         }
         ImageNorm::ZScore => {
-            zscore(&mut image);
-            for _ in 0..3 {
-                out.extend_from_slice(&image);
+            zscore(image);
+            for channel in rest.chunks_mut(size * size) {
+                channel.copy_from_slice(image);
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
