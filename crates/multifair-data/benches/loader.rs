@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
                     None::<(&_, &mut ChaCha8Rng)>,
                 )
                 .unwrap();
-                criterion::black_box((oct, slo));
+                std::hint::black_box((oct, slo));
             }
         })
     });
@@ -68,7 +68,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function(format!("loader_{workers}_workers"), |b| {
         b.iter(|| {
             for batch in loader.epoch(0) {
-                criterion::black_box(batch.unwrap());
+                std::hint::black_box(batch.unwrap());
             }
         })
     });
