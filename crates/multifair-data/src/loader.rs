@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -73,6 +74,37 @@ pub enum ModalityBatch {
         ids: Vec<u32>,
         mask: Vec<u32>,
     },
+}
+
+impl ModalityBatch {
+    /// Images or volumes as a float tensor [B, C, S, S] on `device`.
+    pub fn float_tensor(&self, device: &Device) -> Option<Tensor<4>> {
+        match self {
+            ModalityBatch::Float { shape, values } => {
+                let shape: [usize; 4] = shape.as_slice().try_into().ok()?;
+                Some(Tensor::from_data(
+                    TensorData::new(values.clone(), shape),
+                    device,
+                ))
+            }
+            ModalityBatch::Tokens { .. } => None,
+        }
+    }
+
+    /// Token ids and attention mask as int tensors [B, L] on `device`.
+    pub fn token_tensors(&self, device: &Device) -> Option<(Tensor<2, Int>, Tensor<2, Int>)> {
+        match self {
+            ModalityBatch::Tokens { shape, ids, mask } => {
+                let int = |v: &[u32]| {
+                    let data =
+                        TensorData::new(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), *shape);
+                    Tensor::<2, Int>::from_data(data, device)
+                };
+                Some((int(ids), int(mask)))
+            }
+            ModalityBatch::Float { .. } => None,
+        }
+    }
 }
 
 /// A batch: every modality (in the dataset's order), which samples have it, labels and the

@@ -63,6 +63,11 @@ fn same_seed_same_batches_whatever_the_workers() {
         other => panic!("oct batch {other:?}"),
     }
     assert_eq!(batch.codes.len(), 4);
+    let tensor = batch.modalities[1]
+        .1
+        .float_tensor(&burn::tensor::Device::flex())
+        .unwrap();
+    assert_eq!(tensor.dims(), [8, 4, 10, 10]);
     assert_eq!(batch.available, vec![vec![true; 8]; 2]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -78,6 +83,11 @@ fn notes_are_tokenized() {
             assert_eq!(ids[0], 2); // [CLS]
             assert!(!ids.contains(&1), "no [UNK] in synthetic notes");
             assert!(mask.iter().sum::<u32>() > 8 * 20);
+            let (ids, _) = batch.modalities[1]
+                .1
+                .token_tensors(&burn::tensor::Device::flex())
+                .unwrap();
+            assert_eq!(ids.dims(), [8, 48]);
         }
         other => panic!("notes batch {other:?}"),
     }
