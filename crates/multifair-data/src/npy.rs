@@ -225,6 +225,11 @@ impl NpyHeader {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Checked once here, so that every later size computation fits.
+        shape
+            .iter()
+            .try_fold(dtype.item_size(), |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| NpyError::Header(format!("shape {shape_text} is too large")))?;
         Ok(NpyHeader {
             dtype,
             big_endian,
@@ -326,9 +331,7 @@ impl NpyArray {
         let header = NpyHeader::parse(bytes)?;
         let data = &bytes[header.data_offset..];
         let n = header.len();
-        let expected = n
-            .checked_mul(header.dtype.item_size())
-            .ok_or_else(|| NpyError::Header(format!("shape {:?} overflows", header.shape)))?;
+        let expected = n * header.dtype.item_size();
         if data.len() != expected {
             return Err(NpyError::Size {
                 shape: header.shape,

@@ -294,6 +294,41 @@ mod tests {
     }
 
     #[test]
+    fn vocab_txt_and_tokenizer_json_give_the_same_ids() {
+        let dir = std::env::temp_dir().join(format!("multifair-tok-{}", std::process::id()));
+        let (txt, json) = (dir.join("txt"), dir.join("json"));
+        std::fs::create_dir_all(&txt).unwrap();
+        std::fs::create_dir_all(&json).unwrap();
+        let tokens = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "optic", "disc", "cup", "##ping",
+        ];
+        std::fs::write(txt.join("vocab.txt"), tokens.join("\n")).unwrap();
+        let vocab: serde_json::Map<String, serde_json::Value> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), i.into()))
+            .collect();
+        let tokenizer = serde_json::json!({
+            "normalizer": {"type": "BertNormalizer", "lowercase": true},
+            "model": {"type": "WordPiece", "vocab": vocab},
+        });
+        std::fs::write(json.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+        let a = WordPiece::from_folder(&txt).unwrap();
+        let b = WordPiece::from_folder(&json).unwrap();
+        assert_eq!(
+            a.encode("Optic disc cupping", 8),
+            b.encode("Optic disc cupping", 8)
+        );
+        assert_eq!(a.tokenize("Optic disc cupping"), vec![4, 5, 6, 7]);
+        let err = WordPiece::from_folder(&dir).unwrap_err().to_string();
+        assert!(
+            err.ends_with("no tokenizer.json or vocab.txt in this folder"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn encode_adds_specials_truncates_and_pads() {
         let v = vocab();
         let e = v.encode("glaucoma suspect", 6);
