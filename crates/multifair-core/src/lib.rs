@@ -1,0 +1,87 @@
+//! Training methods (DESIGN §6): one [`Method`] trait with one step, one file per method in
+//! `methods/`, and a registry by name. The engine owns the loop, the optimizer, clipping,
+//! checkpoints and logging; a method says only how its step differs.
+
+pub mod methods;
+
+use std::collections::BTreeMap;
+
+use burn::optim::GradientsParams;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor};
+use multifair_models::{ModalityInput, MultimodalModel};
+
+pub use methods::{MethodInfo, REGISTRY, create};
+
+/// A training batch on the device, with what methods need on the host.
+#[derive(Debug, Clone)]
+pub struct DeviceBatch {
+    /// One input per model modality, in the model's order.
+    pub inputs: Vec<ModalityInput>,
+    /// Class indices [B].
+    pub labels: Tensor<1, Int>,
+    /// One-hot labels [B, C].
+    pub onehot: Tensor<2>,
+    /// Attribute codes per sample, [attribute][sample] (-1 unknown).
+    pub codes: Vec<Vec<i64>>,
+}
+
+/// What a step hands back to the engine: the gradients to clip and apply, the loss (read once
+/// for the NaN guard and the logs) and method statistics.
+pub struct StepOutput {
+    pub grads: GradientsParams,
+    pub loss: f64,
+    pub stats: BTreeMap<String, f64>,
+}
+
+/// A training method.
+pub trait Method: Send {
+    fn name(&self) -> &'static str;
+
+    /// The modalities the model is built over, from those the dataset has.
+    fn modalities(&self, available: &[String]) -> Result<Vec<String>, String> {
+        Ok(available.to_vec())
+    }
+
+    /// One step: forward, loss, backward. Gradients come back unclipped.
+    fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput;
+
+    /// Method state to keep in checkpoints (statistics carried across steps).
+    fn state(&self) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
+
+    fn load_state(&mut self, _state: &BTreeMap<String, f64>) {}
+}
+
+/// Per-sample cross-entropy [B] of `logits` [B, C] against one-hot targets.
+pub fn cross_entropy_per_sample(logits: Tensor<2>, onehot: Tensor<2>) -> Tensor<1> {
+    let [b, _] = logits.dims();
+    (log_softmax(logits, 1) * onehot)
+        .sum_dim(1)
+        .reshape([b])
+        .neg()
+}
+
+/// Mean cross-entropy, a scalar tensor [1].
+pub fn cross_entropy(logits: Tensor<2>, onehot: Tensor<2>) -> Tensor<1> {
+    cross_entropy_per_sample(logits, onehot).mean()
+}
+
+/// Hyperparameters from `--set key=value`; a method reads its own prefixed keys.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Params(pub BTreeMap<String, String>);
+
+impl Params {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// A float parameter with a default; a value that does not parse is an error naming the key.
+    pub fn f64_or(&self, key: &str, default: f64) -> Result<f64, String> {
+        self.get(key).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| format!("--set {key}={v}: expected a number"))
+        })
+    }
+}

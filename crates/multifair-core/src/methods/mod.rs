@@ -1,0 +1,29 @@
+//! The registry: every method by name, with the hyperparameter keys it reads.
+
+mod erm;
+mod unimodal;
+
+pub use erm::Erm;
+pub use unimodal::Unimodal;
+
+use crate::{Method, Params};
+
+/// A registered method: its name, the paper it comes from, its keys, and how to build it.
+pub struct MethodInfo {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// `--set` keys the method reads, with their defaults.
+    pub keys: &'static [(&'static str, &'static str)],
+    pub build: fn(&Params) -> Result<Box<dyn Method>, String>,
+}
+
+pub const REGISTRY: &[MethodInfo] = &[erm::INFO, unimodal::INFO];
+
+/// Builds the method `name` from `params`.
+pub fn create(name: &str, params: &Params) -> Result<Box<dyn Method>, String> {
+    let info = REGISTRY.iter().find(|m| m.name == name).ok_or_else(|| {
+        let names: Vec<_> = REGISTRY.iter().map(|m| m.name).collect();
+        format!("unknown method '{name}'; available: {}", names.join(", "))
+    })?;
+    (info.build)(params)
+}

@@ -1,0 +1,43 @@
+//! One modality alone: the same model and loss as ERM, built over `unimodal_modality` only.
+
+use multifair_models::MultimodalModel;
+
+use super::MethodInfo;
+use super::erm::erm_step;
+use crate::{DeviceBatch, Method, Params, StepOutput};
+
+pub const INFO: MethodInfo = MethodInfo {
+    name: "unimodal",
+    about: "a single modality (unimodal_modality), the baseline each modality reaches alone",
+    keys: &[("unimodal_modality", "the dataset's first modality")],
+    build: |params: &Params| {
+        Ok(Box::new(Unimodal {
+            modality: params.get("unimodal_modality").map(str::to_owned),
+        }))
+    },
+};
+
+pub struct Unimodal {
+    modality: Option<String>,
+}
+
+impl Method for Unimodal {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn modalities(&self, available: &[String]) -> Result<Vec<String>, String> {
+        match &self.modality {
+            None => Ok(available[..1].to_vec()),
+            Some(m) if available.contains(m) => Ok(vec![m.clone()]),
+            Some(m) => Err(format!(
+                "--set unimodal_modality={m}: no such modality; available: {}",
+                available.join(", ")
+            )),
+        }
+    }
+
+    fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
+        erm_step(model, batch)
+    }
+}

@@ -1,0 +1,12 @@
+//! MultiFair's architecture in burn (DESIGN §5). Every encoder maps a modality's batch to
+//! features [B, d]; the fusion model projects them to tokens, fuses them with a transformer and
+//! classifies token 0; auxiliary heads read each modality's detached token.
+
+pub mod mlp;
+pub mod model;
+pub mod oct;
+pub mod presets;
+pub mod text;
+pub mod vit;
+
+pub use model::{Encoder, EncoderConfig, ModalityInput, ModelConfig, MultimodalModel};

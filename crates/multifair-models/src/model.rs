@@ -1,0 +1,236 @@
+//! The multimodal model: one encoder per modality (one contract: input -> [B, d]), a projection
+//! to the fusion width, a fusion transformer over the modality tokens with the reference's head,
+//! and per-modality auxiliary heads on detached features.
+
+use burn::module::Module;
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, relu};
+use burn::tensor::{Device, Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::mlp::{Mlp, MlpConfig};
+use crate::oct::{OctConfig, OctEncoder};
+use crate::text::{TextConfig, TextEncoder};
+use crate::vit::{Vit, VitConfig};
+
+/// An encoder's configuration, by the kind of data it reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderConfig {
+    Image(VitConfig),
+    Volume(OctConfig),
+    Text(TextConfig),
+    Tabular(MlpConfig),
+}
+
+impl EncoderConfig {
+    pub fn init(&self, device: &Device) -> Encoder {
+        match self {
+            EncoderConfig::Image(c) => Encoder::Image(c.init(device)),
+            EncoderConfig::Volume(c) => Encoder::Volume(c.init(device)),
+            EncoderConfig::Text(c) => Encoder::Text(c.init(device)),
+            EncoderConfig::Tabular(c) => Encoder::Tabular(c.init(device)),
+        }
+    }
+
+    /// Width of the encoder's output features.
+    pub fn out_dim(&self) -> usize {
+        match self {
+            EncoderConfig::Image(c) => c.hidden,
+            EncoderConfig::Volume(c) => c.slice.hidden,
+            EncoderConfig::Text(c) => c.hidden,
+            EncoderConfig::Tabular(c) => c.hidden,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub enum Encoder {
+    Image(Vit),
+    Volume(OctEncoder),
+    Text(TextEncoder),
+    Tabular(Mlp),
+}
+
+/// One modality's batch on the device.
+#[derive(Debug, Clone)]
+pub enum ModalityInput {
+    /// Images [B, 3, S, S] or volumes [B, slices, S, S].
+    Pixels(Tensor<4>),
+    /// Token ids and attention mask [B, L].
+    Tokens(Tensor<2, Int>, Tensor<2, Int>),
+    /// Numeric rows [B, columns].
+    Rows(Tensor<2>),
+}
+
+impl Encoder {
+    /// The one encoder contract: a modality's batch -> features [B, d].
+    pub fn forward(&self, input: ModalityInput) -> Tensor<2> {
+        match (self, input) {
+            (Encoder::Image(e), ModalityInput::Pixels(x)) => e.forward(x),
+            (Encoder::Volume(e), ModalityInput::Pixels(x)) => e.forward(x),
+            (Encoder::Text(e), ModalityInput::Tokens(ids, mask)) => e.forward(ids, mask),
+            (Encoder::Tabular(e), ModalityInput::Rows(x)) => e.forward(x),
+            (encoder, input) => panic!(
+                "modality input {} does not fit the {} encoder (the model and the batch disagree)",
+                input_kind(&input),
+                encoder_kind(encoder)
+            ),
+        }
+    }
+}
+
+fn input_kind(input: &ModalityInput) -> &'static str {
+    match input {
+        ModalityInput::Pixels(_) => "pixels",
+        ModalityInput::Tokens(..) => "tokens",
+        ModalityInput::Rows(_) => "rows",
+    }
+}
+
+fn encoder_kind(encoder: &Encoder) -> &'static str {
+    match encoder {
+        Encoder::Image(_) => "image",
+        Encoder::Volume(_) => "volume",
+        Encoder::Text(_) => "text",
+        Encoder::Tabular(_) => "tabular",
+    }
+}
+
+/// Encoder features -> a fusion token: Linear + LayerNorm + Dropout.
+#[derive(Module, Debug)]
+pub struct Projection {
+    linear: Linear,
+    norm: LayerNorm,
+    dropout: Dropout,
+}
+
+/// The reference's classification head: Linear + LayerNorm + GELU + Dropout + Linear.
+#[derive(Module, Debug)]
+pub struct FusionHead {
+    first: Linear,
+    norm: LayerNorm,
+    dropout: Dropout,
+    last: Linear,
+}
+
+/// Auxiliary head on a modality's detached features: Linear + ReLU + Dropout + Linear.
+#[derive(Module, Debug)]
+pub struct AuxHead {
+    first: Linear,
+    dropout: Dropout,
+    last: Linear,
+}
+
+impl AuxHead {
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.last
+            .forward(self.dropout.forward(relu(self.first.forward(x))))
+    }
+}
+
+/// Modalities, their encoders and the fusion sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// (modality name, encoder), in the order batches list them.
+    pub modalities: Vec<(String, EncoderConfig)>,
+    /// Width of the modality tokens (the reference's `p`).
+    pub fusion_dim: usize,
+    pub fusion_heads: usize,
+    pub fusion_layers: usize,
+    pub classes: usize,
+    pub dropout: f64,
+}
+
+#[derive(Module, Debug)]
+pub struct MultimodalModel {
+    pub encoders: Vec<Encoder>,
+    pub projections: Vec<Projection>,
+    pub fusion: TransformerEncoder,
+    pub head: FusionHead,
+    pub aux: Vec<AuxHead>,
+}
+
+impl ModelConfig {
+    pub fn init(&self, device: &Device) -> MultimodalModel {
+        let (p, c) = (self.fusion_dim, self.classes);
+        let dropout = || DropoutConfig::new(self.dropout).init();
+        MultimodalModel {
+            encoders: self
+                .modalities
+                .iter()
+                .map(|(_, e)| e.init(device))
+                .collect(),
+            projections: self
+                .modalities
+                .iter()
+                .map(|(_, e)| Projection {
+                    linear: LinearConfig::new(e.out_dim(), p).init(device),
+                    norm: LayerNormConfig::new(p).init(device),
+                    dropout: dropout(),
+                })
+                .collect(),
+            fusion: TransformerEncoderConfig::new(p, 4 * p, self.fusion_heads, self.fusion_layers)
+                .with_dropout(self.dropout)
+                .init(device),
+            head: FusionHead {
+                first: LinearConfig::new(p, p).init(device),
+                norm: LayerNormConfig::new(p).init(device),
+                dropout: dropout(),
+                last: LinearConfig::new(p, c).init(device),
+            },
+            aux: self
+                .modalities
+                .iter()
+                .map(|_| AuxHead {
+                    first: LinearConfig::new(p, p).init(device),
+                    dropout: dropout(),
+                    last: LinearConfig::new(p, c).init(device),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.modalities.iter().map(|(n, _)| n.as_str()).collect()
+    }
+}
+
+impl MultimodalModel {
+    /// Each modality's token [B, p], in the configured order.
+    pub fn encode(&self, inputs: Vec<ModalityInput>) -> Vec<Tensor<2>> {
+        assert_eq!(inputs.len(), self.encoders.len(), "one input per modality");
+        inputs
+            .into_iter()
+            .zip(self.encoders.iter().zip(&self.projections))
+            .map(|(input, (encoder, projection))| {
+                let z = projection.linear.forward(encoder.forward(input));
+                projection.dropout.forward(projection.norm.forward(z))
+            })
+            .collect()
+    }
+
+    /// Fused logits [B, C] from the modality tokens: the fusion transformer, token 0, the head.
+    pub fn fuse(&self, tokens: &[Tensor<2>]) -> Tensor<2> {
+        let stacked = Tensor::stack::<3>(tokens.to_vec(), 1); // [B, M, p]
+        let [b, _, p] = stacked.dims();
+        let fused = self.fusion.forward(TransformerEncoderInput::new(stacked));
+        let first = fused.slice([0..b, 0..1, 0..p]).reshape([b, p]);
+        let h = self.head.first.forward(first);
+        self.head
+            .last
+            .forward(self.head.dropout.forward(gelu(self.head.norm.forward(h))))
+    }
+
+    /// Auxiliary logits of each modality on its detached token: they train their heads only.
+    pub fn aux_logits(&self, tokens: &[Tensor<2>]) -> Vec<Tensor<2>> {
+        tokens
+            .iter()
+            .zip(&self.aux)
+            .map(|(t, head)| head.forward(t.clone().detach()))
+            .collect()
+    }
+}

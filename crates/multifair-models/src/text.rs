@@ -1,0 +1,77 @@
+//! BERT-style text encoder: token, position and segment embeddings, post-LN encoder, [CLS].
+
+use burn::module::Module;
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::tensor::{Device, Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextConfig {
+    pub vocab_size: usize,
+    pub max_positions: usize,
+    pub type_vocab_size: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub dropout: f64,
+    pub layer_norm_eps: f64,
+}
+
+#[derive(Module, Debug)]
+pub struct TextEncoder {
+    tokens: Embedding,
+    positions: Embedding,
+    segments: Embedding,
+    norm: LayerNorm,
+    dropout: Dropout,
+    encoder: TransformerEncoder,
+}
+
+impl TextConfig {
+    pub fn init(&self, device: &Device) -> TextEncoder {
+        TextEncoder {
+            tokens: EmbeddingConfig::new(self.vocab_size, self.hidden).init(device),
+            positions: EmbeddingConfig::new(self.max_positions, self.hidden).init(device),
+            segments: EmbeddingConfig::new(self.type_vocab_size, self.hidden).init(device),
+            norm: LayerNormConfig::new(self.hidden)
+                .with_epsilon(self.layer_norm_eps)
+                .init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            encoder: TransformerEncoderConfig::new(
+                self.hidden,
+                self.intermediate,
+                self.heads,
+                self.layers,
+            )
+            .with_dropout(self.dropout)
+            .with_norm_first(false)
+            .with_layer_norm_eps(self.layer_norm_eps)
+            .init(device),
+        }
+    }
+}
+
+impl TextEncoder {
+    /// Token ids and attention mask (1 = token, 0 = padding), both [B, L] -> [CLS] features [B, hidden].
+    pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2, Int>) -> Tensor<2> {
+        let [b, l] = ids.dims();
+        let device = ids.device();
+        let positions = Tensor::<1, Int>::arange(0..l as i64, &device)
+            .reshape([1, l])
+            .expand([b, l]);
+        let segments = Tensor::<2, Int>::zeros([b, l], &device);
+        let x = self.tokens.forward(ids)
+            + self.positions.forward(positions)
+            + self.segments.forward(segments);
+        let x = self.dropout.forward(self.norm.forward(x));
+        let x = self
+            .encoder
+            .forward(TransformerEncoderInput::new(x).mask_pad(mask.equal_elem(0)));
+        let d = x.dims()[2];
+        x.slice([0..b, 0..1, 0..d]).reshape([b, d])
+    }
+}
