@@ -2,6 +2,7 @@
 //! `methods/`, and a registry by name. The engine owns the loop, the optimizer, clipping,
 //! checkpoints and logging; a method says only how its step differs.
 
+pub mod clip;
 pub mod methods;
 
 use std::collections::BTreeMap;

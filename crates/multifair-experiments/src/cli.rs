@@ -8,8 +8,11 @@ use multifair_metrics::BootstrapConfig;
 use multifair_data::synthetic::{self, SyntheticConfig};
 use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind};
 
+use multifair_models::presets::ModelSize;
+
 use crate::device;
 use crate::evaluate::{PredictionTable, Report, report};
+use crate::train::{RunOptions, TrainConfig, train};
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +65,38 @@ enum Command {
         #[arg(long)]
         depth: Option<usize>,
     },
+    /// Trains one method on one dataset and writes run.json, metrics.jsonl, test.json,
+    /// predictions.csv, model.safetensors and a resumable checkpoint to --out.
+    Train {
+        /// fairvision, fairvlmed or harvard-gf.
+        #[arg(long, value_parser = parse_kind)]
+        dataset: DatasetKind,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "erm")]
+        method: String,
+        /// The attribute model selection reads (every attribute is evaluated).
+        #[arg(long, default_value = "race")]
+        attribute: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        /// tiny (CPU default) or paper.
+        #[arg(long, default_value = "tiny")]
+        model: String,
+        /// flex, libtorch or libtorch-cuda:N.
+        #[arg(long, default_value = "flex")]
+        device: String,
+        /// Overrides, e.g. --set lr=1e-4 --set unimodal_modality=oct.
+        #[arg(long = "set", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this many epochs, leaving a checkpoint (rerun to resume).
+        #[arg(long, hide = true)]
+        stop_after: Option<usize>,
+    },
     /// Dataset tools.
     Data {
         #[command(subcommand)]
@@ -91,6 +126,12 @@ enum DataCommand {
         #[arg(long)]
         skip_bad: bool,
     },
+}
+
+fn parse_set(pair: &str) -> Result<(String, String), String> {
+    pair.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .ok_or_else(|| format!("'{pair}' is not key=value"))
 }
 
 fn parse_kind(name: &str) -> Result<DatasetKind, String> {
@@ -139,6 +180,33 @@ pub fn run() -> anyhow::Result<()> {
                 out.display(),
                 meta.oracle_auc.overall.unwrap_or(f64::NAN)
             );
+            Ok(())
+        }
+        Command::Train {
+            dataset,
+            data_dir,
+            method,
+            attribute,
+            seed,
+            epochs,
+            model,
+            device,
+            sets,
+            out,
+            stop_after,
+        } => {
+            let size = ModelSize::from_name(&model).map_err(anyhow::Error::msg)?;
+            let config = TrainConfig::resolve(
+                dataset, data_dir, &method, &attribute, seed, epochs, size, &device, &sets,
+            )?;
+            train(
+                config,
+                &out,
+                &RunOptions {
+                    stop_after,
+                    quiet: false,
+                },
+            )?;
             Ok(())
         }
         Command::Data {

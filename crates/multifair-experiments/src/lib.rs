@@ -4,3 +4,4 @@
 pub mod cli;
 pub mod device;
 pub mod evaluate;
+pub mod train;

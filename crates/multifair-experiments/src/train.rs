@@ -1,0 +1,718 @@
+//! The training engine: seeded runs, AdamW, global gradient clipping, a cosine schedule,
+//! validation each epoch, model selection on validation only, test evaluation of the selected
+//! epoch, resumable checkpoints, and the outputs of DESIGN §8.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail, ensure};
+use burn::module::Module;
+use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Int, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use multifair_core::clip::clip_grad_norm;
+use multifair_core::{DeviceBatch, Method, Params, REGISTRY, create};
+use multifair_data::loader::{Batch, Loader, LoaderConfig, ModalityBatch};
+use multifair_data::preprocess::Augment;
+use multifair_data::synthetic::NOTE_WORDS;
+use multifair_data::tokenizer::WordPiece;
+use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind, ModalityKind, Split};
+use multifair_metrics::{GroupFrame, Predictions};
+use multifair_models::presets::ModelSize;
+use multifair_models::{ModalityInput, ModelConfig, MultimodalModel};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::device;
+use crate::evaluate::{PredictionTable, Report, report};
+
+/// Engine keys accepted by `--set`, with defaults (method keys come from the registry).
+pub const ENGINE_KEYS: &[(&str, &str)] = &[
+    ("lr", "3e-4 (tiny), 3e-5 (paper)"),
+    ("weight_decay", "6e-3"),
+    ("batch_size", "32"),
+    ("clip", "0.8"),
+    ("warmup_epochs", "1"),
+    ("selection", "auc (or es_auc, dto)"),
+    ("workers", "2"),
+    ("image_size", "the model size's (tiny 32, paper 224)"),
+    ("slices", "the model size's (tiny 8, paper 10)"),
+    ("max_tokens", "128"),
+];
+
+/// Everything that decides a run's result; written to `run.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub dataset: DatasetKind,
+    pub data_dir: PathBuf,
+    pub method: String,
+    /// The attribute model selection uses (ES-AUC, DTO); every attribute is evaluated.
+    pub attribute: String,
+    pub seed: u64,
+    pub epochs: usize,
+    pub model: ModelSize,
+    pub device: String,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub clip: f64,
+    pub warmup_epochs: usize,
+    pub selection: String,
+    pub workers: usize,
+    pub image_size: usize,
+    pub slices: usize,
+    pub max_tokens: usize,
+    /// `--set` keys the method reads.
+    pub method_params: BTreeMap<String, String>,
+}
+
+impl TrainConfig {
+    /// Resolves `--set` pairs over the defaults; an unknown key is an error listing the known.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resolve(
+        dataset: DatasetKind,
+        data_dir: PathBuf,
+        method: &str,
+        attribute: &str,
+        seed: u64,
+        epochs: usize,
+        model: ModelSize,
+        device: &str,
+        sets: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        let info = REGISTRY.iter().find(|m| m.name == method).ok_or_else(|| {
+            let names: Vec<_> = REGISTRY.iter().map(|m| m.name).collect();
+            anyhow::anyhow!("unknown method '{method}'; available: {}", names.join(", "))
+        })?;
+        if !dataset.attributes().iter().any(|a| a.name == attribute) {
+            let names: Vec<_> = dataset.attributes().iter().map(|a| a.name).collect();
+            bail!(
+                "unknown attribute '{attribute}' for {}; available: {}",
+                dataset.name(),
+                names.join(", ")
+            );
+        }
+        let (image_size, slices) = model.inputs();
+        let mut config = TrainConfig {
+            dataset,
+            data_dir,
+            method: method.to_owned(),
+            attribute: attribute.to_owned(),
+            seed,
+            epochs,
+            model,
+            device: device.to_owned(),
+            lr: if model == ModelSize::Tiny { 3e-4 } else { 3e-5 },
+            weight_decay: 6e-3,
+            batch_size: 32,
+            clip: 0.8,
+            warmup_epochs: 1,
+            selection: "auc".into(),
+            workers: 2,
+            image_size,
+            slices,
+            max_tokens: 128,
+            method_params: BTreeMap::new(),
+        };
+        for (key, value) in sets {
+            let number = || {
+                value
+                    .parse::<f64>()
+                    .with_context(|| format!("--set {key}={value}: expected a number"))
+            };
+            let count = || {
+                value
+                    .parse::<usize>()
+                    .with_context(|| format!("--set {key}={value}: expected a count"))
+            };
+            match key.as_str() {
+                "lr" => config.lr = number()?,
+                "weight_decay" => config.weight_decay = number()?,
+                "clip" => config.clip = number()?,
+                "batch_size" => config.batch_size = count()?,
+                "warmup_epochs" => config.warmup_epochs = count()?,
+                "workers" => config.workers = count()?,
+                "image_size" => config.image_size = count()?,
+                "slices" => config.slices = count()?,
+                "max_tokens" => config.max_tokens = count()?,
+                "selection" => {
+                    ensure!(
+                        ["auc", "es_auc", "dto"].contains(&value.as_str()),
+                        "--set selection={value}: expected auc, es_auc or dto"
+                    );
+                    config.selection = value.clone();
+                }
+                _ if info.keys.iter().any(|(k, _)| k == key) => {
+                    config.method_params.insert(key.clone(), value.clone());
+                }
+                _ => {
+                    let mut known: Vec<&str> = ENGINE_KEYS.iter().map(|(k, _)| *k).collect();
+                    known.extend(info.keys.iter().map(|(k, _)| *k));
+                    bail!(
+                        "unknown key '{key}' for method '{method}'; known keys: {}",
+                        known.join(", ")
+                    );
+                }
+            }
+        }
+        ensure!(
+            config.batch_size > 0 && config.epochs > 0,
+            "batch size and epochs must be at least 1"
+        );
+        Ok(config)
+    }
+}
+
+/// What a checkpoint records besides the model and optimizer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    config: TrainConfig,
+    epochs_done: usize,
+    best_epoch: Option<usize>,
+    best_score: f64,
+    method_state: BTreeMap<String, f64>,
+}
+
+/// Validation or test predictions: fused probability, each modality's auxiliary probability,
+/// labels and codes.
+struct Scored {
+    probs: Vec<f64>,
+    aux: Vec<Vec<f64>>,
+    labels: Vec<bool>,
+    codes: Vec<Vec<i64>>,
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A run in progress.
+struct Run {
+    config: TrainConfig,
+    device: Device,
+    kind: DatasetKind,
+    /// Positions of the model's modalities in the dataset's batches.
+    modality_slots: Vec<usize>,
+    model_config: ModelConfig,
+    train: Loader,
+    val: Loader,
+    test: Loader,
+}
+
+fn modality_kind(kind: ModalityKind) -> &'static str {
+    match kind {
+        ModalityKind::Image => "image",
+        ModalityKind::Volume => "volume",
+        ModalityKind::Text => "text",
+    }
+}
+
+impl Run {
+    fn new(config: TrainConfig, method: &dyn Method) -> anyhow::Result<Self> {
+        let kind = config.dataset;
+        let index = DatasetIndex::open(kind, &config.data_dir, BadFilePolicy::Fail)?;
+        let val_split = if index.split(Split::Val).is_some() {
+            Split::Val
+        } else {
+            Split::Test
+        };
+        let tokenizer = kind
+            .modalities()
+            .iter()
+            .any(|m| m.kind == ModalityKind::Text)
+            .then(|| WordPiece::builtin(&NOTE_WORDS));
+        let vocab = tokenizer.as_ref().map_or(0, |t| t.vocab_size());
+        let mut base = LoaderConfig::new(config.batch_size, config.image_size, config.slices);
+        (base.seed, base.workers, base.max_tokens) =
+            (config.seed, config.workers, config.max_tokens);
+        let mut train_config = base.clone();
+        (train_config.shuffle, train_config.augment) = (true, Some(Augment::default()));
+        let loader = |split: Split, cfg: LoaderConfig| -> anyhow::Result<Loader> {
+            let s = index
+                .split(split)
+                .with_context(|| format!("{} has no {} split", kind.name(), split.name()))?;
+            Loader::new(kind, s, cfg, tokenizer.clone()).map_err(anyhow::Error::msg)
+        };
+        let names: Vec<String> = kind
+            .modalities()
+            .iter()
+            .map(|m| m.name.to_owned())
+            .collect();
+        let chosen = method.modalities(&names).map_err(anyhow::Error::msg)?;
+        let modality_slots: Vec<usize> = chosen
+            .iter()
+            .map(|c| {
+                names
+                    .iter()
+                    .position(|n| n == c)
+                    .expect("chosen from names")
+            })
+            .collect();
+        let kinds: Vec<(&str, &str)> = modality_slots
+            .iter()
+            .map(|&i| {
+                (
+                    kind.modalities()[i].name,
+                    modality_kind(kind.modalities()[i].kind),
+                )
+            })
+            .collect();
+        let model_config = config
+            .model
+            .model(&kinds, config.image_size, config.slices, vocab, 2);
+        let device = device::parse(&config.device)?.autodiff();
+        Ok(Run {
+            train: loader(Split::Train, train_config)?,
+            val: loader(val_split, base.clone())?,
+            test: loader(Split::Test, base)?,
+            config,
+            device,
+            kind,
+            modality_slots,
+            model_config,
+        })
+    }
+
+    /// The model's inputs from a loader batch, on the device.
+    fn device_batch(&self, batch: &Batch) -> DeviceBatch {
+        let device = &self.device;
+        let inputs = self
+            .modality_slots
+            .iter()
+            .map(|&i| match &batch.modalities[i].1 {
+                m @ ModalityBatch::Float { .. } => {
+                    ModalityInput::Pixels(m.float_tensor(device).expect("float"))
+                }
+                m @ ModalityBatch::Tokens { .. } => {
+                    let (ids, mask) = m.token_tensors(device).expect("tokens");
+                    ModalityInput::Tokens(ids, mask)
+                }
+            })
+            .collect();
+        let n = batch.labels.len();
+        let labels: Vec<i64> = batch.labels.iter().map(|&y| y as i64).collect();
+        let onehot: Vec<f32> = batch
+            .labels
+            .iter()
+            .flat_map(|&y| [(y == 0) as u8 as f32, (y == 1) as u8 as f32])
+            .collect();
+        DeviceBatch {
+            inputs,
+            labels: Tensor::<1, Int>::from_ints(labels.as_slice(), device),
+            onehot: Tensor::<1>::from_floats(onehot.as_slice(), device).reshape([n, 2]),
+            codes: batch.codes.clone(),
+        }
+    }
+
+    /// Scores every sample of `loader` with the model in evaluation mode; `zero` blanks one
+    /// modality's input (for the modality x group report).
+    fn score(
+        &self,
+        model: &MultimodalModel,
+        loader: &Loader,
+        zero: Option<usize>,
+    ) -> anyhow::Result<Scored> {
+        let model = model.valid();
+        let m = self.modality_slots.len();
+        let mut scored = Scored {
+            probs: Vec::new(),
+            aux: vec![Vec::new(); m],
+            labels: Vec::new(),
+            codes: vec![Vec::new(); self.kind.attributes().len()],
+        };
+        let host = |t: Tensor<2>| -> anyhow::Result<Vec<f64>> {
+            let [b, _] = t.dims();
+            let p = softmax(t, 1).slice([0..b, 1..2]).reshape([b]);
+            Ok(p.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?
+                .into_iter()
+                .map(f64::from)
+                .collect())
+        };
+        for batch in loader.epoch(0) {
+            let batch = batch?;
+            let mut db = self.device_batch(&batch);
+            // Inputs move to the evaluation (non-autodiff) device with the model.
+            let plain = self.device.clone().inner();
+            db.inputs = db
+                .inputs
+                .into_iter()
+                .enumerate()
+                .map(|(j, input)| match input {
+                    ModalityInput::Pixels(x) => {
+                        let x = x.to_device(&plain);
+                        ModalityInput::Pixels(if zero == Some(j) { x.zeros_like() } else { x })
+                    }
+                    ModalityInput::Tokens(ids, mask) => {
+                        let (ids, mask) = (ids.to_device(&plain), mask.to_device(&plain));
+                        if zero == Some(j) {
+                            ModalityInput::Tokens(ids.zeros_like(), mask)
+                        } else {
+                            ModalityInput::Tokens(ids, mask)
+                        }
+                    }
+                    ModalityInput::Rows(x) => ModalityInput::Rows(x.to_device(&plain)),
+                })
+                .collect();
+            let tokens = model.encode(db.inputs);
+            scored.probs.extend(host(model.fuse(&tokens))?);
+            for (j, logits) in model.aux_logits(&tokens).into_iter().enumerate() {
+                scored.aux[j].extend(host(logits)?);
+            }
+            scored.labels.extend(batch.labels.iter().map(|&y| y == 1));
+            for (a, codes) in batch.codes.into_iter().enumerate() {
+                scored.codes[a].extend(codes);
+            }
+        }
+        Ok(scored)
+    }
+
+    fn attribute_index(&self) -> usize {
+        self.kind
+            .attributes()
+            .iter()
+            .position(|a| a.name == self.config.attribute)
+            .expect("checked")
+    }
+
+    /// The selection score (higher is better) and the validation summary for `metrics.jsonl`.
+    fn validate(&self, scored: &Scored) -> anyhow::Result<(f64, Value)> {
+        let preds = Predictions::new(scored.probs.clone(), scored.labels.clone(), 0.5)?;
+        let frame = GroupFrame::new(&preds, &scored.codes[self.attribute_index()])?;
+        let auc = frame.overall.auc.unwrap_or(0.5);
+        let es_auc = frame.es_auc().unwrap_or(0.0);
+        let dto = ((1.0 - auc).powi(2) + (1.0 - es_auc).powi(2)).sqrt();
+        let score = match self.config.selection.as_str() {
+            "es_auc" => es_auc,
+            "dto" => -dto,
+            _ => auc,
+        };
+        let mut gaps = serde_json::Map::new();
+        for (a, attribute) in self.kind.attributes().iter().enumerate() {
+            let f = GroupFrame::new(&preds, &scored.codes[a])?;
+            gaps.insert(attribute.name.into(), json!(f.auc_gap()));
+        }
+        let aux: serde_json::Map<String, Value> = self
+            .model_config
+            .names()
+            .iter()
+            .zip(&scored.aux)
+            .map(|(name, probs)| {
+                (
+                    name.to_string(),
+                    json!(multifair_metrics::auc(probs, &scored.labels)),
+                )
+            })
+            .collect();
+        let group_auc: BTreeMap<String, Option<f64>> = frame
+            .groups
+            .iter()
+            .map(|(c, g)| (c.to_string(), g.auc))
+            .collect();
+        Ok((
+            score,
+            json!({
+                "auc": frame.overall.auc, "es_auc": frame.es_auc(), "dto": dto,
+                "group_auc": group_auc, "auc_gap": gaps, "aux_auc": aux,
+            }),
+        ))
+    }
+}
+
+/// Options that control a run but not its result.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop after this many epochs, leaving a checkpoint to resume from (as if killed).
+    pub stop_after: Option<usize>,
+    /// Print nothing but errors.
+    pub quiet: bool,
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+/// Learning rate at `step`: linear warm-up, then cosine decay to 0.
+fn learning_rate(config: &TrainConfig, step: usize, steps_per_epoch: usize) -> f64 {
+    let total = (config.epochs * steps_per_epoch).max(1) as f64;
+    let warmup = (config.warmup_epochs * steps_per_epoch) as f64;
+    let s = step as f64;
+    if s < warmup {
+        config.lr * (s + 1.0) / warmup
+    } else {
+        let progress = (s - warmup) / (total - warmup).max(1.0);
+        config.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+}
+
+fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_weight_decay(config.weight_decay as f32)
+        .with_epsilon(1e-8)
+        .init()
+}
+
+/// Trains `config` into `out`, resuming from `out/checkpoint` when it holds a run of the same
+/// config. Returns the test report.
+pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::Result<Value> {
+    let mut method = create(&config.method, &Params(config.method_params.clone()))
+        .map_err(anyhow::Error::msg)?;
+    let run = Run::new(config.clone(), method.as_ref())?;
+    std::fs::create_dir_all(out.join("checkpoint"))
+        .with_context(|| format!("creating {}", out.display()))?;
+    let say = |line: String| {
+        if !options.quiet {
+            eprintln!("{line}");
+        }
+    };
+
+    let device = run.device.clone();
+    device.seed(config.seed);
+    let mut model = run.model_config.init(&device);
+    let mut optim = optimizer(&config);
+    let state_path = out.join("checkpoint/state.json");
+    let mut state = CheckpointState {
+        config: config.clone(),
+        epochs_done: 0,
+        best_epoch: None,
+        best_score: f64::NEG_INFINITY,
+        method_state: BTreeMap::new(),
+    };
+    if state_path.is_file() {
+        let saved: CheckpointState =
+            serde_json::from_str(&std::fs::read_to_string(&state_path)?)
+                .with_context(|| format!("reading {}", state_path.display()))?;
+        ensure!(
+            saved.config == config,
+            "{} holds a checkpoint of a different configuration; use another --out",
+            out.display()
+        );
+        model = model
+            .try_load_file(out.join("checkpoint/model.bpk"))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "loading {}: {e:?}",
+                    out.join("checkpoint/model.bpk").display()
+                )
+            })?;
+        optim = optim
+            .load(out.join("checkpoint/optimizer.bpk"))
+            .map_err(|e| anyhow::anyhow!("loading the optimizer checkpoint: {e:?}"))?;
+        method.load_state(&saved.method_state);
+        state = saved;
+        say(format!(
+            "resuming {} after epoch {}",
+            out.display(),
+            state.epochs_done
+        ));
+    } else {
+        // A fresh run: earlier logs in this folder belong to another run.
+        let _ = std::fs::remove_file(out.join("metrics.jsonl"));
+    }
+    write_json(
+        &out.join("run.json"),
+        &json!({
+            "config": &config,
+            "model": &run.model_config,
+            "modalities": run.model_config.names(),
+            "git_commit": git_commit(),
+            "versions": {"multifair": env!("CARGO_PKG_VERSION"), "burn": "0.22.1"},
+        }),
+    )?;
+
+    let steps_per_epoch = run.train.len();
+    let terminal = std::io::stderr().is_terminal() && !options.quiet;
+    for epoch in state.epochs_done..config.epochs {
+        if options.stop_after.is_some_and(|n| epoch >= n) {
+            say(format!(
+                "stopping after epoch {epoch} as asked; rerun the same command to resume"
+            ));
+            return Ok(Value::Null);
+        }
+        let started = Instant::now();
+        // Dropout draws from the device generator: reseeding per epoch makes a resumed run
+        // continue exactly as an uninterrupted one.
+        device.seed(mix(config.seed, epoch as u64 + 1));
+        let bar = if terminal {
+            let bar = ProgressBar::new(steps_per_epoch as u64);
+            bar.set_style(
+                ProgressStyle::with_template("epoch {msg} {bar:30} {pos}/{len} {elapsed}<{eta}")
+                    .expect("template"),
+            );
+            bar.set_message(format!("{}/{}", epoch + 1, config.epochs));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let (mut loss_sum, mut steps) = (0.0, 0usize);
+        let mut stats_sum: BTreeMap<String, f64> = BTreeMap::new();
+        for (b, batch) in run.train.epoch(epoch as u64).enumerate() {
+            let batch = batch?;
+            let step = epoch * steps_per_epoch + b;
+            let db = run.device_batch(&batch);
+            let mut output = method.step(&model, &db);
+            if !output.loss.is_finite() {
+                bail!(
+                    "loss is {} at epoch {} step {step} (batch {b} of the epoch); the run stops here, its last checkpoint is in {}",
+                    output.loss,
+                    epoch + 1,
+                    out.join("checkpoint").display()
+                );
+            }
+            clip_grad_norm(&model, &mut output.grads, config.clip);
+            model = optim.step(
+                learning_rate(&config, step, steps_per_epoch),
+                model,
+                output.grads,
+            );
+            loss_sum += output.loss;
+            steps += 1;
+            for (k, v) in output.stats {
+                *stats_sum.entry(k).or_default() += v;
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let scored = run.score(&model, &run.val, None)?;
+        let (score, val) = run.validate(&scored)?;
+        let improved = score > state.best_score;
+        if improved {
+            state.best_score = score;
+            state.best_epoch = Some(epoch + 1);
+            model
+                .save_into(
+                    &mut SafetensorsStore::from_file(out.join("model.safetensors")).overwrite(true),
+                )
+                .map_err(|e| anyhow::anyhow!("writing model.safetensors: {e:?}"))?;
+        }
+        let train_loss = loss_sum / steps.max(1) as f64;
+        let stats: BTreeMap<String, f64> = stats_sum
+            .into_iter()
+            .map(|(k, v)| (k, v / steps.max(1) as f64))
+            .collect();
+        let line = json!({
+            "epoch": epoch + 1, "train_loss": train_loss,
+            "lr": learning_rate(&config, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch),
+            "val": val, "method": stats, "selected": improved,
+            "seconds": started.elapsed().as_secs_f64(),
+        });
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out.join("metrics.jsonl"))?;
+        writeln!(log, "{line}")?;
+        say(format!(
+            "epoch {}/{}: train loss {train_loss:.4}, val AUC {:.4}, {} {:.4}{} ({:.1} s)",
+            epoch + 1,
+            config.epochs,
+            val["auc"].as_f64().unwrap_or(f64::NAN),
+            config.selection,
+            score.abs(),
+            if improved { " (best)" } else { "" },
+            started.elapsed().as_secs_f64()
+        ));
+        // Checkpoint: model, optimizer and the state that decides what comes next.
+        state.epochs_done = epoch + 1;
+        state.method_state = method.state();
+        model
+            .clone()
+            .save_file(out.join("checkpoint/model.bpk"))
+            .map_err(|e| anyhow::anyhow!("writing the model checkpoint: {e:?}"))?;
+        optim
+            .save(out.join("checkpoint/optimizer.bpk"))
+            .map_err(|e| anyhow::anyhow!("writing the optimizer checkpoint: {e:?}"))?;
+        write_json(&state_path, &state)?;
+    }
+
+    // Test the selected epoch's model.
+    let mut best = run.model_config.init(&device);
+    best.load_from(&mut SafetensorsStore::from_file(
+        out.join("model.safetensors"),
+    ))
+    .map_err(|e| anyhow::anyhow!("reading model.safetensors: {e:?}"))?;
+    let scored = run.score(&best, &run.test, None)?;
+    let attributes: Vec<&str> = run.kind.attributes().iter().map(|a| a.name).collect();
+    let mut csv = format!("prob,label,{}\n", attributes.join(","));
+    for i in 0..scored.probs.len() {
+        let codes: Vec<String> = scored.codes.iter().map(|c| c[i].to_string()).collect();
+        csv += &format!(
+            "{},{},{}\n",
+            scored.probs[i],
+            scored.labels[i] as u8,
+            codes.join(",")
+        );
+    }
+    let predictions_path = out.join("predictions.csv");
+    std::fs::write(&predictions_path, &csv)?;
+    let table = PredictionTable::parse(&predictions_path, &csv, 0.5)?;
+    let test: Report = report(&table, None)?;
+    let mut test_json = serde_json::to_value(&test)?;
+    test_json["selected_epoch"] = json!(state.best_epoch);
+    test_json["selection"] =
+        json!({"metric": config.selection, "attribute": config.attribute, "split": "val"});
+    test_json["modality_group_report"] = modality_group_report(&run, &best, &scored, &attributes)?;
+    write_json(&out.join("test.json"), &test_json)?;
+    say(format!(
+        "test AUC {:.4} (epoch {} selected on validation); outputs in {}",
+        test.auc.unwrap_or(f64::NAN),
+        state.best_epoch.unwrap_or(0),
+        out.display()
+    ));
+    Ok(test_json)
+}
+
+/// Per modality: its auxiliary head's AUC per group, and the fused AUC per group with that
+/// modality's input zeroed — which modality fails which group.
+fn modality_group_report(
+    run: &Run,
+    model: &MultimodalModel,
+    scored: &Scored,
+    attributes: &[&str],
+) -> anyhow::Result<Value> {
+    let groups = |probs: &[f64]| -> anyhow::Result<Value> {
+        let preds = Predictions::new(probs.to_vec(), scored.labels.clone(), 0.5)?;
+        let mut out = serde_json::Map::new();
+        for (a, name) in attributes.iter().enumerate() {
+            let frame = GroupFrame::new(&preds, &scored.codes[a])?;
+            let per: BTreeMap<String, Option<f64>> = frame
+                .groups
+                .iter()
+                .map(|(c, g)| (c.to_string(), g.auc))
+                .collect();
+            out.insert(
+                name.to_string(),
+                json!({"overall": frame.overall.auc, "groups": per}),
+            );
+        }
+        Ok(Value::Object(out))
+    };
+    let mut report = serde_json::Map::new();
+    for (j, name) in run.model_config.names().iter().enumerate() {
+        let zeroed = run.score(model, &run.test, Some(j))?;
+        report.insert(
+            name.to_string(),
+            json!({"aux": groups(&scored.aux[j])?, "fused_without": groups(&zeroed.probs)?}),
+        );
+    }
+    Ok(Value::Object(report))
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
