@@ -131,7 +131,12 @@ impl ModelSize {
         classes: usize,
     ) -> ModelConfig {
         let with_text = modalities.iter().any(|(_, k)| *k == "text");
-        let (fusion_dim, fusion_heads, fusion_layers) = self.fusion(with_text);
+        let (fusion_dim, fusion_heads, mut fusion_layers) = self.fusion(with_text);
+        // Attention over a single token is the identity: a one-modality model goes straight
+        // from its token to the head.
+        if modalities.len() == 1 {
+            fusion_layers = 0;
+        }
         ModelConfig {
             modalities: modalities
                 .iter()

@@ -1,0 +1,193 @@
+//! End-to-end training: outputs, determinism, resume, and the libtorch path.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn multifair(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_multifair"))
+        .args(args)
+        .output()
+        .expect("run multifair")
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("multifair-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A small FairVision-format dataset, generated once per test.
+fn data(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    ok(multifair(&[
+        "generate",
+        "--kind",
+        "fairvision",
+        "--out",
+        dir.to_str().unwrap(),
+        "--seed",
+        "2",
+        "--n-train",
+        "48",
+        "--n-val",
+        "24",
+        "--n-test",
+        "32",
+        "--size",
+        "16",
+        "--depth",
+        "6",
+    ]));
+    dir
+}
+
+fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--dataset",
+        "fairvision",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--method",
+        "erm",
+        "--epochs",
+        "2",
+        "--seed",
+        "7",
+        "--set",
+        "batch_size=16",
+        "--set",
+        "image_size=16",
+        "--set",
+        "slices=4",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    multifair(&args)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn two_epochs_write_every_output_and_predictions_reevaluate_to_test_json() {
+    let data = data("outputs");
+    let out = scratch("outputs-run");
+    ok(train(&data, &out, &[]));
+    let run: Value = serde_json::from_str(&read(&out.join("run.json"))).unwrap();
+    assert_eq!(run["config"]["seed"], 7);
+    assert_eq!(run["modalities"], serde_json::json!(["slo", "oct"]));
+    let lines: Vec<Value> = read(&out.join("metrics.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[1]["val"]["aux_auc"]["oct"].is_number());
+    assert!(out.join("model.safetensors").is_file());
+    assert!(out.join("checkpoint/state.json").is_file());
+
+    let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
+    assert_eq!(test["n"], 32);
+    for attribute in ["race", "gender", "ethnicity", "language"] {
+        for key in [
+            "groups",
+            "es_auc",
+            "dpd",
+            "deodds",
+            "worst_group_auc",
+            "auc_gap",
+            "unknown",
+        ] {
+            assert!(
+                test["attributes"][attribute].get(key).is_some(),
+                "{attribute}.{key}"
+            );
+        }
+    }
+    assert!(test["selected_epoch"].as_u64().unwrap() >= 1);
+    assert!(test["modality_group_report"]["oct"]["fused_without"]["race"]["groups"].is_object());
+
+    let evaluated = ok(multifair(&[
+        "evaluate",
+        "--predictions",
+        out.join("predictions.csv").to_str().unwrap(),
+    ]));
+    let evaluated: Value = serde_json::from_slice(&evaluated.stdout).unwrap();
+    assert_eq!(evaluated["auc"], test["auc"]);
+    assert_eq!(evaluated["attributes"], test["attributes"]);
+}
+
+#[test]
+fn same_seed_same_results_and_resume_is_exact() {
+    let data = data("determinism");
+    let (a, b, c) = (scratch("det-a"), scratch("det-b"), scratch("det-c"));
+    ok(train(&data, &a, &[]));
+    ok(train(&data, &b, &[]));
+    assert_eq!(read(&a.join("test.json")), read(&b.join("test.json")));
+    assert_eq!(
+        read(&a.join("predictions.csv")),
+        read(&b.join("predictions.csv"))
+    );
+
+    // Stopped after epoch 1 (as if killed), then the same command again.
+    ok(train(&data, &c, &["--stop-after", "1"]));
+    assert!(!c.join("test.json").exists());
+    assert_eq!(read(&c.join("metrics.jsonl")).lines().count(), 1);
+    ok(train(&data, &c, &[]));
+    assert_eq!(read(&a.join("test.json")), read(&c.join("test.json")));
+    assert_eq!(
+        read(&a.join("metrics.jsonl")).lines().count(),
+        read(&c.join("metrics.jsonl")).lines().count()
+    );
+}
+
+#[test]
+fn bad_configuration_is_refused_clearly() {
+    let data = data("bad-config");
+    let out = scratch("bad-config-run");
+    let err =
+        |extra: &[&str]| String::from_utf8_lossy(&train(&data, &out, extra).stderr).into_owned();
+    assert!(err(&["--set", "lr=fast"]).contains("--set lr=fast: expected a number"));
+    assert!(
+        err(&["--set", "colour=blue"])
+            .contains("unknown key 'colour' for method 'erm'; known keys: lr,")
+    );
+    let out2 = multifair(&[
+        "train",
+        "--dataset",
+        "fairvision",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--method",
+        "magic",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out2.stderr)
+            .contains("unknown method 'magic'; available: erm, unimodal")
+    );
+}
+
+#[cfg(feature = "tch")]
+#[test]
+fn trains_on_libtorch_cpu() {
+    let data = data("libtorch");
+    let out = scratch("libtorch-run");
+    ok(train(&data, &out, &["--device", "libtorch"]));
+    let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
+    assert!(test["auc"].is_number());
+}
