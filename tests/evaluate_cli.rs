@@ -172,17 +172,3 @@ fn malformed_files_fail_naming_row_and_column() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/p.csv"));
 }
-
-#[test]
-fn demo_runs_on_the_shipped_example() {
-    let out = multifair(&["demo"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    for attribute in ["race:", "male:", "hispanic:"] {
-        assert!(text.contains(attribute), "{text}");
-    }
-}

@@ -191,3 +191,33 @@ fn trains_on_libtorch_cpu() {
     let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
     assert!(test["auc"].is_number());
 }
+
+#[test]
+fn demo_at_a_small_scale_prints_the_tables_and_the_two_checks() {
+    let out = scratch("demo");
+    let result = ok(multifair(&[
+        "demo",
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--samples",
+        "40",
+    ]));
+    let text = String::from_utf8_lossy(&result.stdout);
+    for needle in [
+        "| race | AUC | ES-AUC |",
+        "| oracle (latent severity) |",
+        "| fusion ERM |",
+        "| SLO alone |",
+        "| OCT alone |",
+        "Modality imbalance:",
+        "Unfairness:",
+    ] {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+    assert_eq!(read(&out.join("summary.md")).trim(), text.trim());
+    for run in ["erm", "unimodal-slo", "unimodal-oct"] {
+        assert!(out.join(run).join("test.json").is_file(), "{run}");
+    }
+}

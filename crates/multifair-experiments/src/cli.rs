@@ -1,6 +1,6 @@
 //! Command-line interface (DESIGN §8). Results go to stdout as JSON; errors to stderr only.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use multifair_metrics::BootstrapConfig;
@@ -11,7 +11,7 @@ use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind};
 use multifair_models::presets::ModelSize;
 
 use crate::device;
-use crate::evaluate::{PredictionTable, Report, report};
+use crate::evaluate::{PredictionTable, report};
 use crate::train::{RunOptions, TrainConfig, train};
 
 #[derive(Parser)]
@@ -41,8 +41,20 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Evaluates the shipped example predictions with 1000 bootstrap resamples.
-    Demo,
+    /// Generates the synthetic FairVision-format benchmark, trains fusion ERM and both
+    /// unimodal models, and prints test AUC, ES-AUC and group AUCs against the oracle.
+    Demo {
+        /// Data and runs go here.
+        #[arg(long, default_value = "results/demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        /// Training samples (validation a quarter, test half of it).
+        #[arg(long, default_value_t = 1200)]
+        samples: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Writes the synthetic benchmark in a real dataset's layout, with `meta.json`.
     Generate {
         /// fairvision, fairvlmed or harvard-gf.
@@ -138,10 +150,6 @@ fn parse_kind(name: &str) -> Result<DatasetKind, String> {
     DatasetKind::from_name(name)
 }
 
-/// The example predictions, embedded so that the demo runs from any folder.
-const EXAMPLE: &str = include_str!("../../../datasets/examples/predictions.csv");
-const EXAMPLE_PATH: &str = "datasets/examples/predictions.csv";
-
 pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Evaluate {
@@ -154,7 +162,21 @@ pub fn run() -> anyhow::Result<()> {
             let config = (bootstrap > 0).then(|| BootstrapConfig::new(bootstrap, seed));
             print_json(&report(&table, config.as_ref())?)
         }
-        Command::Demo => demo(),
+        Command::Demo {
+            out,
+            epochs,
+            samples,
+            seed,
+        } => {
+            let summary = crate::demo::run(&crate::demo::DemoOptions {
+                out,
+                epochs,
+                samples,
+                seed,
+            })?;
+            println!("{summary}");
+            Ok(())
+        }
         Command::Generate {
             kind,
             out,
@@ -266,49 +288,4 @@ pub fn run() -> anyhow::Result<()> {
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
-}
-
-fn demo() -> anyhow::Result<()> {
-    let table = PredictionTable::parse(Path::new(EXAMPLE_PATH), EXAMPLE, 0.5)?;
-    let report = report(&table, Some(&BootstrapConfig::new(1000, 0)))?;
-    println!("{}", demo_summary(&report));
-    println!(
-        "full JSON: cargo run --release -- evaluate --predictions {EXAMPLE_PATH} --bootstrap 1000"
-    );
-    Ok(())
-}
-
-/// A plain-text table of the report: one line per attribute, with 95% intervals.
-fn demo_summary(report: &Report) -> String {
-    let fmt = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.3}"));
-    let ci = |ci: Option<multifair_metrics::Interval>| {
-        ci.map_or(String::new(), |c| format!(" [{:.3}, {:.3}]", c.low, c.high))
-    };
-    let mut out = format!(
-        "{EXAMPLE_PATH}: n = {}, AUC {}{}\n",
-        report.n,
-        fmt(report.auc),
-        ci(report.ci.as_ref().and_then(|c| c.auc))
-    );
-    for (name, attr) in &report.attributes {
-        let intervals = attr.ci.as_ref().map(|c| &c.metrics);
-        let metric = |key: &str, value: Option<f64>| {
-            format!("{key} {}{}", fmt(value), ci(intervals.and_then(|m| m[key])))
-        };
-        let groups: Vec<String> = attr
-            .groups
-            .iter()
-            .map(|(code, g)| format!("{code}: {} (n={})", fmt(g.auc), g.n))
-            .collect();
-        out += &format!(
-            "{name}: group AUC {{{}}}, {}, {}, {}, {}, unknown {}\n",
-            groups.join(", "),
-            metric("es_auc", attr.es_auc),
-            metric("worst_group_auc", attr.worst_group_auc),
-            metric("dpd", attr.dpd),
-            metric("deodds", attr.deodds),
-            attr.unknown
-        );
-    }
-    out
 }

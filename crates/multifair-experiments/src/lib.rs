@@ -2,6 +2,7 @@
 //! figures build on the same pieces.
 
 pub mod cli;
+pub mod demo;
 pub mod device;
 pub mod evaluate;
 pub mod train;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
-use burn::module::Module;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor};
@@ -20,7 +20,7 @@ use multifair_data::loader::{Batch, Loader, LoaderConfig, ModalityBatch};
 use multifair_data::preprocess::Augment;
 use multifair_data::synthetic::NOTE_WORDS;
 use multifair_data::tokenizer::WordPiece;
-use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind, ModalityKind, Split};
+use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind, ModalityKind, Split, SplitIndex};
 use multifair_metrics::{GroupFrame, Predictions};
 use multifair_models::presets::ModelSize;
 use multifair_models::{ModalityInput, ModelConfig, MultimodalModel};
@@ -34,6 +34,8 @@ use crate::evaluate::{PredictionTable, Report, report};
 pub const ENGINE_KEYS: &[(&str, &str)] = &[
     ("lr", "3e-4 (tiny), 3e-5 (paper)"),
     ("weight_decay", "6e-3"),
+    ("aux_lr", "lr / 3 (the reference: 1e-5 against 3e-5)"),
+    ("aux_weight_decay", "3e-3"),
     ("batch_size", "32"),
     ("clip", "0.8"),
     ("warmup_epochs", "1"),
@@ -58,6 +60,9 @@ pub struct TrainConfig {
     pub device: String,
     pub lr: f64,
     pub weight_decay: f64,
+    /// The auxiliary heads' own AdamW.
+    pub aux_lr: f64,
+    pub aux_weight_decay: f64,
     pub batch_size: usize,
     pub clip: f64,
     pub warmup_epochs: usize,
@@ -108,6 +113,8 @@ impl TrainConfig {
             device: device.to_owned(),
             lr: if model == ModelSize::Tiny { 3e-4 } else { 3e-5 },
             weight_decay: 6e-3,
+            aux_lr: f64::NAN,
+            aux_weight_decay: 3e-3,
             batch_size: 32,
             clip: 0.8,
             warmup_epochs: 1,
@@ -132,6 +139,8 @@ impl TrainConfig {
             match key.as_str() {
                 "lr" => config.lr = number()?,
                 "weight_decay" => config.weight_decay = number()?,
+                "aux_lr" => config.aux_lr = number()?,
+                "aux_weight_decay" => config.aux_weight_decay = number()?,
                 "clip" => config.clip = number()?,
                 "batch_size" => config.batch_size = count()?,
                 "warmup_epochs" => config.warmup_epochs = count()?,
@@ -158,6 +167,9 @@ impl TrainConfig {
                     );
                 }
             }
+        }
+        if config.aux_lr.is_nan() {
+            config.aux_lr = config.lr / 3.0;
         }
         ensure!(
             config.batch_size > 0 && config.epochs > 0,
@@ -218,10 +230,30 @@ impl Run {
     fn new(config: TrainConfig, method: &dyn Method) -> anyhow::Result<Self> {
         let kind = config.dataset;
         let index = DatasetIndex::open(kind, &config.data_dir, BadFilePolicy::Fail)?;
-        let val_split = if index.split(Split::Val).is_some() {
-            Split::Val
-        } else {
-            Split::Test
+        let split = |which: Split| {
+            index
+                .split(which)
+                .cloned()
+                .with_context(|| format!("{} has no {} split", kind.name(), which.name()))
+        };
+        let (train_split, val_split) = match index.split(Split::Val) {
+            Some(val) => (split(Split::Train)?, val.clone()),
+            // Harvard-GF ships train and test only: every 8th training sample validates,
+            // so that model selection never sees the test split.
+            None => {
+                let mut train = split(Split::Train)?;
+                let mut val = train.clone();
+                val.split = Split::Val;
+                val.samples.clear();
+                for (i, sample) in std::mem::take(&mut train.samples).into_iter().enumerate() {
+                    if i % 8 == 7 {
+                        val.samples.push(sample)
+                    } else {
+                        train.samples.push(sample)
+                    }
+                }
+                (train, val)
+            }
         };
         let tokenizer = kind
             .modalities()
@@ -234,10 +266,7 @@ impl Run {
             (config.seed, config.workers, config.max_tokens);
         let mut train_config = base.clone();
         (train_config.shuffle, train_config.augment) = (true, Some(Augment::default()));
-        let loader = |split: Split, cfg: LoaderConfig| -> anyhow::Result<Loader> {
-            let s = index
-                .split(split)
-                .with_context(|| format!("{} has no {} split", kind.name(), split.name()))?;
+        let loader = |s: &SplitIndex, cfg: LoaderConfig| -> anyhow::Result<Loader> {
             Loader::new(kind, s, cfg, tokenizer.clone()).map_err(anyhow::Error::msg)
         };
         let names: Vec<String> = kind
@@ -269,9 +298,9 @@ impl Run {
             .model(&kinds, config.image_size, config.slices, vocab, 2);
         let device = device::parse(&config.device)?.autodiff();
         Ok(Run {
-            train: loader(Split::Train, train_config)?,
-            val: loader(val_split, base.clone())?,
-            test: loader(Split::Test, base)?,
+            train: loader(&train_split, train_config)?,
+            val: loader(&val_split, base.clone())?,
+            test: loader(&split(Split::Test)?, base)?,
             config,
             device,
             kind,
@@ -455,11 +484,82 @@ fn learning_rate(config: &TrainConfig, step: usize, steps_per_epoch: usize) -> f
     }
 }
 
-fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
-    AdamWConfig::new()
-        .with_weight_decay(config.weight_decay as f32)
-        .with_epsilon(1e-8)
-        .init()
+/// The reference's two AdamWs: one for the model, one with its own rate and weight decay for the
+/// auxiliary heads. Parameters are grouped by the module that owns them (`model.aux`).
+struct Optimizers {
+    main: ModuleOptimizer,
+    aux: ModuleOptimizer,
+}
+
+/// Moves the gradients of the visited parameters from `from` into `to`.
+struct MoveGrads<'a> {
+    from: &'a mut GradientsParams,
+    to: GradientsParams,
+}
+
+impl ModuleVisitor for MoveGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.from.remove::<D>(param.id) {
+            self.to.register::<D>(param.id, g);
+        }
+    }
+}
+
+impl Optimizers {
+    fn new(config: &TrainConfig) -> Self {
+        let adamw = |wd: f64| {
+            AdamWConfig::new()
+                .with_weight_decay(wd as f32)
+                .with_epsilon(1e-8)
+                .init()
+        };
+        Optimizers {
+            main: adamw(config.weight_decay),
+            aux: adamw(config.aux_weight_decay),
+        }
+    }
+
+    /// One step of both; `scale` is the schedule's factor on both rates.
+    fn step(
+        &mut self,
+        config: &TrainConfig,
+        scale: f64,
+        model: MultimodalModel,
+        mut grads: GradientsParams,
+    ) -> MultimodalModel {
+        let mut mover = MoveGrads {
+            from: &mut grads,
+            to: GradientsParams::new(),
+        };
+        model.aux.visit(&mut mover);
+        let aux_grads = mover.to;
+        let model = self.main.step(config.lr * scale, model, grads);
+        self.aux.step(config.aux_lr * scale, model, aux_grads)
+    }
+
+    fn save(&self, folder: &Path) -> anyhow::Result<()> {
+        for (optim, file) in [
+            (&self.main, "optimizer.bpk"),
+            (&self.aux, "optimizer-aux.bpk"),
+        ] {
+            optim
+                .save(folder.join(file))
+                .map_err(|e| anyhow::anyhow!("writing {file}: {e:?}"))?;
+        }
+        Ok(())
+    }
+
+    fn load(self, folder: &Path) -> anyhow::Result<Self> {
+        let load = |optim: ModuleOptimizer, file: &str| {
+            optim
+                .load(folder.join(file))
+                .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", folder.join(file).display()))
+        };
+        Ok(Optimizers {
+            main: load(self.main, "optimizer.bpk")?,
+            aux: load(self.aux, "optimizer-aux.bpk")?,
+        })
+    }
 }
 
 /// Trains `config` into `out`, resuming from `out/checkpoint` when it holds a run of the same
@@ -479,7 +579,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
     let device = run.device.clone();
     device.seed(config.seed);
     let mut model = run.model_config.init(&device);
-    let mut optim = optimizer(&config);
+    let mut optim = Optimizers::new(&config);
     let state_path = out.join("checkpoint/state.json");
     let mut state = CheckpointState {
         config: config.clone(),
@@ -505,9 +605,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
                     out.join("checkpoint/model.bpk").display()
                 )
             })?;
-        optim = optim
-            .load(out.join("checkpoint/optimizer.bpk"))
-            .map_err(|e| anyhow::anyhow!("loading the optimizer checkpoint: {e:?}"))?;
+        optim = optim.load(&out.join("checkpoint"))?;
         method.load_state(&saved.method_state);
         state = saved;
         say(format!(
@@ -570,11 +668,8 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
                 );
             }
             clip_grad_norm(&model, &mut output.grads, config.clip);
-            model = optim.step(
-                learning_rate(&config, step, steps_per_epoch),
-                model,
-                output.grads,
-            );
+            let scale = learning_rate(&config, step, steps_per_epoch) / config.lr;
+            model = optim.step(&config, scale, model, output.grads);
             loss_sum += output.loss;
             steps += 1;
             for (k, v) in output.stats {
@@ -628,9 +723,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
             .clone()
             .save_file(out.join("checkpoint/model.bpk"))
             .map_err(|e| anyhow::anyhow!("writing the model checkpoint: {e:?}"))?;
-        optim
-            .save(out.join("checkpoint/optimizer.bpk"))
-            .map_err(|e| anyhow::anyhow!("writing the optimizer checkpoint: {e:?}"))?;
+        optim.save(&out.join("checkpoint"))?;
         write_json(&state_path, &state)?;
     }
 
