@@ -6,6 +6,10 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 demo:
     cargo run --release -- demo
 
+# Train one run, e.g. `just train --dataset fairvision --data-dir DIR --method erm --out results/run`.
+train *ARGS:
+    cargo run --release -- train {{ARGS}}
+
 # The test suite (flex backend).
 test:
     cargo test --workspace
