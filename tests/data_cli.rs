@@ -12,30 +12,21 @@ fn multifair(args: &[&str]) -> Output {
         .expect("run multifair")
 }
 
+/// A small dataset of `kind` in `dir`, seed 3.
+fn generate(kind: &str, dir: &std::path::Path) -> Output {
+    let dir = dir.to_str().unwrap();
+    let args = "--seed 3 --n-train 60 --n-val 20 --n-test 40 --size 12 --depth 4";
+    let mut all = vec!["generate", "--kind", kind, "--out", dir];
+    all.extend(args.split(' '));
+    multifair(&all)
+}
+
 #[test]
 fn generated_data_summarises_to_its_meta() {
     let root = std::env::temp_dir().join(format!("multifair-gen-{}", std::process::id()));
     for kind in ["fairvision", "fairvlmed", "harvard-gf"] {
         let dir = root.join(kind);
-        let out = multifair(&[
-            "generate",
-            "--kind",
-            kind,
-            "--out",
-            dir.to_str().unwrap(),
-            "--seed",
-            "3",
-            "--n-train",
-            "60",
-            "--n-val",
-            "20",
-            "--n-test",
-            "40",
-            "--size",
-            "12",
-            "--depth",
-            "4",
-        ]);
+        let out = generate(kind, &dir);
         assert!(
             out.status.success(),
             "{kind}: {}",
@@ -71,25 +62,7 @@ fn generated_data_summarises_to_its_meta() {
         assert!(oracle > 0.7 && oracle < 1.0, "{kind}: oracle AUC {oracle}");
         // Same seed, same bytes.
         let again = root.join(format!("{kind}-again"));
-        multifair(&[
-            "generate",
-            "--kind",
-            kind,
-            "--out",
-            again.to_str().unwrap(),
-            "--seed",
-            "3",
-            "--n-train",
-            "60",
-            "--n-val",
-            "20",
-            "--n-test",
-            "40",
-            "--size",
-            "12",
-            "--depth",
-            "4",
-        ]);
+        generate(kind, &again);
         assert_eq!(
             std::fs::read(dir.join("meta.json")).unwrap(),
             std::fs::read(again.join("meta.json")).unwrap()

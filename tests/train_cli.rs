@@ -182,6 +182,24 @@ fn bad_configuration_is_refused_clearly() {
     );
 }
 
+#[test]
+fn a_diverging_run_stops_naming_epoch_step_and_batch() {
+    let data = data("nan");
+    let out = scratch("nan-run");
+    let result = train(&data, &out, &["--set", "lr=1e30", "--set", "clip=1e30"]);
+    assert!(!result.status.success());
+    let err = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        err.contains("loss is NaN at epoch 1 step") || err.contains("loss is inf at epoch 1 step"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(batch ") && err.contains("no epoch had finished"),
+        "{err}"
+    );
+    assert!(!out.join("test.json").exists());
+}
+
 #[cfg(feature = "tch")]
 #[test]
 fn trains_on_libtorch_cpu() {

@@ -371,68 +371,29 @@ pub fn generate(config: &SyntheticConfig, out: &Path) -> std::io::Result<Meta> {
                 },
             ));
             let text = note(p.severity, config.slow_signal * 2.0, &mut rng);
-            match kind {
-                DatasetKind::FairVision => {
-                    arrays.push((
-                        "slo_fundus",
-                        NpyArray {
-                            shape: vec![size, size],
-                            data: ArrayData::U8(fundus(size, easy, &mut rng)),
-                        },
-                    ));
-                    arrays.push((
-                        "oct_bscans",
-                        NpyArray {
-                            shape: vec![depth, size, size],
-                            data: ArrayData::U8(oct(
-                                size,
-                                depth,
-                                p.severity,
-                                config.slow_signal,
-                                &mut rng,
-                            )),
-                        },
-                    ));
-                }
-                DatasetKind::FairVlmed => {
-                    arrays.push((
-                        "slo_fundus",
-                        NpyArray {
-                            shape: vec![size, size],
-                            data: ArrayData::U8(fundus(size, easy, &mut rng)),
-                        },
-                    ));
-                    arrays.push((
-                        "note",
-                        NpyArray {
-                            shape: vec![],
-                            data: ArrayData::Unicode(vec![text.clone()]),
-                        },
-                    ));
-                    notes_rows.push((file.clone(), text.clone()));
-                }
-                DatasetKind::HarvardGf => {
-                    arrays.push((
-                        "rnflt",
-                        NpyArray {
-                            shape: vec![size, size],
-                            data: ArrayData::F32(rnflt(size, easy, &mut rng)),
-                        },
-                    ));
-                    arrays.push((
-                        "oct_bscans",
-                        NpyArray {
-                            shape: vec![depth, size, size],
-                            data: ArrayData::U8(oct(
-                                size,
-                                depth,
-                                p.severity,
-                                config.slow_signal,
-                                &mut rng,
-                            )),
-                        },
-                    ));
-                }
+            // Each modality's array from its generator: the easy ones see `easy`, the slow ones
+            // the patient's severity.
+            for modality in kind.modalities() {
+                let (shape, data) = match modality.key {
+                    "slo_fundus" => (
+                        vec![size, size],
+                        ArrayData::U8(fundus(size, easy, &mut rng)),
+                    ),
+                    "rnflt" => (
+                        vec![size, size],
+                        ArrayData::F32(rnflt(size, easy, &mut rng)),
+                    ),
+                    "oct_bscans" => (
+                        vec![depth, size, size],
+                        ArrayData::U8(oct(size, depth, p.severity, config.slow_signal, &mut rng)),
+                    ),
+                    "note" => {
+                        notes_rows.push((file.clone(), text.clone()));
+                        (vec![], ArrayData::Unicode(vec![text.clone()]))
+                    }
+                    other => unreachable!("no generator for modality key '{other}'"),
+                };
+                arrays.push((modality.key, NpyArray { shape, data }));
             }
             let refs: Vec<(&str, &NpyArray)> = arrays.iter().map(|(k, a)| (*k, a)).collect();
             write_npz(&out.join(folder).join(&file), &refs, false)?;

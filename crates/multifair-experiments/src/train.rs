@@ -661,10 +661,17 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
             let mut output = method.step(&model, &db);
             if !output.loss.is_finite() {
                 bail!(
-                    "loss is {} at epoch {} step {step} (batch {b} of the epoch); the run stops here, its last checkpoint is in {}",
+                    "loss is {} at epoch {} step {step} (batch {b} of the epoch); the run stops here ({})",
                     output.loss,
                     epoch + 1,
-                    out.join("checkpoint").display()
+                    if epoch == 0 {
+                        "no epoch had finished, so there is no checkpoint".to_owned()
+                    } else {
+                        format!(
+                            "epoch {epoch}'s checkpoint is in {}",
+                            out.join("checkpoint").display()
+                        )
+                    }
                 );
             }
             clip_grad_norm(&model, &mut output.grads, config.clip);
