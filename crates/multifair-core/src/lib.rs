@@ -25,6 +25,10 @@ pub struct DeviceBatch {
     pub onehot: Tensor<2>,
     /// Attribute codes per sample, [attribute][sample] (-1 unknown).
     pub codes: Vec<Vec<i64>>,
+    /// Labels on the host (positive = true).
+    pub targets: Vec<bool>,
+    /// Codes of the run's attribute (the groups fairness methods balance), -1 unknown.
+    pub groups: Vec<i64>,
 }
 
 /// What a step hands back to the engine: the gradients to clip and apply, the loss (read once

@@ -60,6 +60,8 @@ fn every_parameter_receives_a_gradient() {
             labels: Tensor::<1, Int>::from_ints(labels.as_slice(), &device),
             onehot: Tensor::<1>::from_floats(onehot.as_slice(), &device).reshape([b, 2]),
             codes: vec![vec![0, 1, 2, 0, 1, 2]],
+            targets: labels.iter().map(|&y| y == 1).collect(),
+            groups: vec![0, 1, 2, 0, 1, 2],
         };
         let output = method.step(&model, &batch);
         assert!(output.loss.is_finite());

@@ -337,6 +337,8 @@ impl Run {
             labels: Tensor::<1, Int>::from_ints(labels.as_slice(), device),
             onehot: Tensor::<1>::from_floats(onehot.as_slice(), device).reshape([n, 2]),
             codes: batch.codes.clone(),
+            targets: batch.labels.iter().map(|&y| y == 1).collect(),
+            groups: batch.codes[self.attribute_index()].clone(),
         }
     }
 

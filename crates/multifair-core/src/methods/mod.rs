@@ -1,9 +1,11 @@
 //! The registry: every method by name, with the hyperparameter keys it reads.
 
 mod erm;
+mod multifair_ref;
 mod unimodal;
 
 pub use erm::Erm;
+pub use multifair_ref::{MultifairRef, RefHparams, RefState, RefStats};
 pub use unimodal::Unimodal;
 
 use crate::{Method, Params};
@@ -17,7 +19,7 @@ pub struct MethodInfo {
     pub build: fn(&Params) -> Result<Box<dyn Method>, String>,
 }
 
-pub const REGISTRY: &[MethodInfo] = &[erm::INFO, unimodal::INFO];
+pub const REGISTRY: &[MethodInfo] = &[erm::INFO, unimodal::INFO, multifair_ref::INFO];
 
 /// Builds the method `name` from `params`.
 pub fn create(name: &str, params: &Params) -> Result<Box<dyn Method>, String> {

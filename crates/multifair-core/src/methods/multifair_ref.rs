@@ -1,0 +1,352 @@
+//! MultiFair as the reference implementation's training step really behaves (Zubair et al.,
+//! IEEE TMI 2026; DESIGN §6, steps 1–5), two modalities and two or more groups:
+//!
+//! 1. auxiliary heads on detached features (their own AdamW, in the engine);
+//! 2. batch AUC A_m of each head (the previous one when the batch has one class),
+//!    D_m = A_m - A_prev, S = sum |D| + 1e-8, B_m = (S - |D_m|) / S;
+//! 3. surrogate group AUC per modality and group, 1 - mean log(1 + exp(-(s_i - s_j))) over
+//!    positive i and negative j (0.5 for a group lacking a class), EMA 0.9 from 0.5;
+//! 4. f_mg = 1 + beta (mean_g E_mg - E_mg) / max(tau, 1e-4), F_m = sum_g (n_g / n) f_mg;
+//!    priority when the fused prediction's group-AUC gap exceeds tau;
+//! 5. loss = CE(fused); encoder m's gradient times rho B_m, and times F_m under priority.
+//!
+//! The reference also adds lambda_gm L_gm and lambda_f G to the loss, but both are constants
+//! without gradient (L_gm is always 0: a parameter-name lookup never matches), so this step
+//! leaves them out; G is still reported as `fairness_gap`.
+
+use std::collections::BTreeMap;
+
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
+use multifair_metrics::auc;
+use multifair_models::MultimodalModel;
+
+use super::MethodInfo;
+use crate::clip::scale_grads;
+use crate::{DeviceBatch, Method, Params, StepOutput, cross_entropy};
+
+pub const INFO: MethodInfo = MethodInfo {
+    name: "multifair_ref",
+    about: "MultiFair, the reference implementation's step (two modalities)",
+    keys: &[
+        ("multifair_rho", "1.2"),
+        ("multifair_beta", "0.3 (FairVLMed: 0.5)"),
+        ("multifair_tau", "0.04 (FairVLMed: 0.07)"),
+        ("multifair_ema", "0.9"),
+    ],
+    build: |params: &Params| {
+        Ok(Box::new(MultifairRef {
+            hparams: RefHparams {
+                rho: params.f64_or("multifair_rho", 1.2)?,
+                beta: params.f64_or("multifair_beta", 0.3)?,
+                tau: params.f64_or("multifair_tau", 0.04)?,
+                ema: params.f64_or("multifair_ema", 0.9)?,
+            },
+            state: RefState::default(),
+        }))
+    },
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RefHparams {
+    pub rho: f64,
+    pub beta: f64,
+    pub tau: f64,
+    pub ema: f64,
+}
+
+/// What the reference carries from step to step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RefState {
+    /// Previous batch AUC per modality (0.5 before the first batch).
+    pub auc_prev: Vec<f64>,
+    /// EMA of the surrogate group AUC, per modality, by group code (0.5 before a group is seen).
+    pub ema: Vec<BTreeMap<i64, f64>>,
+}
+
+/// Every quantity of one reference step (the golden vectors check each).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefStats {
+    pub batch_auc: Vec<f64>,
+    pub coeff: Vec<f64>,
+    pub surrogate_group_auc: Vec<BTreeMap<i64, f64>>,
+    pub ema_group_auc: Vec<BTreeMap<i64, f64>>,
+    /// Mean over modalities and groups of |mean_g E_mg - E_mg|.
+    pub fairness_gap: f64,
+    pub modulation_factor: Vec<BTreeMap<i64, f64>>,
+    pub batch_factor: Vec<f64>,
+    pub fused_group_auc: BTreeMap<i64, f64>,
+    pub fused_gap: f64,
+    pub fairness_priority: bool,
+    pub encoder_grad_scale: Vec<f64>,
+}
+
+/// The surrogate AUC of one group: 1 - mean softplus(-(s_i - s_j)); 0.5 without both classes.
+fn surrogate_auc(scores: &[f64], labels: &[bool]) -> f64 {
+    let positives: Vec<f64> = scores
+        .iter()
+        .zip(labels)
+        .filter(|&(_, &y)| y)
+        .map(|(&s, _)| s)
+        .collect();
+    let negatives: Vec<f64> = scores
+        .iter()
+        .zip(labels)
+        .filter(|&(_, &y)| !y)
+        .map(|(&s, _)| s)
+        .collect();
+    if positives.is_empty() || negatives.is_empty() {
+        return 0.5;
+    }
+    let mut total = 0.0;
+    for &p in &positives {
+        for &n in &negatives {
+            let x = -(p - n);
+            // log(1 + e^x), stable for either sign.
+            total += x.max(0.0) + (-x.abs()).exp().ln_1p();
+        }
+    }
+    1.0 - total / (positives.len() * negatives.len()) as f64
+}
+
+/// Scores and labels of the samples whose code is `group`.
+fn select(scores: &[f64], labels: &[bool], groups: &[i64], group: i64) -> (Vec<f64>, Vec<bool>) {
+    scores
+        .iter()
+        .zip(labels)
+        .zip(groups)
+        .filter(|(_, g)| **g == group)
+        .map(|((&s, &y), _)| (s, y))
+        .unzip()
+}
+
+impl RefState {
+    /// Steps 2–4 and the encoder scales of step 5, from each auxiliary head's positive-class
+    /// probability, the fused one, labels and group codes (-1 unknown: in no group).
+    pub fn step(
+        &mut self,
+        hp: &RefHparams,
+        aux_probs: &[Vec<f64>],
+        fused_probs: &[f64],
+        labels: &[bool],
+        groups: &[i64],
+    ) -> RefStats {
+        let m = aux_probs.len();
+        self.auc_prev.resize(m, 0.5);
+        self.ema.resize(m, BTreeMap::new());
+        let mut codes: Vec<i64> = groups.iter().copied().filter(|&g| g >= 0).collect();
+        codes.sort_unstable();
+        codes.dedup();
+
+        let batch_auc: Vec<f64> = aux_probs
+            .iter()
+            .zip(&self.auc_prev)
+            .map(|(p, &prev)| auc(p, labels).unwrap_or(prev))
+            .collect();
+        let deltas: Vec<f64> = batch_auc
+            .iter()
+            .zip(&self.auc_prev)
+            .map(|(a, p)| a - p)
+            .collect();
+        let s = deltas.iter().map(|d| d.abs()).sum::<f64>() + 1e-8;
+        let coeff: Vec<f64> = deltas.iter().map(|d| (s - d.abs()) / s).collect();
+        self.auc_prev = batch_auc.clone();
+
+        let mut surrogate = Vec::with_capacity(m);
+        for (probs, ema) in aux_probs.iter().zip(self.ema.iter_mut()) {
+            let mut values = BTreeMap::new();
+            for &g in &codes {
+                let (s, y) = select(probs, labels, groups, g);
+                let value = surrogate_auc(&s, &y);
+                let e = ema.entry(g).or_insert(0.5);
+                *e = hp.ema * *e + (1.0 - hp.ema) * value;
+                values.insert(g, value);
+            }
+            surrogate.push(values);
+        }
+
+        let known = groups.iter().filter(|&&g| g >= 0).count().max(1) as f64;
+        let mut factors = Vec::with_capacity(m);
+        let mut batch_factor = Vec::with_capacity(m);
+        let mut deviation = 0.0;
+        for ema in &self.ema {
+            let seen: Vec<f64> = codes.iter().map(|g| ema[g]).collect();
+            let mean = seen.iter().sum::<f64>() / seen.len().max(1) as f64;
+            let f: BTreeMap<i64, f64> = codes
+                .iter()
+                .map(|g| (*g, 1.0 + hp.beta * (mean - ema[g]) / hp.tau.max(1e-4)))
+                .collect();
+            deviation +=
+                seen.iter().map(|e| (mean - e).abs()).sum::<f64>() / seen.len().max(1) as f64;
+            batch_factor.push(
+                codes
+                    .iter()
+                    .map(|g| groups.iter().filter(|&&c| c == *g).count() as f64 / known * f[g])
+                    .sum(),
+            );
+            factors.push(f);
+        }
+
+        let fused_group_auc: BTreeMap<i64, f64> = codes
+            .iter()
+            .map(|&g| {
+                let (s, y) = select(fused_probs, labels, groups, g);
+                (g, auc(&s, &y).unwrap_or(0.5))
+            })
+            .collect();
+        let fused_gap = fused_group_auc
+            .values()
+            .cloned()
+            .fold(f64::NEG_INFINITY, f64::max)
+            - fused_group_auc
+                .values()
+                .cloned()
+                .fold(f64::INFINITY, f64::min);
+        let fused_gap = if fused_group_auc.is_empty() {
+            0.0
+        } else {
+            fused_gap
+        };
+        let priority = fused_gap > hp.tau;
+        let encoder_grad_scale = coeff
+            .iter()
+            .zip(&batch_factor)
+            .map(|(b, f)| hp.rho * b * if priority { *f } else { 1.0 })
+            .collect();
+        RefStats {
+            batch_auc,
+            coeff,
+            surrogate_group_auc: surrogate,
+            ema_group_auc: self.ema.clone(),
+            fairness_gap: deviation / m.max(1) as f64,
+            modulation_factor: factors,
+            batch_factor,
+            fused_group_auc,
+            fused_gap,
+            fairness_priority: priority,
+            encoder_grad_scale,
+        }
+    }
+}
+
+pub struct MultifairRef {
+    hparams: RefHparams,
+    state: RefState,
+}
+
+/// Positive-class probabilities of logits [B, 2], on the host.
+fn positive_probs(logits: Tensor<2>) -> Vec<f64> {
+    let [b, _] = logits.dims();
+    let p = softmax(logits.detach(), 1).slice([0..b, 1..2]).reshape([b]);
+    p.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+impl Method for MultifairRef {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn modalities(&self, available: &[String]) -> Result<Vec<String>, String> {
+        if available.len() != 2 {
+            return Err(format!(
+                "multifair_ref is the reference's two-modality step; this dataset has {} (use multifair)",
+                available.len()
+            ));
+        }
+        Ok(available.to_vec())
+    }
+
+    fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
+        let tokens = model.encode(batch.inputs.clone());
+        let fused_logits = model.fuse(&tokens);
+        let aux_logits = model.aux_logits(&tokens);
+        // The reference computes its statistics on the CPU each step.
+        let aux_probs: Vec<Vec<f64>> = aux_logits
+            .iter()
+            .map(|l| positive_probs(l.clone()))
+            .collect();
+        let fused_probs = positive_probs(fused_logits.clone());
+        let stats = self.state.step(
+            &self.hparams,
+            &aux_probs,
+            &fused_probs,
+            &batch.targets,
+            &batch.groups,
+        );
+
+        let fused = cross_entropy(fused_logits, batch.onehot.clone());
+        let aux = aux_logits
+            .into_iter()
+            .map(|l| cross_entropy(l, batch.onehot.clone()))
+            .reduce(|a, b| a + b)
+            .expect("two modalities");
+        let mut grads = GradientsParams::from_grads((fused.clone() + aux).backward(), model);
+        for (m, &scale) in stats.encoder_grad_scale.iter().enumerate() {
+            scale_grads(&model.encoders[m], &mut grads, scale);
+            scale_grads(&model.projections[m], &mut grads, scale);
+        }
+        let mut out = BTreeMap::new();
+        for (m, (b, s)) in stats
+            .coeff
+            .iter()
+            .zip(&stats.encoder_grad_scale)
+            .enumerate()
+        {
+            out.insert(format!("coeff_{m}"), *b);
+            out.insert(format!("encoder_scale_{m}"), *s);
+        }
+        out.insert("priority".into(), stats.fairness_priority as u8 as f64);
+        out.insert("fairness_gap".into(), stats.fairness_gap);
+        out.insert("fused_gap".into(), stats.fused_gap);
+        StepOutput {
+            grads,
+            loss: fused.into_scalar::<f32>() as f64,
+            stats: out,
+        }
+    }
+
+    fn state(&self) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for (m, a) in self.state.auc_prev.iter().enumerate() {
+            out.insert(format!("auc_prev.{m}"), *a);
+        }
+        for (m, ema) in self.state.ema.iter().enumerate() {
+            for (g, e) in ema {
+                out.insert(format!("ema.{m}.{g}"), *e);
+            }
+        }
+        out
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, f64>) {
+        let mut restored = RefState::default();
+        for (key, &value) in state {
+            let parts: Vec<&str> = key.split('.').collect();
+            match parts.as_slice() {
+                ["auc_prev", m] => {
+                    let m: usize = m.parse().unwrap_or(0);
+                    restored
+                        .auc_prev
+                        .resize(restored.auc_prev.len().max(m + 1), 0.5);
+                    restored.auc_prev[m] = value;
+                }
+                ["ema", m, g] => {
+                    let m: usize = m.parse().unwrap_or(0);
+                    restored
+                        .ema
+                        .resize(restored.ema.len().max(m + 1), BTreeMap::new());
+                    restored.ema[m].insert(g.parse().unwrap_or(0), value);
+                }
+                _ => {}
+            }
+        }
+        self.state = restored;
+    }
+}
