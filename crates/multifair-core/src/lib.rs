@@ -4,6 +4,7 @@
 
 pub mod clip;
 pub mod methods;
+pub mod scaling;
 
 use std::collections::BTreeMap;
 
