@@ -54,3 +54,21 @@ bench-loader: setup-libtorch
         n = json.load(open(os.path.join(os.path.dirname(path), "benchmark.json")))["throughput"]["Elements"]
         print(f"{name}: {n / seconds:.1f} samples/s = {n / seconds / ref:.1f}x the reference")
     PY
+
+# Training-step cost of each two-modality method on the same tiny model and batch (flex),
+# relative to fusion ERM, measured side by side in one run.
+bench-step:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo bench -p multifair-core --bench step
+    python3 - <<'PY'
+    import glob, json, os
+    target = os.environ.get("CARGO_TARGET_DIR", "target")
+    times = {}
+    for path in glob.glob(os.path.join(target, "criterion", "step", "*", "new", "estimates.json")):
+        times[path.split(os.sep)[-3]] = json.load(open(path))["mean"]["point_estimate"] / 1e6
+    base = times.pop("erm")
+    print(f"erm: {base:.1f} ms per step")
+    for name, ms in sorted(times.items()):
+        print(f"{name}: {ms:.1f} ms per step = {ms / base:.2f}x fusion ERM")
+    PY

@@ -302,6 +302,11 @@ impl Method for MultifairRef {
             out.insert(format!("coeff_{m}"), *b);
             out.insert(format!("encoder_scale_{m}"), *s);
         }
+        for (m, factors) in stats.modulation_factor.iter().enumerate() {
+            for (g, f) in factors {
+                out.insert(format!("factor_{m}_group_{g}"), *f);
+            }
+        }
         out.insert("priority".into(), stats.fairness_priority as u8 as f64);
         out.insert("fairness_gap".into(), stats.fairness_gap);
         out.insert("fused_gap".into(), stats.fused_gap);
