@@ -1,13 +1,11 @@
-//! Command-line interface (DESIGN §8). Results go to stdout as JSON; errors to stderr only.
+//! Command-line interface (DESIGN §8). Results go to stdout; progress and errors to stderr.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use multifair_metrics::BootstrapConfig;
-
 use multifair_data::synthetic::{self, SyntheticConfig};
 use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind};
-
+use multifair_metrics::BootstrapConfig;
 use multifair_models::presets::ModelSize;
 
 use crate::device;

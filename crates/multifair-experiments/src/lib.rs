@@ -1,5 +1,5 @@
-//! The `multifair` command: evaluation of prediction files today; runs, sweeps, tables and
-//! figures build on the same pieces.
+//! The `multifair` command: evaluation of prediction files, the synthetic benchmark and dataset
+//! summaries, the training engine, and the demo.
 
 pub mod cli;
 pub mod demo;
