@@ -178,7 +178,7 @@ fn bad_configuration_is_refused_clearly() {
     ]);
     assert!(
         String::from_utf8_lossy(&out2.stderr)
-            .contains("unknown method 'magic'; available: erm, unimodal, multifair_ref")
+            .contains("unknown method 'magic'; available: erm, unimodal, multifair_ref, multifair")
     );
 }
 

@@ -164,3 +164,97 @@ fn reference_steps_match_the_golden_vectors() {
         );
     }
 }
+
+/// The generalised method in the reference's configuration (batch mode; no smoothing, factor
+/// clipping or fairness loss) gives `multifair_ref`'s encoder scales on every golden case.
+#[test]
+fn generalised_method_reproduces_the_reference_scales() {
+    use burn::tensor::{Device, Tensor};
+    use multifair_core::Params;
+    use multifair_core::methods::{Multifair, MultifairConfig};
+
+    let golden: Value = serde_json::from_str(GOLDEN).unwrap();
+    let device = Device::flex();
+    let set: BTreeMap<String, String> = [
+        ("multifair_per_sample", "false"),
+        ("multifair_smoothing", "0"),
+        ("multifair_factor_max", "0"),
+        ("multifair_fairness", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = MultifairConfig::from_params(&Params(set)).unwrap();
+    for case in golden["multifair_steps"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let codes: BTreeMap<String, i64> = case["group_codes"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_i64().unwrap()))
+            .collect();
+        let before = &case["state_before"];
+        let mut state = BTreeMap::new();
+        for (m, a) in before["auc_prev"].as_array().unwrap().iter().enumerate() {
+            state.insert(format!("auc.{m}"), a.as_f64().unwrap());
+            for (group, code) in &codes {
+                state.insert(
+                    format!("ema.{m}.{code}"),
+                    before["ema_group_auc"][m.to_string()][group]
+                        .as_f64()
+                        .unwrap(),
+                );
+            }
+        }
+        for (i, code) in codes.values().enumerate() {
+            state.insert(format!("code.{i}"), *code as f64);
+        }
+        let mut method = Multifair::new(config.clone());
+        multifair_core::Method::load_state(&mut method, &state);
+        let aux: Vec<f32> = case["unimodal_logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|m| sigmoid_positive(m).into_iter().map(|p| p as f32))
+            .collect();
+        let b = case["labels"].as_array().unwrap().len();
+        let fused: Vec<f32> = sigmoid_positive(&case["fused_logits"])
+            .into_iter()
+            .map(|p| p as f32)
+            .collect();
+        let y: Vec<f32> = case["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|y| y.as_f64().unwrap() as f32)
+            .collect();
+        let groups: Vec<i64> = case["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_i64().unwrap())
+            .collect();
+        let modulation = method.modulate(
+            Tensor::<1>::from_floats(aux.as_slice(), &device).reshape([2, b]),
+            Tensor::<1>::from_floats(fused.as_slice(), &device),
+            Tensor::<1>::from_floats(y.as_slice(), &device),
+            &groups,
+        );
+        let weights = modulation
+            .weights
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for m in 0..2 {
+            let want = case["expected"]["encoder_grad_scale"][m].as_f64().unwrap();
+            for n in 0..b {
+                let got = weights[m * b + n] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-5,
+                    "{name}: modality {m} sample {n}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}

@@ -655,7 +655,8 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
             ProgressBar::hidden()
         };
         let (mut loss_sum, mut steps) = (0.0, 0usize);
-        let mut stats_sum: BTreeMap<String, f64> = BTreeMap::new();
+        // Methods may log every k steps: each statistic is averaged over the steps that logged it.
+        let mut stats_sum: BTreeMap<String, (f64, usize)> = BTreeMap::new();
         for (b, batch) in run.train.epoch(epoch as u64).enumerate() {
             let batch = batch?;
             let step = epoch * steps_per_epoch + b;
@@ -682,7 +683,8 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
             loss_sum += output.loss;
             steps += 1;
             for (k, v) in output.stats {
-                *stats_sum.entry(k).or_default() += v;
+                let entry = stats_sum.entry(k).or_default();
+                (entry.0, entry.1) = (entry.0 + v, entry.1 + 1);
             }
             bar.inc(1);
         }
@@ -702,7 +704,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         let train_loss = loss_sum / steps.max(1) as f64;
         let stats: BTreeMap<String, f64> = stats_sum
             .into_iter()
-            .map(|(k, v)| (k, v / steps.max(1) as f64))
+            .map(|(k, (sum, n))| (k, sum / n as f64))
             .collect();
         let line = json!({
             "epoch": epoch + 1, "train_loss": train_loss,

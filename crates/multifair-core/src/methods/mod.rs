@@ -1,10 +1,12 @@
 //! The registry: every method by name, with the hyperparameter keys it reads.
 
 mod erm;
+mod multifair;
 mod multifair_ref;
 mod unimodal;
 
 pub use erm::Erm;
+pub use multifair::{Modulation, Multifair, MultifairConfig};
 pub use multifair_ref::{MultifairRef, RefHparams, RefState, RefStats};
 pub use unimodal::Unimodal;
 
@@ -19,7 +21,12 @@ pub struct MethodInfo {
     pub build: fn(&Params) -> Result<Box<dyn Method>, String>,
 }
 
-pub const REGISTRY: &[MethodInfo] = &[erm::INFO, unimodal::INFO, multifair_ref::INFO];
+pub const REGISTRY: &[MethodInfo] = &[
+    erm::INFO,
+    unimodal::INFO,
+    multifair_ref::INFO,
+    multifair::INFO,
+];
 
 /// Builds the method `name` from `params`.
 pub fn create(name: &str, params: &Params) -> Result<Box<dyn Method>, String> {

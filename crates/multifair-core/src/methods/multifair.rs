@@ -1,0 +1,477 @@
+//! MultiFair, generalised (DESIGN §6): M >= 2 modalities, K >= 2 groups of the run's attribute,
+//! every statistic on the device (no host read inside the step but the logged ones), and
+//! per-sample modulation through the scaling identity, so that groups are reweighted inside the
+//! batch. Each change to the reference step is a switch, so the ablations are configurations:
+//!
+//! - `multifair_modality` (on): modality coefficients B_m from the auxiliary heads' AUC progress;
+//! - `multifair_group` (on): group factors f_mg from the EMA of surrogate group AUCs;
+//! - `multifair_per_sample` (on): w_{n,m} = rho B_m f_m(g_n); off: the reference's batch factor;
+//! - `multifair_smoothing` (0.5): EMA of the modality AUCs before differencing (0: raw);
+//! - `multifair_factor_max` (2): f clipped to [1/max, max] (0: unclipped);
+//! - `multifair_fairness` (0.5): weight of a fairness loss with gradient, relu(surrogate
+//!   group-AUC gap of the fused output - tau) (0: off);
+//! - `multifair_priority` (on): group factors only while the fused group-AUC gap exceeds tau.
+//!
+//! With smoothing, clipping and the fairness loss off and batch mode on, the encoder scales
+//! equal `multifair_ref`'s (tested).
+
+use std::collections::BTreeMap;
+
+use burn::optim::GradientsParams;
+use burn::tensor::activation::{relu, softmax, softplus};
+use burn::tensor::{Device, Tensor};
+use multifair_models::MultimodalModel;
+
+use super::MethodInfo;
+use crate::scaling::scale_gradient;
+use crate::{DeviceBatch, Method, Params, StepOutput, cross_entropy};
+
+pub const INFO: MethodInfo = MethodInfo {
+    name: "multifair",
+    about: "MultiFair generalised: any M and K, per-sample modulation, fairness loss with gradient",
+    keys: &[
+        ("multifair_rho", "1.2"),
+        ("multifair_beta", "0.3"),
+        ("multifair_tau", "0.04"),
+        ("multifair_ema", "0.9"),
+        ("multifair_modality", "true"),
+        ("multifair_group", "true"),
+        ("multifair_per_sample", "true"),
+        ("multifair_priority", "true"),
+        ("multifair_smoothing", "0.5"),
+        ("multifair_factor_max", "2"),
+        ("multifair_fairness", "0.5"),
+        ("multifair_log_every", "10"),
+    ],
+    build: |params: &Params| {
+        Ok(Box::new(Multifair::new(MultifairConfig::from_params(
+            params,
+        )?)))
+    },
+};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultifairConfig {
+    pub rho: f64,
+    pub beta: f64,
+    pub tau: f64,
+    pub ema: f64,
+    pub modality: bool,
+    pub group: bool,
+    pub per_sample: bool,
+    pub priority: bool,
+    pub smoothing: f64,
+    pub factor_max: f64,
+    pub fairness: f64,
+    pub log_every: usize,
+}
+
+impl MultifairConfig {
+    pub fn from_params(params: &Params) -> Result<Self, String> {
+        let flag = |key: &str| match params.get(key) {
+            None | Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(v) => Err(format!("--set {key}={v}: expected true or false")),
+        };
+        Ok(MultifairConfig {
+            rho: params.f64_or("multifair_rho", 1.2)?,
+            beta: params.f64_or("multifair_beta", 0.3)?,
+            tau: params.f64_or("multifair_tau", 0.04)?,
+            ema: params.f64_or("multifair_ema", 0.9)?,
+            modality: flag("multifair_modality")?,
+            group: flag("multifair_group")?,
+            per_sample: flag("multifair_per_sample")?,
+            priority: flag("multifair_priority")?,
+            smoothing: params.f64_or("multifair_smoothing", 0.5)?,
+            factor_max: params.f64_or("multifair_factor_max", 2.0)?,
+            fairness: params.f64_or("multifair_fairness", 0.5)?,
+            log_every: params.f64_or("multifair_log_every", 10.0)?.max(1.0) as usize,
+        })
+    }
+}
+
+/// Device-side state carried across steps.
+struct DeviceState {
+    /// (Smoothed) AUC of each auxiliary head [M], 0.5 at the start.
+    auc: Tensor<1>,
+    /// EMA of the surrogate AUC per modality and group [M, K], 0.5 at the start.
+    ema: Tensor<2>,
+}
+
+/// The modulation of one step: weights [M, B] for the modalities' tokens, and statistics.
+pub struct Modulation {
+    pub weights: Tensor<2>,
+    pub coeff: Tensor<1>,
+    pub factors: Tensor<2>,
+    pub priority: Tensor<1>,
+}
+
+pub struct Multifair {
+    config: MultifairConfig,
+    /// Group codes seen so far; column k of the EMA belongs to `codes[k]`.
+    codes: Vec<i64>,
+    state: Option<DeviceState>,
+    /// Host copy from a checkpoint, turned into tensors at the first step.
+    restored: BTreeMap<String, f64>,
+    steps: usize,
+}
+
+/// Pairwise "positive i beats negative j" statistics, per group: mean of `pair(s_i - s_j)` over
+/// positive i and negative j of each group (rows of `members`), and whether the group has both
+/// classes. `scores` [B], `y` [B] (1 positive), `members` [K, B] (1 in the group).
+fn pairwise_by_group(
+    scores: Tensor<1>,
+    y: Tensor<1>,
+    members: Tensor<2>,
+    pair: impl Fn(Tensor<2>) -> Tensor<2>,
+) -> (Tensor<1>, Tensor<1>) {
+    let [b] = scores.dims();
+    let [k, _] = members.dims();
+    let diff = scores.clone().reshape([b, 1]) - scores.reshape([1, b]); // s_i - s_j
+    let values = pair(diff); // [B, B]
+    let pos = members.clone() * y.clone().reshape([1, b]); // [K, B]
+    let neg = members * y.neg().add_scalar(1.0).reshape([1, b]);
+    let pairs = pos.clone().sum_dim(1) * neg.clone().sum_dim(1); // [K, 1]
+    let total = (pos.matmul(values) * neg).sum_dim(1); // [K, 1]
+    let valid = pairs.clone().greater_elem(0.0).float();
+    let mean = total / pairs.clamp_min(1.0);
+    (mean.reshape([k]), valid.reshape([k]))
+}
+
+/// ROC-AUC per group on the device, ties half; invalid groups get 0.
+fn auc_by_group(scores: Tensor<1>, y: Tensor<1>, members: Tensor<2>) -> (Tensor<1>, Tensor<1>) {
+    pairwise_by_group(scores, y, members, |d| {
+        d.sign().add_scalar(1.0).mul_scalar(0.5)
+    })
+}
+
+/// The reference's surrogate AUC per group: 1 - mean log(1 + exp(-(s_i - s_j))); 0.5 where a
+/// group lacks a class.
+fn surrogate_by_group(
+    scores: Tensor<1>,
+    y: Tensor<1>,
+    members: Tensor<2>,
+) -> (Tensor<1>, Tensor<1>) {
+    let (loss, valid) = pairwise_by_group(scores, y, members, |d| softplus(d.neg(), 1.0));
+    let value = loss.neg().add_scalar(1.0);
+    (
+        value.clone() * valid.clone() + valid.clone().neg().add_scalar(1.0).mul_scalar(0.5),
+        valid,
+    )
+}
+
+fn positive(logits: Tensor<2>) -> Tensor<1> {
+    let [b, _] = logits.dims();
+    softmax(logits, 1).slice([0..b, 1..2]).reshape([b])
+}
+
+impl Multifair {
+    pub fn new(config: MultifairConfig) -> Self {
+        Multifair {
+            config,
+            codes: Vec::new(),
+            state: None,
+            restored: BTreeMap::new(),
+            steps: 0,
+        }
+    }
+
+    /// Registers the batch's group codes; returns the membership matrix [K, B] (unknown codes
+    /// belong to no group) and the mask of groups present in the batch [K].
+    fn members(&mut self, groups: &[i64], device: &Device) -> (Tensor<2>, Tensor<1>) {
+        for &g in groups {
+            if g >= 0 && !self.codes.contains(&g) {
+                self.codes.push(g);
+                if let Some(state) = self.state.take() {
+                    let [m, _] = state.ema.dims();
+                    let column = Tensor::<2>::full([m, 1], 0.5, device);
+                    self.state = Some(DeviceState {
+                        ema: Tensor::cat(vec![state.ema, column], 1),
+                        ..state
+                    });
+                }
+            }
+        }
+        let (k, b) = (self.codes.len(), groups.len());
+        let mut m = vec![0.0f32; k * b];
+        let mut present = vec![0.0f32; k];
+        for (n, g) in groups.iter().enumerate() {
+            if let Some(i) = self.codes.iter().position(|c| c == g) {
+                m[i * b + n] = 1.0;
+                present[i] = 1.0;
+            }
+        }
+        (
+            Tensor::<1>::from_floats(m.as_slice(), device).reshape([k, b]),
+            Tensor::<1>::from_floats(present.as_slice(), device),
+        )
+    }
+
+    fn state(&mut self, modalities: usize, device: &Device) -> DeviceState {
+        if let Some(state) = self.state.take() {
+            return state;
+        }
+        let k = self.codes.len();
+        let auc: Vec<f32> = (0..modalities)
+            .map(|m| {
+                self.restored
+                    .get(&format!("auc.{m}"))
+                    .copied()
+                    .unwrap_or(0.5) as f32
+            })
+            .collect();
+        let ema: Vec<f32> = (0..modalities)
+            .flat_map(|m| {
+                let restored = &self.restored;
+                self.codes.iter().map(move |g| {
+                    restored
+                        .get(&format!("ema.{m}.{g}"))
+                        .copied()
+                        .unwrap_or(0.5) as f32
+                })
+            })
+            .collect();
+        DeviceState {
+            auc: Tensor::<1>::from_floats(auc.as_slice(), device),
+            ema: Tensor::<1>::from_floats(ema.as_slice(), device).reshape([modalities, k]),
+        }
+    }
+
+    /// The step's modulation from each auxiliary head's and the fused positive-class
+    /// probabilities ([M, B] and [B], no gradient), labels y [B] and the batch's group codes.
+    pub fn modulate(
+        &mut self,
+        aux: Tensor<2>,
+        fused: Tensor<1>,
+        y: Tensor<1>,
+        groups: &[i64],
+    ) -> Modulation {
+        let device = aux.device();
+        let cfg = self.config.clone();
+        let [m, b] = aux.dims();
+        let (members, present) = self.members(groups, &device);
+        let k = self.codes.len();
+        let state = self.state(m, &device);
+        let everyone = Tensor::<2>::ones([1, b], &device);
+
+        // Modality level: AUC progress of each head (the previous value where a class is missing).
+        let mut raw = Vec::with_capacity(m);
+        let mut surrogate = Vec::with_capacity(m);
+        for i in 0..m {
+            let p = aux.clone().slice([i..i + 1, 0..b]).reshape([b]);
+            let (a, valid) = auc_by_group(p.clone(), y.clone(), everyone.clone());
+            raw.push((a, valid));
+            surrogate.push(surrogate_by_group(p, y.clone(), members.clone()).0);
+        }
+        let prev = state.auc.clone();
+        let batch_auc = Tensor::cat(raw.iter().map(|(a, _)| a.clone()).collect(), 0);
+        let valid = Tensor::cat(raw.into_iter().map(|(_, v)| v).collect(), 0);
+        let batch_auc = batch_auc * valid.clone() + prev.clone() * valid.neg().add_scalar(1.0);
+        let auc =
+            prev.clone().mul_scalar(cfg.smoothing) + batch_auc.mul_scalar(1.0 - cfg.smoothing);
+        let delta = (auc.clone() - prev).abs();
+        let s = delta.clone().sum().add_scalar(1e-8);
+        let coeff = if cfg.modality {
+            (s.clone().expand([m]) - delta) / s.expand([m])
+        } else {
+            Tensor::ones([m], &device)
+        };
+
+        // Group level: EMA of surrogate group AUCs, updated for the groups in the batch.
+        let surrogate = Tensor::stack::<2>(surrogate, 0); // [M, K]
+        let present_mk = present.clone().reshape([1, k]).expand([m, k]);
+        let updated = state.ema.clone().mul_scalar(cfg.ema) + surrogate.mul_scalar(1.0 - cfg.ema);
+        let ema =
+            updated * present_mk.clone() + state.ema * present_mk.clone().neg().add_scalar(1.0);
+        let n_present = present.clone().sum().clamp_min(1.0).reshape([1, 1]);
+        let mean = (ema.clone() * present_mk.clone()).sum_dim(1) / n_present.expand([m, 1]); // [M, 1]
+        let mut factors = (mean.expand([m, k]) - ema.clone())
+            .mul_scalar(cfg.beta / cfg.tau.max(1e-4))
+            .add_scalar(1.0);
+        if cfg.factor_max > 0.0 {
+            factors = factors.clamp(1.0 / cfg.factor_max, cfg.factor_max);
+        }
+        if !cfg.group {
+            factors = Tensor::ones([m, k], &device);
+        }
+
+        // Priority: the fused prediction's group-AUC gap over the groups in the batch.
+        let (fused_auc, fused_valid) = auc_by_group(fused, y, members.clone());
+        let fused_auc =
+            fused_auc * fused_valid.clone() + fused_valid.neg().add_scalar(1.0).mul_scalar(0.5);
+        let high =
+            (fused_auc.clone() + present.clone().neg().add_scalar(1.0).mul_scalar(-1e9)).max();
+        let low = (fused_auc + present.clone().neg().add_scalar(1.0).mul_scalar(1e9)).min();
+        let priority = if cfg.priority {
+            (high - low).greater_elem(cfg.tau).float()
+        } else {
+            Tensor::ones([1], &device)
+        };
+
+        // Per-sample factor f_m(g_n) (1 for unknown codes), or the batch factor F_m.
+        let known = members.clone().sum_dim(0); // [1, B]
+        let per_sample =
+            factors.clone().matmul(members) + known.clone().neg().add_scalar(1.0).expand([m, b]);
+        let group_weight = if cfg.per_sample {
+            per_sample
+        } else {
+            let n_known = known.clone().sum().clamp_min(1.0).reshape([1, 1]);
+            (per_sample * known.expand([m, b]))
+                .sum_dim(1)
+                .div(n_known.expand([m, 1]))
+                .expand([m, b])
+        };
+        let p = priority.clone().reshape([1, 1]).expand([m, b]);
+        let group_weight = group_weight * p.clone() + p.neg().add_scalar(1.0);
+        let weights = group_weight
+            * coeff
+                .clone()
+                .reshape([m, 1])
+                .expand([m, b])
+                .mul_scalar(cfg.rho);
+
+        self.state = Some(DeviceState { auc, ema });
+        Modulation {
+            weights,
+            coeff,
+            factors,
+            priority,
+        }
+    }
+
+    /// relu(surrogate group-AUC gap of the fused probabilities - tau), with gradient.
+    fn fairness_loss(&self, fused: Tensor<1>, y: Tensor<1>, members: Tensor<2>) -> Tensor<1> {
+        let (value, valid) = surrogate_by_group(fused, y, members);
+        let high = (value.clone() + valid.clone().neg().add_scalar(1.0).mul_scalar(-1e9)).max();
+        let low = (value + valid.clone().neg().add_scalar(1.0).mul_scalar(1e9)).min();
+        let two_groups = valid.sum().greater_elem(1.5).float();
+        relu((high - low).sub_scalar(self.config.tau)) * two_groups
+    }
+}
+
+impl Method for Multifair {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn modalities(&self, available: &[String]) -> Result<Vec<String>, String> {
+        if available.len() < 2 {
+            return Err("multifair needs at least two modalities".into());
+        }
+        Ok(available.to_vec())
+    }
+
+    fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
+        let tokens = model.encode(batch.inputs.clone());
+        let aux_logits = model.aux_logits(&tokens);
+        let [b, _] = batch.onehot.dims();
+        let y = batch.onehot.clone().slice([0..b, 1..2]).reshape([b]);
+        // Statistics from a detached pass of the fusion (same forward values, no second graph).
+        let detached: Vec<Tensor<2>> = tokens.iter().map(|t| t.clone().detach()).collect();
+        let fused_plain = positive(model.fuse(&detached).detach());
+        let aux = Tensor::stack::<2>(
+            aux_logits
+                .iter()
+                .map(|l| positive(l.clone().detach()))
+                .collect(),
+            0,
+        );
+        let modulation = self.modulate(aux, fused_plain, y.clone(), &batch.groups);
+        let m = tokens.len();
+        let scaled: Vec<Tensor<2>> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let w = modulation
+                    .weights
+                    .clone()
+                    .slice([i..i + 1, 0..b])
+                    .reshape([b, 1]);
+                scale_gradient(t.clone(), w)
+            })
+            .collect();
+        let fused_logits = model.fuse(&scaled);
+        let fused = cross_entropy(fused_logits.clone(), batch.onehot.clone());
+        let mut total = fused.clone();
+        let fairness = if self.config.fairness > 0.0 {
+            let (members, _) = self.members(&batch.groups, &y.device());
+            let loss = self.fairness_loss(positive(fused_logits), y, members);
+            total = total + loss.clone().mul_scalar(self.config.fairness);
+            Some(loss)
+        } else {
+            None
+        };
+        for logits in aux_logits {
+            total = total + cross_entropy(logits, batch.onehot.clone());
+        }
+        let grads = GradientsParams::from_grads(total.backward(), model);
+        self.steps += 1;
+        let mut stats = BTreeMap::new();
+        if self.steps % self.config.log_every == 0 {
+            let host = |t: Tensor<1>| {
+                t.into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default()
+            };
+            for (i, c) in host(modulation.coeff).iter().enumerate() {
+                stats.insert(format!("coeff_{i}"), *c as f64);
+            }
+            let k = self.codes.len();
+            let factors = host(modulation.factors.reshape([m * k]));
+            for i in 0..m {
+                for (j, code) in self.codes.iter().enumerate() {
+                    stats.insert(
+                        format!("factor_{i}_group_{code}"),
+                        factors[i * k + j] as f64,
+                    );
+                }
+            }
+            stats.insert("priority".into(), host(modulation.priority)[0] as f64);
+            if let Some(loss) = fairness {
+                stats.insert("fairness_loss".into(), host(loss)[0] as f64);
+            }
+        }
+        StepOutput {
+            grads,
+            loss: fused.into_scalar::<f32>() as f64,
+            stats,
+        }
+    }
+
+    fn state(&self) -> BTreeMap<String, f64> {
+        let mut out = self.restored.clone();
+        if let Some(state) = &self.state {
+            let host = |t: Tensor<1>| {
+                t.into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default()
+            };
+            for (m, a) in host(state.auc.clone()).iter().enumerate() {
+                out.insert(format!("auc.{m}"), *a as f64);
+            }
+            let [m, k] = state.ema.dims();
+            let ema = host(state.ema.clone().reshape([m * k]));
+            for i in 0..m {
+                for (j, code) in self.codes.iter().enumerate() {
+                    out.insert(format!("ema.{i}.{code}"), ema[i * k + j] as f64);
+                }
+            }
+        }
+        out.insert("steps".into(), self.steps as f64);
+        for (i, code) in self.codes.iter().enumerate() {
+            out.insert(format!("code.{i}"), *code as f64);
+        }
+        out
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, f64>) {
+        self.steps = state.get("steps").copied().unwrap_or(0.0) as usize;
+        self.codes = (0..)
+            .map_while(|i| state.get(&format!("code.{i}")).map(|&c| c as i64))
+            .collect();
+        self.restored = state.clone();
+        self.state = None;
+    }
+}
