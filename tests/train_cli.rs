@@ -155,6 +155,36 @@ fn same_seed_same_results_and_resume_is_exact() {
 }
 
 #[test]
+fn sgd_with_momentum_trains_and_resumes_exactly() {
+    let data = data("sgd");
+    let (a, b) = (scratch("sgd-a"), scratch("sgd-b"));
+    let sgd = [
+        "--set",
+        "optimizer=sgd",
+        "--set",
+        "lr=0.02",
+        "--set",
+        "momentum=0.9",
+    ];
+    ok(train(&data, &a, &sgd));
+    let run: Value = serde_json::from_str(&read(&a.join("run.json"))).unwrap();
+    assert_eq!(run["config"]["optimizer"], "sgd");
+    let mut stopped = sgd.to_vec();
+    stopped.extend(["--stop-after", "1"]);
+    ok(train(&data, &b, &stopped));
+    ok(train(&data, &b, &sgd));
+    assert_eq!(read(&a.join("test.json")), read(&b.join("test.json")));
+    let err = String::from_utf8_lossy(
+        &train(&data, &scratch("sgd-c"), &["--set", "optimizer=lbfgs"]).stderr,
+    )
+    .into_owned();
+    assert!(
+        err.contains("--set optimizer=lbfgs: expected adamw or sgd"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_configuration_is_refused_clearly() {
     let data = data("bad-config");
     let out = scratch("bad-config-run");

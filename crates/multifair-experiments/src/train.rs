@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor};
@@ -33,6 +35,8 @@ use crate::evaluate::{PredictionTable, Report, report};
 /// Engine keys accepted by `--set`, with defaults (method keys come from the registry).
 pub const ENGINE_KEYS: &[(&str, &str)] = &[
     ("lr", "3e-4 (tiny), 3e-5 (paper)"),
+    ("optimizer", "adamw (or sgd)"),
+    ("momentum", "0.9 (sgd)"),
     ("weight_decay", "6e-3"),
     ("aux_lr", "lr / 3 (the reference: 1e-5 against 3e-5)"),
     ("aux_weight_decay", "3e-3"),
@@ -59,6 +63,9 @@ pub struct TrainConfig {
     pub model: ModelSize,
     pub device: String,
     pub lr: f64,
+    /// `adamw` (the reference's) or `sgd` (with momentum, as OGM-GE tunes).
+    pub optimizer: String,
+    pub momentum: f64,
     pub weight_decay: f64,
     /// The auxiliary heads' own AdamW.
     pub aux_lr: f64,
@@ -112,6 +119,8 @@ impl TrainConfig {
             model,
             device: device.to_owned(),
             lr: if model == ModelSize::Tiny { 3e-4 } else { 3e-5 },
+            optimizer: "adamw".into(),
+            momentum: 0.9,
             weight_decay: 6e-3,
             aux_lr: f64::NAN,
             aux_weight_decay: 3e-3,
@@ -139,6 +148,14 @@ impl TrainConfig {
             match key.as_str() {
                 "lr" => config.lr = number()?,
                 "weight_decay" => config.weight_decay = number()?,
+                "momentum" => config.momentum = number()?,
+                "optimizer" => {
+                    ensure!(
+                        ["adamw", "sgd"].contains(&value.as_str()),
+                        "--set optimizer={value}: expected adamw or sgd"
+                    );
+                    config.optimizer = value.clone();
+                }
                 "aux_lr" => config.aux_lr = number()?,
                 "aux_weight_decay" => config.aux_weight_decay = number()?,
                 "clip" => config.clip = number()?,
@@ -509,15 +526,25 @@ impl ModuleVisitor for MoveGrads<'_> {
 
 impl Optimizers {
     fn new(config: &TrainConfig) -> Self {
-        let adamw = |wd: f64| {
-            AdamWConfig::new()
-                .with_weight_decay(wd as f32)
-                .with_epsilon(1e-8)
-                .init()
+        let build = |wd: f64| -> ModuleOptimizer {
+            match config.optimizer.as_str() {
+                "sgd" => SgdConfig::new()
+                    .with_weight_decay(Some(WeightDecayConfig { penalty: wd as f32 }))
+                    .with_momentum(Some(MomentumConfig {
+                        momentum: config.momentum,
+                        dampening: 0.0,
+                        nesterov: false,
+                    }))
+                    .init(),
+                _ => AdamWConfig::new()
+                    .with_weight_decay(wd as f32)
+                    .with_epsilon(1e-8)
+                    .init(),
+            }
         };
         Optimizers {
-            main: adamw(config.weight_decay),
-            aux: adamw(config.aux_weight_decay),
+            main: build(config.weight_decay),
+            aux: build(config.aux_weight_decay),
         }
     }
 
