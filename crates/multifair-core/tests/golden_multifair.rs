@@ -31,6 +31,46 @@ fn sigmoid_positive(logits: &Value) -> Vec<f64> {
         .collect()
 }
 
+/// A case's inputs: group names -> codes, labels, group codes, auxiliary and fused
+/// positive-class probabilities.
+struct Case {
+    codes: BTreeMap<String, i64>,
+    labels: Vec<bool>,
+    groups: Vec<i64>,
+    aux: Vec<Vec<f64>>,
+    fused: Vec<f64>,
+}
+
+fn inputs(case: &Value) -> Case {
+    Case {
+        codes: case["group_codes"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_i64().unwrap()))
+            .collect(),
+        labels: case["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|y| y.as_i64() == Some(1))
+            .collect(),
+        groups: case["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_i64().unwrap())
+            .collect(),
+        aux: case["unimodal_logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(sigmoid_positive)
+            .collect(),
+        fused: sigmoid_positive(&case["fused_logits"]),
+    }
+}
+
 #[test]
 fn reference_steps_match_the_golden_vectors() {
     let golden: Value = serde_json::from_str(GOLDEN).unwrap();
@@ -45,32 +85,13 @@ fn reference_steps_match_the_golden_vectors() {
             tau: hp["fairness_threshold"].as_f64().unwrap(),
             ema: hp["ema_decay"].as_f64().unwrap(),
         };
-        // Group names <-> codes.
-        let codes: BTreeMap<String, i64> = case["group_codes"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_i64().unwrap()))
-            .collect();
-        let labels: Vec<bool> = case["labels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|y| y.as_i64() == Some(1))
-            .collect();
-        let groups: Vec<i64> = case["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g.as_i64().unwrap())
-            .collect();
-        let aux: Vec<Vec<f64>> = case["unimodal_logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(sigmoid_positive)
-            .collect();
-        let fused = sigmoid_positive(&case["fused_logits"]);
+        let Case {
+            codes,
+            labels,
+            groups,
+            aux,
+            fused,
+        } = inputs(case);
         let before = &case["state_before"];
         let mut state = RefState {
             auc_prev: before["auc_prev"]
@@ -187,12 +208,13 @@ fn generalised_method_reproduces_the_reference_scales() {
     let config = MultifairConfig::from_params(&Params(set)).unwrap();
     for case in golden["multifair_steps"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let codes: BTreeMap<String, i64> = case["group_codes"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_i64().unwrap()))
-            .collect();
+        let Case {
+            codes,
+            labels,
+            groups,
+            aux,
+            fused,
+        } = inputs(case);
         let before = &case["state_before"];
         let mut state = BTreeMap::new();
         for (m, a) in before["auc_prev"].as_array().unwrap().iter().enumerate() {
@@ -211,29 +233,10 @@ fn generalised_method_reproduces_the_reference_scales() {
         }
         let mut method = Multifair::new(config.clone());
         multifair_core::Method::load_state(&mut method, &state);
-        let aux: Vec<f32> = case["unimodal_logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|m| sigmoid_positive(m).into_iter().map(|p| p as f32))
-            .collect();
-        let b = case["labels"].as_array().unwrap().len();
-        let fused: Vec<f32> = sigmoid_positive(&case["fused_logits"])
-            .into_iter()
-            .map(|p| p as f32)
-            .collect();
-        let y: Vec<f32> = case["labels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|y| y.as_f64().unwrap() as f32)
-            .collect();
-        let groups: Vec<i64> = case["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g.as_i64().unwrap())
-            .collect();
+        let b = labels.len();
+        let aux: Vec<f32> = aux.iter().flatten().map(|&p| p as f32).collect();
+        let fused: Vec<f32> = fused.iter().map(|&p| p as f32).collect();
+        let y: Vec<f32> = labels.iter().map(|&y| y as u8 as f32).collect();
         let modulation = method.modulate(
             Tensor::<1>::from_floats(aux.as_slice(), &device).reshape([2, b]),
             Tensor::<1>::from_floats(fused.as_slice(), &device),
