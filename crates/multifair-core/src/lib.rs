@@ -9,7 +9,7 @@ pub mod scaling;
 use std::collections::BTreeMap;
 
 use burn::optim::GradientsParams;
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Int, Tensor};
 use multifair_models::{ModalityInput, MultimodalModel};
 
@@ -58,6 +58,21 @@ pub trait Method: Send {
     }
 
     fn load_state(&mut self, _state: &BTreeMap<String, f64>) {}
+}
+
+/// softmax(logits)[:, 1]: the positive-class probability of two-class logits [B, 2] -> [B].
+pub fn positive_probability(logits: Tensor<2>) -> Tensor<1> {
+    let [b, _] = logits.dims();
+    softmax(logits, 1).slice([0..b, 1..2]).reshape([b])
+}
+
+/// A 1-D tensor's values, read back to the host (one sync).
+pub fn to_host(values: Tensor<1>) -> Result<Vec<f64>, String> {
+    let data = values.into_data().convert::<f32>();
+    let v = data
+        .try_to_vec::<f32>()
+        .map_err(|e| format!("reading a tensor back: {e:?}"))?;
+    Ok(v.into_iter().map(f64::from).collect())
 }
 
 /// Per-sample cross-entropy [B] of `logits` [B, C] against one-hot targets.

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::train::{RunOptions, TrainConfig, train};
 
-/// Sizes of a demo; the defaults keep it under 10 minutes on 2 CPU cores.
+/// Sizes of a demo (the command's defaults keep it under 10 minutes on 2 CPU cores).
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     pub out: PathBuf,
@@ -20,17 +20,6 @@ pub struct DemoOptions {
     /// Training samples (validation and test are a quarter and a half of it).
     pub samples: usize,
     pub seed: u64,
-}
-
-impl Default for DemoOptions {
-    fn default() -> Self {
-        DemoOptions {
-            out: PathBuf::from("results/demo"),
-            epochs: 12,
-            samples: 1200,
-            seed: 0,
-        }
-    }
 }
 
 /// (run folder, label, method, --set pairs)

@@ -13,11 +13,12 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use multifair_core::clip::clip_grad_norm;
-use multifair_core::{DeviceBatch, Method, Params, REGISTRY, create};
+use multifair_core::{
+    DeviceBatch, Method, Params, REGISTRY, create, positive_probability, to_host,
+};
 use multifair_data::loader::{Batch, Loader, LoaderConfig, ModalityBatch};
 use multifair_data::preprocess::Augment;
 use multifair_data::synthetic::NOTE_WORDS;
@@ -375,17 +376,8 @@ impl Run {
             labels: Vec::new(),
             codes: vec![Vec::new(); self.kind.attributes().len()],
         };
-        let host = |t: Tensor<2>| -> anyhow::Result<Vec<f64>> {
-            let [b, _] = t.dims();
-            let p = softmax(t, 1).slice([0..b, 1..2]).reshape([b]);
-            Ok(p.into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?
-                .into_iter()
-                .map(f64::from)
-                .collect())
-        };
+        let host =
+            |logits: Tensor<2>| to_host(positive_probability(logits)).map_err(anyhow::Error::msg);
         for batch in loader.epoch(0) {
             let batch = batch?;
             let mut db = self.device_batch(&batch);

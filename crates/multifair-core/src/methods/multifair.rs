@@ -18,13 +18,15 @@
 use std::collections::BTreeMap;
 
 use burn::optim::GradientsParams;
-use burn::tensor::activation::{relu, softmax, softplus};
+use burn::tensor::activation::{relu, softplus};
 use burn::tensor::{Device, Tensor};
 use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use crate::scaling::scale_gradient;
-use crate::{DeviceBatch, Method, Params, StepOutput, cross_entropy};
+use crate::{
+    DeviceBatch, Method, Params, StepOutput, cross_entropy, positive_probability, to_host,
+};
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "multifair",
@@ -158,11 +160,6 @@ fn surrogate_by_group(
         value.clone() * valid.clone() + valid.clone().neg().add_scalar(1.0).mul_scalar(0.5),
         valid,
     )
-}
-
-fn positive(logits: Tensor<2>) -> Tensor<1> {
-    let [b, _] = logits.dims();
-    softmax(logits, 1).slice([0..b, 1..2]).reshape([b])
 }
 
 impl Multifair {
@@ -368,11 +365,11 @@ impl Method for Multifair {
         let y = batch.onehot.clone().slice([0..b, 1..2]).reshape([b]);
         // Statistics from a detached pass of the fusion (same forward values, no second graph).
         let detached: Vec<Tensor<2>> = tokens.iter().map(|t| t.clone().detach()).collect();
-        let fused_plain = positive(model.fuse(&detached).detach());
+        let fused_plain = positive_probability(model.fuse(&detached).detach());
         let aux = Tensor::stack::<2>(
             aux_logits
                 .iter()
-                .map(|l| positive(l.clone().detach()))
+                .map(|l| positive_probability(l.clone().detach()))
                 .collect(),
             0,
         );
@@ -395,7 +392,7 @@ impl Method for Multifair {
         let mut total = fused.clone();
         let fairness = if self.config.fairness > 0.0 {
             let (members, _) = self.members(&batch.groups, &y.device());
-            let loss = self.fairness_loss(positive(fused_logits), y, members);
+            let loss = self.fairness_loss(positive_probability(fused_logits), y, members);
             total = total + loss.clone().mul_scalar(self.config.fairness);
             Some(loss)
         } else {
@@ -408,28 +405,20 @@ impl Method for Multifair {
         self.steps += 1;
         let mut stats = BTreeMap::new();
         if self.steps % self.config.log_every == 0 {
-            let host = |t: Tensor<1>| {
-                t.into_data()
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()
-                    .unwrap_or_default()
-            };
+            let host = |t: Tensor<1>| to_host(t).unwrap_or_default();
             for (i, c) in host(modulation.coeff).iter().enumerate() {
-                stats.insert(format!("coeff_{i}"), *c as f64);
+                stats.insert(format!("coeff_{i}"), *c);
             }
             let k = self.codes.len();
             let factors = host(modulation.factors.reshape([m * k]));
             for i in 0..m {
                 for (j, code) in self.codes.iter().enumerate() {
-                    stats.insert(
-                        format!("factor_{i}_group_{code}"),
-                        factors[i * k + j] as f64,
-                    );
+                    stats.insert(format!("factor_{i}_group_{code}"), factors[i * k + j]);
                 }
             }
-            stats.insert("priority".into(), host(modulation.priority)[0] as f64);
+            stats.insert("priority".into(), host(modulation.priority)[0]);
             if let Some(loss) = fairness {
-                stats.insert("fairness_loss".into(), host(loss)[0] as f64);
+                stats.insert("fairness_loss".into(), host(loss)[0]);
             }
         }
         StepOutput {
@@ -442,20 +431,15 @@ impl Method for Multifair {
     fn state(&self) -> BTreeMap<String, f64> {
         let mut out = self.restored.clone();
         if let Some(state) = &self.state {
-            let host = |t: Tensor<1>| {
-                t.into_data()
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()
-                    .unwrap_or_default()
-            };
+            let host = |t: Tensor<1>| to_host(t).unwrap_or_default();
             for (m, a) in host(state.auc.clone()).iter().enumerate() {
-                out.insert(format!("auc.{m}"), *a as f64);
+                out.insert(format!("auc.{m}"), *a);
             }
             let [m, k] = state.ema.dims();
             let ema = host(state.ema.clone().reshape([m * k]));
             for i in 0..m {
                 for (j, code) in self.codes.iter().enumerate() {
-                    out.insert(format!("ema.{i}.{code}"), ema[i * k + j] as f64);
+                    out.insert(format!("ema.{i}.{code}"), ema[i * k + j]);
                 }
             }
         }

@@ -18,13 +18,14 @@ use std::collections::BTreeMap;
 
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use burn::tensor::activation::softmax;
 use multifair_metrics::auc;
 use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use crate::clip::scale_grads;
-use crate::{DeviceBatch, Method, Params, StepOutput, cross_entropy};
+use crate::{
+    DeviceBatch, Method, Params, StepOutput, cross_entropy, positive_probability, to_host,
+};
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "multifair_ref",
@@ -237,15 +238,7 @@ pub struct MultifairRef {
 
 /// Positive-class probabilities of logits [B, 2], on the host.
 fn positive_probs(logits: Tensor<2>) -> Vec<f64> {
-    let [b, _] = logits.dims();
-    let p = softmax(logits.detach(), 1).slice([0..b, 1..2]).reshape([b]);
-    p.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap_or_default()
-        .into_iter()
-        .map(f64::from)
-        .collect()
+    to_host(positive_probability(logits.detach())).unwrap_or_default()
 }
 
 impl Method for MultifairRef {
