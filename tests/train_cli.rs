@@ -61,8 +61,6 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
         data.to_str().unwrap(),
         "--method",
         "erm",
-        "--epochs",
-        "2",
         "--seed",
         "7",
         "--set",
@@ -74,6 +72,9 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
         "--out",
         out.to_str().unwrap(),
     ];
+    if !extra.contains(&"--epochs") {
+        args.extend(["--epochs", "2"]);
+    }
     args.extend_from_slice(extra);
     multifair(&args)
 }
@@ -179,9 +180,73 @@ fn sgd_with_momentum_trains_and_resumes_exactly() {
     )
     .into_owned();
     assert!(
-        err.contains("--set optimizer=lbfgs: expected adamw or sgd"),
+        err.contains("--set optimizer=lbfgs: expected one of adamw, adam, sgd"),
         "{err}"
     );
+}
+
+#[test]
+fn plateau_schedule_state_resumes_exactly_and_early_stopping_is_logged() {
+    let data = data("plateau");
+    let (a, b) = (scratch("plateau-a"), scratch("plateau-b"));
+    let adam = [
+        "--epochs",
+        "3",
+        "--set",
+        "optimizer=adam",
+        "--set",
+        "betas=0.8,0.99",
+        "--set",
+        "schedule=plateau",
+        "--set",
+        "plateau_patience=0",
+        "--set",
+        "plateau_factor=0.5",
+        "--set",
+        "encoder_lr=1e-3",
+    ];
+    ok(train(&data, &a, &adam));
+    let mut stopped = adam.to_vec();
+    stopped.extend(["--stop-after", "1"]);
+    ok(train(&data, &b, &stopped));
+    ok(train(&data, &b, &adam));
+    assert_eq!(read(&a.join("test.json")), read(&b.join("test.json")));
+    let rates = |dir: &Path| -> Vec<Value> {
+        read(&dir.join("metrics.jsonl"))
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["lr"].clone())
+            .collect()
+    };
+    assert_eq!(rates(&a), rates(&b));
+    let run: Value = serde_json::from_str(&read(&a.join("run.json"))).unwrap();
+    assert_eq!(run["config"]["optimizer"], "adam");
+    assert_eq!(run["config"]["schedule"], "plateau");
+    assert_eq!(run["config"]["betas"], serde_json::json!([0.8, 0.99]));
+    assert_eq!(run["config"]["encoder_lr"], 1e-3);
+
+    // With every rate at 0 the validation score never improves after epoch 1, so patience 1
+    // stops the run after epoch 2, and rerunning the command trains no further.
+    let c = scratch("plateau-c");
+    let frozen = [
+        "--epochs",
+        "5",
+        "--set",
+        "lr=0",
+        "--set",
+        "early_stopping=1",
+    ];
+    ok(train(&data, &c, &frozen));
+    let lines: Vec<Value> = read(&c.join("metrics.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["epochs_without_improvement"], 1);
+    assert_eq!(lines[1]["early_stop"], true);
+    let test: Value = serde_json::from_str(&read(&c.join("test.json"))).unwrap();
+    assert_eq!(test["selected_epoch"], 1);
+    ok(train(&data, &c, &frozen));
+    assert_eq!(read(&c.join("metrics.jsonl")).lines().count(), 2);
 }
 
 #[test]

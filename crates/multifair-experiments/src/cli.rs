@@ -77,6 +77,7 @@ enum Command {
     },
     /// Trains one method on one dataset and writes run.json, metrics.jsonl, test.json,
     /// predictions.csv, model.safetensors and a resumable checkpoint to --out.
+    #[command(after_long_help = crate::train::keys_help())]
     Train {
         /// fairvision, fairvlmed or harvard-gf.
         #[arg(long, value_parser = parse_kind)]

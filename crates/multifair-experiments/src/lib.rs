@@ -5,4 +5,5 @@ pub mod cli;
 pub mod demo;
 pub mod device;
 pub mod evaluate;
+pub mod optim;
 pub mod train;

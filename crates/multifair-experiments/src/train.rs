@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -32,24 +29,57 @@ use serde_json::{Value, json};
 
 use crate::device;
 use crate::evaluate::{PredictionTable, Report, report};
+use crate::optim::{Optimizers, Schedule};
 
 /// Engine keys accepted by `--set`, with defaults (method keys come from the registry).
 pub const ENGINE_KEYS: &[(&str, &str)] = &[
     ("lr", "3e-4 (tiny), 3e-5 (paper)"),
-    ("optimizer", "adamw (or sgd)"),
-    ("momentum", "0.9 (sgd)"),
-    ("weight_decay", "6e-3"),
+    ("encoder_lr", "lr (encoders and their projections)"),
+    ("fusion_lr", "lr (fusion transformer and head)"),
     ("aux_lr", "lr / 3 (the reference: 1e-5 against 3e-5)"),
+    ("optimizer", "adamw (or adam, sgd)"),
+    ("momentum", "0.9 (sgd)"),
+    ("nesterov", "false (sgd)"),
+    ("betas", "0.9,0.999 (adam, adamw)"),
+    ("eps", "1e-8 (adam, adamw)"),
+    ("weight_decay", "6e-3"),
     ("aux_weight_decay", "3e-3"),
+    ("schedule", "cosine (or constant, step, plateau)"),
+    ("warmup_epochs", "1"),
+    ("step_size", "30 (epochs, step)"),
+    ("gamma", "0.1 (step)"),
+    ("plateau_patience", "10 (plateau)"),
+    ("plateau_factor", "0.1 (plateau)"),
+    (
+        "early_stopping",
+        "0 (epochs without a better selection score; 0: off)",
+    ),
     ("batch_size", "32"),
     ("clip", "0.8"),
-    ("warmup_epochs", "1"),
     ("selection", "auc (or es_auc, dto)"),
     ("workers", "2"),
     ("image_size", "the model size's (tiny 32, paper 224)"),
     ("slices", "the model size's (tiny 8, paper 10)"),
     ("max_tokens", "128"),
 ];
+
+/// The `--set` keys of the engine and of every method, with defaults (for `train --help`).
+pub fn keys_help() -> String {
+    let mut text = String::from("Engine keys (--set key=value):\n");
+    for (k, v) in ENGINE_KEYS {
+        text += &format!("  {k:<18} {v}\n");
+    }
+    for m in REGISTRY {
+        text += &format!("\nMethod {} — {}\n", m.name, m.about);
+        for (k, v) in m.keys {
+            text += &format!("  {k:<26} {v}\n");
+        }
+        for (k, v) in m.defaults {
+            text += &format!("  (paper default) {k}={v}\n");
+        }
+    }
+    text
+}
 
 /// Everything that decides a run's result; written to `run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,16 +94,31 @@ pub struct TrainConfig {
     pub model: ModelSize,
     pub device: String,
     pub lr: f64,
-    /// `adamw` (the reference's) or `sgd` (with momentum, as OGM-GE tunes).
+    /// Rates of the parameter groups (default `lr`; auxiliary heads `lr / 3`).
+    pub encoder_lr: f64,
+    pub fusion_lr: f64,
+    pub aux_lr: f64,
+    /// `adamw` (the reference's), `adam` or `sgd` (with momentum, as OGM-GE tunes).
     pub optimizer: String,
     pub momentum: f64,
+    pub nesterov: bool,
+    pub betas: (f64, f64),
+    pub eps: f64,
     pub weight_decay: f64,
-    /// The auxiliary heads' own AdamW.
-    pub aux_lr: f64,
+    /// The auxiliary heads' own optimizer's weight decay.
     pub aux_weight_decay: f64,
+    /// `cosine` (to 0, per step), `constant`, `step` (StepLR per epoch) or `plateau`
+    /// (ReduceLROnPlateau on the validation loss), after `warmup_epochs` of linear warm-up.
+    pub schedule: String,
+    pub warmup_epochs: usize,
+    pub step_size: usize,
+    pub gamma: f64,
+    pub plateau_patience: usize,
+    pub plateau_factor: f64,
+    /// Stop after this many epochs without a better selection score (0: never).
+    pub early_stopping: usize,
     pub batch_size: usize,
     pub clip: f64,
-    pub warmup_epochs: usize,
     pub selection: String,
     pub workers: usize,
     pub image_size: usize,
@@ -120,14 +165,25 @@ impl TrainConfig {
             model,
             device: device.to_owned(),
             lr: if model == ModelSize::Tiny { 3e-4 } else { 3e-5 },
+            encoder_lr: f64::NAN,
+            fusion_lr: f64::NAN,
+            aux_lr: f64::NAN,
             optimizer: "adamw".into(),
             momentum: 0.9,
+            nesterov: false,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
             weight_decay: 6e-3,
-            aux_lr: f64::NAN,
             aux_weight_decay: 3e-3,
+            schedule: "cosine".into(),
+            warmup_epochs: 1,
+            step_size: 30,
+            gamma: 0.1,
+            plateau_patience: 10,
+            plateau_factor: 0.1,
+            early_stopping: 0,
             batch_size: 32,
             clip: 0.8,
-            warmup_epochs: 1,
             selection: "auc".into(),
             workers: 2,
             image_size,
@@ -135,7 +191,13 @@ impl TrainConfig {
             max_tokens: 128,
             method_params: BTreeMap::new(),
         };
-        for (key, value) in sets {
+        // The method's paper defaults come first; the command line overrides them.
+        let defaults = info
+            .defaults
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let sets: Vec<(String, String)> = defaults.chain(sets.iter().cloned()).collect();
+        for (key, value) in &sets {
             let number = || {
                 value
                     .parse::<f64>()
@@ -146,19 +208,43 @@ impl TrainConfig {
                     .parse::<usize>()
                     .with_context(|| format!("--set {key}={value}: expected a count"))
             };
+            let one_of = |options: &[&str]| {
+                ensure!(
+                    options.contains(&value.as_str()),
+                    "--set {key}={value}: expected one of {}",
+                    options.join(", ")
+                );
+                Ok(value.clone())
+            };
             match key.as_str() {
                 "lr" => config.lr = number()?,
-                "weight_decay" => config.weight_decay = number()?,
-                "momentum" => config.momentum = number()?,
-                "optimizer" => {
-                    ensure!(
-                        ["adamw", "sgd"].contains(&value.as_str()),
-                        "--set optimizer={value}: expected adamw or sgd"
-                    );
-                    config.optimizer = value.clone();
-                }
+                "encoder_lr" => config.encoder_lr = number()?,
+                "fusion_lr" => config.fusion_lr = number()?,
                 "aux_lr" => config.aux_lr = number()?,
+                "weight_decay" => config.weight_decay = number()?,
                 "aux_weight_decay" => config.aux_weight_decay = number()?,
+                "momentum" => config.momentum = number()?,
+                "nesterov" => config.nesterov = one_of(&["true", "false"])? == "true",
+                "eps" => config.eps = number()?,
+                "betas" => {
+                    let parts: Vec<f64> = value
+                        .split(',')
+                        .map(|p| p.trim().parse::<f64>())
+                        .collect::<Result<_, _>>()
+                        .ok()
+                        .filter(|p: &Vec<f64>| p.len() == 2)
+                        .with_context(|| {
+                            format!("--set betas={value}: expected two numbers, e.g. 0.9,0.999")
+                        })?;
+                    config.betas = (parts[0], parts[1]);
+                }
+                "optimizer" => config.optimizer = one_of(&["adamw", "adam", "sgd"])?,
+                "schedule" => config.schedule = one_of(&["cosine", "constant", "step", "plateau"])?,
+                "step_size" => config.step_size = count()?,
+                "gamma" => config.gamma = number()?,
+                "plateau_patience" => config.plateau_patience = count()?,
+                "plateau_factor" => config.plateau_factor = number()?,
+                "early_stopping" => config.early_stopping = count()?,
                 "clip" => config.clip = number()?,
                 "batch_size" => config.batch_size = count()?,
                 "warmup_epochs" => config.warmup_epochs = count()?,
@@ -166,13 +252,7 @@ impl TrainConfig {
                 "image_size" => config.image_size = count()?,
                 "slices" => config.slices = count()?,
                 "max_tokens" => config.max_tokens = count()?,
-                "selection" => {
-                    ensure!(
-                        ["auc", "es_auc", "dto"].contains(&value.as_str()),
-                        "--set selection={value}: expected auc, es_auc or dto"
-                    );
-                    config.selection = value.clone();
-                }
+                "selection" => config.selection = one_of(&["auc", "es_auc", "dto"])?,
                 _ if info.keys.iter().any(|(k, _)| k == key) => {
                     config.method_params.insert(key.clone(), value.clone());
                 }
@@ -186,12 +266,18 @@ impl TrainConfig {
                 }
             }
         }
-        if config.aux_lr.is_nan() {
-            config.aux_lr = config.lr / 3.0;
+        for (rate, default) in [
+            (&mut config.encoder_lr, config.lr),
+            (&mut config.fusion_lr, config.lr),
+            (&mut config.aux_lr, config.lr / 3.0),
+        ] {
+            if rate.is_nan() {
+                *rate = default;
+            }
         }
         ensure!(
-            config.batch_size > 0 && config.epochs > 0,
-            "batch size and epochs must be at least 1"
+            config.batch_size > 0 && config.epochs > 0 && config.step_size > 0,
+            "batch size, epochs and step_size must be at least 1"
         );
         Ok(config)
     }
@@ -205,6 +291,9 @@ struct CheckpointState {
     best_epoch: Option<usize>,
     best_score: f64,
     method_state: BTreeMap<String, f64>,
+    schedule: Schedule,
+    /// Early stopping ended the run after this epoch.
+    stopped_early: Option<usize>,
 }
 
 /// Validation or test predictions: fused probability, each modality's auxiliary probability,
@@ -431,6 +520,14 @@ impl Run {
         let auc = frame.overall.auc.unwrap_or(0.5);
         let es_auc = frame.es_auc().unwrap_or(0.0);
         let dto = ((1.0 - auc).powi(2) + (1.0 - es_auc).powi(2)).sqrt();
+        // Cross-entropy of the fused prediction (what ReduceLROnPlateau watches).
+        let loss = scored
+            .probs
+            .iter()
+            .zip(&scored.labels)
+            .map(|(&p, &y)| -(if y { p } else { 1.0 - p }).clamp(1e-7, 1.0).ln())
+            .sum::<f64>()
+            / scored.probs.len().max(1) as f64;
         let score = match self.config.selection.as_str() {
             "es_auc" => es_auc,
             "dto" => -dto,
@@ -461,7 +558,7 @@ impl Run {
         Ok((
             score,
             json!({
-                "auc": frame.overall.auc, "es_auc": frame.es_auc(), "dto": dto,
+                "loss": loss, "auc": frame.overall.auc, "es_auc": frame.es_auc(), "dto": dto,
                 "group_auc": group_auc, "auc_gap": gaps, "aux_auc": aux,
             }),
         ))
@@ -480,107 +577,6 @@ pub struct RunOptions {
 fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value)?;
     std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
-}
-
-/// Learning rate at `step`: linear warm-up, then cosine decay to 0.
-fn learning_rate(config: &TrainConfig, step: usize, steps_per_epoch: usize) -> f64 {
-    let total = (config.epochs * steps_per_epoch).max(1) as f64;
-    let warmup = (config.warmup_epochs * steps_per_epoch) as f64;
-    let s = step as f64;
-    if s < warmup {
-        config.lr * (s + 1.0) / warmup
-    } else {
-        let progress = (s - warmup) / (total - warmup).max(1.0);
-        config.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
-    }
-}
-
-/// The reference's two AdamWs: one for the model, one with its own rate and weight decay for the
-/// auxiliary heads. Parameters are grouped by the module that owns them (`model.aux`).
-struct Optimizers {
-    main: ModuleOptimizer,
-    aux: ModuleOptimizer,
-}
-
-/// Moves the gradients of the visited parameters from `from` into `to`.
-struct MoveGrads<'a> {
-    from: &'a mut GradientsParams,
-    to: GradientsParams,
-}
-
-impl ModuleVisitor for MoveGrads<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.from.remove::<D>(param.id) {
-            self.to.register::<D>(param.id, g);
-        }
-    }
-}
-
-impl Optimizers {
-    fn new(config: &TrainConfig) -> Self {
-        let build = |wd: f64| -> ModuleOptimizer {
-            match config.optimizer.as_str() {
-                "sgd" => SgdConfig::new()
-                    .with_weight_decay(Some(WeightDecayConfig { penalty: wd as f32 }))
-                    .with_momentum(Some(MomentumConfig {
-                        momentum: config.momentum,
-                        dampening: 0.0,
-                        nesterov: false,
-                    }))
-                    .init(),
-                _ => AdamWConfig::new()
-                    .with_weight_decay(wd as f32)
-                    .with_epsilon(1e-8)
-                    .init(),
-            }
-        };
-        Optimizers {
-            main: build(config.weight_decay),
-            aux: build(config.aux_weight_decay),
-        }
-    }
-
-    /// One step of both; `scale` is the schedule's factor on both rates.
-    fn step(
-        &mut self,
-        config: &TrainConfig,
-        scale: f64,
-        model: MultimodalModel,
-        mut grads: GradientsParams,
-    ) -> MultimodalModel {
-        let mut mover = MoveGrads {
-            from: &mut grads,
-            to: GradientsParams::new(),
-        };
-        model.aux.visit(&mut mover);
-        let aux_grads = mover.to;
-        let model = self.main.step(config.lr * scale, model, grads);
-        self.aux.step(config.aux_lr * scale, model, aux_grads)
-    }
-
-    fn save(&self, folder: &Path) -> anyhow::Result<()> {
-        for (optim, file) in [
-            (&self.main, "optimizer.bpk"),
-            (&self.aux, "optimizer-aux.bpk"),
-        ] {
-            optim
-                .save(folder.join(file))
-                .map_err(|e| anyhow::anyhow!("writing {file}: {e:?}"))?;
-        }
-        Ok(())
-    }
-
-    fn load(self, folder: &Path) -> anyhow::Result<Self> {
-        let load = |optim: ModuleOptimizer, file: &str| {
-            optim
-                .load(folder.join(file))
-                .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", folder.join(file).display()))
-        };
-        Ok(Optimizers {
-            main: load(self.main, "optimizer.bpk")?,
-            aux: load(self.aux, "optimizer-aux.bpk")?,
-        })
-    }
 }
 
 /// Trains `config` into `out`, resuming from `out/checkpoint` when it holds a run of the same
@@ -608,6 +604,8 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         best_epoch: None,
         best_score: f64::NEG_INFINITY,
         method_state: BTreeMap::new(),
+        schedule: Schedule::default(),
+        stopped_early: None,
     };
     if state_path.is_file() {
         let saved: CheckpointState =
@@ -651,7 +649,8 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
 
     let steps_per_epoch = run.train.len();
     let terminal = std::io::stderr().is_terminal() && !options.quiet;
-    for epoch in state.epochs_done..config.epochs {
+    let last_epoch = state.stopped_early.unwrap_or(config.epochs);
+    for epoch in state.epochs_done..last_epoch {
         if options.stop_after.is_some_and(|n| epoch >= n) {
             say(format!(
                 "stopping after epoch {epoch} as asked; rerun the same command to resume"
@@ -697,8 +696,8 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
                 );
             }
             clip_grad_norm(&model, &mut output.grads, config.clip);
-            let scale = learning_rate(&config, step, steps_per_epoch) / config.lr;
-            model = optim.step(&config, scale, model, output.grads);
+            let factor = state.schedule.factor(&config, step, steps_per_epoch);
+            model = optim.step(&config, factor, model, output.grads);
             loss_sum += output.loss;
             steps += 1;
             for (k, v) in output.stats {
@@ -710,6 +709,13 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         bar.finish_and_clear();
         let scored = run.score(&model, &run.val, None)?;
         let (score, val) = run.validate(&scored)?;
+        let lr = config.lr
+            * state
+                .schedule
+                .factor(&config, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch);
+        state
+            .schedule
+            .end_epoch(&config, val["loss"].as_f64().unwrap_or(f64::NAN));
         let improved = score > state.best_score;
         if improved {
             state.best_score = score;
@@ -725,10 +731,12 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
             .into_iter()
             .map(|(k, (sum, n))| (k, sum / n as f64))
             .collect();
+        let without_improvement = epoch + 1 - state.best_epoch.unwrap_or(0);
+        let stop = config.early_stopping > 0 && without_improvement >= config.early_stopping;
         let line = json!({
-            "epoch": epoch + 1, "train_loss": train_loss,
-            "lr": learning_rate(&config, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch),
+            "epoch": epoch + 1, "train_loss": train_loss, "lr": lr,
             "val": val, "method": stats, "selected": improved,
+            "epochs_without_improvement": without_improvement, "early_stop": stop,
             "seconds": started.elapsed().as_secs_f64(),
         });
         let mut log = std::fs::OpenOptions::new()
@@ -754,7 +762,17 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
             .save_file(out.join("checkpoint/model.bpk"))
             .map_err(|e| anyhow::anyhow!("writing the model checkpoint: {e:?}"))?;
         optim.save(&out.join("checkpoint"))?;
+        if stop {
+            state.stopped_early = Some(epoch + 1);
+        }
         write_json(&state_path, &state)?;
+        if stop {
+            say(format!(
+                "early stopping: {without_improvement} epochs without a better validation {}",
+                config.selection
+            ));
+            break;
+        }
     }
 
     // Test the selected epoch's model.

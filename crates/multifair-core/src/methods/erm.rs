@@ -13,6 +13,7 @@ pub const INFO: MethodInfo = MethodInfo {
     name: "erm",
     about: "fusion model, empirical risk minimisation",
     keys: &[],
+    defaults: &[],
     build: |_: &Params| Ok(Box::new(Erm)),
 };
 

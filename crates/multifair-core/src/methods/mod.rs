@@ -18,6 +18,9 @@ pub struct MethodInfo {
     pub about: &'static str,
     /// `--set` keys the method reads, with their defaults.
     pub keys: &'static [(&'static str, &'static str)],
+    /// Engine settings from the method's paper (optimizer, rates, schedule), applied before
+    /// the command line's `--set`.
+    pub defaults: &'static [(&'static str, &'static str)],
     pub build: fn(&Params) -> Result<Box<dyn Method>, String>,
 }
 

@@ -45,6 +45,7 @@ pub const INFO: MethodInfo = MethodInfo {
         ("multifair_fairness", "0.5"),
         ("multifair_log_every", "10"),
     ],
+    defaults: &[],
     build: |params: &Params| {
         Ok(Box::new(Multifair::new(MultifairConfig::from_params(
             params,

@@ -36,6 +36,14 @@ pub const INFO: MethodInfo = MethodInfo {
         ("multifair_tau", "0.04 (FairVLMed: 0.07)"),
         ("multifair_ema", "0.9"),
     ],
+    // The reference's main(): AdamW, aux heads 1e-5 against 3e-5 (the engine's `paper`
+    // rates), weight decay 6e-3 / 3e-3, warm-up + cosine.
+    defaults: &[
+        ("optimizer", "adamw"),
+        ("weight_decay", "6e-3"),
+        ("aux_weight_decay", "3e-3"),
+        ("clip", "0.8"),
+    ],
     build: |params: &Params| {
         Ok(Box::new(MultifairRef {
             hparams: RefHparams {

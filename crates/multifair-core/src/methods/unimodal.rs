@@ -10,6 +10,7 @@ pub const INFO: MethodInfo = MethodInfo {
     name: "unimodal",
     about: "a single modality (unimodal_modality), the baseline each modality reaches alone",
     keys: &[("unimodal_modality", "the dataset's first modality")],
+    defaults: &[],
     build: |params: &Params| {
         Ok(Box::new(Unimodal {
             modality: params.get("unimodal_modality").map(str::to_owned),

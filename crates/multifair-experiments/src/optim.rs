@@ -1,0 +1,349 @@
+//! Optimizers and learning-rate schedules from the run's configuration (`--set optimizer=...`,
+//! `--set schedule=...`), with PyTorch's semantics so that a paper's settings mean the same here.
+//!
+//! Parameter groups: encoders (with their projections), fusion (transformer and head) and the
+//! auxiliary heads, each at its own rate. The auxiliary heads also have their own optimizer and
+//! weight decay, as in the reference (a second AdamW).
+
+use std::path::Path;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::Tensor;
+use multifair_models::MultimodalModel;
+use serde::{Deserialize, Serialize};
+
+use crate::train::TrainConfig;
+
+/// One optimizer of the configured kind with weight decay `weight_decay`.
+pub fn build_optimizer(config: &TrainConfig, weight_decay: f64) -> ModuleOptimizer {
+    let decay = (weight_decay > 0.0).then_some(WeightDecayConfig {
+        penalty: weight_decay as f32,
+    });
+    match config.optimizer.as_str() {
+        // torch.optim.SGD: decay added to the gradient, then momentum (dampening 0).
+        "sgd" => SgdConfig::new()
+            .with_weight_decay(decay)
+            .with_momentum((config.momentum > 0.0).then_some(MomentumConfig {
+                momentum: config.momentum,
+                dampening: 0.0,
+                nesterov: config.nesterov,
+            }))
+            .init(),
+        // torch.optim.Adam: L2 decay added to the gradient.
+        "adam" => AdamConfig::new()
+            .with_beta_1(config.betas.0 as f32)
+            .with_beta_2(config.betas.1 as f32)
+            .with_epsilon(config.eps as f32)
+            .with_weight_decay(decay)
+            .init(),
+        // torch.optim.AdamW: decoupled decay.
+        _ => AdamWConfig::new()
+            .with_beta_1(config.betas.0 as f32)
+            .with_beta_2(config.betas.1 as f32)
+            .with_epsilon(config.eps as f32)
+            .with_weight_decay(weight_decay as f32)
+            .init(),
+    }
+}
+
+/// The model's optimizer and the auxiliary heads' own one.
+pub struct Optimizers {
+    main: ModuleOptimizer,
+    aux: ModuleOptimizer,
+}
+
+/// Moves the gradients of the visited parameters from `from` into `to`.
+struct MoveGrads<'a> {
+    from: &'a mut GradientsParams,
+    to: GradientsParams,
+}
+
+impl ModuleVisitor for MoveGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.from.remove::<D>(param.id) {
+            self.to.register::<D>(param.id, g);
+        }
+    }
+}
+
+impl Optimizers {
+    pub fn new(config: &TrainConfig) -> Self {
+        Optimizers {
+            main: build_optimizer(config, config.weight_decay),
+            aux: build_optimizer(config, config.aux_weight_decay),
+        }
+    }
+
+    /// One step of every group at its rate times the schedule's `factor`. A parameter without a
+    /// gradient in a call keeps its value and state, so the groups can step one after another.
+    pub fn step(
+        &mut self,
+        config: &TrainConfig,
+        factor: f64,
+        model: MultimodalModel,
+        mut grads: GradientsParams,
+    ) -> MultimodalModel {
+        let mut mover = MoveGrads {
+            from: &mut grads,
+            to: GradientsParams::new(),
+        };
+        model.aux.visit(&mut mover);
+        let aux = std::mem::replace(&mut mover.to, GradientsParams::new());
+        model.encoders.visit(&mut mover);
+        model.projections.visit(&mut mover);
+        let encoders = mover.to;
+        let model = self.main.step(config.encoder_lr * factor, model, encoders);
+        let model = self.main.step(config.fusion_lr * factor, model, grads);
+        self.aux.step(config.aux_lr * factor, model, aux)
+    }
+
+    pub fn save(&self, folder: &Path) -> anyhow::Result<()> {
+        for (optim, file) in [
+            (&self.main, "optimizer.bpk"),
+            (&self.aux, "optimizer-aux.bpk"),
+        ] {
+            optim
+                .save(folder.join(file))
+                .map_err(|e| anyhow::anyhow!("writing {file}: {e:?}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn load(self, folder: &Path) -> anyhow::Result<Self> {
+        let load = |optim: ModuleOptimizer, file: &str| {
+            optim
+                .load(folder.join(file))
+                .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", folder.join(file).display()))
+        };
+        Ok(Optimizers {
+            main: load(self.main, "optimizer.bpk")?,
+            aux: load(self.aux, "optimizer-aux.bpk")?,
+        })
+    }
+}
+
+/// The learning-rate schedule: a factor on every group's base rate. `constant`, `step`
+/// (StepLR, per epoch), `cosine` (to 0, per step) and `plateau` (ReduceLROnPlateau on the
+/// validation loss, per epoch), each after an optional linear warm-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// ReduceLROnPlateau's state: best validation loss, epochs without improvement, factor.
+    pub plateau_best: Option<f64>,
+    pub plateau_bad_epochs: usize,
+    pub plateau_factor: f64,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            plateau_best: None,
+            plateau_bad_epochs: 0,
+            plateau_factor: 1.0,
+        }
+    }
+}
+
+impl Schedule {
+    /// The factor at global step `step` (0-based).
+    pub fn factor(&self, config: &TrainConfig, step: usize, steps_per_epoch: usize) -> f64 {
+        let warmup = config.warmup_epochs * steps_per_epoch;
+        let warm = if step < warmup {
+            (step + 1) as f64 / warmup as f64
+        } else {
+            1.0
+        };
+        let epoch = step / steps_per_epoch.max(1);
+        warm * match config.schedule.as_str() {
+            "constant" => 1.0,
+            "step" => config.gamma.powi((epoch / config.step_size.max(1)) as i32),
+            "plateau" => self.plateau_factor,
+            _ if step < warmup => 1.0,
+            _ => {
+                let total = (config.epochs * steps_per_epoch).max(1) as f64;
+                let progress = (step - warmup) as f64 / (total - warmup as f64).max(1.0);
+                0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+
+    /// End of an epoch: ReduceLROnPlateau's update (PyTorch's: mode min, relative threshold
+    /// 1e-4, no cooldown): the rate drops once more than `plateau_patience` epochs in a row
+    /// failed to improve on the best loss.
+    pub fn end_epoch(&mut self, config: &TrainConfig, val_loss: f64) {
+        if config.schedule != "plateau" {
+            return;
+        }
+        if self
+            .plateau_best
+            .is_none_or(|best| val_loss < best * (1.0 - 1e-4))
+        {
+            self.plateau_best = Some(val_loss);
+            self.plateau_bad_epochs = 0;
+        } else {
+            self.plateau_bad_epochs += 1;
+        }
+        if self.plateau_bad_epochs > config.plateau_patience {
+            self.plateau_factor *= config.plateau_factor;
+            self.plateau_bad_epochs = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+    use multifair_data::DatasetKind;
+    use multifair_models::presets::ModelSize;
+
+    #[derive(Module, Debug)]
+    struct Tiny {
+        w: Param<Tensor<1>>,
+    }
+
+    fn config(sets: &[(&str, &str)]) -> TrainConfig {
+        let sets: Vec<(String, String)> = sets
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TrainConfig::resolve(
+            DatasetKind::FairVision,
+            "unused".into(),
+            "erm",
+            "race",
+            0,
+            10,
+            ModelSize::Tiny,
+            "flex",
+            &sets,
+        )
+        .unwrap()
+    }
+
+    /// Two steps of `optim` from w = [1, -2] with the constant gradient [0.5, 0.25] at lr 0.1.
+    fn two_steps(mut optim: ModuleOptimizer) -> Vec<f32> {
+        let device = Device::flex().autodiff();
+        let mut tiny = Tiny {
+            w: Param::from_tensor(Tensor::from_floats([1.0, -2.0], &device)),
+        };
+        for _ in 0..2 {
+            let mut grads = GradientsParams::new();
+            grads.register(tiny.w.id, Tensor::<1>::from_floats([0.5, 0.25], &device));
+            tiny = optim.step(0.1, tiny, grads);
+        }
+        tiny.w.val().into_data().to_vec().unwrap()
+    }
+
+    fn assert_close(got: &[f32], want: &[f64]) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-6, "got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn sgd_with_momentum_matches_hand_worked_steps() {
+        // g' = g + 0.01 w; v1 = g'; w1 = w - 0.1 v1 = [0.949, -2.023];
+        // g' = [0.50949, 0.22977]; v2 = 0.9 v1 + g' = [0.96849, 0.43677];
+        // w2 = w1 - 0.1 v2 = [0.852151, -2.066677].
+        let c = config(&[
+            ("optimizer", "sgd"),
+            ("momentum", "0.9"),
+            ("weight_decay", "0.01"),
+        ]);
+        assert_close(
+            &two_steps(build_optimizer(&c, 0.01)),
+            &[0.852151, -2.066677],
+        );
+        // Nesterov: the step is g' + 0.9 v: w1 = w - 0.1 (1.9 g') = [0.9031, -2.0437];
+        // g' = [0.509031, 0.229563]; v2 = 0.9 [0.51, 0.23] + g' = [0.968031, 0.436563];
+        // w2 = w1 - 0.1 (g' + 0.9 v2) = [0.9031 - 0.1380259, -2.0437 - 0.0622470].
+        let c = config(&[("optimizer", "sgd"), ("nesterov", "true")]);
+        assert_close(
+            &two_steps(build_optimizer(&c, 0.01)),
+            &[0.9031 - 0.13802589, -2.0437 - 0.06224697],
+        );
+    }
+
+    #[test]
+    fn adamw_matches_hand_worked_steps() {
+        // With a constant gradient the bias-corrected m/sqrt(v) is sign(g) at every step (up to
+        // eps), so each step is w <- w (1 - lr wd) - lr sign(g):
+        // w1 = [0.999 - 0.1, -1.998 - 0.1] = [0.899, -2.098]; w2 = [0.798101, -2.195902].
+        let c = config(&[("optimizer", "adamw"), ("weight_decay", "0.01")]);
+        assert_close(
+            &two_steps(build_optimizer(&c, 0.01)),
+            &[0.798101, -2.195902],
+        );
+        // Adam's L2 decay enters the gradient, which then changes between the steps:
+        // g'1 = [0.51, 0.23], w1 = w - 0.1 sign = [0.9, -2.1]; g'2 = [0.509, 0.229];
+        // m2 = (0.09 g'1 + 0.1 g'2) / 0.19, v2 = (0.000999 g'1^2 + 0.001 g'2^2) / 0.001999,
+        // w2 = w1 - 0.1 m2 / sqrt(v2) = [0.8000051680, -2.1999883964] (torch.optim.Adam agrees).
+        let c = config(&[("optimizer", "adam"), ("weight_decay", "0.01")]);
+        assert_close(
+            &two_steps(build_optimizer(&c, 0.01)),
+            &[0.800005168, -2.1999883964],
+        );
+    }
+
+    #[test]
+    fn warmup_cosine_hits_the_stated_rates() {
+        // 10 epochs of 10 steps, 1 warm-up epoch: linear to the base rate over steps 0..9, then
+        // a half cosine over the 90 remaining steps.
+        let c = config(&[("schedule", "cosine"), ("warmup_epochs", "1")]);
+        let s = Schedule::default();
+        let f = |step| s.factor(&c, step, 10);
+        assert!((f(0) - 0.1).abs() < 1e-12);
+        assert!((f(4) - 0.5).abs() < 1e-12);
+        assert!((f(9) - 1.0).abs() < 1e-12);
+        assert!((f(10) - 1.0).abs() < 1e-12);
+        assert!((f(55) - 0.5).abs() < 1e-12);
+        assert!((f(100) - 0.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn step_and_constant_schedules() {
+        let c = config(&[
+            ("schedule", "step"),
+            ("step_size", "3"),
+            ("gamma", "0.1"),
+            ("warmup_epochs", "0"),
+        ]);
+        let s = Schedule::default();
+        let rates: Vec<f64> = (0..7).map(|e| s.factor(&c, e * 5, 5)).collect();
+        let want = [1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.01];
+        for (r, w) in rates.iter().zip(want) {
+            assert!((r - w).abs() < 1e-12, "{rates:?}");
+        }
+        let c = config(&[("schedule", "constant"), ("warmup_epochs", "0")]);
+        assert_eq!(s.factor(&c, 37, 5), 1.0);
+    }
+
+    #[test]
+    fn plateau_lowers_the_rate_after_patience_epochs_without_improvement() {
+        let c = config(&[
+            ("schedule", "plateau"),
+            ("plateau_patience", "2"),
+            ("plateau_factor", "0.1"),
+        ]);
+        let mut s = Schedule::default();
+        // Epoch 1 sets the best, epoch 2 improves; epochs 3, 4 and 5 do not: after the third
+        // non-improving epoch (more than 2) the rate drops, once, and the count restarts.
+        let mut factors = Vec::new();
+        for loss in [1.0, 0.9, 0.9, 0.95, 0.9, 0.9, 0.9, 0.9] {
+            s.end_epoch(&c, loss);
+            factors.push(s.plateau_factor);
+        }
+        let want = [1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.01];
+        for (f, w) in factors.iter().zip(want) {
+            assert!((f - w).abs() < 1e-12, "{factors:?}");
+        }
+        // A tiny relative improvement (below 1e-4) does not count.
+        let mut s = Schedule::default();
+        s.end_epoch(&c, 1.0);
+        s.end_epoch(&c, 0.99995);
+        assert_eq!(s.plateau_bad_epochs, 1);
+    }
+}
