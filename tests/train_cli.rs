@@ -59,8 +59,6 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
         "fairvision",
         "--data-dir",
         data.to_str().unwrap(),
-        "--method",
-        "erm",
         "--seed",
         "7",
         "--set",
@@ -74,6 +72,9 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
     ];
     if !extra.contains(&"--epochs") {
         args.extend(["--epochs", "2"]);
+    }
+    if !extra.contains(&"--method") {
+        args.extend(["--method", "erm"]);
     }
     args.extend_from_slice(extra);
     multifair(&args)
@@ -250,6 +251,56 @@ fn plateau_schedule_state_resumes_exactly_and_early_stopping_is_logged() {
 }
 
 #[test]
+fn every_method_trains_on_the_synthetic_benchmark() {
+    let data = data("methods");
+    let methods = [
+        ("erm", vec![]),
+        ("unimodal", vec!["--set", "unimodal_modality=oct"]),
+        ("multifair_ref", vec![]),
+        ("multifair", vec![]),
+        ("ogm_ge", vec![]),
+        ("cggm", vec!["--set", "cggm_direction=gradients"]),
+        ("group_dro", vec![]),
+        ("reweight", vec!["--set", "reweight_mode=sample"]),
+        ("fin", vec![]),
+        ("fis", vec![]),
+    ];
+    let help = String::from_utf8_lossy(&ok(multifair(&["train", "--help"])).stdout).into_owned();
+    for (name, extra) in &methods {
+        assert!(
+            help.contains(&format!("Method {name} ")),
+            "{name} not in --help"
+        );
+        let out = scratch(&format!("method-{name}"));
+        let mut args = vec!["--method", name, "--epochs", "1"];
+        args.extend(extra);
+        let output = train(&data, &out, &args);
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let run: Value = serde_json::from_str(&read(&out.join("run.json"))).unwrap();
+        assert_eq!(run["config"]["method"], *name);
+        let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
+        assert!(test["auc"].as_f64().is_some_and(f64::is_finite), "{name}");
+    }
+    // OGM-GE's paper settings apply unless the command line says otherwise.
+    let out = scratch("method-ogm-defaults");
+    ok(train(
+        &data,
+        &out,
+        &["--method", "ogm_ge", "--epochs", "1", "--set", "lr=0.02"],
+    ));
+    let run: Value = serde_json::from_str(&read(&out.join("run.json"))).unwrap();
+    assert_eq!(run["config"]["optimizer"], "sgd");
+    assert_eq!(run["config"]["schedule"], "step");
+    assert_eq!(run["config"]["lr"], 0.02);
+    // Every registered method is covered here.
+    assert_eq!(help.matches("\nMethod ").count(), methods.len());
+}
+
+#[test]
 fn bad_configuration_is_refused_clearly() {
     let data = data("bad-config");
     let out = scratch("bad-config-run");
@@ -273,7 +324,7 @@ fn bad_configuration_is_refused_clearly() {
     ]);
     assert!(
         String::from_utf8_lossy(&out2.stderr)
-            .contains("unknown method 'magic'; available: erm, unimodal, multifair_ref, multifair")
+            .contains("unknown method 'magic'; available: erm, unimodal, multifair_ref, multifair, ogm_ge, cggm, group_dro, reweight, fin, fis")
     );
 }
 

@@ -5,12 +5,13 @@
 pub mod clip;
 pub mod methods;
 pub mod scaling;
+pub mod sinkhorn;
 
 use std::collections::BTreeMap;
 
 use burn::optim::GradientsParams;
 use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use multifair_models::{ModalityInput, MultimodalModel};
 
 pub use methods::{MethodInfo, REGISTRY, create};
@@ -30,6 +31,49 @@ pub struct DeviceBatch {
     pub targets: Vec<bool>,
     /// Codes of the run's attribute (the groups fairness methods balance), -1 unknown.
     pub groups: Vec<i64>,
+    /// The same codes on the device [B].
+    pub group_ids: Tensor<1, Int>,
+}
+
+impl DeviceBatch {
+    /// A batch of two-class `labels` (0/1) with attribute `codes` [attribute][sample], of which
+    /// `attribute` is the run's.
+    pub fn new(
+        inputs: Vec<ModalityInput>,
+        labels: &[u8],
+        codes: Vec<Vec<i64>>,
+        attribute: usize,
+        device: &Device,
+    ) -> Self {
+        let n = labels.len();
+        let ids: Vec<i64> = labels.iter().map(|&y| y as i64).collect();
+        let onehot: Vec<f32> = labels
+            .iter()
+            .flat_map(|&y| [(y == 0) as u8 as f32, (y == 1) as u8 as f32])
+            .collect();
+        let groups = codes[attribute].clone();
+        DeviceBatch {
+            inputs,
+            labels: Tensor::<1, Int>::from_ints(ids.as_slice(), device),
+            onehot: Tensor::<1>::from_floats(onehot.as_slice(), device).reshape([n, 2]),
+            targets: labels.iter().map(|&y| y == 1).collect(),
+            group_ids: Tensor::<1, Int>::from_ints(groups.as_slice(), device),
+            groups,
+            codes,
+        }
+    }
+}
+
+/// What the engine tells a method before training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setup {
+    /// Modalities of the model.
+    pub modalities: usize,
+    /// Training samples per group code 0..K of the run's attribute.
+    pub group_counts: Vec<usize>,
+    /// Training samples whose code is unknown (-1).
+    pub unknown: usize,
+    pub epochs: usize,
 }
 
 /// What a step hands back to the engine: the gradients to clip and apply, the loss (read once
@@ -47,6 +91,24 @@ pub trait Method: Send {
     /// The modalities the model is built over, from those the dataset has.
     fn modalities(&self, available: &[String]) -> Result<Vec<String>, String> {
         Ok(available.to_vec())
+    }
+
+    /// Checks the setup (an error says what the method cannot do) and sizes its state.
+    fn prepare(&mut self, _setup: &Setup) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Called before each epoch (0-based), for methods active in some epochs only.
+    fn start_epoch(&mut self, _epoch: usize) {}
+
+    /// Whether batches should draw each group equally often (balanced group sampling).
+    fn balanced_sampling(&self) -> bool {
+        false
+    }
+
+    /// Whether the model carries a FIN layer on the fused feature.
+    fn fair_norm(&self) -> bool {
+        false
     }
 
     /// One step: forward, loss, backward. Gradients come back unclipped.

@@ -1,11 +1,13 @@
-//! Every registered method, one step on a small model: every parameter gets a non-zero gradient.
+//! Every registered method on a small model: one step gives every parameter a non-zero
+//! gradient, and three optimizer steps on generated data change the parameters with finite
+//! losses.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
-use burn::tensor::{Device, Distribution, Int, Tensor};
-use multifair_core::{DeviceBatch, Params, REGISTRY, create};
-use multifair_models::ModalityInput;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Tensor};
+use multifair_core::{DeviceBatch, Method, MethodInfo, Params, REGISTRY, Setup, create};
 use multifair_models::presets::ModelSize;
+use multifair_models::{ModalityInput, MultimodalModel};
 
 struct Check<'a> {
     grads: &'a GradientsParams,
@@ -24,46 +26,66 @@ impl ModuleVisitor for Check<'_> {
     }
 }
 
+/// Sum of |parameter| over the model: a cheap fingerprint of its values.
+struct Fingerprint(f64);
+
+impl ModuleVisitor for Fingerprint {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0 += param.val().abs().sum().into_scalar::<f32>() as f64;
+    }
+}
+
+/// `info`'s method, prepared for a FairVision-like setup, with its model.
+fn method_and_model(info: &MethodInfo, device: &Device) -> (Box<dyn Method>, MultimodalModel) {
+    let mut method = create(info.name, &Params::default()).unwrap();
+    let all = vec!["slo".to_owned(), "oct".to_owned()];
+    let modalities = method.modalities(&all).unwrap();
+    method
+        .prepare(&Setup {
+            modalities: modalities.len(),
+            group_counts: vec![10, 20, 30],
+            unknown: 2,
+            epochs: 3,
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", info.name));
+    let kinds: Vec<(&str, &str)> = modalities
+        .iter()
+        .map(|m| (m.as_str(), if m == "slo" { "image" } else { "volume" }))
+        .collect();
+    let mut config = ModelSize::Tiny.model(&kinds, 16, 3, 0, 2);
+    if method.fair_norm() {
+        config.fin_groups = Some(3);
+    }
+    (method, config.init(device))
+}
+
+/// A random batch of 6 (3 channels: RGB for the fundus, 3 slices for the OCT), one unknown code.
+fn batch(modalities: usize, device: &Device) -> DeviceBatch {
+    let inputs = (0..modalities)
+        .map(|_| {
+            ModalityInput::Pixels(Tensor::random(
+                [6, 3, 16, 16],
+                Distribution::Normal(0.0, 1.0),
+                device,
+            ))
+        })
+        .collect();
+    DeviceBatch::new(
+        inputs,
+        &[0, 1, 0, 1, 1, 0],
+        vec![vec![0, 1, 2, 0, -1, 2]],
+        0,
+        device,
+    )
+}
+
 #[test]
 fn every_parameter_receives_a_gradient() {
     let device = Device::flex().autodiff();
     device.seed(0);
-    let all = vec!["slo".to_owned(), "oct".to_owned()];
     for info in REGISTRY {
-        let mut method = create(info.name, &Params::default()).unwrap();
-        let modalities = method.modalities(&all).unwrap();
-        let kinds: Vec<(&str, &str)> = modalities
-            .iter()
-            .map(|m| (m.as_str(), if m == "slo" { "image" } else { "volume" }))
-            .collect();
-        let config = ModelSize::Tiny.model(&kinds, 16, 3, 0, 2);
-        let model = config.init(&device);
-        let b = 6;
-        let inputs = modalities
-            .iter()
-            .map(|_| {
-                let channels = 3; // RGB for the fundus, 3 slices for the OCT
-                ModalityInput::Pixels(Tensor::random(
-                    [b, channels, 16, 16],
-                    Distribution::Normal(0.0, 1.0),
-                    &device,
-                ))
-            })
-            .collect();
-        let labels = [0i64, 1, 0, 1, 1, 0];
-        let onehot: Vec<f32> = labels
-            .iter()
-            .flat_map(|&y| [(y == 0) as u8 as f32, y as f32])
-            .collect();
-        let batch = DeviceBatch {
-            inputs,
-            labels: Tensor::<1, Int>::from_ints(labels.as_slice(), &device),
-            onehot: Tensor::<1>::from_floats(onehot.as_slice(), &device).reshape([b, 2]),
-            codes: vec![vec![0, 1, 2, 0, 1, 2]],
-            targets: labels.iter().map(|&y| y == 1).collect(),
-            groups: vec![0, 1, 2, 0, 1, 2],
-        };
-        let output = method.step(&model, &batch);
+        let (mut method, model) = method_and_model(info, &device);
+        let output = method.step(&model, &batch(model.encoders.len(), &device));
         assert!(output.loss.is_finite());
         let mut check = Check {
             grads: &output.grads,
@@ -82,6 +104,45 @@ fn every_parameter_receives_a_gradient() {
             "{}: no gradient for {:?}",
             info.name,
             check.missing
+        );
+    }
+}
+
+#[test]
+fn every_method_trains_three_steps() {
+    let device = Device::flex().autodiff();
+    device.seed(1);
+    for info in REGISTRY {
+        let (mut method, mut model) = method_and_model(info, &device);
+        let mut optim = AdamWConfig::new().init();
+        let before = {
+            let mut f = Fingerprint(0.0);
+            model.visit(&mut f);
+            f.0
+        };
+        for epoch in 0..3 {
+            method.start_epoch(epoch);
+            let output = method.step(&model, &batch(model.encoders.len(), &device));
+            assert!(
+                output.loss.is_finite(),
+                "{}: loss {}",
+                info.name,
+                output.loss
+            );
+            assert!(
+                output.stats.values().all(|v| v.is_finite()),
+                "{}: {:?}",
+                info.name,
+                output.stats
+            );
+            model = optim.step(1e-3, model, output.grads);
+        }
+        let mut after = Fingerprint(0.0);
+        model.visit(&mut after);
+        assert!(
+            after.0.is_finite() && after.0 != before,
+            "{}: parameters unchanged or not finite",
+            info.name
         );
     }
 }

@@ -12,8 +12,8 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::datasets::{DataError, DatasetKind, ModalityKind, SampleRecord, SplitIndex};
@@ -42,6 +42,11 @@ pub struct LoaderConfig {
     pub slices: usize,
     /// Tokens per note, [CLS] and [SEP] included.
     pub max_tokens: usize,
+    /// Balanced group sampling on this attribute (index into the dataset's attributes): each
+    /// epoch draws as many samples as the split has, with replacement, every group equally
+    /// likely, then a member uniformly (torch's WeightedRandomSampler with weights 1 / n_g);
+    /// samples of unknown group are not drawn.
+    pub balance_attribute: Option<usize>,
 }
 
 impl LoaderConfig {
@@ -58,6 +63,7 @@ impl LoaderConfig {
             image_size,
             slices,
             max_tokens: 128,
+            balance_attribute: None,
         }
     }
 }
@@ -193,7 +199,27 @@ impl Loader {
 
     /// The sample order of `epoch`.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.shared.samples.len()).collect();
+        let samples = &self.shared.samples;
+        if let Some(a) = self.shared.config.balance_attribute {
+            let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+            for (i, s) in samples.iter().enumerate() {
+                if s.codes[a] >= 0 {
+                    groups.entry(s.codes[a]).or_default().push(i);
+                }
+            }
+            let groups: Vec<Vec<usize>> = groups.into_values().collect();
+            if groups.is_empty() {
+                return Vec::new();
+            }
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(self.shared.config.seed, epoch));
+            return (0..samples.len())
+                .map(|_| {
+                    let members = &groups[rng.random_range(0..groups.len())];
+                    members[rng.random_range(0..members.len())]
+                })
+                .collect();
+        }
+        let mut order: Vec<usize> = (0..samples.len()).collect();
         if self.shared.config.shuffle {
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
                 self.shared.config.seed,

@@ -140,3 +140,38 @@ fn nan_pixels_and_short_members_fail_at_load_naming_file_and_key() {
     }
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn balanced_sampling_draws_every_group_about_equally_and_no_unknowns() {
+    // Race in the generator follows the real marginals (about 8/15/77 %), so plain order is
+    // far from balanced; balanced draws over a larger split come out near 1/3 each.
+    let dir = std::env::temp_dir().join(format!("multifair-loader-{}-bal", std::process::id()));
+    let mut config = SyntheticConfig::new(DatasetKind::FairVision, 9);
+    (
+        config.n_train,
+        config.n_val,
+        config.n_test,
+        config.size,
+        config.depth,
+    ) = (600, 5, 6, 8, 4);
+    generate(&config, &dir).unwrap();
+    let index = DatasetIndex::open(DatasetKind::FairVision, &dir, BadFilePolicy::Fail).unwrap();
+    let split = index.split(Split::Train).unwrap();
+    let mut lc = LoaderConfig::new(8, 8, 2);
+    (lc.shuffle, lc.seed, lc.balance_attribute) = (true, 3, Some(0)); // race
+    let loader = Loader::new(DatasetKind::FairVision, split, lc, None).unwrap();
+    let order = loader.order(0);
+    assert_eq!(order.len(), split.samples.len());
+    assert_eq!(order, loader.order(0), "same seed and epoch, same draws");
+    assert_ne!(order, loader.order(1));
+    let mut counts = [0usize; 3];
+    for &i in &order {
+        let code = split.samples[i].codes[0];
+        assert!(code >= 0, "an unknown-race sample was drawn");
+        counts[code as usize] += 1;
+    }
+    for c in counts {
+        let share = c as f64 / order.len() as f64;
+        assert!((share - 1.0 / 3.0).abs() < 0.07, "{counts:?}");
+    }
+}

@@ -234,7 +234,7 @@ mod tests {
             grads.register(tiny.w.id, Tensor::<1>::from_floats([0.5, 0.25], &device));
             tiny = optim.step(0.1, tiny, grads);
         }
-        tiny.w.val().into_data().to_vec().unwrap()
+        tiny.w.val().into_data().try_to_vec::<f32>().unwrap()
     }
 
     fn assert_close(got: &[f32], want: &[f64]) {

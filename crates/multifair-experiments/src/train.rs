@@ -10,11 +10,11 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use multifair_core::clip::clip_grad_norm;
 use multifair_core::{
-    DeviceBatch, Method, Params, REGISTRY, create, positive_probability, to_host,
+    DeviceBatch, Method, Params, REGISTRY, Setup, create, positive_probability, to_host,
 };
 use multifair_data::loader::{Batch, Loader, LoaderConfig, ModalityBatch};
 use multifair_data::preprocess::Augment;
@@ -334,7 +334,7 @@ fn modality_kind(kind: ModalityKind) -> &'static str {
 }
 
 impl Run {
-    fn new(config: TrainConfig, method: &dyn Method) -> anyhow::Result<Self> {
+    fn new(config: TrainConfig, method: &mut dyn Method) -> anyhow::Result<Self> {
         let kind = config.dataset;
         let index = DatasetIndex::open(kind, &config.data_dir, BadFilePolicy::Fail)?;
         let split = |which: Split| {
@@ -371,8 +371,16 @@ impl Run {
         let mut base = LoaderConfig::new(config.batch_size, config.image_size, config.slices);
         (base.seed, base.workers, base.max_tokens) =
             (config.seed, config.workers, config.max_tokens);
+        let attribute = kind
+            .attributes()
+            .iter()
+            .position(|a| a.name == config.attribute)
+            .expect("checked in resolve");
         let mut train_config = base.clone();
         (train_config.shuffle, train_config.augment) = (true, Some(Augment::default()));
+        if method.balanced_sampling() {
+            train_config.balance_attribute = Some(attribute);
+        }
         let loader = |s: &SplitIndex, cfg: LoaderConfig| -> anyhow::Result<Loader> {
             Loader::new(kind, s, cfg, tokenizer.clone()).map_err(anyhow::Error::msg)
         };
@@ -400,9 +408,33 @@ impl Run {
                 )
             })
             .collect();
-        let model_config = config
-            .model
-            .model(&kinds, config.image_size, config.slices, vocab, 2);
+        let mut group_counts = Vec::new();
+        let mut unknown = 0;
+        for sample in &train_split.samples {
+            match usize::try_from(sample.codes[attribute]) {
+                Ok(g) => {
+                    group_counts.resize(group_counts.len().max(g + 1), 0);
+                    group_counts[g] += 1;
+                }
+                Err(_) => unknown += 1,
+            }
+        }
+        let setup = Setup {
+            modalities: modality_slots.len(),
+            group_counts,
+            unknown,
+            epochs: config.epochs,
+        };
+        method
+            .prepare(&setup)
+            .map_err(|e| anyhow::anyhow!("{} on {}: {e}", config.method, kind.name()))?;
+        let mut model_config =
+            config
+                .model
+                .model(&kinds, config.image_size, config.slices, vocab, 2);
+        if method.fair_norm() {
+            model_config.fin_groups = Some(setup.group_counts.len());
+        }
         let device = device::parse(&config.device)?.autodiff();
         Ok(Run {
             train: loader(&train_split, train_config)?,
@@ -432,21 +464,13 @@ impl Run {
                 }
             })
             .collect();
-        let n = batch.labels.len();
-        let labels: Vec<i64> = batch.labels.iter().map(|&y| y as i64).collect();
-        let onehot: Vec<f32> = batch
-            .labels
-            .iter()
-            .flat_map(|&y| [(y == 0) as u8 as f32, (y == 1) as u8 as f32])
-            .collect();
-        DeviceBatch {
+        DeviceBatch::new(
             inputs,
-            labels: Tensor::<1, Int>::from_ints(labels.as_slice(), device),
-            onehot: Tensor::<1>::from_floats(onehot.as_slice(), device).reshape([n, 2]),
-            codes: batch.codes.clone(),
-            targets: batch.labels.iter().map(|&y| y == 1).collect(),
-            groups: batch.codes[self.attribute_index()].clone(),
-        }
+            &batch.labels,
+            batch.codes.clone(),
+            self.attribute_index(),
+            device,
+        )
     }
 
     /// Scores every sample of `loader` with the model in evaluation mode; `zero` blanks one
@@ -492,8 +516,11 @@ impl Run {
                     ModalityInput::Rows(x) => ModalityInput::Rows(x.to_device(&plain)),
                 })
                 .collect();
+            let groups = db.group_ids.to_device(&plain);
             let tokens = model.encode(db.inputs);
-            scored.probs.extend(host(model.fuse(&tokens))?);
+            scored
+                .probs
+                .extend(host(model.fuse(&tokens, Some(&groups)))?);
             for (j, logits) in model.aux_logits(&tokens).into_iter().enumerate() {
                 scored.aux[j].extend(host(logits)?);
             }
@@ -584,7 +611,7 @@ fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
 pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::Result<Value> {
     let mut method = create(&config.method, &Params(config.method_params.clone()))
         .map_err(anyhow::Error::msg)?;
-    let run = Run::new(config.clone(), method.as_ref())?;
+    let run = Run::new(config.clone(), method.as_mut())?;
     std::fs::create_dir_all(out.join("checkpoint"))
         .with_context(|| format!("creating {}", out.display()))?;
     let say = |line: String| {
@@ -658,6 +685,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
             return Ok(Value::Null);
         }
         let started = Instant::now();
+        method.start_epoch(epoch);
         // Dropout draws from the device generator: reseeding per epoch makes a resumed run
         // continue exactly as an uninterrupted one.
         device.seed(mix(config.seed, epoch as u64 + 1));

@@ -2,6 +2,7 @@
 //! features [B, d]; the fusion model projects them to tokens, fuses them with a transformer and
 //! classifies token 0; auxiliary heads read each modality's detached token.
 
+pub mod fin;
 pub mod mlp;
 pub mod model;
 pub mod oct;

@@ -11,6 +11,7 @@ use burn::tensor::activation::{gelu, relu};
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::fin::FairNorm;
 use crate::mlp::{Mlp, MlpConfig};
 use crate::oct::{OctConfig, OctEncoder};
 use crate::text::{TextConfig, TextEncoder};
@@ -127,8 +128,38 @@ pub struct AuxHead {
 
 impl AuxHead {
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.last
-            .forward(self.dropout.forward(relu(self.first.forward(x))))
+        self.classify(self.hidden(x))
+    }
+
+    /// The input of the last layer [B, p].
+    pub fn hidden(&self, x: Tensor<2>) -> Tensor<2> {
+        self.dropout.forward(relu(self.first.forward(x)))
+    }
+
+    pub fn classify(&self, hidden: Tensor<2>) -> Tensor<2> {
+        self.last.forward(hidden)
+    }
+
+    /// The last layer's weight [p, C].
+    pub fn classifier_weight(&self) -> Tensor<2> {
+        self.last.weight.val()
+    }
+}
+
+impl FusionHead {
+    /// The input of the last layer [B, p].
+    pub fn hidden(&self, x: Tensor<2>) -> Tensor<2> {
+        let h = self.first.forward(x);
+        self.dropout.forward(gelu(self.norm.forward(h)))
+    }
+
+    pub fn classify(&self, hidden: Tensor<2>) -> Tensor<2> {
+        self.last.forward(hidden)
+    }
+
+    /// The last layer's weight [p, C].
+    pub fn classifier_weight(&self) -> Tensor<2> {
+        self.last.weight.val()
     }
 }
 
@@ -143,6 +174,9 @@ pub struct ModelConfig {
     pub fusion_layers: usize,
     pub classes: usize,
     pub dropout: f64,
+    /// Groups of a fair identity normalisation on the fused feature (FIN), when used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fin_groups: Option<usize>,
 }
 
 #[derive(Module, Debug)]
@@ -152,6 +186,7 @@ pub struct MultimodalModel {
     pub fusion: TransformerEncoder,
     pub head: FusionHead,
     pub aux: Vec<AuxHead>,
+    pub fin: Option<FairNorm>,
 }
 
 impl ModelConfig {
@@ -191,6 +226,7 @@ impl ModelConfig {
                     last: LinearConfig::new(p, c).init(device),
                 })
                 .collect(),
+            fin: self.fin_groups.map(|k| FairNorm::new(k, p, 0.3, device)),
         }
     }
 
@@ -214,15 +250,22 @@ impl MultimodalModel {
     }
 
     /// Fused logits [B, C] from the modality tokens: the fusion transformer, token 0, the head.
-    pub fn fuse(&self, tokens: &[Tensor<2>]) -> Tensor<2> {
+    /// `groups` [B] (codes, -1 unknown) feed the FIN layer when the model has one.
+    pub fn fuse(&self, tokens: &[Tensor<2>], groups: Option<&Tensor<1, Int>>) -> Tensor<2> {
+        self.head.classify(self.fused_hidden(tokens, groups))
+    }
+
+    /// The fused head's last-layer input [B, p].
+    pub fn fused_hidden(&self, tokens: &[Tensor<2>], groups: Option<&Tensor<1, Int>>) -> Tensor<2> {
         let stacked = Tensor::stack::<3>(tokens.to_vec(), 1); // [B, M, p]
         let [b, _, p] = stacked.dims();
         let fused = self.fusion.forward(TransformerEncoderInput::new(stacked));
-        let first = fused.slice([0..b, 0..1, 0..p]).reshape([b, p]);
-        let h = self.head.first.forward(first);
-        self.head
-            .last
-            .forward(self.head.dropout.forward(gelu(self.head.norm.forward(h))))
+        let mut first = fused.slice([0..b, 0..1, 0..p]).reshape([b, p]);
+        if let Some(fin) = &self.fin {
+            let groups = groups.expect("a model with FIN needs each sample's group");
+            first = fin.forward(first, groups.clone());
+        }
+        self.head.hidden(first)
     }
 
     /// Auxiliary logits of each modality on its detached token: they train their heads only.

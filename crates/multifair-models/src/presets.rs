@@ -152,6 +152,7 @@ impl ModelSize {
             fusion_layers,
             classes,
             dropout: 0.1,
+            fin_groups: None,
         }
     }
 }

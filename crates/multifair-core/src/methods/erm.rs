@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
 use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
-use crate::{DeviceBatch, Method, Params, StepOutput, cross_entropy};
+use crate::{DeviceBatch, Method, Params, StepOutput, cross_entropy, cross_entropy_per_sample};
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "erm",
@@ -19,24 +20,53 @@ pub const INFO: MethodInfo = MethodInfo {
 
 pub struct Erm;
 
-/// Fused and auxiliary losses of one batch, backpropagated once.
-pub(crate) fn erm_step(model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
+/// One forward pass: the fused per-sample losses, the auxiliary logits and the sum of the
+/// auxiliary heads' losses.
+pub(crate) struct Forward {
+    pub per_sample: Tensor<1>,
+    pub aux_logits: Vec<Tensor<2>>,
+    pub aux_loss: Tensor<1>,
+}
+
+pub(crate) fn forward(model: &MultimodalModel, batch: &DeviceBatch) -> Forward {
     let tokens = model.encode(batch.inputs.clone());
-    let fused = cross_entropy(model.fuse(&tokens), batch.onehot.clone());
-    let aux = model
-        .aux_logits(&tokens)
-        .into_iter()
-        .map(|logits| cross_entropy(logits, batch.onehot.clone()))
+    let fused_logits = model.fuse(&tokens, Some(&batch.group_ids));
+    let per_sample = cross_entropy_per_sample(fused_logits.clone(), batch.onehot.clone());
+    let aux_logits = model.aux_logits(&tokens);
+    let aux_loss = aux_logits
+        .iter()
+        .map(|logits| cross_entropy(logits.clone(), batch.onehot.clone()))
         .reduce(|a, b| a + b)
         .expect("at least one modality");
-    let total = fused.clone() + aux;
-    let grads = GradientsParams::from_grads(total.backward(), model);
-    let loss = fused.into_scalar::<f32>() as f64;
+    Forward {
+        per_sample,
+        aux_logits,
+        aux_loss,
+    }
+}
+
+/// Backpropagates `objective + aux_loss` once; the reported loss is the plain fused
+/// cross-entropy, so that every method's training loss means the same.
+pub(crate) fn finish(
+    model: &MultimodalModel,
+    forward: Forward,
+    objective: Tensor<1>,
+    stats: BTreeMap<String, f64>,
+) -> StepOutput {
+    let loss = forward.per_sample.mean();
+    let grads = GradientsParams::from_grads((objective + forward.aux_loss).backward(), model);
     StepOutput {
         grads,
-        loss,
-        stats: BTreeMap::new(),
+        loss: loss.into_scalar::<f32>() as f64,
+        stats,
     }
+}
+
+/// Fused and auxiliary losses of one batch, backpropagated once.
+pub(crate) fn erm_step(model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
+    let f = forward(model, batch);
+    let objective = f.per_sample.clone().mean();
+    finish(model, f, objective, BTreeMap::new())
 }
 
 impl Method for Erm {

@@ -1,8 +1,14 @@
 //! The registry: every method by name, with the hyperparameter keys it reads.
 
+mod cggm;
 mod erm;
+mod fin;
+mod fis;
+mod group_dro;
 mod multifair;
 mod multifair_ref;
+mod ogm_ge;
+mod reweight;
 mod unimodal;
 
 pub use erm::Erm;
@@ -29,6 +35,12 @@ pub const REGISTRY: &[MethodInfo] = &[
     unimodal::INFO,
     multifair_ref::INFO,
     multifair::INFO,
+    ogm_ge::INFO,
+    cggm::INFO,
+    group_dro::INFO,
+    reweight::INFO,
+    fin::INFO,
+    fis::INFO,
 ];
 
 /// Builds the method `name` from `params`.

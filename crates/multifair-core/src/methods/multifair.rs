@@ -366,7 +366,8 @@ impl Method for Multifair {
         let y = batch.onehot.clone().slice([0..b, 1..2]).reshape([b]);
         // Statistics from a detached pass of the fusion (same forward values, no second graph).
         let detached: Vec<Tensor<2>> = tokens.iter().map(|t| t.clone().detach()).collect();
-        let fused_plain = positive_probability(model.fuse(&detached).detach());
+        let fused_plain =
+            positive_probability(model.fuse(&detached, Some(&batch.group_ids)).detach());
         let aux = Tensor::stack::<2>(
             aux_logits
                 .iter()
@@ -388,7 +389,7 @@ impl Method for Multifair {
                 scale_gradient(t.clone(), w)
             })
             .collect();
-        let fused_logits = model.fuse(&scaled);
+        let fused_logits = model.fuse(&scaled, Some(&batch.group_ids));
         let fused = cross_entropy(fused_logits.clone(), batch.onehot.clone());
         let mut total = fused.clone();
         let fairness = if self.config.fairness > 0.0 {

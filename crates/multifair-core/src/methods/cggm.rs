@@ -1,0 +1,243 @@
+//! CGGM (Guo et al., "Classifier-guided Gradient Modulation for Enhanced Multimodal Learning",
+//! NeurIPS 2024). Auxiliary classifiers on detached features measure each modality; from the
+//! signed improvement D_m of a classifier's batch accuracy since the previous step,
+//! B_m = (S - D_m) / S with S = sum D + 1e-8, and encoder m's gradient is multiplied by rho B_m
+//! (the faster-improving modality is slowed). A direction term lambda L_gm,
+//! L_gm = sum_m |B_m| (1 - cos(fused classifier, modality m's classifier)), pulls the fused
+//! classifier towards the modalities' own, weighted by the previous step's |B_m|; the
+//! classifiers are compared by their last-layer weights (`cggm_direction=weights`, the
+//! original code's form) or by their closed-form last-layer cross-entropy gradients
+//! (`gradients`, the paper's form). Only the fused side carries the term's gradient.
+//! Defaults rho 1.2 and lambda 0.15 are those the MultiFair reference inherits from CGGM.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
+use multifair_models::MultimodalModel;
+
+use super::MethodInfo;
+use super::erm::{Forward, finish};
+use crate::clip::scale_grads;
+use crate::{
+    DeviceBatch, Method, Params, Setup, StepOutput, cross_entropy, cross_entropy_per_sample,
+    to_host,
+};
+
+pub const INFO: MethodInfo = MethodInfo {
+    name: "cggm",
+    about: "CGGM (Guo et al., NeurIPS 2024): classifier-guided gradient magnitude and direction",
+    keys: &[
+        ("cggm_rho", "1.2"),
+        ("cggm_lambda", "0.15"),
+        ("cggm_direction", "weights (or gradients)"),
+    ],
+    defaults: &[],
+    build: |params: &Params| {
+        let gradients = match params.get("cggm_direction") {
+            None | Some("weights") => false,
+            Some("gradients") => true,
+            Some(v) => {
+                return Err(format!(
+                    "--set cggm_direction={v}: expected weights or gradients"
+                ));
+            }
+        };
+        Ok(Box::new(Cggm {
+            rho: params.f64_or("cggm_rho", 1.2)?,
+            lambda: params.f64_or("cggm_lambda", 0.15)?,
+            gradients,
+            prev_acc: Vec::new(),
+            prev_b: Vec::new(),
+        }))
+    },
+};
+
+pub struct Cggm {
+    rho: f64,
+    lambda: f64,
+    gradients: bool,
+    prev_acc: Vec<f64>,
+    prev_b: Vec<f64>,
+}
+
+/// B_m = (S - D_m) / S, S = sum D + 1e-8, from signed improvements D.
+pub fn coefficients(improvements: &[f64]) -> Vec<f64> {
+    let s = improvements.iter().sum::<f64>() + 1e-8;
+    improvements.iter().map(|d| (s - d) / s).collect()
+}
+
+/// Cosine similarity of two matrices seen as vectors, a scalar tensor [1].
+fn cosine(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
+    let dot = (a.clone() * b.clone()).sum();
+    let norms = (a.powf_scalar(2.0).sum() * b.powf_scalar(2.0).sum()).sqrt();
+    dot / norms.add_scalar(1e-12)
+}
+
+/// The cross-entropy gradient of a linear last layer with input `hidden` [B, p] and logits
+/// [B, C]: hidden^T (softmax(logits) - Y) / B, [p, C].
+fn last_layer_gradient(hidden: Tensor<2>, logits: Tensor<2>, onehot: Tensor<2>) -> Tensor<2> {
+    let [b, _] = logits.dims();
+    hidden
+        .transpose()
+        .matmul(softmax(logits, 1) - onehot)
+        .div_scalar(b as f64)
+}
+
+impl Method for Cggm {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
+        if setup.modalities < 2 {
+            return Err("cggm balances modalities: it needs at least 2".into());
+        }
+        self.prev_acc.resize(setup.modalities, 0.0);
+        self.prev_b.resize(setup.modalities, 0.0);
+        Ok(())
+    }
+
+    fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
+        let m = model.encoders.len();
+        self.prev_acc.resize(m, 0.0);
+        self.prev_b.resize(m, 0.0);
+        let tokens = model.encode(batch.inputs.clone());
+        let hidden = model.fused_hidden(&tokens, Some(&batch.group_ids));
+        let fused_logits = model.head.classify(hidden.clone());
+        let per_sample = cross_entropy_per_sample(fused_logits.clone(), batch.onehot.clone());
+        let aux_hidden: Vec<Tensor<2>> = tokens
+            .iter()
+            .zip(&model.aux)
+            .map(|(t, head)| head.hidden(t.clone().detach()))
+            .collect();
+        let aux_logits: Vec<Tensor<2>> = aux_hidden
+            .iter()
+            .zip(&model.aux)
+            .map(|(h, head)| head.classify(h.clone()))
+            .collect();
+        let aux_loss = aux_logits
+            .iter()
+            .map(|u| cross_entropy(u.clone(), batch.onehot.clone()))
+            .reduce(|a, b| a + b)
+            .expect("modalities");
+
+        // Batch accuracy of each modality's classifier (one host read).
+        let correct: Vec<Tensor<1>> = aux_logits
+            .iter()
+            .map(|u| {
+                u.clone()
+                    .detach()
+                    .argmax(1)
+                    .flatten::<1>(0, 1)
+                    .equal(batch.labels.clone())
+                    .float()
+                    .mean()
+            })
+            .collect();
+        let acc = to_host(Tensor::cat(correct, 0)).expect("accuracies");
+        let improvement: Vec<f64> = acc.iter().zip(&self.prev_acc).map(|(a, p)| a - p).collect();
+        let b = coefficients(&improvement);
+
+        let mut direction: Option<Tensor<1>> = None;
+        if self.lambda != 0.0 {
+            let fused_side = if self.gradients {
+                last_layer_gradient(hidden, fused_logits.clone(), batch.onehot.clone())
+            } else {
+                model.head.classifier_weight()
+            };
+            for (j, prev) in self.prev_b.iter().enumerate() {
+                let own = if self.gradients {
+                    last_layer_gradient(
+                        aux_hidden[j].clone(),
+                        aux_logits[j].clone(),
+                        batch.onehot.clone(),
+                    )
+                } else {
+                    model.aux[j].classifier_weight()
+                };
+                let term = (cosine(fused_side.clone(), own.detach())
+                    .neg()
+                    .add_scalar(1.0))
+                .mul_scalar(prev.abs());
+                direction = Some(match direction {
+                    Some(d) => d + term,
+                    None => term,
+                });
+            }
+        }
+        let mut objective = per_sample.clone().mean();
+        if let Some(d) = direction {
+            objective = objective + d.mul_scalar(self.lambda);
+        }
+        let forward = Forward {
+            per_sample,
+            aux_logits,
+            aux_loss,
+        };
+        let mut out = finish(model, forward, objective, BTreeMap::new());
+        for (j, bj) in b.iter().enumerate() {
+            scale_grads(&model.encoders[j], &mut out.grads, self.rho * bj);
+            scale_grads(&model.projections[j], &mut out.grads, self.rho * bj);
+            out.stats.insert(format!("coeff_{j}"), *bj);
+            out.stats.insert(format!("accuracy_{j}"), acc[j]);
+        }
+        self.prev_acc = acc;
+        self.prev_b = b;
+        out
+    }
+
+    fn state(&self) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for (j, (a, b)) in self.prev_acc.iter().zip(&self.prev_b).enumerate() {
+            out.insert(format!("acc.{j}"), *a);
+            out.insert(format!("b.{j}"), *b);
+        }
+        out
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, f64>) {
+        let read = |name: &str| -> Vec<f64> {
+            (0..)
+                .map_while(|j| state.get(&format!("{name}.{j}")).copied())
+                .collect()
+        };
+        (self.prev_acc, self.prev_b) = (read("acc"), read("b"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    #[test]
+    fn coefficients_by_hand() {
+        // D = [0.2, 0.05]: S = 0.25 (+1e-8), B = [0.05, 0.2] / 0.25 = [0.2, 0.8].
+        let b = coefficients(&[0.2, 0.05]);
+        assert!((b[0] - 0.2).abs() < 1e-7 && (b[1] - 0.8).abs() < 1e-7);
+        // A modality that got worse gets more than 1: D = [0.3, -0.1], S = 0.2, B = [-0.5, 1.5].
+        let b = coefficients(&[0.3, -0.1]);
+        assert!((b[0] + 0.5).abs() < 1e-6 && (b[1] - 1.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn last_layer_gradient_matches_autodiff() {
+        let device = Device::flex().autodiff();
+        let hidden = Tensor::<2>::from_floats([[1.0, -2.0, 0.5], [0.3, 0.1, -1.0]], &device);
+        let w = Tensor::<2>::from_floats([[0.2, -0.1], [0.4, 0.3], [-0.5, 0.1]], &device)
+            .require_grad();
+        let onehot = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 1.0]], &device);
+        let logits = hidden.clone().matmul(w.clone());
+        let closed = last_layer_gradient(hidden, logits.clone(), onehot.clone());
+        let grads = cross_entropy(logits, onehot).backward();
+        let auto = w.grad(&grads).unwrap();
+        let (a, c): (Vec<f32>, Vec<f32>) = (
+            auto.into_data().try_to_vec::<f32>().unwrap(),
+            closed.inner().into_data().try_to_vec::<f32>().unwrap(),
+        );
+        for (x, y) in a.iter().zip(&c) {
+            assert!((x - y).abs() < 1e-6, "{a:?} vs {c:?}");
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! FIN, fair identity normalisation (Luo et al., "Harvard Glaucoma Fairness", WACV 2024): the
+//! fusion model with a learnable per-group mean and scale on the fused feature (momentum 0.3
+//! with the un-normalised feature; `multifair_models::fin`), trained with cross-entropy. The
+//! group is an input at test time too, as in the paper.
+
+use multifair_models::MultimodalModel;
+
+use super::MethodInfo;
+use super::erm::erm_step;
+use crate::{DeviceBatch, Method, Params, Setup, StepOutput};
+
+pub const INFO: MethodInfo = MethodInfo {
+    name: "fin",
+    about: "FIN (Luo et al., WACV 2024): per-group learnable normalisation of the fused feature",
+    keys: &[],
+    defaults: &[],
+    build: |_: &Params| Ok(Box::new(Fin)),
+};
+
+pub struct Fin;
+
+impl Method for Fin {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
+        if setup.group_counts.len() < 2 {
+            return Err("fin needs at least 2 groups in the training split".into());
+        }
+        Ok(())
+    }
+
+    fn fair_norm(&self) -> bool {
+        true
+    }
+
+    fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
+        assert!(
+            model.fin.is_some(),
+            "fin runs on a model built with a FIN layer"
+        );
+        erm_step(model, batch)
+    }
+}

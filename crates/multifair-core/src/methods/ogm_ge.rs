@@ -1,0 +1,178 @@
+//! OGM-GE (Peng et al., "Balanced Multimodal Learning via On-the-fly Gradient Modulation",
+//! CVPR 2022). Each modality's score s_m is the summed softmax probability of the true class
+//! under its own classifier — here its auxiliary head (our fusion is a transformer, not the
+//! paper's concatenation, whose split head this replaces). With ratio r_m = s_m / mean of the
+//! others' scores (for M = 2 the paper's ratio), a dominant modality (r_m > 1) has its encoder
+//! gradient multiplied by k_m = 1 - tanh(alpha r_m) (>= 0 since tanh < 1), the others by 1; then
+//! generalisation enhancement adds Gaussian noise with each gradient tensor's own standard
+//! deviation to every encoder's gradient. Active from epoch `ogm_start` to `ogm_end`
+//! (inclusive, 0-based), as in the paper's code.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Distribution, Tensor};
+use multifair_models::MultimodalModel;
+
+use super::MethodInfo;
+use super::erm::{finish, forward};
+use crate::{DeviceBatch, Method, Params, Setup, StepOutput, to_host};
+
+pub const INFO: MethodInfo = MethodInfo {
+    name: "ogm_ge",
+    about: "OGM-GE (Peng et al., CVPR 2022): slows the dominant encoder, adds gradient noise",
+    keys: &[
+        ("ogm_alpha", "0.1"),
+        ("ogm_start", "0"),
+        ("ogm_end", "50"),
+        ("ogm_noise", "true (GE; false: OGM)"),
+    ],
+    // The paper's code: SGD 1e-3, momentum 0.9, weight decay 1e-4, StepLR(70, 0.1).
+    defaults: &[
+        ("optimizer", "sgd"),
+        ("lr", "1e-3"),
+        ("momentum", "0.9"),
+        ("weight_decay", "1e-4"),
+        ("aux_weight_decay", "1e-4"),
+        ("schedule", "step"),
+        ("step_size", "70"),
+        ("gamma", "0.1"),
+        ("warmup_epochs", "0"),
+    ],
+    build: |params: &Params| {
+        let count = |key: &str, default: usize| {
+            params.get(key).map_or(Ok(default), |v| {
+                v.parse()
+                    .map_err(|_| format!("--set {key}={v}: expected a count"))
+            })
+        };
+        Ok(Box::new(OgmGe {
+            alpha: params.f64_or("ogm_alpha", 0.1)?,
+            start: count("ogm_start", 0)?,
+            end: count("ogm_end", 50)?,
+            noise: match params.get("ogm_noise") {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(v) => return Err(format!("--set ogm_noise={v}: expected true or false")),
+            },
+            epoch: 0,
+        }))
+    },
+};
+
+pub struct OgmGe {
+    alpha: f64,
+    start: usize,
+    end: usize,
+    noise: bool,
+    epoch: usize,
+}
+
+/// The modulation coefficients k_m from the modalities' scores.
+pub fn coefficients(scores: &[f64], alpha: f64) -> Vec<f64> {
+    let m = scores.len();
+    let total: f64 = scores.iter().sum();
+    scores
+        .iter()
+        .map(|&s| {
+            let others = (total - s) / (m - 1) as f64;
+            let ratio = s / others.max(1e-12);
+            if ratio > 1.0 {
+                (1.0 - (alpha * ratio).tanh()).max(0.0)
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// Multiplies each visited gradient by `k` and, with `noise`, adds N(0, std(g)^2 + 1e-8) noise.
+struct Modulate<'a> {
+    grads: &'a mut GradientsParams,
+    k: f64,
+    noise: bool,
+}
+
+impl ModuleVisitor for Modulate<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some(g) = self.grads.remove::<D>(param.id) else {
+            return;
+        };
+        let mut out = g.clone().mul_scalar(self.k);
+        let n = g.shape().num_elements();
+        if self.noise && n > 1 {
+            // torch's Tensor.std(): unbiased.
+            let std = g.clone().reshape([n]).var(0).sqrt().add_scalar(1e-8);
+            let unit = Tensor::<D>::random(g.shape(), Distribution::Normal(0.0, 1.0), &g.device());
+            out = out + unit * std.reshape([1; D]);
+        }
+        self.grads.register::<D>(param.id, out);
+    }
+}
+
+impl Method for OgmGe {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
+        if setup.modalities < 2 {
+            return Err("ogm_ge balances modalities: it needs at least 2".into());
+        }
+        Ok(())
+    }
+
+    fn start_epoch(&mut self, epoch: usize) {
+        self.epoch = epoch;
+    }
+
+    fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
+        let f = forward(model, batch);
+        let scores: Vec<Tensor<1>> = f
+            .aux_logits
+            .iter()
+            .map(|u| (softmax(u.clone().detach(), 1) * batch.onehot.clone()).sum())
+            .collect();
+        let scores = to_host(Tensor::cat(scores, 0)).expect("scores");
+        let k = coefficients(&scores, self.alpha);
+        let objective = f.per_sample.clone().mean();
+        let active = (self.start..=self.end).contains(&self.epoch);
+        let mut out = finish(model, f, objective, BTreeMap::new());
+        if active {
+            for (m, &k) in k.iter().enumerate() {
+                let mut visitor = Modulate {
+                    grads: &mut out.grads,
+                    k,
+                    noise: self.noise,
+                };
+                model.encoders[m].visit(&mut visitor);
+                model.projections[m].visit(&mut visitor);
+            }
+        }
+        for (m, (s, k)) in scores.iter().zip(&k).enumerate() {
+            out.stats.insert(format!("score_{m}"), *s);
+            out.stats
+                .insert(format!("coeff_{m}"), if active { *k } else { 1.0 });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coefficients_by_hand() {
+        // M = 2, s = [30, 10]: ratio 3 for the first, k = 1 - tanh(0.3) = 0.708687...
+        let k = coefficients(&[30.0, 10.0], 0.1);
+        assert!((k[0] - (1.0 - 0.3f64.tanh())).abs() < 1e-12 && k[1] == 1.0);
+        assert!((k[0] - 0.708_687_0).abs() < 1e-6);
+        // M = 3, s = [30, 10, 20]: ratios 30/15 = 2, 10/25 = 0.4, 20/20 = 1 (not dominant).
+        let k = coefficients(&[30.0, 10.0, 20.0], 0.5);
+        assert!((k[0] - (1.0 - 1f64.tanh())).abs() < 1e-12);
+        assert_eq!(&k[1..], &[1.0, 1.0]);
+    }
+}
