@@ -6,6 +6,11 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 demo:
     cargo run --release -- demo
 
+# Methods x seeds on the synthetic benchmark (or --data-dir), mean ± std and paired tests against
+# the first method, e.g. `just compare --methods erm,multifair,group_dro --seeds 5`.
+compare *ARGS:
+    cargo run --release -- compare {{ARGS}}
+
 # Train one run, e.g. `just train --dataset fairvision --data-dir DIR --method erm --out results/run`.
 train *ARGS:
     cargo run --release -- train {{ARGS}}

@@ -284,6 +284,18 @@ fn every_method_trains_on_the_synthetic_benchmark() {
         assert_eq!(run["config"]["method"], *name);
         let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
         assert!(test["auc"].as_f64().is_some_and(f64::is_finite), "{name}");
+        if *name == "multifair_ref" {
+            // Per-step statistics lines, before the epoch's line: 48 samples, batches of 16.
+            let steps: Vec<Value> = read(&out.join("metrics.jsonl"))
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|l| l.get("step").is_some())
+                .collect();
+            assert_eq!(steps.len(), 3);
+            assert!(
+                steps[2]["stats"]["coeff_1"].is_f64() && steps[2]["stats"]["priority"].is_f64()
+            );
+        }
     }
     // OGM-GE's paper settings apply unless the command line says otherwise.
     let out = scratch("method-ogm-defaults");

@@ -53,6 +53,36 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Trains each method with seeds 0..N (the synthetic benchmark unless --data-dir), then
+    /// prints mean ± std over seeds and paired tests of every method against the first.
+    /// Finished runs are read, not retrained.
+    Compare {
+        /// Comma-separated; the first is the baseline.
+        #[arg(long, default_value = "erm,multifair", value_delimiter = ',')]
+        methods: Vec<String>,
+        #[arg(long, default_value_t = 5)]
+        seeds: usize,
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        #[arg(long, default_value = "race")]
+        attribute: String,
+        /// A dataset in a real layout (default: the synthetic benchmark under OUT/data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The dataset kind of --data-dir.
+        #[arg(long, value_parser = parse_kind, default_value = "fairvision")]
+        dataset: DatasetKind,
+        /// Training samples of the generated benchmark.
+        #[arg(long, default_value_t = 1200)]
+        samples: usize,
+        /// key=value for every method, METHOD:key=value for one.
+        #[arg(long = "set", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        #[arg(long, default_value = "flex")]
+        device: String,
+        #[arg(long, default_value = "results/compare")]
+        out: PathBuf,
+    },
     /// Writes the synthetic benchmark in a real dataset's layout, with `meta.json`.
     Generate {
         /// fairvision, fairvlmed or harvard-gf.
@@ -172,6 +202,33 @@ pub fn run() -> anyhow::Result<()> {
                 epochs,
                 samples,
                 seed,
+            })?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Compare {
+            methods,
+            seeds,
+            epochs,
+            attribute,
+            data_dir,
+            dataset,
+            samples,
+            sets,
+            device,
+            out,
+        } => {
+            let summary = crate::compare::run(&crate::compare::CompareOptions {
+                out,
+                data_dir,
+                dataset,
+                methods,
+                seeds,
+                epochs,
+                attribute,
+                samples,
+                sets,
+                device,
             })?;
             println!("{summary}");
             Ok(())

@@ -2,7 +2,7 @@
 //! models, and a table of test AUC, ES-AUC and group AUCs per attribute against the oracle.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use multifair_data::DatasetKind;
@@ -39,20 +39,28 @@ const RUNS: [(&str, &str, &str, &[(&str, &str)]); 3] = [
     ),
 ];
 
-pub fn run(options: &DemoOptions) -> anyhow::Result<String> {
-    let data = options.out.join("data");
+/// The synthetic FairVision-format benchmark in `data` (written once: `samples` training
+/// samples, a quarter as many for validation, half for test), and its `meta.json`.
+pub fn benchmark(data: &Path, samples: usize, seed: u64) -> anyhow::Result<Value> {
     if !data.join("meta.json").is_file() {
-        let mut config = SyntheticConfig::new(DatasetKind::FairVision, options.seed);
-        config.n_train = options.samples;
-        config.n_val = options.samples / 4;
-        config.n_test = options.samples / 2;
+        let mut config = SyntheticConfig::new(DatasetKind::FairVision, seed);
+        config.n_train = samples;
+        config.n_val = samples / 4;
+        config.n_test = samples / 2;
         eprintln!(
             "writing the synthetic FairVision-format benchmark to {}",
             data.display()
         );
-        generate(&config, &data).with_context(|| format!("writing {}", data.display()))?;
+        generate(&config, data).with_context(|| format!("writing {}", data.display()))?;
     }
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(data.join("meta.json"))?)?;
+    Ok(serde_json::from_str(&std::fs::read_to_string(
+        data.join("meta.json"),
+    )?)?)
+}
+
+pub fn run(options: &DemoOptions) -> anyhow::Result<String> {
+    let data = options.out.join("data");
+    let meta = benchmark(&data, options.samples, options.seed)?;
     let mut results = Vec::new();
     for (folder, label, method, sets) in RUNS {
         eprintln!("== {label}");

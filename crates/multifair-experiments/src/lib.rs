@@ -2,6 +2,7 @@
 //! summaries, the training engine, and the demo.
 
 pub mod cli;
+pub mod compare;
 pub mod demo;
 pub mod device;
 pub mod evaluate;

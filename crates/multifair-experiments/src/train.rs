@@ -703,6 +703,9 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         let (mut loss_sum, mut steps) = (0.0, 0usize);
         // Methods may log every k steps: each statistic is averaged over the steps that logged it.
         let mut stats_sum: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+        // Per-step lines (`{"step", "epoch", "stats"}`), written with the epoch's line so that a
+        // resumed run does not repeat them.
+        let mut step_lines = String::new();
         for (b, batch) in run.train.epoch(epoch as u64).enumerate() {
             let batch = batch?;
             let step = epoch * steps_per_epoch + b;
@@ -728,6 +731,12 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
             model = optim.step(&config, factor, model, output.grads);
             loss_sum += output.loss;
             steps += 1;
+            if !output.stats.is_empty() {
+                step_lines +=
+                    &json!({"step": step + 1, "epoch": epoch + 1, "stats": &output.stats})
+                        .to_string();
+                step_lines.push('\n');
+            }
             for (k, v) in output.stats {
                 let entry = stats_sum.entry(k).or_default();
                 (entry.0, entry.1) = (entry.0 + v, entry.1 + 1);
@@ -771,6 +780,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
             .create(true)
             .append(true)
             .open(out.join("metrics.jsonl"))?;
+        write!(log, "{step_lines}")?;
         writeln!(log, "{line}")?;
         say(format!(
             "epoch {}/{}: train loss {train_loss:.4}, val AUC {:.4}, {} {:.4}{} ({:.1} s)",

@@ -337,3 +337,49 @@ mod tests {
         ));
     }
 }
+
+/// Paired comparison across seeds: per-seed differences `a_s - b_s` (same seed, same data),
+/// resampled with replacement; the mean difference, its interval and a two-sided p-value
+/// (twice the smaller share of resampled means on either side of zero, capped at 1). With
+/// few seeds the resampling distribution is coarse: report the seed count beside it.
+pub fn paired_seed_bootstrap(
+    differences: &[f64],
+    config: &BootstrapConfig,
+) -> Option<(f64, Interval, f64)> {
+    if differences.is_empty() {
+        return None;
+    }
+    let n = differences.len();
+    let mean = differences.iter().sum::<f64>() / n as f64;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let means: Vec<f64> = (0..config.resamples)
+        .map(|_| {
+            (0..n)
+                .map(|_| differences[rng.random_range(0..n)])
+                .sum::<f64>()
+                / n as f64
+        })
+        .collect();
+    let below = means.iter().filter(|&&d| d <= 0.0).count();
+    let above = means.iter().filter(|&&d| d >= 0.0).count();
+    let p = (2.0 * below.min(above) as f64 / means.len().max(1) as f64).min(1.0);
+    Some((mean, Interval::from_values(means, config.level)?, p))
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    #[test]
+    fn seed_bootstrap_p_values() {
+        let config = BootstrapConfig::new(2000, 1);
+        // All differences positive: no resampled mean reaches zero.
+        let (mean, interval, p) = paired_seed_bootstrap(&[0.1, 0.2, 0.3], &config).unwrap();
+        assert!((mean - 0.2).abs() < 1e-12 && p == 0.0);
+        assert!(interval.low >= 0.1 && interval.high <= 0.3);
+        // Symmetric differences: p near 1.
+        let (_, _, p) = paired_seed_bootstrap(&[-0.2, 0.2, -0.1, 0.1], &config).unwrap();
+        assert!(p > 0.8, "{p}");
+        assert!(paired_seed_bootstrap(&[], &config).is_none());
+    }
+}
