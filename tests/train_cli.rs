@@ -257,7 +257,7 @@ fn every_method_trains_on_the_synthetic_benchmark() {
         ("erm", vec![]),
         ("unimodal", vec!["--set", "unimodal_modality=oct"]),
         ("multifair_ref", vec![]),
-        ("multifair", vec![]),
+        ("multifair", vec!["--set", "multifair_direction=0.15"]),
         ("ogm_ge", vec![]),
         ("cggm", vec!["--set", "cggm_direction=gradients"]),
         ("group_dro", vec![]),

@@ -146,6 +146,23 @@ pub fn cross_entropy_per_sample(logits: Tensor<2>, onehot: Tensor<2>) -> Tensor<
         .neg()
 }
 
+/// Cosine similarity of two matrices seen as vectors, a scalar tensor [1].
+pub fn cosine(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
+    let dot = (a.clone() * b.clone()).sum();
+    let norms = (a.powf_scalar(2.0).sum() * b.powf_scalar(2.0).sum()).sqrt();
+    dot / norms.add_scalar(1e-12)
+}
+
+/// The cross-entropy gradient of a linear last layer with input `hidden` [B, p] and logits
+/// [B, C]: hidden^T (softmax(logits) - Y) / B, [p, C].
+pub fn last_layer_gradient(hidden: Tensor<2>, logits: Tensor<2>, onehot: Tensor<2>) -> Tensor<2> {
+    let [b, _] = logits.dims();
+    hidden
+        .transpose()
+        .matmul(softmax(logits, 1) - onehot)
+        .div_scalar(b as f64)
+}
+
 /// Mean cross-entropy, a scalar tensor [1].
 pub fn cross_entropy(logits: Tensor<2>, onehot: Tensor<2>) -> Tensor<1> {
     cross_entropy_per_sample(logits, onehot).mean()

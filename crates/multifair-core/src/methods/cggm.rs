@@ -13,15 +13,14 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::softmax;
 use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::{Forward, finish};
 use crate::clip::scale_grads;
 use crate::{
-    DeviceBatch, Method, Params, Setup, StepOutput, cross_entropy, cross_entropy_per_sample,
-    to_host,
+    DeviceBatch, Method, Params, Setup, StepOutput, cosine, cross_entropy,
+    cross_entropy_per_sample, last_layer_gradient, to_host,
 };
 
 pub const INFO: MethodInfo = MethodInfo {
@@ -65,23 +64,6 @@ pub struct Cggm {
 pub fn coefficients(improvements: &[f64]) -> Vec<f64> {
     let s = improvements.iter().sum::<f64>() + 1e-8;
     improvements.iter().map(|d| (s - d) / s).collect()
-}
-
-/// Cosine similarity of two matrices seen as vectors, a scalar tensor [1].
-fn cosine(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
-    let dot = (a.clone() * b.clone()).sum();
-    let norms = (a.powf_scalar(2.0).sum() * b.powf_scalar(2.0).sum()).sqrt();
-    dot / norms.add_scalar(1e-12)
-}
-
-/// The cross-entropy gradient of a linear last layer with input `hidden` [B, p] and logits
-/// [B, C]: hidden^T (softmax(logits) - Y) / B, [p, C].
-fn last_layer_gradient(hidden: Tensor<2>, logits: Tensor<2>, onehot: Tensor<2>) -> Tensor<2> {
-    let [b, _] = logits.dims();
-    hidden
-        .transpose()
-        .matmul(softmax(logits, 1) - onehot)
-        .div_scalar(b as f64)
 }
 
 impl Method for Cggm {

@@ -10,7 +10,11 @@
 //! - `multifair_factor_max` (2): f clipped to [1/max, max] (0: unclipped);
 //! - `multifair_fairness` (0.5): weight of a fairness loss with gradient, relu(surrogate
 //!   group-AUC gap of the fused output - tau) (0: off);
-//! - `multifair_priority` (on): group factors only while the fused group-AUC gap exceeds tau.
+//! - `multifair_priority` (on): group factors only while the fused group-AUC gap exceeds tau;
+//! - `multifair_direction` (0: off): weight of the direction term
+//!   sum_m B_m (1 - cos(G_fused, G_m)), G the closed-form last-layer cross-entropy gradients of
+//!   the fused head and of modality m's auxiliary head (the reference's L_gm, which is always 0
+//!   there, made to work); only the fused side carries its gradient.
 //!
 //! With smoothing, clipping and the fairness loss off and batch mode on, the encoder scales
 //! equal `multifair_ref`'s (tested).
@@ -25,7 +29,8 @@ use multifair_models::MultimodalModel;
 use super::MethodInfo;
 use crate::scaling::scale_gradient;
 use crate::{
-    DeviceBatch, Method, Params, StepOutput, cross_entropy, positive_probability, to_host,
+    DeviceBatch, Method, Params, StepOutput, cosine, cross_entropy, last_layer_gradient,
+    positive_probability, to_host,
 };
 
 pub const INFO: MethodInfo = MethodInfo {
@@ -43,6 +48,7 @@ pub const INFO: MethodInfo = MethodInfo {
         ("multifair_smoothing", "0.5"),
         ("multifair_factor_max", "2"),
         ("multifair_fairness", "0.5"),
+        ("multifair_direction", "0"),
         ("multifair_log_every", "10"),
     ],
     defaults: &[],
@@ -66,6 +72,7 @@ pub struct MultifairConfig {
     pub smoothing: f64,
     pub factor_max: f64,
     pub fairness: f64,
+    pub direction: f64,
     pub log_every: usize,
 }
 
@@ -88,6 +95,7 @@ impl MultifairConfig {
             smoothing: params.f64_or("multifair_smoothing", 0.5)?,
             factor_max: params.f64_or("multifair_factor_max", 2.0)?,
             fairness: params.f64_or("multifair_fairness", 0.5)?,
+            direction: params.f64_or("multifair_direction", 0.0)?,
             log_every: params.f64_or("multifair_log_every", 10.0)?.max(1.0) as usize,
         })
     }
@@ -361,7 +369,16 @@ impl Method for Multifair {
 
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
         let tokens = model.encode(batch.inputs.clone());
-        let aux_logits = model.aux_logits(&tokens);
+        let aux_hidden: Vec<Tensor<2>> = tokens
+            .iter()
+            .zip(&model.aux)
+            .map(|(t, head)| head.hidden(t.clone().detach()))
+            .collect();
+        let aux_logits: Vec<Tensor<2>> = aux_hidden
+            .iter()
+            .zip(&model.aux)
+            .map(|(h, head)| head.classify(h.clone()))
+            .collect();
         let [b, _] = batch.onehot.dims();
         let y = batch.onehot.clone().slice([0..b, 1..2]).reshape([b]);
         // Statistics from a detached pass of the fusion (same forward values, no second graph).
@@ -389,9 +406,27 @@ impl Method for Multifair {
                 scale_gradient(t.clone(), w)
             })
             .collect();
-        let fused_logits = model.fuse(&scaled, Some(&batch.group_ids));
+        let hidden = model.fused_hidden(&scaled, Some(&batch.group_ids));
+        let fused_logits = model.head.classify(hidden.clone());
         let fused = cross_entropy(fused_logits.clone(), batch.onehot.clone());
         let mut total = fused.clone();
+        let direction = (self.config.direction > 0.0).then(|| {
+            let g_fused = last_layer_gradient(hidden, fused_logits.clone(), batch.onehot.clone());
+            let terms: Vec<Tensor<1>> = aux_hidden
+                .into_iter()
+                .zip(&aux_logits)
+                .enumerate()
+                .map(|(i, (h, u))| {
+                    let g = last_layer_gradient(h, u.clone(), batch.onehot.clone()).detach();
+                    let b_m = modulation.coeff.clone().slice([i..i + 1]).detach();
+                    cosine(g_fused.clone(), g).neg().add_scalar(1.0) * b_m
+                })
+                .collect();
+            Tensor::cat(terms, 0).sum()
+        });
+        if let Some(term) = &direction {
+            total = total + term.clone().mul_scalar(self.config.direction);
+        }
         let fairness = if self.config.fairness > 0.0 {
             let (members, _) = self.members(&batch.groups, &y.device());
             let loss = self.fairness_loss(positive_probability(fused_logits), y, members);
@@ -421,6 +456,9 @@ impl Method for Multifair {
             stats.insert("priority".into(), host(modulation.priority)[0]);
             if let Some(loss) = fairness {
                 stats.insert("fairness_loss".into(), host(loss)[0]);
+            }
+            if let Some(term) = direction {
+                stats.insert("direction_loss".into(), host(term)[0]);
             }
         }
         StepOutput {
