@@ -282,6 +282,15 @@ fn every_method_trains_on_the_synthetic_benchmark() {
         );
         let run: Value = serde_json::from_str(&read(&out.join("run.json"))).unwrap();
         assert_eq!(run["config"]["method"], *name);
+        // Unknown race codes are counted, never assigned a group.
+        let groups = &run["train_groups"];
+        let known: u64 = groups["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum();
+        assert_eq!(known + groups["unknown"].as_u64().unwrap(), 48);
         let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
         assert!(test["auc"].as_f64().is_some_and(f64::is_finite), "{name}");
         if *name == "multifair_ref" {

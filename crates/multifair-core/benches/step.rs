@@ -42,7 +42,6 @@ fn bench(c: &mut Criterion) {
             modalities: 2,
             group_counts: vec![6, 5, 5],
             unknown: 0,
-            epochs: 1,
         };
         method.prepare(&setup).unwrap();
         group.bench_function(info.name, |bencher| {

@@ -73,7 +73,6 @@ pub struct Setup {
     pub group_counts: Vec<usize>,
     /// Training samples whose code is unknown (-1).
     pub unknown: usize,
-    pub epochs: usize,
 }
 
 /// What a step hands back to the engine: the gradients to clip and apply, the loss (read once

@@ -45,7 +45,6 @@ fn method_and_model(info: &MethodInfo, device: &Device) -> (Box<dyn Method>, Mul
             modalities: modalities.len(),
             group_counts: vec![10, 20, 30],
             unknown: 2,
-            epochs: 3,
         })
         .unwrap_or_else(|e| panic!("{}: {e}", info.name));
     let kinds: Vec<(&str, &str)> = modalities

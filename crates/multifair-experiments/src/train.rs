@@ -320,6 +320,8 @@ struct Run {
     /// Positions of the model's modalities in the dataset's batches.
     modality_slots: Vec<usize>,
     model_config: ModelConfig,
+    /// Training samples per group of the run's attribute, and how many have an unknown code.
+    setup: Setup,
     train: Loader,
     val: Loader,
     test: Loader,
@@ -423,7 +425,6 @@ impl Run {
             modalities: modality_slots.len(),
             group_counts,
             unknown,
-            epochs: config.epochs,
         };
         method
             .prepare(&setup)
@@ -445,6 +446,7 @@ impl Run {
             kind,
             modality_slots,
             model_config,
+            setup,
         })
     }
 
@@ -669,6 +671,11 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
             "config": &config,
             "model": &run.model_config,
             "modalities": run.model_config.names(),
+            "train_groups": {
+                "attribute": &config.attribute,
+                "counts": &run.setup.group_counts,
+                "unknown": run.setup.unknown,
+            },
             "git_commit": git_commit(),
             "versions": {"multifair": env!("CARGO_PKG_VERSION"), "burn": "0.22.1"},
         }),
