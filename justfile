@@ -11,6 +11,16 @@ demo:
 compare *ARGS:
     cargo run --release -- compare {{ARGS}}
 
+# A paper table end to end: `just reproduce table1 [--data-dir DIR] [--seeds N] [--jobs J]
+# [--methods erm,multifair] [--device libtorch-cuda:0]` (table1, table2, ablation, demo). Without
+# data it says the datasets are gated and runs the same spec on the synthetic benchmark.
+reproduce name *ARGS:
+    cargo run --release {{ if ARGS =~ "libtorch" { "--features tch" } else { "" } }} -- reproduce {{name}} {{ARGS}}
+
+# Expand a spec into runs: `just sweep experiments/table1.toml --emit local|shell|slurm --jobs J`.
+sweep spec *ARGS:
+    cargo run --release -- sweep {{spec}} {{ARGS}}
+
 # Train one run, e.g. `just train --dataset fairvision --data-dir DIR --method erm --out results/run`.
 train *ARGS:
     cargo run --release -- train {{ARGS}}

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use multifair_data::synthetic::{self, SyntheticConfig};
 use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind};
@@ -82,6 +83,45 @@ enum Command {
         device: String,
         #[arg(long, default_value = "results/compare")]
         out: PathBuf,
+    },
+    /// Expands a spec (experiments/*.toml) into methods x attributes x seeds; runs whose
+    /// folder already holds test.json are skipped, interrupted ones resume.
+    Sweep {
+        /// A spec file, or the name of a built-in one (table1, table2, ablation, demo).
+        spec: String,
+        /// local: run here with --jobs processes; shell: print one command per run;
+        /// slurm: write OUT/sweep.sbatch (an array job) and OUT/commands.txt.
+        #[arg(long, default_value = "local")]
+        emit: String,
+        #[command(flatten)]
+        sweep: SweepArgs,
+    },
+    /// Runs a built-in spec (table1, table2, ablation, demo) and writes its tables and figures.
+    Reproduce {
+        name: String,
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// Where the figures go (default figures/NAME).
+        #[arg(long)]
+        figures: Option<PathBuf>,
+    },
+    /// Methods-as-rows tables of a sweep's results: mean ± std over seeds, paired tests.
+    Table {
+        results: PathBuf,
+        /// md, latex or csv.
+        #[arg(long, default_value = "md")]
+        format: String,
+        /// Write here instead of printing.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Figures of a sweep's results (SVG and PNG): ROC per group, group AUC bars, training
+    /// dynamics, modality x group heat map.
+    Plot {
+        results: PathBuf,
+        /// Default: figures/ and the results folder's name.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Writes the synthetic benchmark in a real dataset's layout, with `meta.json`.
     Generate {
@@ -169,6 +209,48 @@ enum DataCommand {
     },
 }
 
+/// Options shared by `sweep` and `reproduce`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SweepArgs {
+    /// The real dataset (else the dataset's environment variable, else the synthetic benchmark).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Seeds per method and attribute (default: the spec's).
+    #[arg(long)]
+    seeds: Option<usize>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Only these row labels, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<String>>,
+    /// flex, libtorch or libtorch-cuda:N for every run.
+    #[arg(long)]
+    device: Option<String>,
+    /// Worker processes for local runs (or the Slurm array's limit).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Results folder (default results/SPEC_NAME).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl SweepArgs {
+    fn overrides(&self) -> crate::sweep::Overrides {
+        crate::sweep::Overrides {
+            seeds: self.seeds,
+            epochs: self.epochs,
+            labels: self.methods.clone(),
+            device: self.device.clone(),
+        }
+    }
+
+    fn out(&self, spec: &crate::sweep::Spec) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("results").join(&spec.name))
+    }
+}
+
 fn parse_set(pair: &str) -> Result<(String, String), String> {
     pair.split_once('=')
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -231,6 +313,74 @@ pub fn run() -> anyhow::Result<()> {
                 device,
             })?;
             println!("{summary}");
+            Ok(())
+        }
+        Command::Sweep { spec, emit, sweep } => {
+            let spec = if std::path::Path::new(&spec).is_file() {
+                crate::sweep::Spec::load(std::path::Path::new(&spec))?
+            } else {
+                crate::reproduce::builtin(&spec)?
+            };
+            let out = sweep.out(&spec);
+            let data = crate::reproduce::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
+            let plan = crate::sweep::plan(&spec, &data, &sweep.overrides())?;
+            let todo = crate::sweep::write_plan(&plan, &out)?;
+            eprintln!(
+                "{}: {} runs, {} to do",
+                spec.name,
+                plan.runs.len(),
+                todo.len()
+            );
+            match emit.as_str() {
+                "local" => crate::sweep::run_local(&todo, &out, sweep.jobs, false),
+                kind => {
+                    print!(
+                        "{}",
+                        crate::sweep::emit(kind, &todo, &out, &spec.name, sweep.jobs)?
+                    );
+                    Ok(())
+                }
+            }
+        }
+        Command::Reproduce {
+            name,
+            sweep,
+            figures,
+        } => {
+            let spec = crate::reproduce::builtin(&name)?;
+            let out = sweep.out(&spec);
+            let figures = figures.unwrap_or_else(|| PathBuf::from("figures").join(&spec.name));
+            let table = crate::reproduce::reproduce(
+                &spec,
+                sweep.data_dir.as_deref(),
+                &out,
+                &figures,
+                &sweep.overrides(),
+                sweep.jobs,
+            )?;
+            println!("{table}");
+            Ok(())
+        }
+        Command::Table {
+            results,
+            format,
+            out,
+        } => {
+            let text = crate::table::render(&crate::table::load(&results)?, &format)?;
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::Plot { results, out } => {
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("figures").join(results.file_name().unwrap_or_default())
+            });
+            for path in crate::plot::plot(&results, &out)? {
+                println!("{}", path.display());
+            }
             Ok(())
         }
         Command::Generate {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use multifair_data::DatasetKind;
 use multifair_data::synthetic::FAILED_RACE;
-use multifair_metrics::{BootstrapConfig, paired_seed_bootstrap};
+use multifair_metrics::{BootstrapConfig, paired_seed_bootstrap, sign_flip_p};
 use multifair_models::presets::ModelSize;
 use serde_json::{Value, json};
 
@@ -229,11 +229,14 @@ fn summarise(runs: &[MethodRuns], attribute: &str, meta: Option<&Value>) -> (Str
     if runs.len() > 1 {
         let _ = writeln!(
             text,
-            "\nAgainst {} (same seed, same data): mean difference, 95% bootstrap interval over seeds, two-sided p.\n",
+            "\nAgainst {} (same seed, same data): mean difference, 95% bootstrap interval over seeds, two-sided bootstrap p and exact sign-flip p (with n seeds the sign-flip p cannot go below 2/2^n).\n",
             runs[0].method
         );
-        let _ = writeln!(text, "| method | metric | difference | interval | p |");
-        let _ = writeln!(text, "|---|---|---|---|---|");
+        let _ = writeln!(
+            text,
+            "| method | metric | difference | interval | bootstrap p | sign-flip p |"
+        );
+        let _ = writeln!(text, "|---|---|---|---|---|---|");
         for r in &runs[1..] {
             for (label, path) in &focus {
                 let diffs: Vec<f64> = r
@@ -243,15 +246,20 @@ fn summarise(runs: &[MethodRuns], attribute: &str, meta: Option<&Value>) -> (Str
                     .filter_map(|(a, b)| Some(at(a, path)? - at(b, path)?))
                     .collect();
                 if let Some((mean, interval, p)) = paired_seed_bootstrap(&diffs, &config) {
+                    let flip = sign_flip_p(&diffs);
                     let _ = writeln!(
                         text,
-                        "| {} | {label} | {mean:+.3} | [{:+.3}, {:+.3}] | {p:.3} |",
-                        r.method, interval.low, interval.high
+                        "| {} | {label} | {mean:+.3} | [{:+.3}, {:+.3}] | {p:.3} | {} |",
+                        r.method,
+                        interval.low,
+                        interval.high,
+                        flip.map_or("-".into(), |p| format!("{p:.3}"))
                     );
                     compared.push(json!({
                         "method": r.method, "against": runs[0].method, "metric": label,
                         "differences": diffs, "mean": mean,
                         "interval": [interval.low, interval.high], "p": p,
+                        "sign_flip_p": flip,
                     }));
                 }
             }

@@ -7,4 +7,8 @@ pub mod demo;
 pub mod device;
 pub mod evaluate;
 pub mod optim;
+pub mod plot;
+pub mod reproduce;
+pub mod sweep;
+pub mod table;
 pub mod train;

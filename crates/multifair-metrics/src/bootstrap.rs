@@ -366,9 +366,44 @@ pub fn paired_seed_bootstrap(
     Some((mean, Interval::from_values(means, config.level)?, p))
 }
 
+/// Exact paired sign-flip (randomisation) test of per-seed differences: the share of the 2^n
+/// sign assignments whose |sum| reaches the observed |sum| (two-sided). Unlike the bootstrap
+/// it stays honest with few seeds: with 5 seeds the smallest possible p is 2/32 = 0.0625.
+/// Exact up to 20 differences; `None` beyond, or when empty.
+pub fn sign_flip_p(differences: &[f64]) -> Option<f64> {
+    let n = differences.len();
+    if n == 0 || n > 20 {
+        return None;
+    }
+    let observed = differences.iter().sum::<f64>().abs();
+    let tolerance = 1e-12 * differences.iter().map(|d| d.abs()).sum::<f64>().max(1.0);
+    let reached = (0u32..1 << n)
+        .filter(|mask| {
+            let total: f64 = differences
+                .iter()
+                .enumerate()
+                .map(|(i, d)| if mask >> i & 1 == 1 { -d } else { *d })
+                .sum();
+            total.abs() >= observed - tolerance
+        })
+        .count();
+    Some(reached as f64 / (1u64 << n) as f64)
+}
+
 #[cfg(test)]
 mod seed_tests {
     use super::*;
+
+    #[test]
+    fn sign_flip_by_hand() {
+        // [1, 2, 3]: only all-plus and all-minus reach |6| of 8 assignments.
+        assert_eq!(sign_flip_p(&[1.0, 2.0, 3.0]), Some(0.25));
+        // [1, -1]: the observed sum is 0, which every assignment reaches.
+        assert_eq!(sign_flip_p(&[1.0, -1.0]), Some(1.0));
+        // Five positive differences: 2/32.
+        assert_eq!(sign_flip_p(&[0.1, 0.2, 0.3, 0.1, 0.2]), Some(0.0625));
+        assert_eq!(sign_flip_p(&[]), None);
+    }
 
     #[test]
     fn seed_bootstrap_p_values() {

@@ -13,7 +13,7 @@ mod frame;
 pub use auc::{Ranking, auc};
 pub use bootstrap::{
     BootstrapConfig, FrameIntervals, Interval, Metric, PairedTest, bootstrap_frame,
-    paired_bootstrap, paired_seed_bootstrap,
+    paired_bootstrap, paired_seed_bootstrap, sign_flip_p,
 };
 pub use calibration::{ECE_BINS, ece};
 pub use frame::{GroupFrame, GroupStats, Predictions, UNKNOWN};

@@ -26,6 +26,13 @@ impl ModelSize {
         }
     }
 
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelSize::Tiny => "tiny",
+            ModelSize::Paper => "paper",
+        }
+    }
+
     /// Input sizes the preset expects: (image size, OCT slices).
     pub fn inputs(self) -> (usize, usize) {
         match self {

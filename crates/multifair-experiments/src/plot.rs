@@ -1,0 +1,578 @@
+//! Figures of a sweep (plotters; each as SVG and PNG): ROC curves per group, per-group AUC bars
+//! with 95% intervals over seeds, training dynamics (modality coefficients B_m, group factors,
+//! the validation group-AUC gap per epoch) and the modality x group report as a heat map.
+//! Text uses the DejaVu Sans font shipped in `assets/`, so no system font is needed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use serde_json::Value;
+
+use crate::sweep::{Plan, PlannedRun};
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+fn err(e: impl std::fmt::Debug) -> anyhow::Error {
+    anyhow!("drawing: {e:?}")
+}
+
+/// Draws with `$draw(root, args...)` into `$stem.svg` and `$stem.png`.
+macro_rules! both {
+    ($stem:expr, $size:expr, $draw:ident, $($arg:expr),*) => {{
+        let stem: &Path = $stem;
+        let svg = stem.with_extension("svg");
+        $draw(SVGBackend::new(&svg, $size).into_drawing_area(), $($arg),*)?;
+        let png = stem.with_extension("png");
+        {
+            let root = BitMapBackend::new(&png, $size).into_drawing_area();
+            $draw(root.clone(), $($arg),*)?;
+            root.present().map_err(err)?;
+        }
+        vec![svg, png]
+    }};
+}
+
+/// Per group code: the ROC curve (FPR, TPR) of `probs` against `labels`.
+pub fn roc(probs: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let pos = labels.iter().filter(|&&y| y).count().max(1) as f64;
+    let neg = labels.iter().filter(|&&y| !y).count().max(1) as f64;
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut points = vec![(0.0, 0.0)];
+    for (k, &i) in order.iter().enumerate() {
+        if labels[i] {
+            tp += 1.0
+        } else {
+            fp += 1.0
+        }
+        // One point per distinct score (ties move together).
+        if k + 1 == order.len() || probs[order[k + 1]] != probs[i] {
+            points.push((fp / neg, tp / pos));
+        }
+    }
+    points
+}
+
+/// (prob, label, code of `attribute`) rows of a predictions.csv.
+fn predictions(path: &Path, attribute: &str) -> anyhow::Result<Vec<(f64, bool, i64)>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let headers = reader.headers()?.clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| anyhow!("{}: no column '{name}'", path.display()))
+    };
+    let (p, y, a) = (col("prob")?, col("label")?, col(attribute)?);
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let r = record?;
+        rows.push((r[p].parse()?, &r[y] == "1", r[a].parse()?));
+    }
+    Ok(rows)
+}
+
+fn palette(i: usize) -> RGBColor {
+    const COLORS: [RGBColor; 8] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+    ];
+    COLORS[i % COLORS.len()]
+}
+
+type Curves = Vec<(String, Vec<(String, Vec<(f64, f64)>)>)>;
+
+fn draw_roc<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    panels: &Curves,
+    attribute: &str,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let cols = panels.len().clamp(1, 3);
+    let rows = panels.len().div_ceil(cols).max(1);
+    for (area, (label, curves)) in root.split_evenly((rows, cols)).iter().zip(panels) {
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("{label} ({attribute})"), ("sans-serif", 18))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(40)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("false positive rate")
+            .y_desc("true positive rate")
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
+            .map_err(err)?;
+        for (i, (group, points)) in curves.iter().enumerate() {
+            let color = palette(i);
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(group.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 15, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .label_font(("sans-serif", 12))
+            .draw()
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// (label, group, mean, half-width of the 95% interval)
+type Bars = Vec<(String, String, f64, f64)>;
+
+fn draw_bars<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    bars: &Bars,
+    attribute: &str,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let labels: Vec<String> = bars.iter().fold(Vec::new(), |mut v, (l, ..)| {
+        if !v.contains(l) {
+            v.push(l.clone())
+        }
+        v
+    });
+    let groups: Vec<String> = bars
+        .iter()
+        .map(|(_, g, ..)| g.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let lo = bars
+        .iter()
+        .map(|(_, _, m, h)| m - h)
+        .fold(1.0f64, f64::min)
+        .min(0.5);
+    let width = labels.len() as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("test AUC per {attribute} group (mean, 95% interval over seeds)"),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..width, (lo - 0.02)..1f64)
+        .map_err(err)?;
+    let names = labels.clone();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(labels.len() * 2 + 1)
+        .x_label_formatter(&move |x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 1e-6 && i < names.len() {
+                names[i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("AUC")
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    let slot = 0.8 / groups.len().max(1) as f64;
+    for (gi, group) in groups.iter().enumerate() {
+        let color = palette(gi);
+        let mine: Vec<(f64, f64, f64)> = bars
+            .iter()
+            .filter(|(_, g, ..)| g == group)
+            .map(|(l, _, m, h)| {
+                let x = labels.iter().position(|x| x == l).unwrap() as f64 + 0.1 + slot * gi as f64;
+                (x, *m, *h)
+            })
+            .collect();
+        chart
+            .draw_series(mine.iter().map(|&(x, m, _)| {
+                Rectangle::new([(x, lo - 0.02), (x + slot * 0.9, m)], color.filled())
+            }))
+            .map_err(err)?
+            .label(format!("{attribute}={group}"))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        chart
+            .draw_series(mine.iter().map(|&(x, m, h)| {
+                let c = x + slot * 0.45;
+                PathElement::new([(c, m - h), (c, m + h)], BLACK.stroke_width(1))
+            }))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .label_font(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// (series name, points (epoch, value))
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+
+fn draw_lines<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    series: &Series,
+    title: &str,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let epochs = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(x, _)| *x))
+        .fold(1.0f64, f64::max);
+    let (lo, hi) = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(_, y)| *y))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
+            (a.min(y), b.max(y))
+        });
+    let (lo, hi) = if lo.is_finite() {
+        (lo.min(0.0), hi.max(1.0) * 1.05)
+    } else {
+        (0.0, 1.0)
+    };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(1f64..epochs.max(2.0), lo..hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = palette(i);
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .label_font(("sans-serif", 11))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Rows (label / modality), columns (groups), values (None: undefined).
+type Heat = (Vec<String>, Vec<String>, Vec<Vec<Option<f64>>>);
+
+fn draw_heat<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    heat: &Heat,
+    attribute: &str,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let (rows, cols, values) = heat;
+    let (title, body) = root.split_vertically(40);
+    title
+        .titled(
+            &format!("auxiliary-head test AUC per modality and {attribute} group"),
+            ("sans-serif", 18),
+        )
+        .map_err(err)?;
+    let (names, grid) = body.split_horizontally(220);
+    let cells = grid.split_evenly((rows.len().max(1) + 1, cols.len().max(1)));
+    let name_cells = names.split_evenly((rows.len().max(1) + 1, 1));
+    for (j, c) in cols.iter().enumerate() {
+        cells[j]
+            .draw(&Text::new(
+                format!("{attribute}={c}"),
+                (10, 10),
+                ("sans-serif", 14),
+            ))
+            .map_err(err)?;
+    }
+    for (i, r) in rows.iter().enumerate() {
+        name_cells[i + 1]
+            .draw(&Text::new(r.clone(), (8, 10), ("sans-serif", 13)))
+            .map_err(err)?;
+        for j in 0..cols.len() {
+            let area = &cells[(i + 1) * cols.len() + j];
+            match values[i][j] {
+                Some(v) => {
+                    // 0.5 (chance) white to 1.0 dark blue.
+                    let t = ((v - 0.5) / 0.5).clamp(0.0, 1.0);
+                    let color = RGBColor(
+                        (255.0 - 224.0 * t) as u8,
+                        (255.0 - 136.0 * t) as u8,
+                        (255.0 - 75.0 * t) as u8,
+                    );
+                    area.fill(&color).map_err(err)?;
+                    let ink = if t > 0.6 { WHITE } else { BLACK };
+                    area.draw(&Text::new(
+                        format!("{v:.3}"),
+                        (10, 10),
+                        ("sans-serif", 14).into_font().color(&ink),
+                    ))
+                    .map_err(err)?;
+                }
+                None => {
+                    area.draw(&Text::new("n/a", (10, 10), ("sans-serif", 14)))
+                        .map_err(err)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// Writes every figure of the sweep in `results` into `out`; returns the files written.
+pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    register_font();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let plan: Plan = serde_json::from_str(
+        &std::fs::read_to_string(results.join("sweep.json")).with_context(|| {
+            format!(
+                "reading {}/sweep.json (run a sweep first)",
+                results.display()
+            )
+        })?,
+    )?;
+    let labels: Vec<String> = plan.spec.runs.iter().map(|r| r.label.clone()).collect();
+    let runs = |label: &str, attribute: &str| -> Vec<&PlannedRun> {
+        plan.runs
+            .iter()
+            .filter(|r| r.label == label && r.attribute == attribute)
+            .collect()
+    };
+    let mut written = Vec::new();
+    for attribute in &plan.spec.attributes {
+        // ROC per group, each method's first seed.
+        let mut panels: Curves = Vec::new();
+        for label in &labels {
+            let Some(run) = runs(label, attribute)
+                .into_iter()
+                .find(|r| r.seed_index == 0)
+            else {
+                continue;
+            };
+            let Ok(rows) = predictions(
+                &results.join(&run.folder).join("predictions.csv"),
+                attribute,
+            ) else {
+                continue;
+            };
+            let codes: BTreeSet<i64> = rows.iter().map(|r| r.2).filter(|&c| c >= 0).collect();
+            // A group without both classes has no ROC curve.
+            let curves = codes
+                .iter()
+                .filter_map(|&c| {
+                    let (p, y): (Vec<f64>, Vec<bool>) =
+                        rows.iter().filter(|r| r.2 == c).map(|r| (r.0, r.1)).unzip();
+                    (y.contains(&true) && y.contains(&false))
+                        .then(|| (format!("{attribute}={c}"), roc(&p, &y)))
+                })
+                .collect();
+            panels.push((label.clone(), curves));
+        }
+        if !panels.is_empty() {
+            let rows = panels.len().div_ceil(3) as u32;
+            written.extend(both!(
+                &out.join(format!("roc-{attribute}")),
+                (1200, 380 * rows),
+                draw_roc,
+                &panels,
+                attribute
+            ));
+        }
+
+        // Group AUC bars over seeds, and the modality x group heat map.
+        let mut bars: Bars = Vec::new();
+        let mut heat_rows = Vec::new();
+        let mut heat_values: Vec<BTreeMap<String, f64>> = Vec::new();
+        let mut groups = BTreeSet::new();
+        for label in &labels {
+            let tests: Vec<Value> = runs(label, attribute)
+                .iter()
+                .filter_map(|r| read_json(&results.join(&r.folder).join("test.json")))
+                .collect();
+            let mut per_group: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            let mut per_modality: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+            for t in &tests {
+                if let Some(gs) = t["attributes"][attribute]["groups"].as_object() {
+                    for (g, v) in gs {
+                        if let Some(a) = v["auc"].as_f64() {
+                            per_group.entry(g.clone()).or_default().push(a);
+                        }
+                    }
+                }
+                if let Some(report) = t["modality_group_report"].as_object() {
+                    for (modality, r) in report {
+                        if let Some(gs) = r["aux"][attribute]["groups"].as_object() {
+                            for (g, v) in gs {
+                                if let Some(a) = v.as_f64() {
+                                    per_modality
+                                        .entry(modality.clone())
+                                        .or_default()
+                                        .entry(g.clone())
+                                        .or_default()
+                                        .push(a);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            for (g, v) in per_group {
+                let m = mean(&v);
+                let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>()
+                    / (v.len() as f64 - 1.0).max(1.0))
+                .sqrt();
+                let half = if v.len() > 1 {
+                    1.96 * sd / (v.len() as f64).sqrt()
+                } else {
+                    0.0
+                };
+                groups.insert(g.clone());
+                bars.push((label.clone(), g, m, half));
+            }
+            for (modality, gs) in per_modality {
+                heat_rows.push(format!("{label} / {modality}"));
+                heat_values.push(gs.iter().map(|(g, v)| (g.clone(), mean(v))).collect());
+            }
+        }
+        if !bars.is_empty() {
+            written.extend(both!(
+                &out.join(format!("group-auc-{attribute}")),
+                (1200, 600),
+                draw_bars,
+                &bars,
+                attribute
+            ));
+        }
+        if !heat_rows.is_empty() {
+            let cols: Vec<String> = groups.iter().cloned().collect();
+            let values = heat_values
+                .iter()
+                .map(|row| cols.iter().map(|c| row.get(c).copied()).collect())
+                .collect();
+            let height = 40 + 36 * (heat_rows.len() as u32 + 1);
+            let heat: Heat = (heat_rows, cols, values);
+            written.extend(both!(
+                &out.join(format!("modality-group-{attribute}")),
+                (900, height.max(200)),
+                draw_heat,
+                &heat,
+                attribute
+            ));
+        }
+    }
+
+    // Training dynamics of each method with statistics: first attribute, first seed.
+    let attribute = &plan.spec.attributes[0];
+    for label in &labels {
+        let Some(run) = runs(label, attribute)
+            .into_iter()
+            .find(|r| r.seed_index == 0)
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(results.join(&run.folder).join("metrics.jsonl"))
+        else {
+            continue;
+        };
+        let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for line in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        {
+            let (Some(epoch), None) = (line["epoch"].as_f64(), line.get("step")) else {
+                continue;
+            };
+            if let Some(stats) = line["method"].as_object() {
+                for (k, v) in stats {
+                    if (k.starts_with("coeff_") || k.starts_with("factor_"))
+                        && let Some(v) = v.as_f64()
+                    {
+                        series.entry(k.clone()).or_default().push((epoch, v));
+                    }
+                }
+            }
+            if let Some(gap) = line["val"]["auc_gap"][attribute.as_str()].as_f64() {
+                series
+                    .entry(format!("val AUC gap ({attribute})"))
+                    .or_default()
+                    .push((epoch, gap));
+            }
+        }
+        if series.keys().any(|k| k.starts_with("coeff_")) {
+            let series: Series = series.into_iter().collect();
+            written.extend(both!(
+                &out.join(format!("dynamics-{label}")),
+                (1000, 600),
+                draw_lines,
+                &series,
+                &format!("{label}: modality coefficients, group factors, val gap")
+            ));
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roc_by_hand() {
+        // Scores 0.9 (pos), 0.8 (neg), 0.7 (pos), 0.1 (neg).
+        let points = roc(&[0.9, 0.8, 0.7, 0.1], &[true, false, true, false]);
+        assert_eq!(
+            points,
+            vec![(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]
+        );
+        // Tied scores move together.
+        let points = roc(&[0.5, 0.5], &[true, false]);
+        assert_eq!(points, vec![(0.0, 0.0), (1.0, 1.0)]);
+    }
+}

@@ -1,0 +1,105 @@
+//! `multifair reproduce NAME`: the spec `experiments/NAME.toml` (built in), swept locally, then
+//! its tables (md, LaTeX, CSV) and figures. The real data come from `--data-dir` or the
+//! dataset's environment variable; without either, the command says the data are gated and runs
+//! the same spec on the synthetic benchmark written in the same format.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use multifair_data::DatasetKind;
+use multifair_data::synthetic::{SyntheticConfig, generate};
+
+use crate::sweep::{Overrides, Spec, plan, run_local, write_plan};
+
+/// The built-in specs, by name.
+pub const SPECS: &[(&str, &str)] = &[
+    ("table1", include_str!("../../../experiments/table1.toml")),
+    ("table2", include_str!("../../../experiments/table2.toml")),
+    (
+        "ablation",
+        include_str!("../../../experiments/ablation.toml"),
+    ),
+    ("demo", include_str!("../../../experiments/demo.toml")),
+];
+
+pub fn builtin(name: &str) -> anyhow::Result<Spec> {
+    match SPECS.iter().find(|(n, _)| *n == name) {
+        Some((n, text)) => Spec::parse(text, &format!("experiments/{n}.toml")),
+        None => {
+            let names: Vec<&str> = SPECS.iter().map(|(n, _)| *n).collect();
+            bail!("no spec '{name}'; built in: {}", names.join(", "))
+        }
+    }
+}
+
+/// The environment variable that points at a real dataset.
+fn env_var(kind: DatasetKind) -> &'static str {
+    match kind {
+        DatasetKind::FairVision => "FAIRVISION_DIR",
+        DatasetKind::FairVlmed => "FAIRVLMED_DIR",
+        DatasetKind::HarvardGf => "HARVARD_GF_DIR",
+    }
+}
+
+/// The data a spec runs on: `data_dir`, else the environment variable, else the synthetic
+/// benchmark under `out/data` (written once), with a message saying so.
+pub fn resolve_data(spec: &Spec, data_dir: Option<&Path>, out: &Path) -> anyhow::Result<PathBuf> {
+    let kind = DatasetKind::from_name(&spec.dataset).map_err(anyhow::Error::msg)?;
+    if let Some(dir) = data_dir {
+        return Ok(dir.to_path_buf());
+    }
+    if let Some(dir) = std::env::var_os(env_var(kind)) {
+        return Ok(PathBuf::from(dir));
+    }
+    let data = out.join("data");
+    eprintln!(
+        "{} is gated (access by request: see datasets/README.md) and neither --data-dir nor {} \
+         is set: running {} on the synthetic {}-format benchmark in {}",
+        kind.name(),
+        env_var(kind),
+        spec.name,
+        kind.name(),
+        data.display()
+    );
+    if !data.join("meta.json").is_file() {
+        generate(&SyntheticConfig::new(kind, spec.base_seed), &data)
+            .with_context(|| format!("writing {}", data.display()))?;
+    }
+    Ok(data)
+}
+
+/// Sweeps `spec` locally into `out`, then writes `out/table.{md,tex,csv}` and the figures into
+/// `figures`. Returns the markdown table.
+pub fn reproduce(
+    spec: &Spec,
+    data_dir: Option<&Path>,
+    out: &Path,
+    figures: &Path,
+    overrides: &Overrides,
+    jobs: usize,
+) -> anyhow::Result<String> {
+    let data = resolve_data(spec, data_dir, out)?;
+    let plan = plan(spec, &data, overrides)?;
+    let todo = write_plan(&plan, out)?;
+    eprintln!(
+        "{}: {} runs, {} to do",
+        spec.name,
+        plan.runs.len(),
+        todo.len()
+    );
+    run_local(&todo, out, jobs, false)?;
+    let tables = crate::table::load(out)?;
+    for (format, ext) in [("md", "md"), ("latex", "tex"), ("csv", "csv")] {
+        let path = out.join(format!("table.{ext}"));
+        std::fs::write(&path, crate::table::render(&tables, format)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let written = crate::plot::plot(out, figures)?;
+    eprintln!(
+        "tables in {}/table.{{md,tex,csv}}; {} figures in {}",
+        out.display(),
+        written.len(),
+        figures.display()
+    );
+    crate::table::render(&tables, "md")
+}

@@ -1,0 +1,404 @@
+//! Experiment specs (`experiments/*.toml`) and sweeps: a spec expands into methods x
+//! attributes x seeds; each run's folder is named by a hash of its resolved configuration, so
+//! rerunning a sweep skips finished runs and a crashed run resumes from its checkpoint. Runs
+//! execute locally (`--jobs J` worker processes), as shell commands (one per line, for GNU
+//! parallel) or as a Slurm array script.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail, ensure};
+use indicatif::{ProgressBar, ProgressStyle};
+use multifair_data::DatasetKind;
+use multifair_models::presets::ModelSize;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::train::TrainConfig;
+
+/// One row of a spec: a label, a registered method and its `--set` pairs.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecRow {
+    pub label: String,
+    pub method: String,
+    #[serde(default)]
+    pub set: BTreeMap<String, toml::Value>,
+}
+
+/// An experiment spec.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub dataset: String,
+    pub attributes: Vec<String>,
+    pub seeds: usize,
+    #[serde(default)]
+    pub base_seed: u64,
+    pub epochs: usize,
+    #[serde(default = "tiny")]
+    pub model: String,
+    /// `--set` pairs for every run.
+    #[serde(default)]
+    pub set: BTreeMap<String, toml::Value>,
+    pub runs: Vec<SpecRow>,
+}
+
+fn tiny() -> String {
+    "tiny".into()
+}
+
+/// A TOML value as a `--set` value.
+fn set_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Spec {
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Spec> {
+        let spec: Spec = toml::from_str(text).with_context(|| format!("reading {origin}"))?;
+        ensure!(!spec.runs.is_empty(), "{origin}: no [[runs]]");
+        ensure!(!spec.attributes.is_empty(), "{origin}: no attributes");
+        ensure!(spec.seeds > 0, "{origin}: seeds must be at least 1");
+        let mut seen = std::collections::BTreeSet::new();
+        for row in &spec.runs {
+            ensure!(
+                seen.insert(&row.label),
+                "{origin}: the label '{}' appears twice",
+                row.label
+            );
+        }
+        Ok(spec)
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Spec> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Spec::parse(&text, &path.display().to_string())
+    }
+
+    /// The seeds of the runs: drawn from `base_seed` with ChaCha8, so that seed i is the same
+    /// whatever the number of seeds.
+    pub fn seed_values(&self) -> Vec<u64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.base_seed);
+        (0..self.seeds)
+            .map(|_| rng.random_range(0..1_000_000u64))
+            .collect()
+    }
+}
+
+/// One run of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedRun {
+    pub id: String,
+    pub label: String,
+    pub method: String,
+    pub attribute: String,
+    pub seed_index: usize,
+    pub seed: u64,
+    /// The run's folder, relative to the sweep's output folder.
+    pub folder: PathBuf,
+    /// The `--set` pairs that, with the fields above, rebuild `config`.
+    pub sets: Vec<(String, String)>,
+    pub config: TrainConfig,
+}
+
+impl PlannedRun {
+    pub fn finished(&self, out: &Path) -> bool {
+        out.join(&self.folder).join("test.json").is_file()
+    }
+
+    /// The `multifair train` arguments of this run, writing under `out`.
+    pub fn args(&self, out: &Path) -> Vec<String> {
+        let c = &self.config;
+        let mut args: Vec<String> = vec![
+            "train".into(),
+            "--dataset".into(),
+            c.dataset.name().into(),
+            "--data-dir".into(),
+            c.data_dir.display().to_string(),
+            "--method".into(),
+            c.method.clone(),
+            "--attribute".into(),
+            c.attribute.clone(),
+            "--seed".into(),
+            c.seed.to_string(),
+            "--epochs".into(),
+            c.epochs.to_string(),
+            "--model".into(),
+            c.model.name().into(),
+            "--device".into(),
+            c.device.clone(),
+        ];
+        for (k, v) in &self.sets {
+            args.extend(["--set".into(), format!("{k}={v}")]);
+        }
+        args.extend(["--out".into(), out.join(&self.folder).display().to_string()]);
+        args
+    }
+}
+
+/// A sweep's plan, written to `OUT/sweep.json` (the table reads it to know what is missing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub spec: Spec,
+    pub runs: Vec<PlannedRun>,
+}
+
+/// 64-bit FNV-1a: a stable hash of the resolved configuration (std's hasher may change).
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Options that override a spec from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub seeds: Option<usize>,
+    pub epochs: Option<usize>,
+    /// Keep only these labels (in the spec's order).
+    pub labels: Option<Vec<String>>,
+    pub device: Option<String>,
+}
+
+/// Expands `spec` over `data_dir` into runs (folders under `runs/`).
+pub fn plan(spec: &Spec, data_dir: &Path, overrides: &Overrides) -> anyhow::Result<Plan> {
+    let mut spec = spec.clone();
+    if let Some(n) = overrides.seeds {
+        spec.seeds = n;
+    }
+    if let Some(e) = overrides.epochs {
+        spec.epochs = e;
+    }
+    if let Some(labels) = &overrides.labels {
+        for l in labels {
+            if !spec.runs.iter().any(|r| &r.label == l) {
+                let known: Vec<&str> = spec.runs.iter().map(|r| r.label.as_str()).collect();
+                bail!(
+                    "no run labelled '{l}' in {}; labels: {}",
+                    spec.name,
+                    known.join(", ")
+                );
+            }
+        }
+        spec.runs.retain(|r| labels.contains(&r.label));
+    }
+    let dataset = DatasetKind::from_name(&spec.dataset).map_err(anyhow::Error::msg)?;
+    let model = ModelSize::from_name(&spec.model).map_err(anyhow::Error::msg)?;
+    let device = overrides.device.clone().unwrap_or_else(|| "flex".into());
+    let seeds = spec.seed_values();
+    let mut runs = Vec::new();
+    for row in &spec.runs {
+        let mut sets: Vec<(String, String)> = spec
+            .set
+            .iter()
+            .map(|(k, v)| (k.clone(), set_value(v)))
+            .collect();
+        sets.extend(row.set.iter().map(|(k, v)| (k.clone(), set_value(v))));
+        for attribute in &spec.attributes {
+            for (seed_index, &seed) in seeds.iter().enumerate() {
+                let config = TrainConfig::resolve(
+                    dataset,
+                    data_dir.to_path_buf(),
+                    &row.method,
+                    attribute,
+                    seed,
+                    spec.epochs,
+                    model,
+                    &device,
+                    &sets,
+                )
+                .with_context(|| format!("{}: run '{}'", spec.name, row.label))?;
+                let id = format!("{:016x}", fnv1a(&serde_json::to_string(&config)?));
+                let folder = PathBuf::from("runs")
+                    .join(&row.label)
+                    .join(attribute)
+                    .join(format!("seed{seed_index}-{}", &id[..8]));
+                runs.push(PlannedRun {
+                    id,
+                    label: row.label.clone(),
+                    method: row.method.clone(),
+                    attribute: attribute.clone(),
+                    seed_index,
+                    seed,
+                    folder,
+                    sets: sets.clone(),
+                    config,
+                });
+            }
+        }
+    }
+    Ok(Plan { spec, runs })
+}
+
+/// Shell-quotes one argument.
+fn quote(arg: &str) -> String {
+    if arg
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+".contains(c))
+    {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// The command line of one run, with the path of this executable.
+pub fn command_line(run: &PlannedRun, out: &Path) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("locating the multifair executable")?;
+    let mut parts = vec![quote(&exe.display().to_string())];
+    parts.extend(run.args(out).iter().map(|a| quote(a)));
+    Ok(parts.join(" "))
+}
+
+/// Writes `out/sweep.json` and returns the runs still to do.
+pub fn write_plan(plan: &Plan, out: &Path) -> anyhow::Result<Vec<PlannedRun>> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(
+        out.join("sweep.json"),
+        serde_json::to_string_pretty(plan)? + "\n",
+    )?;
+    Ok(plan
+        .runs
+        .iter()
+        .filter(|r| !r.finished(out))
+        .cloned()
+        .collect())
+}
+
+/// Runs `todo` with `jobs` worker processes; each run's output goes to `FOLDER/train.log`.
+/// Every run is attempted; the failures are listed at the end.
+pub fn run_local(todo: &[PlannedRun], out: &Path, jobs: usize, quiet: bool) -> anyhow::Result<()> {
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("locating the multifair executable")?;
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(todo.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("runs {bar:30} {pos}/{len} {elapsed}<{eta} {msg}")
+                .expect("template"),
+        );
+        bar
+    };
+    let next = AtomicUsize::new(0);
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1).min(todo.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(run) = todo.get(i) else { break };
+                    let result = (|| -> anyhow::Result<bool> {
+                        let folder = out.join(&run.folder);
+                        std::fs::create_dir_all(&folder)?;
+                        let log = std::fs::File::create(folder.join("train.log"))?;
+                        let status = Command::new(&exe)
+                            .args(run.args(out))
+                            .stdout(log.try_clone()?)
+                            .stderr(log)
+                            .status()?;
+                        Ok(status.success())
+                    })();
+                    match result {
+                        Ok(true) => {}
+                        Ok(false) => failures.lock().unwrap().push(format!(
+                            "{} / {} / seed {}: see {}",
+                            run.label,
+                            run.attribute,
+                            run.seed_index,
+                            out.join(&run.folder).join("train.log").display()
+                        )),
+                        Err(e) => failures.lock().unwrap().push(format!(
+                            "{} / {} / seed {}: {e}",
+                            run.label, run.attribute, run.seed_index
+                        )),
+                    }
+                    bar.set_message(run.label.clone());
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let failures = failures.lock().unwrap();
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} runs failed:\n  {}",
+            failures.len(),
+            todo.len(),
+            failures.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// The Slurm array script: one array task per run, reading its command from `commands.txt`.
+pub fn slurm_script(name: &str, commands: &Path, runs: usize, jobs: usize) -> String {
+    let limit = if jobs > 0 {
+        format!("%{jobs}")
+    } else {
+        String::new()
+    };
+    format!(
+        "#!/bin/bash\n\
+         #SBATCH --job-name=multifair-{name}\n\
+         #SBATCH --array=0-{last}{limit}\n\
+         #SBATCH --output={logs}/slurm-%A_%a.out\n\
+         #SBATCH --cpus-per-task=4\n\
+         #SBATCH --time=24:00:00\n\
+         # Add --gres=gpu:1 and --set device flags as your cluster needs.\n\
+         set -euo pipefail\n\
+         line=$((SLURM_ARRAY_TASK_ID + 1))\n\
+         eval \"$(sed -n \"${{line}}p\" {commands})\"\n",
+        last = runs.saturating_sub(1),
+        logs = commands.parent().unwrap_or(Path::new(".")).display(),
+        commands = quote(&commands.display().to_string()),
+    )
+}
+
+/// Emits the runs still to do: `shell` prints one command per line; `slurm` writes
+/// `OUT/commands.txt` and `OUT/sweep.sbatch` and prints the script's path.
+pub fn emit(
+    kind: &str,
+    todo: &[PlannedRun],
+    out: &Path,
+    name: &str,
+    jobs: usize,
+) -> anyhow::Result<String> {
+    let lines: Vec<String> = todo
+        .iter()
+        .map(|r| command_line(r, out))
+        .collect::<anyhow::Result<_>>()?;
+    match kind {
+        "shell" => Ok(lines.iter().map(|l| format!("{l}\n")).collect()),
+        "slurm" => {
+            let commands = out.join("commands.txt");
+            let mut f = std::fs::File::create(&commands)?;
+            for l in &lines {
+                writeln!(f, "{l}")?;
+            }
+            let script = out.join("sweep.sbatch");
+            std::fs::write(&script, slurm_script(name, &commands, lines.len(), jobs))?;
+            Ok(format!(
+                "{} runs to do: sbatch {}\n",
+                lines.len(),
+                script.display()
+            ))
+        }
+        other => bail!("--emit {other}: expected local, shell or slurm"),
+    }
+}

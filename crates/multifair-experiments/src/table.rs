@@ -1,0 +1,414 @@
+//! Paper tables from a sweep's results: methods as rows; per attribute, test AUC, ES-AUC, each
+//! group's AUC, DPD and DEOdds as mean ± std over seeds; the best of each column in bold; a
+//! paired test over seeds (exact sign-flip) of every method against fusion ERM (`*`) and
+//! against `multifair` (`†`) at p < 0.05. A run without results shows as missing, a metric a
+//! run could not define (a group without both classes) as undefined; neither is dropped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use multifair_metrics::sign_flip_p;
+use serde_json::Value;
+
+use crate::sweep::Plan;
+
+/// What a column shows and which way is better.
+#[derive(Debug, Clone, PartialEq)]
+struct Column {
+    label: String,
+    path: Vec<String>,
+    higher_is_better: bool,
+}
+
+/// One cell: the values by seed index (None: run missing or metric undefined).
+#[derive(Debug, Clone, PartialEq)]
+struct Cell {
+    values: Vec<Option<f64>>,
+    /// Seeds whose run has results.
+    runs: usize,
+    p_vs_erm: Option<f64>,
+    p_vs_multifair: Option<f64>,
+}
+
+impl Cell {
+    fn present(&self) -> Vec<f64> {
+        self.values.iter().flatten().copied().collect()
+    }
+
+    fn mean_std(&self) -> Option<(f64, f64)> {
+        let v = self.present();
+        if v.is_empty() {
+            return None;
+        }
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        Some((mean, var.sqrt()))
+    }
+}
+
+/// The aggregated results of one attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeTable {
+    pub attribute: String,
+    columns: Vec<Column>,
+    /// (label, method, cells by column)
+    rows: Vec<(String, String, Vec<Cell>)>,
+    seeds: usize,
+}
+
+/// All attributes of a sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tables {
+    pub name: String,
+    pub tables: Vec<AttributeTable>,
+}
+
+fn at(value: &Value, path: &[String]) -> Option<f64> {
+    path.iter()
+        .try_fold(value, |v, key| v.get(key.as_str()))
+        .and_then(Value::as_f64)
+}
+
+/// Reads every planned run's `test.json` under `results` (the folder with `sweep.json`).
+pub fn load(results: &Path) -> anyhow::Result<Tables> {
+    let plan_path = results.join("sweep.json");
+    let plan: Plan = serde_json::from_str(
+        &std::fs::read_to_string(&plan_path)
+            .with_context(|| format!("reading {} (run a sweep first)", plan_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", plan_path.display()))?;
+    let seeds = plan.spec.seeds;
+    let mut tests: BTreeMap<(String, String, usize), Value> = BTreeMap::new();
+    for run in &plan.runs {
+        let path = results.join(&run.folder).join("test.json");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let test: Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            tests.insert(
+                (run.label.clone(), run.attribute.clone(), run.seed_index),
+                test,
+            );
+        }
+    }
+    let labels: Vec<(String, String)> = plan
+        .spec
+        .runs
+        .iter()
+        .map(|r| (r.label.clone(), r.method.clone()))
+        .collect();
+    let mut tables = Vec::new();
+    for attribute in &plan.spec.attributes {
+        let mut groups = BTreeSet::new();
+        for ((_, a, _), test) in &tests {
+            if a == attribute
+                && let Some(g) = test["attributes"][attribute]["groups"].as_object()
+            {
+                groups.extend(g.keys().cloned());
+            }
+        }
+        let attr = |leaf: &[&str]| -> Vec<String> {
+            ["attributes", attribute.as_str()]
+                .iter()
+                .chain(leaf)
+                .map(|s| s.to_string())
+                .collect()
+        };
+        let mut columns = vec![
+            Column {
+                label: "AUC".into(),
+                path: vec!["auc".into()],
+                higher_is_better: true,
+            },
+            Column {
+                label: "ES-AUC".into(),
+                path: attr(&["es_auc"]),
+                higher_is_better: true,
+            },
+        ];
+        for g in &groups {
+            columns.push(Column {
+                label: format!("AUC {attribute}={g}"),
+                path: attr(&["groups", g, "auc"]),
+                higher_is_better: true,
+            });
+        }
+        columns.push(Column {
+            label: "DPD".into(),
+            path: attr(&["dpd"]),
+            higher_is_better: false,
+        });
+        columns.push(Column {
+            label: "DEOdds".into(),
+            path: attr(&["deodds"]),
+            higher_is_better: false,
+        });
+        let values = |label: &str, column: &Column| -> Vec<Option<f64>> {
+            (0..seeds)
+                .map(|s| {
+                    tests
+                        .get(&(label.to_owned(), attribute.clone(), s))
+                        .and_then(|t| at(t, &column.path))
+                })
+                .collect()
+        };
+        let reference = |method: &str| labels.iter().find(|(_, m)| m == method).map(|(l, _)| l);
+        let (erm, multifair) = (reference("erm"), reference("multifair"));
+        let paired = |a: &[Option<f64>], b: &[Option<f64>]| {
+            let diffs: Vec<f64> = a
+                .iter()
+                .zip(b)
+                .filter_map(|(x, y)| Some((*x)? - (*y)?))
+                .collect();
+            sign_flip_p(&diffs)
+        };
+        let runs_of = |label: &str| {
+            (0..seeds)
+                .filter(|s| tests.contains_key(&(label.to_owned(), attribute.clone(), *s)))
+                .count()
+        };
+        let rows = labels
+            .iter()
+            .map(|(label, method)| {
+                let cells = columns
+                    .iter()
+                    .map(|c| {
+                        let mine = values(label, c);
+                        let against = |other: Option<&String>| {
+                            other
+                                .filter(|o| *o != label)
+                                .and_then(|o| paired(&mine, &values(o, c)))
+                        };
+                        Cell {
+                            p_vs_erm: against(erm),
+                            p_vs_multifair: against(multifair),
+                            values: mine,
+                            runs: runs_of(label),
+                        }
+                    })
+                    .collect();
+                (label.clone(), method.clone(), cells)
+            })
+            .collect();
+        tables.push(AttributeTable {
+            attribute: attribute.clone(),
+            columns,
+            rows,
+            seeds,
+        });
+    }
+    Ok(Tables {
+        name: plan.spec.name,
+        tables,
+    })
+}
+
+/// The formatted text of one cell in a markup: (mean ± std, bold?, markers, count note).
+struct Shown {
+    text: Option<(f64, f64)>,
+    best: bool,
+    vs_erm: bool,
+    vs_multifair: bool,
+    n: usize,
+    runs: usize,
+}
+
+impl AttributeTable {
+    /// Each row's cells with the column's best marked.
+    fn shown(&self) -> Vec<(String, String, Vec<Shown>)> {
+        let best: Vec<Option<f64>> = (0..self.columns.len())
+            .map(|j| {
+                // Only complete rows compete for best.
+                let means = self
+                    .rows
+                    .iter()
+                    .filter(|(_, _, cells)| cells[j].present().len() == self.seeds)
+                    .filter_map(|(_, _, cells)| cells[j].mean_std().map(|(m, _)| m));
+                if self.columns[j].higher_is_better {
+                    means.fold(None, |b: Option<f64>, m| Some(b.map_or(m, |b| b.max(m))))
+                } else {
+                    means.fold(None, |b: Option<f64>, m| Some(b.map_or(m, |b| b.min(m))))
+                }
+            })
+            .collect();
+        self.rows
+            .iter()
+            .map(|(label, method, cells)| {
+                let shown = cells
+                    .iter()
+                    .enumerate()
+                    .map(|(j, cell)| {
+                        let ms = cell.mean_std();
+                        // Compare at the printed precision, so ties are all bold.
+                        let round = |v: f64| (v * 1000.0).round();
+                        let complete = cell.present().len() == self.seeds;
+                        Shown {
+                            best: complete
+                                && ms
+                                    .zip(best[j])
+                                    .is_some_and(|((m, _), b)| round(m) == round(b)),
+                            text: ms,
+                            vs_erm: cell.p_vs_erm.is_some_and(|p| p < 0.05),
+                            vs_multifair: cell.p_vs_multifair.is_some_and(|p| p < 0.05),
+                            n: cell.present().len(),
+                            runs: cell.runs,
+                        }
+                    })
+                    .collect();
+                (label.clone(), method.clone(), shown)
+            })
+            .collect()
+    }
+}
+
+const NOTE: &str = "mean ± std over seeds; bold: best in the column among complete rows; * p < 0.05 against fusion ERM, † against multifair (exact paired sign-flip test over seeds: needs at least 6 seeds to reach p < 0.05); (k/n): k of n seeds; missing: no results; undefined: a group without both classes.";
+
+pub fn markdown(t: &Tables) -> String {
+    let mut out = format!("# {}\n\n{NOTE}\n", t.name);
+    for table in &t.tables {
+        let _ = writeln!(out, "\n## {}\n", table.attribute);
+        let header: Vec<&str> = table.columns.iter().map(|c| c.label.as_str()).collect();
+        let _ = writeln!(out, "| method | {} |", header.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---|".repeat(header.len()));
+        for (label, _, cells) in table.shown() {
+            let text: Vec<String> = cells
+                .iter()
+                .map(|c| match c.text {
+                    None if c.runs > 0 => "undefined".into(),
+                    None => format!("missing (0/{})", table.seeds),
+                    Some((m, s)) => {
+                        let mut v = if c.n > 1 {
+                            format!("{m:.3} ± {s:.3}")
+                        } else {
+                            format!("{m:.3}")
+                        };
+                        if c.best {
+                            v = format!("**{v}**");
+                        }
+                        v += match (c.vs_erm, c.vs_multifair) {
+                            (true, true) => " *†",
+                            (true, false) => " *",
+                            (false, true) => " †",
+                            _ => "",
+                        };
+                        if c.n < table.seeds {
+                            v += &format!(" ({}/{})", c.n, table.seeds);
+                        }
+                        v
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "| {label} | {} |", text.join(" | "));
+        }
+    }
+    out
+}
+
+fn latex_escape(s: &str) -> String {
+    s.replace('_', r"\_")
+        .replace('%', r"\%")
+        .replace('&', r"\&")
+}
+
+pub fn latex(t: &Tables) -> String {
+    let mut out = format!(
+        "% {} — {}\n% Needs \\usepackage{{booktabs}}.\n",
+        t.name,
+        NOTE.replace('†', "\\dagger")
+    );
+    for table in &t.tables {
+        let n = table.columns.len();
+        let _ = writeln!(out, "\\begin{{table}}[t]\n\\centering\\small");
+        let _ = writeln!(
+            out,
+            "\\caption{{{}: {}.}}",
+            latex_escape(&t.name),
+            latex_escape(&table.attribute)
+        );
+        let _ = writeln!(out, "\\begin{{tabular}}{{l{}}}\n\\toprule", "c".repeat(n));
+        let header: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| latex_escape(&c.label))
+            .collect();
+        let _ = writeln!(out, "Method & {} \\\\\n\\midrule", header.join(" & "));
+        for (label, _, cells) in table.shown() {
+            let text: Vec<String> = cells
+                .iter()
+                .map(|c| match c.text {
+                    None if c.runs > 0 => "n/a".into(),
+                    None => "missing".into(),
+                    Some((m, s)) => {
+                        let core = if c.n > 1 {
+                            format!("{m:.3} $\\pm$ {s:.3}")
+                        } else {
+                            format!("{m:.3}")
+                        };
+                        let core = if c.best {
+                            format!("\\textbf{{{core}}}")
+                        } else {
+                            core
+                        };
+                        let marks = match (c.vs_erm, c.vs_multifair) {
+                            (true, true) => "$^{*\\dagger}$",
+                            (true, false) => "$^{*}$",
+                            (false, true) => "$^{\\dagger}$",
+                            _ => "",
+                        };
+                        let partial = if c.n < table.seeds {
+                            format!(" ({}/{})", c.n, table.seeds)
+                        } else {
+                            String::new()
+                        };
+                        format!("{core}{marks}{partial}")
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "{} & {} \\\\", latex_escape(&label), text.join(" & "));
+        }
+        let _ = writeln!(out, "\\bottomrule\n\\end{{tabular}}\n\\end{{table}}\n");
+    }
+    out
+}
+
+pub fn csv(t: &Tables) -> String {
+    let mut out = String::from(
+        "attribute,label,method,metric,mean,std,n,runs,seeds,p_vs_erm,p_vs_multifair\n",
+    );
+    let num = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+    for table in &t.tables {
+        for (label, method, cells) in &table.rows {
+            for (column, cell) in table.columns.iter().zip(cells) {
+                let ms = cell.mean_std();
+                let _ = writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{},{},{},{}",
+                    table.attribute,
+                    label,
+                    method,
+                    column.label,
+                    num(ms.map(|(m, _)| m)),
+                    num(ms.map(|(_, s)| s)),
+                    cell.present().len(),
+                    cell.runs,
+                    table.seeds,
+                    num(cell.p_vs_erm),
+                    num(cell.p_vs_multifair)
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Renders `tables` in `format` (md, latex or csv).
+pub fn render(tables: &Tables, format: &str) -> anyhow::Result<String> {
+    match format {
+        "md" => Ok(markdown(tables)),
+        "latex" => Ok(latex(tables)),
+        "csv" => Ok(csv(tables)),
+        other => anyhow::bail!("--format {other}: expected md, latex or csv"),
+    }
+}
