@@ -15,7 +15,7 @@ compare *ARGS:
 # [--methods erm,multifair] [--device libtorch-cuda:0]` (table1, table2, ablation, demo). Without
 # data it says the datasets are gated and runs the same spec on the synthetic benchmark.
 reproduce name *ARGS:
-    cargo run --release {{ if ARGS =~ "libtorch" { "--features tch" } else { "" } }} -- reproduce {{name}} {{ARGS}}
+    {{ if ARGS =~ "libtorch" { "scripts/setup-libtorch.sh && source scripts/libtorch-env.sh && cargo run --release --features tch" } else { "cargo run --release" } }} -- reproduce {{name}} {{ARGS}}
 
 # Expand a spec into runs: `just sweep experiments/table1.toml --emit local|shell|slurm --jobs J`.
 sweep spec *ARGS:
