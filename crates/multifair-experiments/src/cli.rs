@@ -332,7 +332,7 @@ pub fn run() -> anyhow::Result<()> {
                 todo.len()
             );
             match emit.as_str() {
-                "local" => crate::sweep::run_local(&todo, &out, sweep.jobs, false),
+                "local" => crate::sweep::run_local(&todo, &out, sweep.jobs),
                 kind => {
                     print!(
                         "{}",

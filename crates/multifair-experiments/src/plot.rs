@@ -86,7 +86,7 @@ fn predictions(path: &Path, attribute: &str) -> anyhow::Result<Vec<(f64, bool, i
 }
 
 fn palette(i: usize) -> RGBColor {
-    const COLORS: [RGBColor; 8] = [
+    const COLORS: [RGBColor; 12] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
         RGBColor(44, 160, 44),
@@ -95,6 +95,10 @@ fn palette(i: usize) -> RGBColor {
         RGBColor(140, 86, 75),
         RGBColor(227, 119, 194),
         RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+        RGBColor(0, 0, 0),
+        RGBColor(255, 187, 120),
     ];
     COLORS[i % COLORS.len()]
 }
@@ -521,6 +525,29 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         else {
             continue;
         };
+        // Statistics are logged by modality index: name them from run.json.
+        let modalities: Vec<String> = read_json(&results.join(&run.folder).join("run.json"))
+            .and_then(|r| {
+                r["modalities"].as_array().map(|m| {
+                    m.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        let modality = |i: &str| {
+            i.parse::<usize>()
+                .ok()
+                .and_then(|i| modalities.get(i).cloned())
+                .unwrap_or_else(|| i.to_owned())
+        };
+        let name = |key: &str| -> Option<String> {
+            if let Some(i) = key.strip_prefix("coeff_") {
+                return Some(format!("B {}", modality(i)));
+            }
+            let (i, group) = key.strip_prefix("factor_")?.split_once("_group_")?;
+            Some(format!("f {}, {attribute}={group}", modality(i)))
+        };
         let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
         for line in text
             .lines()
@@ -531,10 +558,8 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
             };
             if let Some(stats) = line["method"].as_object() {
                 for (k, v) in stats {
-                    if (k.starts_with("coeff_") || k.starts_with("factor_"))
-                        && let Some(v) = v.as_f64()
-                    {
-                        series.entry(k.clone()).or_default().push((epoch, v));
+                    if let (Some(label), Some(v)) = (name(k), v.as_f64()) {
+                        series.entry(label).or_default().push((epoch, v));
                     }
                 }
             }
@@ -545,7 +570,7 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                     .push((epoch, gap));
             }
         }
-        if series.keys().any(|k| k.starts_with("coeff_")) {
+        if series.keys().any(|k| k.starts_with("B ")) {
             let series: Series = series.into_iter().collect();
             written.extend(both!(
                 &out.join(format!("dynamics-{label}")),

@@ -87,7 +87,7 @@ pub fn reproduce(
         plan.runs.len(),
         todo.len()
     );
-    run_local(&todo, out, jobs, false)?;
+    run_local(&todo, out, jobs)?;
     let tables = crate::table::load(out)?;
     for (format, ext) in [("md", "md"), ("latex", "tex"), ("csv", "csv")] {
         let path = out.join(format!("table.{ext}"));

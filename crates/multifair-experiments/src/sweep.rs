@@ -5,7 +5,7 @@
 //! parallel) or as a Slurm array script.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -279,12 +279,14 @@ pub fn write_plan(plan: &Plan, out: &Path) -> anyhow::Result<Vec<PlannedRun>> {
 
 /// Runs `todo` with `jobs` worker processes; each run's output goes to `FOLDER/train.log`.
 /// Every run is attempted; the failures are listed at the end.
-pub fn run_local(todo: &[PlannedRun], out: &Path, jobs: usize, quiet: bool) -> anyhow::Result<()> {
+pub fn run_local(todo: &[PlannedRun], out: &Path, jobs: usize) -> anyhow::Result<()> {
     if todo.is_empty() {
         return Ok(());
     }
     let exe = std::env::current_exe().context("locating the multifair executable")?;
-    let bar = if quiet {
+    // A bar on a terminal, a plain line per finished run otherwise.
+    let terminal = std::io::stderr().is_terminal();
+    let bar = if !terminal {
         ProgressBar::hidden()
     } else {
         let bar = ProgressBar::new(todo.len() as u64);
@@ -295,6 +297,7 @@ pub fn run_local(todo: &[PlannedRun], out: &Path, jobs: usize, quiet: bool) -> a
         bar
     };
     let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
     let failures = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1).min(todo.len()) {
@@ -329,6 +332,16 @@ pub fn run_local(todo: &[PlannedRun], out: &Path, jobs: usize, quiet: bool) -> a
                     }
                     bar.set_message(run.label.clone());
                     bar.inc(1);
+                    let done = finished.fetch_add(1, Ordering::SeqCst) + 1;
+                    if !terminal {
+                        eprintln!(
+                            "run {done}/{}: {} / {} / seed {}",
+                            todo.len(),
+                            run.label,
+                            run.attribute,
+                            run.seed_index
+                        );
+                    }
                 }
             });
         }

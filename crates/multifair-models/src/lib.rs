@@ -7,6 +7,7 @@ pub mod mlp;
 pub mod model;
 pub mod oct;
 pub mod presets;
+pub mod pretrained;
 pub mod text;
 pub mod vit;
 

@@ -58,6 +58,23 @@ impl TextConfig {
 impl TextEncoder {
     /// Token ids and attention mask (1 = token, 0 = padding), both [B, L] -> [CLS] features [B, hidden].
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2, Int>) -> Tensor<2> {
+        let x = self.hidden_states(ids, mask);
+        let [b, _, d] = x.dims();
+        x.slice([0..b, 0..1, 0..d]).reshape([b, d])
+    }
+
+    /// The mean of the token states over the mask (sentence-transformers' mean pooling) [B, hidden].
+    pub fn mean_pooled(&self, ids: Tensor<2, Int>, mask: Tensor<2, Int>) -> Tensor<2> {
+        let [b, l] = mask.dims();
+        let weights = mask.clone().float().reshape([b, l, 1]);
+        let x = self.hidden_states(ids, mask);
+        let [_, _, d] = x.dims();
+        let summed = (x * weights.clone()).sum_dim(1).reshape([b, d]);
+        summed / weights.sum_dim(1).reshape([b, 1]).clamp_min(1e-9)
+    }
+
+    /// Every token's final hidden state [B, L, hidden].
+    pub fn hidden_states(&self, ids: Tensor<2, Int>, mask: Tensor<2, Int>) -> Tensor<3> {
         let [b, l] = ids.dims();
         let device = ids.device();
         let positions = Tensor::<1, Int>::arange(0..l as i64, &device)
@@ -68,10 +85,7 @@ impl TextEncoder {
             + self.positions.forward(positions)
             + self.segments.forward(segments);
         let x = self.dropout.forward(self.norm.forward(x));
-        let x = self
-            .encoder
-            .forward(TransformerEncoderInput::new(x).mask_pad(mask.equal_elem(0)));
-        let d = x.dims()[2];
-        x.slice([0..b, 0..1, 0..d]).reshape([b, d])
+        self.encoder
+            .forward(TransformerEncoderInput::new(x).mask_pad(mask.equal_elem(0)))
     }
 }
