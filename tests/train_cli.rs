@@ -322,6 +322,50 @@ fn every_method_trains_on_the_synthetic_benchmark() {
 }
 
 #[test]
+fn pretrained_vit_weights_start_both_image_encoders() {
+    let data = data("pretrained");
+    let vit =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../multifair-models/tests/fixtures/hf-vit");
+    let vit = vit.to_str().unwrap();
+    let out = scratch("pretrained-run");
+    let fundus = format!("fundus_weights={vit}");
+    let oct = format!("oct_weights={vit}");
+    ok(train(
+        &data,
+        &out,
+        &["--epochs", "1", "--set", &fundus, "--set", &oct],
+    ));
+    let run: Value = serde_json::from_str(&read(&out.join("run.json"))).unwrap();
+    let imported = run["pretrained"].as_array().unwrap();
+    assert_eq!(imported.len(), 2);
+    for (entry, name) in imported.iter().zip(["slo", "oct"]) {
+        assert_eq!(entry["modality"], name);
+        assert!(entry["tensors"].as_u64().unwrap() > 20);
+    }
+    // The encoders take the checkpoint's shapes: hidden 32, 3 channels for the fundus, 1 for
+    // the OCT slices.
+    let encoders = &run["model"]["modalities"];
+    assert_eq!(encoders[0][1]["image"]["hidden"], 32);
+    assert_eq!(encoders[0][1]["image"]["in_channels"], 3);
+    assert_eq!(encoders[1][1]["volume"]["slice"]["in_channels"], 1);
+
+    let err = |extra: &[&str]| {
+        String::from_utf8_lossy(&train(&data, &scratch("pretrained-bad"), extra).stderr)
+            .into_owned()
+    };
+    let msg = err(&["--set", &fundus, "--set", "image_size=32"]);
+    assert!(
+        msg.contains("the model was pretrained at 16 px, the run uses 32"),
+        "{msg}"
+    );
+    let msg = err(&["--set", "oct_weights=/nonexistent/vit"]);
+    assert!(
+        msg.contains("--set oct_weights=/nonexistent/vit: no such folder"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn bad_configuration_is_refused_clearly() {
     let data = data("bad-config");
     let out = scratch("bad-config-run");

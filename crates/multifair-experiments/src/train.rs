@@ -23,7 +23,11 @@ use multifair_data::tokenizer::WordPiece;
 use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind, ModalityKind, Split, SplitIndex};
 use multifair_metrics::{GroupFrame, Predictions};
 use multifair_models::presets::ModelSize;
-use multifair_models::{ModalityInput, ModelConfig, MultimodalModel};
+use multifair_models::pretrained::{
+    ImportReport, WEIGHT_KEYS, bert_config, load_bert, load_vit, vit_config,
+};
+use multifair_models::vit::VitConfig;
+use multifair_models::{Encoder, EncoderConfig, ModalityInput, ModelConfig, MultimodalModel};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -61,6 +65,18 @@ pub const ENGINE_KEYS: &[(&str, &str)] = &[
     ("image_size", "the model size's (tiny 32, paper 224)"),
     ("slices", "the model size's (tiny 8, paper 10)"),
     ("max_tokens", "128"),
+    (
+        "fundus_weights",
+        "none (a local HF ViT folder for the image encoders)",
+    ),
+    (
+        "oct_weights",
+        "none (a local HF ViT folder for the OCT slice encoder)",
+    ),
+    (
+        "text_weights",
+        "none (a local HF BERT folder, with its tokenizer, for the notes)",
+    ),
 ];
 
 /// The `--set` keys of the engine and of every method, with defaults (for `train --help`).
@@ -124,6 +140,10 @@ pub struct TrainConfig {
     pub image_size: usize,
     pub slices: usize,
     pub max_tokens: usize,
+    /// Pretrained encoders by `--set` key (`fundus_weights`, `oct_weights`, `text_weights`):
+    /// local Hugging Face folders.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weights: BTreeMap<String, PathBuf>,
     /// `--set` keys the method reads.
     pub method_params: BTreeMap<String, String>,
 }
@@ -189,6 +209,7 @@ impl TrainConfig {
             image_size,
             slices,
             max_tokens: 128,
+            weights: BTreeMap::new(),
             method_params: BTreeMap::new(),
         };
         // The method's paper defaults come first; the command line overrides them.
@@ -252,6 +273,14 @@ impl TrainConfig {
                 "image_size" => config.image_size = count()?,
                 "slices" => config.slices = count()?,
                 "max_tokens" => config.max_tokens = count()?,
+                _ if WEIGHT_KEYS.iter().any(|(k, _)| k == key) => {
+                    let folder = PathBuf::from(value);
+                    ensure!(
+                        folder.is_dir(),
+                        "--set {key}={value}: no such folder (weights are read from local folders only)"
+                    );
+                    config.weights.insert(key.clone(), folder);
+                }
                 "selection" => config.selection = one_of(&["auc", "es_auc", "dto"])?,
                 _ if info.keys.iter().any(|(k, _)| k == key) => {
                     config.method_params.insert(key.clone(), value.clone());
@@ -322,6 +351,8 @@ struct Run {
     model_config: ModelConfig,
     /// Training samples per group of the run's attribute, and how many have an unknown code.
     setup: Setup,
+    /// (model modality index, name, folder) of each pretrained encoder.
+    pretrained: Vec<(usize, String, PathBuf)>,
     train: Loader,
     val: Loader,
     test: Loader,
@@ -364,11 +395,17 @@ impl Run {
                 (train, val)
             }
         };
-        let tokenizer = kind
+        let has_text = kind
             .modalities()
             .iter()
-            .any(|m| m.kind == ModalityKind::Text)
-            .then(|| WordPiece::builtin(&NOTE_WORDS));
+            .any(|m| m.kind == ModalityKind::Text);
+        let tokenizer = match config.weights.get("text_weights") {
+            Some(folder) if has_text => Some(
+                WordPiece::from_folder(folder)
+                    .with_context(|| format!("--set text_weights={}", folder.display()))?,
+            ),
+            _ => has_text.then(|| WordPiece::builtin(&NOTE_WORDS)),
+        };
         let vocab = tokenizer.as_ref().map_or(0, |t| t.vocab_size());
         let mut base = LoaderConfig::new(config.batch_size, config.image_size, config.slices);
         (base.seed, base.workers, base.max_tokens) =
@@ -436,6 +473,44 @@ impl Run {
         if method.fair_norm() {
             model_config.fin_groups = Some(setup.group_counts.len());
         }
+        // Pretrained encoders take their shapes from the folder's config.json.
+        let mut pretrained = Vec::new();
+        for (j, (name, encoder)) in model_config.modalities.iter_mut().enumerate() {
+            for (key, encoder_kind) in WEIGHT_KEYS {
+                let Some(folder) = config.weights.get(*key) else {
+                    continue;
+                };
+                let vit = |channels: usize| -> anyhow::Result<VitConfig> {
+                    let mut c = vit_config(folder).map_err(anyhow::Error::msg)?;
+                    ensure!(
+                        c.image_size == config.image_size,
+                        "--set {key}={}: the model was pretrained at {} px, the run uses {} (--set image_size={})",
+                        folder.display(),
+                        c.image_size,
+                        config.image_size,
+                        c.image_size
+                    );
+                    c.in_channels = channels;
+                    Ok(c)
+                };
+                match (*encoder_kind, &mut *encoder) {
+                    ("image", EncoderConfig::Image(c)) => *c = vit(3)?,
+                    ("volume", EncoderConfig::Volume(c)) => c.slice = vit(1)?,
+                    ("text", EncoderConfig::Text(c)) => {
+                        *c = bert_config(folder).map_err(anyhow::Error::msg)?;
+                        ensure!(
+                            c.vocab_size == vocab,
+                            "--set text_weights={}: config.json has {} tokens, its tokenizer {}",
+                            folder.display(),
+                            c.vocab_size,
+                            vocab
+                        );
+                    }
+                    _ => continue,
+                }
+                pretrained.push((j, name.clone(), folder.clone()));
+            }
+        }
         let device = device::parse(&config.device)?.autodiff();
         Ok(Run {
             train: loader(&train_split, train_config)?,
@@ -447,6 +522,7 @@ impl Run {
             modality_slots,
             model_config,
             setup,
+            pretrained,
         })
     }
 
@@ -625,6 +701,28 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
     let device = run.device.clone();
     device.seed(config.seed);
     let mut model = run.model_config.init(&device);
+    let mut imported = Vec::new();
+    if !out.join("checkpoint/state.json").is_file() {
+        for (j, name, folder) in &run.pretrained {
+            let (encoder, report) = load_pretrained(&model.encoders[*j], folder, &device)
+                .map_err(anyhow::Error::msg)?;
+            model.encoders[*j] = encoder;
+            say(format!(
+                "{name}: {} tensors from {}{}",
+                report.applied,
+                report.file.display(),
+                if report.ignored.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (not used: {})", report.ignored.join(", "))
+                }
+            ));
+            imported.push(
+                json!({"modality": name, "file": report.file, "tensors": report.applied,
+                                 "not_used": report.ignored}),
+            );
+        }
+    }
     let mut optim = Optimizers::new(&config);
     let state_path = out.join("checkpoint/state.json");
     let mut state = CheckpointState {
@@ -676,6 +774,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
                 "counts": &run.setup.group_counts,
                 "unknown": run.setup.unknown,
             },
+            "pretrained": imported,
             "git_commit": git_commit(),
             "versions": {"multifair": env!("CARGO_PKG_VERSION"), "burn": "0.22.1"},
         }),
@@ -855,6 +954,33 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         out.display()
     ));
     Ok(test_json)
+}
+
+/// `encoder` rebuilt from the HF folder: a ViT for images, the OCT branch's slice encoder
+/// (one channel: filters summed over RGB), or the text encoder.
+fn load_pretrained(
+    encoder: &Encoder,
+    folder: &Path,
+    device: &Device,
+) -> Result<(Encoder, ImportReport), String> {
+    Ok(match encoder {
+        Encoder::Image(_) => {
+            let (vit, report) = load_vit(folder, device)?;
+            (Encoder::Image(vit), report)
+        }
+        Encoder::Volume(oct) => {
+            let (vit, report) = load_vit(folder, device)?;
+            (
+                Encoder::Volume(oct.clone().with_slice_encoder(vit.single_channel())),
+                report,
+            )
+        }
+        Encoder::Text(_) => {
+            let (bert, report) = load_bert(folder, device)?;
+            (Encoder::Text(bert), report)
+        }
+        Encoder::Tabular(_) => return Err("tabular encoders have no pretrained weights".into()),
+    })
 }
 
 /// Per modality: its auxiliary head's AUC per group, and the fused AUC per group with that

@@ -50,6 +50,12 @@ impl OctConfig {
 }
 
 impl OctEncoder {
+    /// Replaces the per-slice encoder (e.g. with pretrained weights).
+    pub fn with_slice_encoder(mut self, slice: Vit) -> Self {
+        self.slice = slice;
+        self
+    }
+
     /// Volumes [B, S, H, W] -> features [B, hidden].
     pub fn forward(&self, volumes: Tensor<4>) -> Tensor<2> {
         let [b, s, h, w] = volumes.dims();

@@ -286,6 +286,13 @@ fn import<M: ModuleSnapshot>(
     })
 }
 
+/// Which pretrained folder an encoder of each kind reads: the `--set` keys of the engine.
+pub const WEIGHT_KEYS: &[(&str, &str)] = &[
+    ("fundus_weights", "image"),
+    ("oct_weights", "volume"),
+    ("text_weights", "text"),
+];
+
 /// A ViT built from `folder`'s config with its weights.
 pub fn load_vit(folder: &Path, device: &Device) -> Result<(Vit, ImportReport), String> {
     let mut vit = vit_config(folder)?.init(device);

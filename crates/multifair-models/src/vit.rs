@@ -65,6 +65,15 @@ impl VitConfig {
 }
 
 impl Vit {
+    /// The same encoder for one-channel input: a grey image x fed as (x, x, x) to a 3-channel
+    /// patch embedding equals x through the filters summed over channels (how an RGB
+    /// checkpoint serves the OCT B-scans).
+    pub fn single_channel(mut self) -> Vit {
+        let weight = self.patch.weight.val().sum_dim(1).detach();
+        self.patch.weight = Param::from_tensor(weight);
+        self
+    }
+
     /// Images [B, C, H, W] -> pooled features [B, hidden].
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.patch.forward(images); // [B, d, h, w]

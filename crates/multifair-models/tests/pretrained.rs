@@ -89,6 +89,16 @@ fn bert_cls_output_matches_pytorch_with_padding() {
     assert_close(&host(bert.forward(ids, mask)), &floats(&case["cls"]), 1e-4);
 }
 
+#[test]
+fn a_single_channel_vit_sees_a_grey_image_as_the_rgb_one_sees_it_repeated() {
+    let device = Device::flex();
+    let (vit, _) = load_vit(&fixtures().join("hf-vit"), &device).unwrap();
+    let grey = Tensor::<4>::random([2, 1, 16, 16], burn::tensor::Distribution::Default, &device);
+    let rgb = Tensor::cat(vec![grey.clone(), grey.clone(), grey.clone()], 1);
+    let want = host(vit.forward(rgb));
+    assert_close(&host(vit.single_channel().forward(grey)), &want, 1e-5);
+}
+
 /// A copy of a fixture folder with `config.json` edited.
 fn variant(name: &str, from: &str, edit: impl Fn(&mut Value)) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
