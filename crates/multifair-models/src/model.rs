@@ -270,10 +270,24 @@ impl MultimodalModel {
 
     /// Auxiliary logits of each modality on its detached token: they train their heads only.
     pub fn aux_logits(&self, tokens: &[Tensor<2>]) -> Vec<Tensor<2>> {
+        self.aux_classify(&self.aux_hidden(tokens))
+    }
+
+    /// Each auxiliary head's last-layer input on its detached token [B, p].
+    pub fn aux_hidden(&self, tokens: &[Tensor<2>]) -> Vec<Tensor<2>> {
         tokens
             .iter()
             .zip(&self.aux)
-            .map(|(t, head)| head.forward(t.clone().detach()))
+            .map(|(t, head)| head.hidden(t.clone().detach()))
+            .collect()
+    }
+
+    /// Each auxiliary head's logits from its hidden features.
+    pub fn aux_classify(&self, hidden: &[Tensor<2>]) -> Vec<Tensor<2>> {
+        hidden
+            .iter()
+            .zip(&self.aux)
+            .map(|(h, head)| head.classify(h.clone()))
             .collect()
     }
 }

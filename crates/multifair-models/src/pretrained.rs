@@ -196,51 +196,42 @@ fn import<M: ModuleSnapshot>(
     keys: &[(&str, &str)],
     ignored: &[&str],
 ) -> Result<ImportReport, String> {
+    let remapper =
+        KeyRemapper::from_patterns(keys.to_vec()).map_err(|e| format!("key map: {e}"))?;
     let safetensors = folder.join("model.safetensors");
     let bin = folder.join("pytorch_model.bin");
-    let (file, result) = if safetensors.is_file() {
+    // Each store reports the file's own names too, to name unused tensors below.
+    let (file, result, source_keys) = if safetensors.is_file() {
         let mut store = SafetensorsStore::from_file(&safetensors)
             .with_from_adapter(PyTorchToBurnAdapter)
+            .remap(remapper.clone())
             .allow_partial(true)
             .validate(false);
-        for (from, to) in keys {
-            store = store.with_key_remapping(from, *to);
-        }
-        let result = module
-            .load_from(&mut store)
-            .map_err(|e| format!("{}: {e}", safetensors.display()))?;
-        (safetensors.clone(), result)
+        let result = module.load_from(&mut store).map_err(|e| e.to_string());
+        let keys = SafetensorsStore::from_file(&safetensors)
+            .keys()
+            .map_err(|e| e.to_string());
+        (safetensors, result, keys)
     } else if bin.is_file() {
         let mut store = PytorchStore::from_file(&bin)
+            .remap(remapper.clone())
             .allow_partial(true)
             .validate(false);
-        for (from, to) in keys {
-            store = store.with_key_remapping(from, *to);
-        }
-        let result = module
-            .load_from(&mut store)
-            .map_err(|e| format!("{}: {e}", bin.display()))?;
-        (bin, result)
+        let result = module.load_from(&mut store).map_err(|e| e.to_string());
+        let keys = PytorchStore::from_file(&bin)
+            .keys()
+            .map_err(|e| e.to_string());
+        (bin, result, keys)
     } else {
         return Err(format!(
             "{}: neither model.safetensors nor pytorch_model.bin",
             folder.display()
         ));
     };
+    let in_file = |e: String| format!("{}: {e}", file.display());
+    let (result, source_keys) = (result.map_err(in_file)?, source_keys.map_err(in_file)?);
     // Unused tensors come back under their mapped names: report the file's own names.
-    let source_keys = if file == safetensors {
-        SafetensorsStore::from_file(&file)
-            .keys()
-            .map_err(|e| e.to_string())
-    } else {
-        PytorchStore::from_file(&file)
-            .keys()
-            .map_err(|e| e.to_string())
-    }
-    .map_err(|e| format!("{}: {e}", file.display()))?;
-    let pairs = KeyRemapper::from_patterns(keys.to_vec())
-        .map_err(|e| format!("key map: {e}"))?
-        .to_regex_pairs();
+    let pairs = remapper.to_regex_pairs();
     let mapped = |key: &str| {
         pairs.iter().fold(key.to_owned(), |k, (re, to)| {
             re.replace(&k, to.as_str()).into_owned()

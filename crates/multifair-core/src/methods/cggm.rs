@@ -88,16 +88,8 @@ impl Method for Cggm {
         let hidden = model.fused_hidden(&tokens, Some(&batch.group_ids));
         let fused_logits = model.head.classify(hidden.clone());
         let per_sample = cross_entropy_per_sample(fused_logits.clone(), batch.onehot.clone());
-        let aux_hidden: Vec<Tensor<2>> = tokens
-            .iter()
-            .zip(&model.aux)
-            .map(|(t, head)| head.hidden(t.clone().detach()))
-            .collect();
-        let aux_logits: Vec<Tensor<2>> = aux_hidden
-            .iter()
-            .zip(&model.aux)
-            .map(|(h, head)| head.classify(h.clone()))
-            .collect();
+        let aux_hidden = model.aux_hidden(&tokens);
+        let aux_logits = model.aux_classify(&aux_hidden);
         let aux_loss = aux_logits
             .iter()
             .map(|u| cross_entropy(u.clone(), batch.onehot.clone()))

@@ -369,16 +369,8 @@ impl Method for Multifair {
 
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
         let tokens = model.encode(batch.inputs.clone());
-        let aux_hidden: Vec<Tensor<2>> = tokens
-            .iter()
-            .zip(&model.aux)
-            .map(|(t, head)| head.hidden(t.clone().detach()))
-            .collect();
-        let aux_logits: Vec<Tensor<2>> = aux_hidden
-            .iter()
-            .zip(&model.aux)
-            .map(|(h, head)| head.classify(h.clone()))
-            .collect();
+        let aux_hidden = model.aux_hidden(&tokens);
+        let aux_logits = model.aux_classify(&aux_hidden);
         let [b, _] = batch.onehot.dims();
         let y = batch.onehot.clone().slice([0..b, 1..2]).reshape([b]);
         // Statistics from a detached pass of the fusion (same forward values, no second graph).
