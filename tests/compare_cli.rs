@@ -1,52 +1,15 @@
 //! `multifair compare`: methods x seeds, mean ± std and paired tests; finished runs are read,
 //! not retrained, and a deleted run is the only one redone.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
+use common::{run_ok as multifair, scratch, small_fairvision};
 use serde_json::Value;
-
-fn multifair(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_multifair"))
-        .args(args)
-        .output()
-        .expect("run multifair");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("multifair-compare-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 #[test]
 fn compare_trains_once_summarises_and_reruns_only_what_is_missing() {
     let data = scratch("data");
-    multifair(&[
-        "generate",
-        "--kind",
-        "fairvision",
-        "--out",
-        data.to_str().unwrap(),
-        "--seed",
-        "4",
-        "--n-train",
-        "48",
-        "--n-val",
-        "24",
-        "--n-test",
-        "32",
-        "--size",
-        "16",
-        "--depth",
-        "6",
-    ]);
+    small_fairvision(&data, 4);
     let out = scratch("runs");
     let args = [
         "compare",

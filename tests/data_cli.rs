@@ -1,16 +1,12 @@
 //! End-to-end: `multifair generate` writes each dataset's real layout, and
 //! `multifair data summary` reads back the counts recorded in `meta.json`.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
+mod common;
+
+use common::multifair;
 use serde_json::Value;
-
-fn multifair(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_multifair"))
-        .args(args)
-        .output()
-        .expect("run multifair")
-}
 
 /// A small dataset of `kind` in `dir`, seed 3.
 fn generate(kind: &str, dir: &std::path::Path) -> Output {

@@ -1,18 +1,14 @@
 //! End-to-end: the `multifair` binary on the golden cases and on malformed files.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+mod common;
+
+use common::multifair;
 use serde_json::Value;
 
 const GOLDEN: &str = include_str!("golden/reference-vectors.json");
-
-fn multifair(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_multifair"))
-        .args(args)
-        .output()
-        .expect("run multifair")
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("multifair-e2e-{}", std::process::id()));

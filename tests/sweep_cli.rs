@@ -2,30 +2,13 @@
 //! a Slurm array script; rerunning does no work and a deleted run is the only one redone; the
 //! results turn into tables and figures; `reproduce` without data says the data are gated.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::{run_ok as multifair, scratch, small_fairvision};
 use serde_json::Value;
-
-fn multifair(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_multifair"))
-        .args(args)
-        .output()
-        .expect("run multifair");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("multifair-sweep-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 const SPEC: &str = r#"
 name = "mini"
@@ -51,25 +34,7 @@ set = { unimodal_modality = "oct" }
 fn setup(name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let dir = scratch(name);
     let data = dir.join("data");
-    multifair(&[
-        "generate",
-        "--kind",
-        "fairvision",
-        "--out",
-        data.to_str().unwrap(),
-        "--seed",
-        "4",
-        "--n-train",
-        "48",
-        "--n-val",
-        "24",
-        "--n-test",
-        "32",
-        "--size",
-        "16",
-        "--depth",
-        "6",
-    ]);
+    small_fairvision(&data, 4);
     let spec = dir.join("mini.toml");
     std::fs::write(&spec, SPEC).unwrap();
     (dir.join("results"), data, spec)

@@ -1,54 +1,17 @@
 //! End-to-end training: outputs, determinism, resume, and the libtorch path.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::{multifair, ok, read, scratch, small_fairvision};
 use serde_json::Value;
-
-fn multifair(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_multifair"))
-        .args(args)
-        .output()
-        .expect("run multifair")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("multifair-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 /// A small FairVision-format dataset, generated once per test.
 fn data(name: &str) -> PathBuf {
     let dir = scratch(name);
-    ok(multifair(&[
-        "generate",
-        "--kind",
-        "fairvision",
-        "--out",
-        dir.to_str().unwrap(),
-        "--seed",
-        "2",
-        "--n-train",
-        "48",
-        "--n-val",
-        "24",
-        "--n-test",
-        "32",
-        "--size",
-        "16",
-        "--depth",
-        "6",
-    ]));
+    small_fairvision(&dir, 2);
     dir
 }
 
@@ -78,10 +41,6 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
     }
     args.extend_from_slice(extra);
     multifair(&args)
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]

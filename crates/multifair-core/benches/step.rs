@@ -40,6 +40,8 @@ fn bench(c: &mut Criterion) {
         }
         let setup = Setup {
             modalities: 2,
+            attributes: vec!["race".into()],
+            attribute: 0,
             group_counts: vec![6, 5, 5],
             unknown: 0,
         };

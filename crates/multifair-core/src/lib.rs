@@ -69,6 +69,9 @@ impl DeviceBatch {
 pub struct Setup {
     /// Modalities of the model.
     pub modalities: usize,
+    /// The dataset's attributes, in the order of `DeviceBatch::codes`, and the run's.
+    pub attributes: Vec<String>,
+    pub attribute: usize,
     /// Training samples per group code 0..K of the run's attribute.
     pub group_counts: Vec<usize>,
     /// Training samples whose code is unknown (-1).

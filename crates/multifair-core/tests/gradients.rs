@@ -43,6 +43,8 @@ fn method_and_model(info: &MethodInfo, device: &Device) -> (Box<dyn Method>, Mul
     method
         .prepare(&Setup {
             modalities: modalities.len(),
+            attributes: vec!["race".into()],
+            attribute: 0,
             group_counts: vec![10, 20, 30],
             unknown: 2,
         })

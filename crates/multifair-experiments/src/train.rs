@@ -460,6 +460,12 @@ impl Run {
         }
         let setup = Setup {
             modalities: modality_slots.len(),
+            attributes: kind
+                .attributes()
+                .iter()
+                .map(|a| a.name.to_owned())
+                .collect(),
+            attribute,
             group_counts,
             unknown,
         };

