@@ -78,11 +78,12 @@ pub struct Setup {
     pub unknown: usize,
 }
 
-/// What a step hands back to the engine: the gradients to clip and apply, the loss (read once
-/// for the NaN guard and the logs) and method statistics.
+/// What a step hands back to the engine: the gradients to clip and apply, the fused
+/// cross-entropy on the device [1] (the engine reads it every few steps, for the NaN guard and
+/// the logs, so that a step needs no host read) and method statistics.
 pub struct StepOutput {
     pub grads: GradientsParams,
-    pub loss: f64,
+    pub loss: Tensor<1>,
     pub stats: BTreeMap<String, f64>,
 }
 

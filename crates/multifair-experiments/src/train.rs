@@ -341,6 +341,9 @@ fn mix(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Steps between host reads of the training loss.
+const LOSS_READ_EVERY: usize = 20;
+
 /// A run in progress.
 struct Run {
     config: TrainConfig,
@@ -818,30 +821,49 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         // Per-step lines (`{"step", "epoch", "stats"}`), written with the epoch's line so that a
         // resumed run does not repeat them.
         let mut step_lines = String::new();
+        // Losses stay on the device and are read every LOSS_READ_EVERY steps (one host read,
+        // not one per step); the NaN guard then names the first bad step exactly.
+        let mut pending: Vec<(usize, usize, Tensor<1>)> = Vec::new();
+        let check = |pending: &mut Vec<(usize, usize, Tensor<1>)>| -> anyhow::Result<f64> {
+            if pending.is_empty() {
+                return Ok(0.0);
+            }
+            let losses = to_host(Tensor::cat(
+                pending.iter().map(|(_, _, l)| l.clone()).collect(),
+                0,
+            ))
+            .map_err(anyhow::Error::msg)?;
+            for ((step, b, _), loss) in pending.iter().zip(&losses) {
+                if !loss.is_finite() {
+                    bail!(
+                        "loss is {loss} at epoch {} step {step} (batch {b} of the epoch); the run stops here ({})",
+                        epoch + 1,
+                        if epoch == 0 {
+                            "no epoch had finished, so there is no checkpoint".to_owned()
+                        } else {
+                            format!(
+                                "epoch {epoch}'s checkpoint is in {}",
+                                out.join("checkpoint").display()
+                            )
+                        }
+                    );
+                }
+            }
+            pending.clear();
+            Ok(losses.iter().sum())
+        };
         for (b, batch) in run.train.epoch(epoch as u64).enumerate() {
             let batch = batch?;
             let step = epoch * steps_per_epoch + b;
             let db = run.device_batch(&batch);
             let mut output = method.step(&model, &db);
-            if !output.loss.is_finite() {
-                bail!(
-                    "loss is {} at epoch {} step {step} (batch {b} of the epoch); the run stops here ({})",
-                    output.loss,
-                    epoch + 1,
-                    if epoch == 0 {
-                        "no epoch had finished, so there is no checkpoint".to_owned()
-                    } else {
-                        format!(
-                            "epoch {epoch}'s checkpoint is in {}",
-                            out.join("checkpoint").display()
-                        )
-                    }
-                );
-            }
             clip_grad_norm(&model, &mut output.grads, config.clip);
             let factor = state.schedule.factor(&config, step, steps_per_epoch);
             model = optim.step(&config, factor, model, output.grads);
-            loss_sum += output.loss;
+            pending.push((step, b, output.loss));
+            if pending.len() == LOSS_READ_EVERY {
+                loss_sum += check(&mut pending)?;
+            }
             steps += 1;
             if !output.stats.is_empty() {
                 step_lines +=
@@ -855,6 +877,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
             }
             bar.inc(1);
         }
+        loss_sum += check(&mut pending)?;
         bar.finish_and_clear();
         let scored = run.score(&model, &run.val, None)?;
         let (score, val) = run.validate(&scored)?;

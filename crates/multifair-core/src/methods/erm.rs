@@ -57,7 +57,7 @@ pub(crate) fn finish(
     let grads = GradientsParams::from_grads((objective + forward.aux_loss).backward(), model);
     StepOutput {
         grads,
-        loss: loss.into_scalar::<f32>() as f64,
+        loss: loss.detach(),
         stats,
     }
 }

@@ -617,7 +617,7 @@ impl Method for Multifair {
         }
         StepOutput {
             grads,
-            loss: fused.into_scalar::<f32>() as f64,
+            loss: fused.detach(),
             stats,
         }
     }

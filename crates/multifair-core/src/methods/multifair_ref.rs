@@ -313,7 +313,7 @@ impl Method for MultifairRef {
         out.insert("fused_gap".into(), stats.fused_gap);
         StepOutput {
             grads,
-            loss: fused.into_scalar::<f32>() as f64,
+            loss: fused.detach(),
             stats: out,
         }
     }
