@@ -14,6 +14,7 @@ use multifair_metrics::{BootstrapConfig, paired_seed_bootstrap, sign_flip_p};
 use multifair_models::presets::ModelSize;
 use serde_json::{Value, json};
 
+use crate::table::{at, mean_std};
 use crate::train::{RunOptions, TrainConfig, train};
 
 #[derive(Debug, Clone)]
@@ -120,13 +121,6 @@ pub fn run(options: &CompareOptions) -> anyhow::Result<String> {
     Ok(text)
 }
 
-fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
-}
-
 /// The columns of the table: (label, path into a test report).
 fn columns(attribute: &str, groups: &[String]) -> Vec<(String, Vec<String>)> {
     let mut out = vec![
@@ -149,12 +143,6 @@ fn columns(attribute: &str, groups: &[String]) -> Vec<(String, Vec<String>)> {
         ));
     }
     out
-}
-
-fn at<'a>(value: &'a Value, path: &[String]) -> Option<f64> {
-    path.iter()
-        .try_fold(value, |v, key| v.get(key.as_str()))
-        .and_then(Value::as_f64)
 }
 
 /// Mean ± std per method and column, then each method against the first, paired by seed.
@@ -197,12 +185,12 @@ fn summarise(runs: &[MethodRuns], attribute: &str, meta: Option<&Value>) -> (Str
         let mut stats = serde_json::Map::new();
         for (label, path) in &columns {
             let values: Vec<f64> = r.tests.iter().filter_map(|t| at(t, path)).collect();
-            if values.len() < r.tests.len() {
+            let (Some((mean, std)), true) = (mean_std(&values), values.len() == r.tests.len())
+            else {
                 cells.push(format!("missing in {} seeds", r.tests.len() - values.len()));
                 stats.insert(label.clone(), json!({"values": values}));
                 continue;
-            }
-            let (mean, std) = mean_std(&values);
+            };
             cells.push(format!("{mean:.3} ± {std:.3}"));
             stats.insert(
                 label.clone(),

@@ -13,6 +13,7 @@ use plotters::style::FontStyle;
 use serde_json::Value;
 
 use crate::sweep::{Plan, PlannedRun};
+use crate::table::mean_std;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
@@ -468,10 +469,7 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
             }
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             for (g, v) in per_group {
-                let m = mean(&v);
-                let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>()
-                    / (v.len() as f64 - 1.0).max(1.0))
-                .sqrt();
+                let (m, sd) = mean_std(&v).expect("a group with values");
                 let half = if v.len() > 1 {
                     1.96 * sd / (v.len() as f64).sqrt()
                 } else {

@@ -38,14 +38,7 @@ impl Cell {
     }
 
     fn mean_std(&self) -> Option<(f64, f64)> {
-        let v = self.present();
-        if v.is_empty() {
-            return None;
-        }
-        let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-        Some((mean, var.sqrt()))
+        mean_std(&self.present())
     }
 }
 
@@ -66,7 +59,19 @@ pub struct Tables {
     pub tables: Vec<AttributeTable>,
 }
 
-fn at(value: &Value, path: &[String]) -> Option<f64> {
+/// Mean and sample standard deviation (0 for one value); None when empty.
+pub(crate) fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    Some((mean, var.sqrt()))
+}
+
+/// The number at `path` in a JSON report.
+pub(crate) fn at(value: &Value, path: &[String]) -> Option<f64> {
     path.iter()
         .try_fold(value, |v, key| v.get(key.as_str()))
         .and_then(Value::as_f64)
