@@ -101,6 +101,11 @@ fn local_sweep_runs_once_and_redoes_only_a_deleted_run() {
         assert_eq!(a == b, i != 5, "run {i}");
     }
 
+    // Nothing left to do: no Slurm script.
+    let slurm = sweep(&spec, &data, &out, &["--emit", "slurm"]);
+    assert!(String::from_utf8_lossy(&slurm.stdout).contains("0 runs to do: no script written"));
+    assert!(!out.join("sweep.sbatch").exists());
+
     // Tables in three formats and the figures.
     let md =
         String::from_utf8_lossy(&multifair(&["table", out.to_str().unwrap()]).stdout).into_owned();

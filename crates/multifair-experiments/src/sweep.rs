@@ -398,6 +398,7 @@ pub fn emit(
         .collect::<anyhow::Result<_>>()?;
     match kind {
         "shell" => Ok(lines.iter().map(|l| format!("{l}\n")).collect()),
+        "slurm" if lines.is_empty() => Ok("0 runs to do: no script written\n".into()),
         "slurm" => {
             let commands = out.join("commands.txt");
             let mut f = std::fs::File::create(&commands)?;
