@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use serde_json::Value;
@@ -104,7 +105,47 @@ fn palette(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
-type Curves = Vec<(String, Vec<(String, Vec<(f64, f64)>)>)>;
+/// (series name, points)
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+
+/// (panel title, its series)
+type Curves = Vec<(String, Series)>;
+
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Each series as a labelled line in its palette colour.
+fn labelled_lines<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    series: &Series,
+) -> anyhow::Result<()> {
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = palette(i);
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], color.stroke_width(2)));
+    }
+    Ok(())
+}
+
+/// The series legend on a translucent box.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    position: SeriesLabelPosition,
+    size: u32,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .label_font(("sans-serif", size))
+        .draw()
+        .map_err(err)
+}
 
 fn draw_roc<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
@@ -132,26 +173,8 @@ fn draw_roc<DB: DrawingBackend>(
         chart
             .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
             .map_err(err)?;
-        for (i, (group, points)) in curves.iter().enumerate() {
-            let color = palette(i);
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    color.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(group.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 15, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .label_font(("sans-serif", 12))
-            .draw()
-            .map_err(err)?;
+        labelled_lines(&mut chart, curves)?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight, 12)?;
     }
     Ok(())
 }
@@ -235,18 +258,8 @@ fn draw_bars<DB: DrawingBackend>(
             }))
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .label_font(("sans-serif", 12))
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperRight, 12)
 }
-
-/// (series name, points (epoch, value))
-type Series = Vec<(String, Vec<(f64, f64)>)>;
 
 fn draw_lines<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
@@ -282,25 +295,8 @@ fn draw_lines<DB: DrawingBackend>(
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(err)?;
-    for (i, (name, points)) in series.iter().enumerate() {
-        let color = palette(i);
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label(name.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .label_font(("sans-serif", 11))
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    labelled_lines(&mut chart, series)?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight, 11)
 }
 
 /// Rows (label / modality), columns (groups), values (None: undefined).
