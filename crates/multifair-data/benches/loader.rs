@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut config = LoaderConfig::new(8, 224, 10);
     config.workers = workers;
-    let loader = Loader::new(DatasetKind::FairVision, split, config, None).unwrap();
+    let loader = Loader::new(&index.schema, split, config, None).unwrap();
     group.bench_function(format!("loader_{workers}_workers"), |b| {
         b.iter(|| {
             for batch in loader.epoch(0) {

@@ -46,6 +46,20 @@ pub enum ModalityKind {
     Volume,
     /// A clinical note (0-d unicode in the npz, or a notes CSV).
     Text,
+    /// A block of numeric columns of a manifest.
+    Tabular,
+}
+
+impl ModalityKind {
+    /// The name the model presets use for the encoder of this kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModalityKind::Image => "image",
+            ModalityKind::Volume => "volume",
+            ModalityKind::Text => "text",
+            ModalityKind::Tabular => "tabular",
+        }
+    }
 }
 
 /// One modality of a dataset: its name in configs and the npz key it comes from.
@@ -78,13 +92,16 @@ pub enum DatasetKind {
     FairVision,
     FairVlmed,
     HarvardGf,
+    /// Any dataset described by a manifest and its TOML (`datasets/manifest.md`).
+    Manifest,
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 3] = [
+    pub const ALL: [DatasetKind; 4] = [
         DatasetKind::FairVision,
         DatasetKind::FairVlmed,
         DatasetKind::HarvardGf,
+        DatasetKind::Manifest,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +109,7 @@ impl DatasetKind {
             DatasetKind::FairVision => "fairvision",
             DatasetKind::FairVlmed => "fairvlmed",
             DatasetKind::HarvardGf => "harvard-gf",
+            DatasetKind::Manifest => "manifest",
         }
     }
 
@@ -100,7 +118,9 @@ impl DatasetKind {
             .into_iter()
             .find(|k| k.name() == name)
             .ok_or_else(|| {
-                format!("unknown dataset '{name}'; available: fairvision, fairvlmed, harvard-gf")
+                format!(
+                    "unknown dataset '{name}'; available: fairvision, fairvlmed, harvard-gf, manifest"
+                )
             })
     }
 
@@ -117,6 +137,8 @@ impl DatasetKind {
             (DatasetKind::FairVision, Split::Train) => &["train", "Training"],
             (DatasetKind::FairVision, Split::Val) => &["val", "Validation"],
             (DatasetKind::FairVision, Split::Test) => &["test", "Test"],
+            // A manifest names each row's split.
+            (DatasetKind::Manifest, _) => &[],
         }
     }
 
@@ -125,6 +147,7 @@ impl DatasetKind {
         !(self == DatasetKind::HarvardGf && split == Split::Val)
     }
 
+    /// The built-in datasets' modalities (a manifest declares its own: [`Schema`]).
     pub fn modalities(self) -> &'static [Modality] {
         const SLO: Modality = Modality {
             name: "slo",
@@ -154,9 +177,11 @@ impl DatasetKind {
                 },
                 OCT,
             ],
+            DatasetKind::Manifest => &[],
         }
     }
 
+    /// The built-in datasets' attributes (a manifest declares its own: [`Schema`]).
     pub fn attributes(self) -> &'static [Attribute] {
         const RACE: Attribute = Attribute {
             name: "race",
@@ -186,6 +211,7 @@ impl DatasetKind {
             DatasetKind::FairVision => &[RACE, MALE, HISPANIC, LANGUAGE],
             DatasetKind::FairVlmed => &[RACE, GENDER, ETHNICITY, LANGUAGE],
             DatasetKind::HarvardGf => &[RACE, MALE, ETHNICITY, LANGUAGE],
+            DatasetKind::Manifest => &[],
         }
     }
 
@@ -200,6 +226,87 @@ impl DatasetKind {
             _ => &[],
         }
     }
+}
+
+/// One modality of an opened dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModalitySpec {
+    /// Its name in configs (`fundus_weights`, `multifair_attributes`, reports).
+    pub name: String,
+    /// The npz key (built-in datasets) or the manifest column it comes from.
+    pub key: String,
+    pub kind: ModalityKind,
+    /// Tabular modalities: the standardisation fitted on the training split.
+    pub tabular: Option<crate::manifest::Standardiser>,
+}
+
+/// One sensitive attribute of an opened dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeSpec {
+    pub name: String,
+    /// The npz key or manifest column it comes from.
+    pub key: String,
+    /// Group names by code, where the dataset declares them (manifests do).
+    pub groups: Vec<String>,
+}
+
+/// What an opened dataset holds: its modalities, attributes and classes. The built-in datasets'
+/// schemas are fixed; a manifest's comes from its TOML.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schema {
+    pub modalities: Vec<ModalitySpec>,
+    pub attributes: Vec<AttributeSpec>,
+    /// Class names by label index (two for the glaucoma datasets).
+    pub classes: Vec<String>,
+}
+
+impl Schema {
+    /// The fixed schema of a built-in dataset.
+    pub fn builtin(kind: DatasetKind) -> Schema {
+        Schema {
+            modalities: kind
+                .modalities()
+                .iter()
+                .map(|m| ModalitySpec {
+                    name: m.name.into(),
+                    key: m.key.into(),
+                    kind: m.kind,
+                    tabular: None,
+                })
+                .collect(),
+            attributes: kind
+                .attributes()
+                .iter()
+                .map(|a| AttributeSpec {
+                    name: a.name.into(),
+                    key: a.key.into(),
+                    groups: Vec::new(),
+                })
+                .collect(),
+            classes: vec!["no glaucoma".into(), "glaucoma".into()],
+        }
+    }
+
+    pub fn attribute(&self, name: &str) -> Option<usize> {
+        self.attributes.iter().position(|a| a.name == name)
+    }
+
+    pub fn has_text(&self) -> bool {
+        self.modalities.iter().any(|m| m.kind == ModalityKind::Text)
+    }
+}
+
+/// A manifest row's entry for one modality.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// The row has no data for this modality.
+    Missing,
+    /// An image or volume file, or a text file.
+    File(PathBuf),
+    /// Text given in the manifest itself.
+    Text(String),
+    /// A tabular block's values, `None` where a cell is empty.
+    Values(Vec<Option<f64>>),
 }
 
 /// What to do with a file that cannot be used.
@@ -225,19 +332,30 @@ pub enum DataError {
     },
     #[error("{}: {message}", path.display())]
     Layout { path: PathBuf, message: String },
+    /// Every problem found in a manifest, each naming its row and column.
+    #[error("{}: {} problem{}:\n  {}", path.display(), problems.len(),
+        if problems.len() == 1 { "" } else { "s" }, crate::manifest::list(problems))]
+    Manifest {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 pub const SKIP_HINT: &str = "(pass --skip-bad to skip and count such files)";
 
-/// One sample: where it is, its label and attribute codes (aligned with the dataset's
-/// attributes), and its note when the note lives outside the npz.
+/// One sample: where it is, its label (class index) and attribute codes (aligned with the
+/// dataset's attributes), its note when the note lives outside the npz, and, for a manifest row,
+/// one entry per modality.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleRecord {
+    /// The npz, or the manifest the row is in.
     pub path: PathBuf,
     pub id: String,
     pub label: u8,
     pub codes: Vec<i64>,
     pub note: Option<String>,
+    /// Manifest rows: one entry per modality; empty for npz samples.
+    pub entries: Vec<Entry>,
 }
 
 /// A split's usable samples and the files skipped under [`BadFilePolicy::Skip`].
@@ -254,6 +372,7 @@ pub struct SplitIndex {
 pub struct DatasetIndex {
     pub kind: DatasetKind,
     pub root: PathBuf,
+    pub schema: Schema,
     pub splits: Vec<SplitIndex>,
 }
 
@@ -270,6 +389,9 @@ pub struct SplitSummary {
 impl DatasetIndex {
     /// Indexes the dataset under `root`.
     pub fn open(kind: DatasetKind, root: &Path, policy: BadFilePolicy) -> Result<Self, DataError> {
+        if kind == DatasetKind::Manifest {
+            return crate::manifest::open(root);
+        }
         if !root.is_dir() {
             return Err(DataError::Layout {
                 path: root.to_owned(),
@@ -303,6 +425,7 @@ impl DatasetIndex {
         Ok(DatasetIndex {
             kind,
             root: root.to_owned(),
+            schema: Schema::builtin(kind),
             splits,
         })
     }
@@ -314,29 +437,29 @@ impl DatasetIndex {
     pub fn summary(&self) -> BTreeMap<Split, SplitSummary> {
         self.splits
             .iter()
-            .map(|s| (s.split, s.summary(self.kind)))
+            .map(|s| (s.split, s.summary(&self.schema)))
             .collect()
     }
 }
 
 impl SplitIndex {
-    pub fn summary(&self, kind: DatasetKind) -> SplitSummary {
-        let mut attributes: BTreeMap<String, BTreeMap<String, usize>> = kind
-            .attributes()
+    pub fn summary(&self, schema: &Schema) -> SplitSummary {
+        let mut attributes: BTreeMap<String, BTreeMap<String, usize>> = schema
+            .attributes
             .iter()
-            .map(|a| (a.name.to_owned(), BTreeMap::new()))
+            .map(|a| (a.name.clone(), BTreeMap::new()))
             .collect();
         for sample in &self.samples {
-            for (attribute, code) in kind.attributes().iter().zip(&sample.codes) {
+            for (attribute, code) in schema.attributes.iter().zip(&sample.codes) {
                 let counts = attributes
-                    .get_mut(attribute.name)
+                    .get_mut(&attribute.name)
                     .expect("attribute listed");
                 *counts.entry(code.to_string()).or_default() += 1;
             }
         }
         SplitSummary {
             n: self.samples.len(),
-            positives: self.samples.iter().filter(|s| s.label == 1).count(),
+            positives: self.samples.iter().filter(|s| s.label >= 1).count(),
             skipped: self.skipped.len(),
             attributes,
         }
@@ -470,6 +593,7 @@ pub fn read_record(
                     })?);
                 }
             }
+            ModalityKind::Tabular => unreachable!("npz datasets have no tabular modality"),
             ModalityKind::Image | ModalityKind::Volume => {
                 let header = npz.header(modality.key)?;
                 if matches!(header.dtype, crate::npy::Dtype::Unicode(_)) {
@@ -508,6 +632,7 @@ pub fn read_record(
         label,
         codes,
         note,
+        entries: Vec::new(),
     })
 }
 

@@ -1,5 +1,6 @@
 //! Data for MultiFair: a pickle-free npz reader, the FairVision / FairVLMed / Harvard-GF
-//! adapters, preprocessing, batching, and the synthetic benchmark written in the real formats.
+//! adapters, manifests for any other multimodal dataset, preprocessing, batching, and the
+//! synthetic benchmark written in the real formats.
 
 pub mod npy;
 pub mod npz;
@@ -9,9 +10,12 @@ pub use npz::{Npz, NpzError, NpzErrorKind, write_npz};
 
 pub mod datasets;
 pub use datasets::{
-    BadFilePolicy, DataError, DatasetIndex, DatasetKind, ModalityKind, SampleRecord, Split,
-    SplitIndex, SplitSummary,
+    AttributeSpec, BadFilePolicy, DataError, DatasetIndex, DatasetKind, Entry, ModalityKind,
+    ModalitySpec, SampleRecord, Schema, Split, SplitIndex, SplitSummary,
 };
+
+pub mod cohort;
+pub mod manifest;
 
 pub mod loader;
 pub mod preprocess;

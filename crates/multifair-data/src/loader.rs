@@ -16,10 +16,13 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::datasets::{DataError, DatasetKind, ModalityKind, SampleRecord, SplitIndex};
+use crate::datasets::{
+    DataError, Entry, ModalityKind, ModalitySpec, SampleRecord, Schema, SplitIndex,
+};
+use crate::npy::NpyArray;
 use crate::npz::Npz;
 use crate::preprocess::{
-    Augment, ImageNorm, prepare_image_into, prepare_volume_into, slice_indices,
+    Augment, ImageNorm, prepare_image_into, prepare_rgb_into, prepare_volume_into, slice_indices,
 };
 use crate::tokenizer::WordPiece;
 
@@ -72,7 +75,7 @@ impl LoaderConfig {
 /// device tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModalityBatch {
-    /// Images [B, 3, S, S] or volumes [B, slices, S, S].
+    /// Images [B, 3, S, S], volumes [B, slices, S, S] or tabular rows [B, features].
     Float { shape: Vec<usize>, values: Vec<f32> },
     /// Token ids and attention mask, each [B, L].
     Tokens {
@@ -88,6 +91,20 @@ impl ModalityBatch {
         match self {
             ModalityBatch::Float { shape, values } => {
                 let shape: [usize; 4] = shape.as_slice().try_into().ok()?;
+                Some(Tensor::from_data(
+                    TensorData::new(values.clone(), shape),
+                    device,
+                ))
+            }
+            ModalityBatch::Tokens { .. } => None,
+        }
+    }
+
+    /// Tabular rows as a float tensor [B, features] on `device`.
+    pub fn rows_tensor(&self, device: &Device) -> Option<Tensor<2>> {
+        match self {
+            ModalityBatch::Float { shape, values } => {
+                let shape: [usize; 2] = shape.as_slice().try_into().ok()?;
                 Some(Tensor::from_data(
                     TensorData::new(values.clone(), shape),
                     device,
@@ -119,7 +136,7 @@ impl ModalityBatch {
 pub struct Batch {
     /// Positions of the samples in the split.
     pub indices: Vec<usize>,
-    pub modalities: Vec<(&'static str, ModalityBatch)>,
+    pub modalities: Vec<(String, ModalityBatch)>,
     /// [modality][sample]: false where the sample lacks the modality (its values are zeros).
     pub available: Vec<Vec<bool>>,
     pub labels: Vec<u8>,
@@ -128,7 +145,7 @@ pub struct Batch {
 }
 
 struct Shared {
-    kind: DatasetKind,
+    schema: Schema,
     samples: Vec<SampleRecord>,
     config: LoaderConfig,
     tokenizer: Option<WordPiece>,
@@ -151,9 +168,10 @@ fn mix(a: u64, b: u64) -> u64 {
 }
 
 impl Loader {
-    /// A loader over `split`; datasets with notes need a `tokenizer`.
+    /// A loader over `split` of a dataset with `schema`; datasets with text need a
+    /// `tokenizer`.
     pub fn new(
-        kind: DatasetKind,
+        schema: &Schema,
         split: &SplitIndex,
         config: LoaderConfig,
         tokenizer: Option<WordPiece>,
@@ -161,17 +179,12 @@ impl Loader {
         if config.batch_size == 0 {
             return Err("batch size must be at least 1".into());
         }
-        if kind
-            .modalities()
-            .iter()
-            .any(|m| m.kind == ModalityKind::Text)
-            && tokenizer.is_none()
-        {
-            return Err(format!("{} has notes: a tokenizer is needed", kind.name()));
+        if schema.has_text() && tokenizer.is_none() {
+            return Err("the dataset has text: a tokenizer is needed".into());
         }
         Ok(Loader {
             shared: Arc::new(Shared {
-                kind,
+                schema: schema.clone(),
                 samples: split.samples.clone(),
                 config,
                 tokenizer,
@@ -335,46 +348,63 @@ fn build_batch(shared: &Shared, order: &[usize], epoch: u64, b: usize) -> Result
 }
 
 fn build_from_indices(shared: &Shared, indices: &[usize], epoch: u64) -> Result<Batch, DataError> {
-    let modalities = shared.kind.modalities();
+    let modalities = &shared.schema.modalities;
     let cfg = &shared.config;
     let n = indices.len();
     let area = cfg.image_size * cfg.image_size;
-    let channels = |kind| {
-        if kind == ModalityKind::Image {
-            3
-        } else {
-            cfg.slices
-        }
+    let per_sample = |m: &ModalitySpec| match m.kind {
+        ModalityKind::Image => 3 * area,
+        ModalityKind::Volume => cfg.slices * area,
+        ModalityKind::Text => 0,
+        ModalityKind::Tabular => m.tabular.as_ref().map_or(0, |t| t.width()),
     };
-    // Samples are prepared straight into their slot of the batch: no per-sample buffers.
+    // Samples are prepared straight into their slot of the batch: no per-sample buffers. A
+    // missing modality keeps its zeros and is marked unavailable.
     let mut floats: Vec<Vec<f32>> = modalities
         .iter()
-        .map(|m| match m.kind {
-            ModalityKind::Text => Vec::new(),
-            kind => vec![0.0; n * channels(kind) * area],
-        })
+        .map(|m| vec![0.0; n * per_sample(m)])
         .collect();
     let mut tokens: Vec<(Vec<u32>, Vec<u32>)> =
         modalities.iter().map(|_| Default::default()).collect();
+    let mut available = vec![vec![true; n]; modalities.len()];
     for (k, &i) in indices.iter().enumerate() {
         let record = &shared.samples[i];
-        let mut npz = Npz::open(&record.path)?;
         let mut rng = ChaCha8Rng::seed_from_u64(mix(mix(cfg.seed, epoch), i as u64));
+        let augment = cfg.augment.as_ref();
+        if !record.entries.is_empty() {
+            for (j, m) in modalities.iter().enumerate() {
+                let width = per_sample(m);
+                let slot = &mut floats[j][k * width..(k + 1) * width];
+                let text = load_entry(
+                    shared,
+                    m,
+                    &record.entries[j],
+                    slot,
+                    augment.map(|a| (a, &mut rng)),
+                )?;
+                available[j][k] = record.entries[j] != Entry::Missing;
+                if m.kind == ModalityKind::Text {
+                    push_tokens(shared, &text.unwrap_or_default(), &mut tokens[j]);
+                }
+            }
+            continue;
+        }
+        let mut npz = Npz::open(&record.path)?;
         let value_error = |key: &str, message: String| DataError::Value {
             file: record.path.clone(),
             key: key.to_owned(),
             message,
         };
         for (j, m) in modalities.iter().enumerate() {
-            let per_sample = channels(m.kind) * area;
+            let width = per_sample(m);
+            let slot = &mut floats[j][k * width..(k + 1) * width];
             match m.kind {
                 ModalityKind::Volume => {
                     // Read only the B-scans that are kept.
-                    let depth = npz.header(m.key)?.shape.first().copied().unwrap_or(0);
-                    let kept = npz.read_rows(m.key, &slice_indices(depth, cfg.slices))?;
-                    let slot = &mut floats[j][k * per_sample..(k + 1) * per_sample];
+                    let depth = npz.header(&m.key)?.shape.first().copied().unwrap_or(0);
+                    let kept = npz.read_rows(&m.key, &slice_indices(depth, cfg.slices))?;
                     prepare_volume_into(&kept, cfg.slices, cfg.image_size, slot)
-                        .map_err(|e| value_error(m.key, e.to_string()))?;
+                        .map_err(|e| value_error(&m.key, e.to_string()))?;
                 }
                 ModalityKind::Image => {
                     // Fundus photographs get ImageNet statistics; measurement maps a z-score.
@@ -383,25 +413,22 @@ fn build_from_indices(shared: &Shared, indices: &[usize], epoch: u64) -> Result<
                     } else {
                         ImageNorm::ZScore
                     };
-                    let augment = cfg.augment.as_ref().map(|a| (a, &mut rng));
-                    let slot = &mut floats[j][k * per_sample..(k + 1) * per_sample];
-                    prepare_image_into(&npz.read(m.key)?, cfg.image_size, norm, augment, slot)
-                        .map_err(|e| value_error(m.key, e.to_string()))?;
+                    let augment = augment.map(|a| (a, &mut rng));
+                    prepare_image_into(&npz.read(&m.key)?, cfg.image_size, norm, augment, slot)
+                        .map_err(|e| value_error(&m.key, e.to_string()))?;
                 }
                 ModalityKind::Text => {
                     let text = match &record.note {
                         Some(note) => note.clone(),
                         None => npz
-                            .read(m.key)?
+                            .read(&m.key)?
                             .scalar_str()
-                            .map_err(|e| value_error(m.key, e.to_string()))?
+                            .map_err(|e| value_error(&m.key, e.to_string()))?
                             .to_owned(),
                     };
-                    let tokenizer = shared.tokenizer.as_ref().expect("checked in Loader::new");
-                    let encoding = tokenizer.encode(&text.to_lowercase(), cfg.max_tokens);
-                    tokens[j].0.extend(encoding.ids);
-                    tokens[j].1.extend(encoding.mask);
+                    push_tokens(shared, &text, &mut tokens[j]);
                 }
+                ModalityKind::Tabular => unreachable!("npz datasets have no tabular modality"),
             }
         }
     }
@@ -415,22 +442,116 @@ fn build_from_indices(shared: &Shared, indices: &[usize], epoch: u64) -> Result<
                     ids,
                     mask,
                 },
-                kind => ModalityBatch::Float {
-                    shape: vec![n, channels(kind), cfg.image_size, cfg.image_size],
+                ModalityKind::Tabular => ModalityBatch::Float {
+                    shape: vec![n, per_sample(m)],
+                    values,
+                },
+                ModalityKind::Image => ModalityBatch::Float {
+                    shape: vec![n, 3, cfg.image_size, cfg.image_size],
+                    values,
+                },
+                ModalityKind::Volume => ModalityBatch::Float {
+                    shape: vec![n, cfg.slices, cfg.image_size, cfg.image_size],
                     values,
                 },
             };
-            (m.name, batch)
+            (m.name.clone(), batch)
         })
         .collect();
     let samples: Vec<&SampleRecord> = indices.iter().map(|&i| &shared.samples[i]).collect();
     Ok(Batch {
         indices: indices.to_vec(),
         modalities: batches,
-        available: modalities.iter().map(|_| vec![true; n]).collect(),
+        available,
         labels: samples.iter().map(|s| s.label).collect(),
-        codes: (0..shared.kind.attributes().len())
+        codes: (0..shared.schema.attributes.len())
             .map(|a| samples.iter().map(|s| s.codes[a]).collect())
             .collect(),
     })
+}
+
+/// Tokenises one text (lower-cased, as the uncased vocabularies expect) onto a batch.
+fn push_tokens(shared: &Shared, text: &str, out: &mut (Vec<u32>, Vec<u32>)) {
+    let tokenizer = shared.tokenizer.as_ref().expect("checked in Loader::new");
+    let encoding = tokenizer.encode(&text.to_lowercase(), shared.config.max_tokens);
+    out.0.extend(encoding.ids);
+    out.1.extend(encoding.mask);
+}
+
+/// Prepares one manifest entry into `slot`; a text entry's text is returned for tokenising
+/// (empty for a missing one, whose mask then covers [CLS] and [SEP] only).
+fn load_entry(
+    shared: &Shared,
+    m: &ModalitySpec,
+    entry: &Entry,
+    slot: &mut [f32],
+    augment: Option<(&Augment, &mut ChaCha8Rng)>,
+) -> Result<Option<String>, DataError> {
+    let cfg = &shared.config;
+    let path = match entry {
+        Entry::Missing => return Ok(None),
+        Entry::Text(text) => return Ok(Some(text.clone())),
+        Entry::Values(values) => {
+            let standardiser = m
+                .tabular
+                .as_ref()
+                .expect("fitted when the manifest is opened");
+            standardiser.transform_into(values, slot);
+            return Ok(None);
+        }
+        Entry::File(path) => path,
+    };
+    let error = |message: String| DataError::Value {
+        file: path.clone(),
+        key: m.name.clone(),
+        message,
+    };
+    match m.kind {
+        ModalityKind::Text => std::fs::read_to_string(path)
+            .map(Some)
+            .map_err(|e| error(format!("cannot read the text file: {e}"))),
+        ModalityKind::Image => {
+            let image = image::open(path)
+                .map_err(|e| error(format!("cannot decode the image: {e}")))?
+                .to_rgb8();
+            let (w, h) = (image.width() as usize, image.height() as usize);
+            let mut planes = vec![0.0f32; 3 * h * w];
+            for (p, pixel) in image.pixels().enumerate() {
+                for c in 0..3 {
+                    planes[c * h * w + p] = pixel.0[c] as f32 / 255.0;
+                }
+            }
+            prepare_rgb_into(&planes, h, w, cfg.image_size, augment, slot);
+            Ok(None)
+        }
+        ModalityKind::Volume => {
+            let is_npz = path.extension().is_some_and(|e| e == "npz");
+            let volume = if is_npz {
+                let mut npz = Npz::open(path)?;
+                let key = if npz.contains(&m.key) {
+                    m.key.clone()
+                } else {
+                    match npz.keys().as_slice() {
+                        [only] => only.clone(),
+                        keys => {
+                            return Err(error(format!(
+                                "the npz holds {} arrays ({}); name the volume's with `key` in manifest.toml",
+                                keys.len(),
+                                keys.join(", ")
+                            )));
+                        }
+                    }
+                };
+                let depth = npz.header(&key)?.shape.first().copied().unwrap_or(0);
+                npz.read_rows(&key, &slice_indices(depth, cfg.slices))?
+            } else {
+                let bytes = std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))?;
+                NpyArray::parse(&bytes).map_err(|e| error(e.to_string()))?
+            };
+            prepare_volume_into(&volume, cfg.slices, cfg.image_size, slot)
+                .map_err(|e| error(e.to_string()))?;
+            Ok(None)
+        }
+        ModalityKind::Tabular => unreachable!("tabular entries hold values"),
+    }
 }

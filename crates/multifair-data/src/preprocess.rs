@@ -314,6 +314,41 @@ pub fn prepare_image_into(
     Ok(())
 }
 
+/// A colour photograph (manifest images) -> [3, size, size]: `rgb` holds three planes
+/// [3, H, W] in [0, 1]. The same flip and brightness / contrast factors apply to every channel,
+/// then ImageNet mean and std per channel.
+pub fn prepare_rgb_into(
+    rgb: &[f32],
+    h: usize,
+    w: usize,
+    size: usize,
+    augment: Option<(&Augment, &mut impl Rng)>,
+    out: &mut [f32],
+) {
+    let area = size * size;
+    for (plane, slot) in rgb.chunks(h * w).zip(out.chunks_mut(area)) {
+        resize_bilinear_into(plane, h, w, size, size, slot);
+    }
+    if let Some((augment, rng)) = augment {
+        if rng.random::<f32>() < augment.flip {
+            out.chunks_mut(size).for_each(|row| row.reverse());
+        }
+        if augment.jitter > 0.0 {
+            let mut factor = || 1.0 + augment.jitter * (2.0 * rng.random::<f32>() - 1.0);
+            let (brightness, contrast) = (factor(), factor());
+            let mean = out.iter().sum::<f32>() / out.len() as f32 * brightness;
+            for v in out.iter_mut() {
+                *v = (mean + (*v * brightness - mean) * contrast).clamp(0.0, 1.0);
+            }
+        }
+    }
+    for (c, channel) in out.chunks_mut(area).enumerate() {
+        channel
+            .iter_mut()
+            .for_each(|v| *v = (*v - IMAGENET_MEAN[c]) / IMAGENET_STD[c]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

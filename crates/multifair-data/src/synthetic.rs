@@ -332,6 +332,11 @@ fn scalar(v: i64) -> NpyArray {
 /// Writes the dataset under `out` and returns (and writes) its `meta.json`.
 pub fn generate(config: &SyntheticConfig, out: &Path) -> std::io::Result<Meta> {
     let kind = config.kind;
+    if kind == DatasetKind::Manifest {
+        return Err(std::io::Error::other(
+            "the synthetic benchmark has the built-in layouts; a manifest example comes from multifair_data::cohort",
+        ));
+    }
     let (size, depth) = (config.size.max(2), config.depth.max(1));
     let mut splits = BTreeMap::new();
     let mut oracle = None;
@@ -481,6 +486,7 @@ fn write_summary(config: &SyntheticConfig, out: &Path, rows: &[SummaryRow]) -> s
         DatasetKind::FairVision => (out.join("data_summary_glaucoma.csv"), false),
         DatasetKind::FairVlmed => (out.join("data_summary.csv"), true),
         DatasetKind::HarvardGf => (out.join("data_summary.csv"), false),
+        DatasetKind::Manifest => unreachable!("refused in generate"),
     };
     let mut f = std::io::BufWriter::new(std::fs::File::create(name)?);
     let keys: Vec<&str> = kind.attributes().iter().map(|a| a.key).collect();

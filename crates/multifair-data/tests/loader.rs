@@ -30,7 +30,13 @@ fn train_loader(dir: &Path, kind: DatasetKind, workers: usize, seed: u64) -> Loa
         (true, seed, workers, Some(Augment::default()));
     config.max_tokens = 48;
     let tokenizer = (kind == DatasetKind::FairVlmed).then(|| WordPiece::builtin(&NOTE_WORDS));
-    Loader::new(kind, index.split(Split::Train).unwrap(), config, tokenizer).unwrap()
+    Loader::new(
+        &index.schema,
+        index.split(Split::Train).unwrap(),
+        config,
+        tokenizer,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -120,13 +126,7 @@ fn nan_pixels_and_short_members_fail_at_load_naming_file_and_key() {
             DatasetIndex::open(DatasetKind::FairVision, &root, BadFilePolicy::Fail).unwrap();
         let split = index.split(Split::Train).unwrap();
         let position = split.samples.iter().position(|s| s.path == path).unwrap();
-        let loader = Loader::new(
-            DatasetKind::FairVision,
-            split,
-            LoaderConfig::new(1, 6, 2),
-            None,
-        )
-        .unwrap();
+        let loader = Loader::new(&index.schema, split, LoaderConfig::new(1, 6, 2), None).unwrap();
         let err = loader.load(position, 0).unwrap_err().to_string();
         assert!(err.starts_with(&path.display().to_string()), "{err}");
         assert!(
@@ -159,7 +159,7 @@ fn balanced_sampling_draws_every_group_about_equally_and_no_unknowns() {
     let split = index.split(Split::Train).unwrap();
     let mut lc = LoaderConfig::new(8, 8, 2);
     (lc.shuffle, lc.seed, lc.balance_attribute) = (true, 3, Some(0)); // race
-    let loader = Loader::new(DatasetKind::FairVision, split, lc, None).unwrap();
+    let loader = Loader::new(&index.schema, split, lc, None).unwrap();
     let order = loader.order(0);
     assert_eq!(order.len(), split.samples.len());
     assert_eq!(order, loader.order(0), "same seed and epoch, same draws");
