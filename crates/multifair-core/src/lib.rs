@@ -33,6 +33,9 @@ pub struct DeviceBatch {
     pub groups: Vec<i64>,
     /// The same codes on the device [B].
     pub group_ids: Tensor<1, Int>,
+    /// [B, M]: 1 where the sample has the modality, 0 where it is missing; `None` when every
+    /// sample has every modality (the built-in datasets).
+    pub available: Option<Tensor<2>>,
 }
 
 impl DeviceBatch {
@@ -60,6 +63,39 @@ impl DeviceBatch {
             group_ids: Tensor::<1, Int>::from_ints(groups.as_slice(), device),
             groups,
             codes,
+            available: None,
+        }
+    }
+
+    /// Marks missing modalities: `available[modality][sample]`, in the model's order.
+    pub fn with_available(mut self, available: &[Vec<bool>]) -> Self {
+        if available.iter().flatten().all(|&a| a) {
+            return self;
+        }
+        let (m, b) = (available.len(), available[0].len());
+        let values: Vec<f32> = (0..b)
+            .flat_map(|n| available.iter().map(move |row| row[n] as u8 as f32))
+            .collect();
+        let device = self.group_ids.device();
+        self.available = Some(Tensor::<1>::from_floats(values.as_slice(), &device).reshape([b, m]));
+        self
+    }
+
+    /// Modality `j`'s availability [B] (all ones when nothing is missing).
+    pub fn available_of(&self, j: usize) -> Option<Tensor<1>> {
+        self.available.as_ref().map(|a| {
+            let [b, _] = a.dims();
+            a.clone().slice([0..b, j..j + 1]).reshape([b])
+        })
+    }
+
+    /// Modality `j`'s auxiliary cross-entropy over the samples that have the modality: a
+    /// missing modality's blank input says nothing about the label.
+    pub fn aux_cross_entropy(&self, j: usize, logits: Tensor<2>) -> Tensor<1> {
+        let per_sample = cross_entropy_per_sample(logits, self.onehot.clone());
+        match self.available_of(j) {
+            None => per_sample.mean(),
+            Some(mask) => (per_sample * mask.clone()).sum() / mask.sum().clamp_min(1.0),
         }
     }
 }

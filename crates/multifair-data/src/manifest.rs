@@ -190,21 +190,25 @@ pub fn toml_path(data: &Path) -> PathBuf {
     }
 }
 
-/// Reads and checks a manifest dataset.
-pub fn open(data: &Path) -> Result<DatasetIndex, DataError> {
+/// Reads `manifest.toml` (`data` is its folder or the file itself).
+pub fn read_toml(data: &Path) -> Result<ManifestToml, DataError> {
     let toml_path = toml_path(data);
-    let layout = |path: &Path, message: String| DataError::Layout {
-        path: path.to_owned(),
+    let layout = |message: String| DataError::Layout {
+        path: toml_path.clone(),
         message,
     };
     let text = std::fs::read_to_string(&toml_path).map_err(|e| {
-        layout(
-            &toml_path,
-            format!("cannot read the manifest description ({e}); see datasets/manifest.md"),
-        )
+        layout(format!(
+            "cannot read the manifest description ({e}); see datasets/manifest.md"
+        ))
     })?;
-    let spec: ManifestToml =
-        toml::from_str(&text).map_err(|e| layout(&toml_path, e.to_string()))?;
+    toml::from_str(&text).map_err(|e| layout(e.to_string()))
+}
+
+/// Reads and checks a manifest dataset.
+pub fn open(data: &Path) -> Result<DatasetIndex, DataError> {
+    let toml_path = toml_path(data);
+    let spec = read_toml(data)?;
     let root = toml_path.parent().unwrap_or(Path::new(".")).to_owned();
     let (schema, sources) = check_spec(&spec).map_err(|problems| DataError::Manifest {
         path: toml_path.clone(),

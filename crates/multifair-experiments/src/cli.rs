@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use multifair_data::cohort::{self, CohortConfig};
 use multifair_data::synthetic::{self, SyntheticConfig};
 use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind};
 use multifair_metrics::BootstrapConfig;
@@ -123,9 +124,10 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Writes the synthetic benchmark in a real dataset's layout, with `meta.json`.
+    /// Writes the synthetic benchmark in a real dataset's layout, with `meta.json`; `manifest`
+    /// writes the example cohort (photo, labs, vitals, note) as a manifest.
     Generate {
-        /// fairvision, fairvlmed or harvard-gf.
+        /// fairvision, fairvlmed, harvard-gf or manifest.
         #[arg(long, value_parser = parse_kind)]
         kind: DatasetKind,
         #[arg(long)]
@@ -149,16 +151,18 @@ enum Command {
     /// predictions.csv, model.safetensors and a resumable checkpoint to --out.
     #[command(after_long_help = crate::train::keys_help())]
     Train {
-        /// fairvision, fairvlmed or harvard-gf.
+        /// fairvision, fairvlmed, harvard-gf or manifest (see datasets/manifest.md).
         #[arg(long, value_parser = parse_kind)]
         dataset: DatasetKind,
+        /// The dataset's folder (for a manifest: the folder of manifest.toml, or the file).
         #[arg(long)]
         data_dir: PathBuf,
         #[arg(long, default_value = "erm")]
         method: String,
-        /// The attribute model selection reads (every attribute is evaluated).
-        #[arg(long, default_value = "race")]
-        attribute: String,
+        /// The attribute model selection reads (every attribute is evaluated); default race,
+        /// or a manifest's first attribute.
+        #[arg(long)]
+        attribute: Option<String>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long, default_value_t = 10)]
@@ -195,7 +199,7 @@ enum Command {
 enum DataCommand {
     /// Per split: samples, positives, skipped files, and group counts per attribute.
     Summary {
-        /// fairvision, fairvlmed or harvard-gf.
+        /// fairvision, fairvlmed, harvard-gf or manifest.
         #[arg(long, value_parser = parse_kind)]
         dataset: DatasetKind,
         #[arg(long)]
@@ -393,6 +397,25 @@ pub fn run() -> anyhow::Result<()> {
             size,
             depth,
         } => {
+            if kind == DatasetKind::Manifest {
+                let mut config = CohortConfig::new(seed);
+                config.n_train = n_train.unwrap_or(config.n_train);
+                config.n_val = n_val.unwrap_or(config.n_val);
+                config.n_test = n_test.unwrap_or(config.n_test);
+                config.size = size.unwrap_or(config.size);
+                anyhow::ensure!(
+                    depth.is_none(),
+                    "--depth: the example cohort has no volumes"
+                );
+                cohort::generate(&config, &out)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                eprintln!(
+                    "wrote the example cohort ({} patients) to {}",
+                    config.n_train + config.n_val + config.n_test,
+                    out.display()
+                );
+                return Ok(());
+            }
             let mut config = SyntheticConfig::new(kind, seed);
             config.n_train = n_train.unwrap_or(config.n_train);
             config.n_val = n_val.unwrap_or(config.n_val);
@@ -424,6 +447,16 @@ pub fn run() -> anyhow::Result<()> {
             stop_after,
         } => {
             let size = ModelSize::from_name(&model).map_err(anyhow::Error::msg)?;
+            let attribute = match attribute {
+                Some(a) => a,
+                None if dataset == DatasetKind::Manifest => {
+                    crate::train::attribute_names(dataset, &data_dir)?
+                        .into_iter()
+                        .next()
+                        .context("the manifest declares no attribute")?
+                }
+                None => "race".into(),
+            };
             let config = TrainConfig::resolve(
                 dataset, data_dir, &method, &attribute, seed, epochs, size, &device, &sets,
             )?;

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use multifair_data::DatasetKind;
+use multifair_data::cohort::{self, CohortConfig};
 use multifair_data::synthetic::{SyntheticConfig, generate};
+use multifair_data::{DatasetKind, manifest};
 
 use crate::sweep::{Overrides, Spec, plan, run_local, write_plan};
 
@@ -38,6 +39,7 @@ fn env_var(kind: DatasetKind) -> &'static str {
         DatasetKind::FairVision => "FAIRVISION_DIR",
         DatasetKind::FairVlmed => "FAIRVLMED_DIR",
         DatasetKind::HarvardGf => "HARVARD_GF_DIR",
+        DatasetKind::Manifest => "MULTIFAIR_MANIFEST",
     }
 }
 
@@ -52,6 +54,19 @@ pub fn resolve_data(spec: &Spec, data_dir: Option<&Path>, out: &Path) -> anyhow:
         return Ok(PathBuf::from(dir));
     }
     let data = out.join("data");
+    if kind == DatasetKind::Manifest {
+        eprintln!(
+            "neither --data-dir nor {} is set: running {} on the generated example cohort in {}",
+            env_var(kind),
+            spec.name,
+            data.display()
+        );
+        if !data.join(manifest::TOML_NAME).is_file() {
+            cohort::generate(&CohortConfig::new(spec.base_seed), &data)
+                .with_context(|| format!("writing {}", data.display()))?;
+        }
+        return Ok(data);
+    }
     eprintln!(
         "{} is gated (access by request: see datasets/README.md) and neither --data-dir nor {} \
          is set: running {} on the synthetic {}-format benchmark in {}",

@@ -17,10 +17,13 @@ use multifair_core::{
     DeviceBatch, Method, Params, REGISTRY, Setup, create, positive_probability, to_host,
 };
 use multifair_data::loader::{Batch, Loader, LoaderConfig, ModalityBatch};
+use multifair_data::manifest::{self, training_words};
 use multifair_data::preprocess::Augment;
 use multifair_data::synthetic::NOTE_WORDS;
 use multifair_data::tokenizer::WordPiece;
-use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind, ModalityKind, Split, SplitIndex};
+use multifair_data::{
+    BadFilePolicy, DatasetIndex, DatasetKind, ModalityKind, Schema, Split, SplitIndex,
+};
 use multifair_metrics::{GroupFrame, Predictions};
 use multifair_models::presets::ModelSize;
 use multifair_models::pretrained::{
@@ -97,6 +100,24 @@ pub fn keys_help() -> String {
     text
 }
 
+/// The attributes a run may select on: the built-in datasets' or those a manifest's TOML
+/// declares.
+pub fn attribute_names(dataset: DatasetKind, data_dir: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(if dataset == DatasetKind::Manifest {
+        manifest::read_toml(data_dir)?
+            .attributes
+            .into_iter()
+            .map(|a| a.name)
+            .collect()
+    } else {
+        dataset
+            .attributes()
+            .iter()
+            .map(|a| a.name.to_owned())
+            .collect()
+    })
+}
+
 /// Everything that decides a run's result; written to `run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -166,8 +187,8 @@ impl TrainConfig {
             let names: Vec<_> = REGISTRY.iter().map(|m| m.name).collect();
             anyhow::anyhow!("unknown method '{method}'; available: {}", names.join(", "))
         })?;
-        if !dataset.attributes().iter().any(|a| a.name == attribute) {
-            let names: Vec<_> = dataset.attributes().iter().map(|a| a.name).collect();
+        let names = attribute_names(dataset, &data_dir)?;
+        if !names.iter().any(|a| a == attribute) {
             bail!(
                 "unknown attribute '{attribute}' for {}; available: {}",
                 dataset.name(),
@@ -348,7 +369,7 @@ const LOSS_READ_EVERY: usize = 20;
 struct Run {
     config: TrainConfig,
     device: Device,
-    kind: DatasetKind,
+    schema: Schema,
     /// Positions of the model's modalities in the dataset's batches.
     modality_slots: Vec<usize>,
     model_config: ModelConfig,
@@ -361,13 +382,8 @@ struct Run {
     test: Loader,
 }
 
-fn modality_kind(kind: ModalityKind) -> &'static str {
-    match kind {
-        ModalityKind::Image => "image",
-        ModalityKind::Volume => "volume",
-        ModalityKind::Text => "text",
-    }
-}
+/// Words kept in a manifest's own vocabulary (when its text has no `text_weights`).
+const MANIFEST_WORDS: usize = 5000;
 
 impl Run {
     fn new(config: TrainConfig, method: &mut dyn Method) -> anyhow::Result<Self> {
@@ -398,39 +414,51 @@ impl Run {
                 (train, val)
             }
         };
-        let has_text = kind
-            .modalities()
+        let schema = index.schema.clone();
+        let text = schema
+            .modalities
             .iter()
-            .any(|m| m.kind == ModalityKind::Text);
-        let tokenizer = match config.weights.get("text_weights") {
-            Some(folder) if has_text => Some(
+            .position(|m| m.kind == ModalityKind::Text);
+        let tokenizer = match (config.weights.get("text_weights"), text) {
+            (_, None) => None,
+            (Some(folder), Some(_)) => Some(
                 WordPiece::from_folder(folder)
                     .with_context(|| format!("--set text_weights={}", folder.display()))?,
             ),
-            _ => has_text.then(|| WordPiece::builtin(&NOTE_WORDS)),
+            // A manifest's text gets a word vocabulary of its training texts.
+            (None, Some(j)) if kind == DatasetKind::Manifest => {
+                let mut words = Vec::new();
+                for (j, m) in schema.modalities.iter().enumerate().skip(j) {
+                    if m.kind == ModalityKind::Text {
+                        words.extend(training_words(&train_split.samples, j, MANIFEST_WORDS)?);
+                    }
+                }
+                let words: Vec<&str> = words.iter().map(String::as_str).collect();
+                Some(WordPiece::builtin(&words))
+            }
+            (None, Some(_)) => Some(WordPiece::builtin(&NOTE_WORDS)),
         };
         let vocab = tokenizer.as_ref().map_or(0, |t| t.vocab_size());
         let mut base = LoaderConfig::new(config.batch_size, config.image_size, config.slices);
         (base.seed, base.workers, base.max_tokens) =
             (config.seed, config.workers, config.max_tokens);
-        let attribute = kind
-            .attributes()
-            .iter()
-            .position(|a| a.name == config.attribute)
-            .expect("checked in resolve");
+        let attribute = schema.attribute(&config.attribute).with_context(|| {
+            let names: Vec<&str> = schema.attributes.iter().map(|a| a.name.as_str()).collect();
+            format!(
+                "unknown attribute '{}'; available: {}",
+                config.attribute,
+                names.join(", ")
+            )
+        })?;
         let mut train_config = base.clone();
         (train_config.shuffle, train_config.augment) = (true, Some(Augment::default()));
         if method.balanced_sampling() {
             train_config.balance_attribute = Some(attribute);
         }
         let loader = |s: &SplitIndex, cfg: LoaderConfig| -> anyhow::Result<Loader> {
-            Loader::new(kind, s, cfg, tokenizer.clone()).map_err(anyhow::Error::msg)
+            Loader::new(&schema, s, cfg, tokenizer.clone()).map_err(anyhow::Error::msg)
         };
-        let names: Vec<String> = kind
-            .modalities()
-            .iter()
-            .map(|m| m.name.to_owned())
-            .collect();
+        let names: Vec<String> = schema.modalities.iter().map(|m| m.name.clone()).collect();
         let chosen = method.modalities(&names).map_err(anyhow::Error::msg)?;
         let modality_slots: Vec<usize> = chosen
             .iter()
@@ -444,10 +472,8 @@ impl Run {
         let kinds: Vec<(&str, &str)> = modality_slots
             .iter()
             .map(|&i| {
-                (
-                    kind.modalities()[i].name,
-                    modality_kind(kind.modalities()[i].kind),
-                )
+                let m = &schema.modalities[i];
+                (m.name.as_str(), m.kind.name())
             })
             .collect();
         let mut group_counts = Vec::new();
@@ -463,11 +489,7 @@ impl Run {
         }
         let setup = Setup {
             modalities: modality_slots.len(),
-            attributes: kind
-                .attributes()
-                .iter()
-                .map(|a| a.name.to_owned())
-                .collect(),
+            attributes: schema.attributes.iter().map(|a| a.name.clone()).collect(),
             attribute,
             group_counts,
             unknown,
@@ -481,6 +503,12 @@ impl Run {
                 .model(&kinds, config.image_size, config.slices, vocab, 2);
         if method.fair_norm() {
             model_config.fin_groups = Some(setup.group_counts.len());
+        }
+        // Tabular encoders take the standardised columns and their missingness indicators.
+        for ((_, encoder), &i) in model_config.modalities.iter_mut().zip(&modality_slots) {
+            if let (EncoderConfig::Tabular(c), Some(t)) = (encoder, &schema.modalities[i].tabular) {
+                c.inputs = t.width();
+            }
         }
         // Pretrained encoders take their shapes from the folder's config.json.
         let mut pretrained = Vec::new();
@@ -527,7 +555,7 @@ impl Run {
             test: loader(&split(Split::Test)?, base)?,
             config,
             device,
-            kind,
+            schema,
             modality_slots,
             model_config,
             setup,
@@ -535,13 +563,17 @@ impl Run {
         })
     }
 
-    /// The model's inputs from a loader batch, on the device.
-    fn device_batch(&self, batch: &Batch) -> DeviceBatch {
+    /// The model's inputs from a loader batch, on the device; `drop` marks one model modality
+    /// missing for every sample.
+    fn device_batch(&self, batch: &Batch, drop: Option<usize>) -> DeviceBatch {
         let device = &self.device;
         let inputs = self
             .modality_slots
             .iter()
             .map(|&i| match &batch.modalities[i].1 {
+                m @ ModalityBatch::Float { shape, .. } if shape.len() == 2 => {
+                    ModalityInput::Rows(m.rows_tensor(device).expect("rows"))
+                }
                 m @ ModalityBatch::Float { .. } => {
                     ModalityInput::Pixels(m.float_tensor(device).expect("float"))
                 }
@@ -551,6 +583,15 @@ impl Run {
                 }
             })
             .collect();
+        let available: Vec<Vec<bool>> = self
+            .modality_slots
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                let dropped = drop == Some(j);
+                batch.available[i].iter().map(|&a| a && !dropped).collect()
+            })
+            .collect();
         DeviceBatch::new(
             inputs,
             &batch.labels,
@@ -558,10 +599,12 @@ impl Run {
             self.attribute_index(),
             device,
         )
+        .with_available(&available)
     }
 
-    /// Scores every sample of `loader` with the model in evaluation mode; `zero` blanks one
-    /// modality's input (for the modality x group report).
+    /// Scores every sample of `loader` with the model in evaluation mode; `zero` takes one
+    /// modality out (for the modality x group report): as missing where the model learned with
+    /// missing modalities (manifests), else as a blank input.
     fn score(
         &self,
         model: &MultimodalModel,
@@ -574,13 +617,15 @@ impl Run {
             probs: Vec::new(),
             aux: vec![Vec::new(); m],
             labels: Vec::new(),
-            codes: vec![Vec::new(); self.kind.attributes().len()],
+            codes: vec![Vec::new(); self.schema.attributes.len()],
         };
         let host =
             |logits: Tensor<2>| to_host(positive_probability(logits)).map_err(anyhow::Error::msg);
         for batch in loader.epoch(0) {
             let batch = batch?;
-            let mut db = self.device_batch(&batch);
+            let masked = self.config.dataset == DatasetKind::Manifest;
+            let mut db = self.device_batch(&batch, zero.filter(|_| masked));
+            let zero = zero.filter(|_| !masked);
             // Inputs move to the evaluation (non-autodiff) device with the model.
             let plain = self.device.clone().inner();
             db.inputs = db
@@ -604,10 +649,13 @@ impl Run {
                 })
                 .collect();
             let groups = db.group_ids.to_device(&plain);
+            let available = db.available.map(|a| a.to_device(&plain));
             let tokens = model.encode(db.inputs);
-            scored
-                .probs
-                .extend(host(model.fuse(&tokens, Some(&groups)))?);
+            scored.probs.extend(host(model.fuse(
+                &tokens,
+                Some(&groups),
+                available.as_ref(),
+            ))?);
             for (j, logits) in model.aux_logits(&tokens).into_iter().enumerate() {
                 scored.aux[j].extend(host(logits)?);
             }
@@ -620,11 +668,9 @@ impl Run {
     }
 
     fn attribute_index(&self) -> usize {
-        self.kind
-            .attributes()
-            .iter()
-            .position(|a| a.name == self.config.attribute)
-            .expect("checked")
+        self.schema
+            .attribute(&self.config.attribute)
+            .expect("checked in Run::new")
     }
 
     /// The selection score (higher is better) and the validation summary for `metrics.jsonl`.
@@ -648,9 +694,9 @@ impl Run {
             _ => auc,
         };
         let mut gaps = serde_json::Map::new();
-        for (a, attribute) in self.kind.attributes().iter().enumerate() {
+        for (a, attribute) in self.schema.attributes.iter().enumerate() {
             let f = GroupFrame::new(&preds, &scored.codes[a])?;
-            gaps.insert(attribute.name.into(), json!(f.auc_gap()));
+            gaps.insert(attribute.name.clone(), json!(f.auc_gap()));
         }
         let aux: serde_json::Map<String, Value> = self
             .model_config
@@ -855,7 +901,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         for (b, batch) in run.train.epoch(epoch as u64).enumerate() {
             let batch = batch?;
             let step = epoch * steps_per_epoch + b;
-            let db = run.device_batch(&batch);
+            let db = run.device_batch(&batch, None);
             let mut output = method.step(&model, &db);
             clip_grad_norm(&model, &mut output.grads, config.clip);
             let factor = state.schedule.factor(&config, step, steps_per_epoch);
@@ -955,7 +1001,12 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
     ))
     .map_err(|e| anyhow::anyhow!("reading model.safetensors: {e:?}"))?;
     let scored = run.score(&best, &run.test, None)?;
-    let attributes: Vec<&str> = run.kind.attributes().iter().map(|a| a.name).collect();
+    let attributes: Vec<&str> = run
+        .schema
+        .attributes
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
     let mut csv = format!("prob,label,{}\n", attributes.join(","));
     for i in 0..scored.probs.len() {
         let codes: Vec<String> = scored.codes.iter().map(|c| c[i].to_string()).collect();

@@ -250,16 +250,38 @@ impl MultimodalModel {
     }
 
     /// Fused logits [B, C] from the modality tokens: the fusion transformer, token 0, the head.
-    /// `groups` [B] (codes, -1 unknown) feed the FIN layer when the model has one.
-    pub fn fuse(&self, tokens: &[Tensor<2>], groups: Option<&Tensor<1, Int>>) -> Tensor<2> {
-        self.head.classify(self.fused_hidden(tokens, groups))
+    /// `groups` [B] (codes, -1 unknown) feed the FIN layer when the model has one; `available`
+    /// [B, M] (1 present, 0 missing) takes missing modalities out of the fusion.
+    pub fn fuse(
+        &self,
+        tokens: &[Tensor<2>],
+        groups: Option<&Tensor<1, Int>>,
+        available: Option<&Tensor<2>>,
+    ) -> Tensor<2> {
+        self.head
+            .classify(self.fused_hidden(tokens, groups, available))
     }
 
-    /// The fused head's last-layer input [B, p].
-    pub fn fused_hidden(&self, tokens: &[Tensor<2>], groups: Option<&Tensor<1, Int>>) -> Tensor<2> {
+    /// The fused head's last-layer input [B, p]. A missing modality's token is zeroed (so the
+    /// residual path carries nothing of it) and masked as padding (so no token attends to it);
+    /// token 0 stays the read-out, attending to the modalities that are there.
+    pub fn fused_hidden(
+        &self,
+        tokens: &[Tensor<2>],
+        groups: Option<&Tensor<1, Int>>,
+        available: Option<&Tensor<2>>,
+    ) -> Tensor<2> {
         let stacked = Tensor::stack::<3>(tokens.to_vec(), 1); // [B, M, p]
-        let [b, _, p] = stacked.dims();
-        let fused = self.fusion.forward(TransformerEncoderInput::new(stacked));
+        let [b, m, p] = stacked.dims();
+        let input = match available {
+            // A one-modality model has no other token to read from: it scores what it gets.
+            Some(available) if m > 1 => {
+                let masked = stacked * available.clone().reshape([b, m, 1]);
+                TransformerEncoderInput::new(masked).mask_pad(available.clone().equal_elem(0.0))
+            }
+            _ => TransformerEncoderInput::new(stacked),
+        };
+        let fused = self.fusion.forward(input);
         let mut first = fused.slice([0..b, 0..1, 0..p]).reshape([b, p]);
         if let Some(fin) = &self.fin {
             let groups = groups.expect("a model with FIN needs each sample's group");

@@ -19,8 +19,8 @@ use super::MethodInfo;
 use super::erm::{Forward, finish};
 use crate::clip::scale_grads;
 use crate::{
-    DeviceBatch, Method, Params, Setup, StepOutput, cosine, cross_entropy,
-    cross_entropy_per_sample, last_layer_gradient, to_host,
+    DeviceBatch, Method, Params, Setup, StepOutput, cosine, cross_entropy_per_sample,
+    last_layer_gradient, to_host,
 };
 
 pub const INFO: MethodInfo = MethodInfo {
@@ -85,28 +85,35 @@ impl Method for Cggm {
         self.prev_acc.resize(m, 0.0);
         self.prev_b.resize(m, 0.0);
         let tokens = model.encode(batch.inputs.clone());
-        let hidden = model.fused_hidden(&tokens, Some(&batch.group_ids));
+        let hidden = model.fused_hidden(&tokens, Some(&batch.group_ids), batch.available.as_ref());
         let fused_logits = model.head.classify(hidden.clone());
         let per_sample = cross_entropy_per_sample(fused_logits.clone(), batch.onehot.clone());
         let aux_hidden = model.aux_hidden(&tokens);
         let aux_logits = model.aux_classify(&aux_hidden);
         let aux_loss = aux_logits
             .iter()
-            .map(|u| cross_entropy(u.clone(), batch.onehot.clone()))
+            .enumerate()
+            .map(|(j, u)| batch.aux_cross_entropy(j, u.clone()))
             .reduce(|a, b| a + b)
             .expect("modalities");
 
-        // Batch accuracy of each modality's classifier (one host read).
+        // Batch accuracy of each modality's classifier over the samples that have the modality
+        // (one host read).
         let correct: Vec<Tensor<1>> = aux_logits
             .iter()
-            .map(|u| {
-                u.clone()
+            .enumerate()
+            .map(|(j, u)| {
+                let hit = u
+                    .clone()
                     .detach()
                     .argmax(1)
                     .flatten::<1>(0, 1)
                     .equal(batch.labels.clone())
-                    .float()
-                    .mean()
+                    .float();
+                match batch.available_of(j) {
+                    None => hit.mean(),
+                    Some(mask) => (hit * mask.clone()).sum() / mask.sum().clamp_min(1.0),
+                }
             })
             .collect();
         let acc = to_host(Tensor::cat(correct, 0)).expect("accuracies");
@@ -204,7 +211,7 @@ mod tests {
         let onehot = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 1.0]], &device);
         let logits = hidden.clone().matmul(w.clone());
         let closed = last_layer_gradient(hidden, logits.clone(), onehot.clone());
-        let grads = cross_entropy(logits, onehot).backward();
+        let grads = crate::cross_entropy(logits, onehot).backward();
         let auto = w.grad(&grads).unwrap();
         let (a, c): (Vec<f32>, Vec<f32>) = (
             auto.into_data().try_to_vec::<f32>().unwrap(),

@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
-use crate::{DeviceBatch, Method, Params, StepOutput, cross_entropy, cross_entropy_per_sample};
+use crate::{DeviceBatch, Method, Params, StepOutput, cross_entropy_per_sample};
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "erm",
@@ -30,12 +30,13 @@ pub(crate) struct Forward {
 
 pub(crate) fn forward(model: &MultimodalModel, batch: &DeviceBatch) -> Forward {
     let tokens = model.encode(batch.inputs.clone());
-    let fused_logits = model.fuse(&tokens, Some(&batch.group_ids));
+    let fused_logits = model.fuse(&tokens, Some(&batch.group_ids), batch.available.as_ref());
     let per_sample = cross_entropy_per_sample(fused_logits.clone(), batch.onehot.clone());
     let aux_logits = model.aux_logits(&tokens);
     let aux_loss = aux_logits
         .iter()
-        .map(|logits| cross_entropy(logits.clone(), batch.onehot.clone()))
+        .enumerate()
+        .map(|(j, logits)| batch.aux_cross_entropy(j, logits.clone()))
         .reduce(|a, b| a + b)
         .expect("at least one modality");
     Forward {

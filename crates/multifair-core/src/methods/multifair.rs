@@ -314,30 +314,37 @@ impl Multifair {
         groups: &[i64],
     ) -> Modulation {
         self.ensure_levels();
-        self.modulate_levels(aux, fused, y, &[groups])
+        self.modulate_levels(aux, fused, y, &[groups], None)
     }
 
     /// The step's modulation from each auxiliary head's and the fused positive-class
     /// probabilities ([M, B] and [B], no gradient), labels y [B] and, per attribute level, the
     /// batch's codes. The per-sample group factors of the levels are averaged with their
-    /// weights.
+    /// weights. With `available` [B, M] (missing modalities), each head's AUCs count only the
+    /// samples that have its modality.
     pub fn modulate_levels(
         &mut self,
         aux: Tensor<2>,
         fused: Tensor<1>,
         y: Tensor<1>,
         groups: &[&[i64]],
+        available: Option<Tensor<2>>,
     ) -> Modulation {
         let device = aux.device();
         let cfg = self.config.clone();
         let [m, b] = aux.dims();
-        let everyone = Tensor::<2>::ones([1, b], &device);
+        // [M, B]: the samples each head is judged on.
+        let judged = match available {
+            Some(a) => a.transpose(),
+            None => Tensor::<2>::ones([m, b], &device),
+        };
+        let judged_row = |i: usize| judged.clone().slice([i..i + 1, 0..b]);
 
         // Modality level: AUC progress of each head (the previous value where a class is missing).
         let mut raw = Vec::with_capacity(m);
         for i in 0..m {
             let p = aux.clone().slice([i..i + 1, 0..b]).reshape([b]);
-            raw.push(auc_by_group(p, y.clone(), everyone.clone()));
+            raw.push(auc_by_group(p, y.clone(), judged_row(i)));
         }
         let prev = self.auc_state(m, &device);
         let batch_auc = Tensor::cat(raw.iter().map(|(a, _)| a.clone()).collect(), 0);
@@ -365,7 +372,8 @@ impl Multifair {
             let surrogate: Vec<Tensor<1>> = (0..m)
                 .map(|i| {
                     let p = aux.clone().slice([i..i + 1, 0..b]).reshape([b]);
-                    surrogate_by_group(p, y.clone(), members.clone()).0
+                    let judged = members.clone() * judged_row(i).expand([k, b]);
+                    surrogate_by_group(p, y.clone(), judged).0
                 })
                 .collect();
             let surrogate = Tensor::stack::<2>(surrogate, 0); // [M, K]
@@ -497,8 +505,12 @@ impl Method for Multifair {
         let y = batch.onehot.clone().slice([0..b, 1..2]).reshape([b]);
         // Statistics from a detached pass of the fusion (same forward values, no second graph).
         let detached: Vec<Tensor<2>> = tokens.iter().map(|t| t.clone().detach()).collect();
-        let fused_plain =
-            positive_probability(model.fuse(&detached, Some(&batch.group_ids)).detach());
+        let available = batch.available.as_ref();
+        let fused_plain = positive_probability(
+            model
+                .fuse(&detached, Some(&batch.group_ids), available)
+                .detach(),
+        );
         let aux = Tensor::stack::<2>(
             aux_logits
                 .iter()
@@ -517,7 +529,8 @@ impl Method for Multifair {
                     .map_or(&batch.groups[..], |c| &c[..])
             })
             .collect();
-        let modulation = self.modulate_levels(aux, fused_plain, y.clone(), &codes);
+        let modulation =
+            self.modulate_levels(aux, fused_plain, y.clone(), &codes, available.cloned());
         let m = tokens.len();
         let scaled: Vec<Tensor<2>> = tokens
             .iter()
@@ -531,7 +544,7 @@ impl Method for Multifair {
                 scale_gradient(t.clone(), w)
             })
             .collect();
-        let hidden = model.fused_hidden(&scaled, Some(&batch.group_ids));
+        let hidden = model.fused_hidden(&scaled, Some(&batch.group_ids), available);
         let fused_logits = model.head.classify(hidden.clone());
         let fused = cross_entropy(fused_logits.clone(), batch.onehot.clone());
         let mut total = fused.clone();
@@ -570,8 +583,8 @@ impl Method for Multifair {
         if let Some(loss) = &fairness {
             total = total + loss.clone().mul_scalar(self.config.fairness);
         }
-        for logits in aux_logits {
-            total = total + cross_entropy(logits, batch.onehot.clone());
+        for (j, logits) in aux_logits.into_iter().enumerate() {
+            total = total + batch.aux_cross_entropy(j, logits);
         }
         let grads = GradientsParams::from_grads(total.backward(), model);
         self.steps += 1;
@@ -701,7 +714,7 @@ mod tests {
             method.prepare(&setup).unwrap();
             host2(
                 method
-                    .modulate_levels(aux.clone(), fused.clone(), y.clone(), codes)
+                    .modulate_levels(aux.clone(), fused.clone(), y.clone(), codes, None)
                     .weights,
             )
         };

@@ -266,7 +266,7 @@ impl Method for MultifairRef {
 
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
         let tokens = model.encode(batch.inputs.clone());
-        let fused_logits = model.fuse(&tokens, Some(&batch.group_ids));
+        let fused_logits = model.fuse(&tokens, Some(&batch.group_ids), batch.available.as_ref());
         let aux_logits = model.aux_logits(&tokens);
         // The reference computes its statistics on the CPU each step.
         let aux_probs: Vec<Vec<f64>> = aux_logits
