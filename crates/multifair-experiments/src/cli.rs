@@ -88,7 +88,7 @@ enum Command {
     /// Expands a spec (experiments/*.toml) into methods x attributes x seeds; runs whose
     /// folder already holds test.json are skipped, interrupted ones resume.
     Sweep {
-        /// A spec file, or the name of a built-in one (table1, table2, ablation, demo).
+        /// A spec file, or the name of a built-in one (table1, table2, ablation, demo, cohort).
         spec: String,
         /// local: run here with --jobs processes; shell: print one command per run;
         /// slurm: write OUT/sweep.sbatch (an array job) and OUT/commands.txt.
@@ -97,7 +97,7 @@ enum Command {
         #[command(flatten)]
         sweep: SweepArgs,
     },
-    /// Runs a built-in spec (table1, table2, ablation, demo) and writes its tables and figures.
+    /// Runs a built-in spec (table1, table2, ablation, demo, cohort) and writes its tables and figures.
     Reproduce {
         name: String,
         #[command(flatten)]
@@ -502,8 +502,24 @@ pub fn run() -> anyhow::Result<()> {
                     s.skipped
                 );
                 for (name, counts) in &s.attributes {
-                    let groups: Vec<String> =
-                        counts.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+                    // A manifest names its groups: "0 (female): 84".
+                    let names = index
+                        .schema
+                        .attributes
+                        .iter()
+                        .find(|a| &a.name == name)
+                        .map(|a| a.groups.clone())
+                        .unwrap_or_default();
+                    let groups: Vec<String> = counts
+                        .iter()
+                        .map(|(c, n)| {
+                            let named = c.parse::<usize>().ok().and_then(|i| names.get(i));
+                            match named {
+                                Some(g) => format!("{c} ({g}): {n}"),
+                                None => format!("{c}: {n}"),
+                            }
+                        })
+                        .collect();
                     println!("  {name}: {}", groups.join(", "));
                 }
                 for (path, reason) in &split.skipped {

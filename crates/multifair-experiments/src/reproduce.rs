@@ -21,6 +21,7 @@ pub const SPECS: &[(&str, &str)] = &[
         include_str!("../../../experiments/ablation.toml"),
     ),
     ("demo", include_str!("../../../experiments/demo.toml")),
+    ("cohort", include_str!("../../../experiments/cohort.toml")),
 ];
 
 pub fn builtin(name: &str) -> anyhow::Result<Spec> {
