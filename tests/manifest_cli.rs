@@ -11,20 +11,23 @@ use common::{multifair, read, run_ok, scratch};
 use multifair_data::npy::{ArrayData, NpyArray};
 use serde_json::{Value, json};
 
-/// A small cohort written by hand: the label shows in the photo's brightness, the first labs
-/// column, the volume's mean and the note's words; some entries of every kind are missing.
-fn write_cohort(dir: &Path, n: usize) {
+const LABELS: [&str; 3] = ["benign", "malignant", "atypical"];
+
+/// A small cohort written by hand: the label (of `classes`, 2 or 3) shows in the photo's
+/// brightness, the first labs column, the volume's mean and the note's words; some entries of
+/// every kind are missing.
+fn write_cohort(dir: &Path, n: usize, classes: usize) {
     std::fs::create_dir_all(dir.join("files")).unwrap();
     let mut lines = Vec::new();
     for i in 0..n {
-        let y = i % 2;
+        let y = i % 2 + usize::from(classes == 3 && i % 3 == 0);
         let split = match i % 5 {
             0 => "val",
             1 => "test",
             _ => "train",
         };
         let id = format!("s{i}");
-        let signal = if y == 1 { 1.0 } else { -1.0 };
+        let signal = y as f32 - 0.5;
         let noise = ((i * 7919) % 13) as f32 / 13.0 - 0.5;
         let photo = format!("files/{id}.png");
         let grey = (128.0 + 40.0 * (signal + noise)) as u8;
@@ -41,11 +44,11 @@ fn write_cohort(dir: &Path, n: usize) {
         };
         std::fs::write(dir.join(&volume), array.to_bytes()).unwrap();
         let note = format!("files/{id}.txt");
-        let words = if y == 1 {
-            "irregular growing lesion"
-        } else {
-            "regular stable lesion"
-        };
+        let words = [
+            "regular stable lesion",
+            "irregular growing lesion",
+            "unusual lesion",
+        ][y];
         std::fs::write(dir.join(&note), words).unwrap();
         let missing = |k: usize| i % 7 == k;
         let sex = ["female", "male", ""][i % 3];
@@ -53,7 +56,7 @@ fn write_cohort(dir: &Path, n: usize) {
         lines.push(json!({
             "id": id,
             "split": split,
-            "diagnosis": if y == 1 { "malignant" } else { "benign" },
+            "diagnosis": LABELS[y],
             "sex": sex,
             "site": site,
             "photo": if missing(1) { Value::Null } else { json!(photo) },
@@ -67,13 +70,13 @@ fn write_cohort(dir: &Path, n: usize) {
     }
     let text: Vec<String> = lines.iter().map(Value::to_string).collect();
     std::fs::write(dir.join("cohort.jsonl"), text.join("\n") + "\n").unwrap();
+    let labels: Vec<String> = LABELS[..classes].iter().map(|l| format!("{l:?}")).collect();
     std::fs::write(
         dir.join("manifest.toml"),
-        r#"
-manifest = "cohort.jsonl"
-label = "diagnosis"
-labels = ["benign", "malignant"]
-
+        format!(
+            "manifest = \"cohort.jsonl\"\nlabel = \"diagnosis\"\nlabels = [{}]\n",
+            labels.join(", ")
+        ) + r#"
 [[attribute]]
 name = "sex"
 groups = ["female", "male"]
@@ -122,7 +125,7 @@ const SMALL: [&str; 6] = [
 fn multifair_and_erm_train_on_a_manifest() {
     let dir = scratch("manifest-train");
     let data = dir.join("data");
-    write_cohort(&data, 60);
+    write_cohort(&data, 60, 2);
     for method in ["multifair", "erm"] {
         let out = dir.join(method);
         let mut args = vec![
@@ -164,7 +167,7 @@ fn multifair_and_erm_train_on_a_manifest() {
 fn a_sweep_runs_on_a_manifest() {
     let dir = scratch("manifest-sweep");
     let data = dir.join("data");
-    write_cohort(&data, 40);
+    write_cohort(&data, 40, 2);
     let spec = dir.join("mine.toml");
     std::fs::write(
         &spec,
@@ -208,7 +211,7 @@ set = { unimodal_modality = "labs" }
 fn a_malformed_manifest_names_rows_and_columns() {
     let dir = scratch("manifest-bad");
     let data = dir.join("data");
-    write_cohort(&data, 20);
+    write_cohort(&data, 20, 2);
     let text = read(&data.join("cohort.jsonl"))
         .replacen("\"split\":\"train\"", "\"split\":\"training\"", 1)
         .replacen("\"sex\":\"male\"", "\"sex\":\"other\"", 1);
@@ -233,4 +236,49 @@ fn a_malformed_manifest_names_rows_and_columns() {
         err.contains("row 2 (line 2), column 'sex': group 'other' is not declared"),
         "{err}"
     );
+}
+
+#[test]
+fn three_classes_train_and_report_one_vs_rest() {
+    let dir = scratch("manifest-classes");
+    let data = dir.join("data");
+    write_cohort(&data, 60, 3);
+    let train = |method: &str| {
+        let out = dir.join(method);
+        let mut args = vec![
+            "train",
+            "--dataset",
+            "manifest",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--method",
+            method,
+            "--epochs",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(SMALL);
+        (common::ok(multifair(&args)), out)
+    };
+    for method in ["multifair", "erm"] {
+        let (_, out) = train(method);
+        let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
+        assert_eq!(test["classes"], json!(LABELS), "{method}");
+        // The top level is the mean of the classes' one-vs-rest reports.
+        let per_class: Vec<f64> = LABELS
+            .iter()
+            .map(|c| test["one_vs_rest"][c]["auc"].as_f64().unwrap())
+            .collect();
+        let mean = per_class.iter().sum::<f64>() / 3.0;
+        assert!(
+            (test["auc"].as_f64().unwrap() - mean).abs() < 1e-12,
+            "{method}"
+        );
+        let header = read(&out.join("predictions.csv"));
+        assert!(
+            header.starts_with("prob_0,prob_1,prob_2,label,sex,site\n"),
+            "{header}"
+        );
+    }
 }

@@ -44,6 +44,7 @@ fn bench(c: &mut Criterion) {
             attribute: 0,
             group_counts: vec![6, 5, 5],
             unknown: 0,
+            classes: 2,
         };
         method.prepare(&setup).unwrap();
         group.bench_function(info.name, |bencher| {

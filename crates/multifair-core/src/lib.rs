@@ -27,7 +27,7 @@ pub struct DeviceBatch {
     pub onehot: Tensor<2>,
     /// Attribute codes per sample, [attribute][sample] (-1 unknown).
     pub codes: Vec<Vec<i64>>,
-    /// Labels on the host (positive = true).
+    /// Labels on the host (class 1 = true; the two-class methods' view).
     pub targets: Vec<bool>,
     /// Codes of the run's attribute (the groups fairness methods balance), -1 unknown.
     pub groups: Vec<i64>,
@@ -48,17 +48,29 @@ impl DeviceBatch {
         attribute: usize,
         device: &Device,
     ) -> Self {
+        Self::with_classes(inputs, labels, 2, codes, attribute, device)
+    }
+
+    /// [`DeviceBatch::new`] for `classes` classes (labels 0..classes).
+    pub fn with_classes(
+        inputs: Vec<ModalityInput>,
+        labels: &[u8],
+        classes: usize,
+        codes: Vec<Vec<i64>>,
+        attribute: usize,
+        device: &Device,
+    ) -> Self {
         let n = labels.len();
         let ids: Vec<i64> = labels.iter().map(|&y| y as i64).collect();
         let onehot: Vec<f32> = labels
             .iter()
-            .flat_map(|&y| [(y == 0) as u8 as f32, (y == 1) as u8 as f32])
+            .flat_map(|&y| (0..classes).map(move |c| (c == y as usize) as u8 as f32))
             .collect();
         let groups = codes[attribute].clone();
         DeviceBatch {
             inputs,
             labels: Tensor::<1, Int>::from_ints(ids.as_slice(), device),
-            onehot: Tensor::<1>::from_floats(onehot.as_slice(), device).reshape([n, 2]),
+            onehot: Tensor::<1>::from_floats(onehot.as_slice(), device).reshape([n, classes]),
             targets: labels.iter().map(|&y| y == 1).collect(),
             group_ids: Tensor::<1, Int>::from_ints(groups.as_slice(), device),
             groups,
@@ -112,6 +124,8 @@ pub struct Setup {
     pub group_counts: Vec<usize>,
     /// Training samples whose code is unknown (-1).
     pub unknown: usize,
+    /// Classes of the label (2 for the glaucoma datasets; more are scored one-vs-rest).
+    pub classes: usize,
 }
 
 /// What a step hands back to the engine: the gradients to clip and apply, the fused
@@ -165,6 +179,25 @@ pub trait Method: Send {
 pub fn positive_probability(logits: Tensor<2>) -> Tensor<1> {
     let [b, _] = logits.dims();
     softmax(logits, 1).slice([0..b, 1..2]).reshape([b])
+}
+
+/// The one-vs-rest tasks of a C-class label: class 1 alone for two classes (class 0's task is
+/// its mirror image, with the same AUC), every class for more.
+pub fn ovr_tasks(classes: usize) -> std::ops::Range<usize> {
+    if classes == 2 { 1..2 } else { 0..classes }
+}
+
+/// Each one-vs-rest task's probability, [T, B] from logits [B, C] (see [`ovr_tasks`]).
+pub fn task_probabilities(logits: Tensor<2>) -> Tensor<2> {
+    let [b, c] = logits.dims();
+    let tasks = ovr_tasks(c);
+    softmax(logits, 1).slice([0..b, tasks]).transpose()
+}
+
+/// Each one-vs-rest task's targets, [T, B] from one-hot labels [B, C].
+pub fn task_targets(onehot: Tensor<2>) -> Tensor<2> {
+    let [b, c] = onehot.dims();
+    onehot.slice([0..b, ovr_tasks(c)]).transpose()
 }
 
 /// A 1-D tensor's values, read back to the host (one sync).

@@ -47,6 +47,7 @@ fn method_and_model(info: &MethodInfo, device: &Device) -> (Box<dyn Method>, Mul
             attribute: 0,
             group_counts: vec![10, 20, 30],
             unknown: 2,
+            classes: 2,
         })
         .unwrap_or_else(|e| panic!("{}: {e}", info.name));
     let kinds: Vec<(&str, &str)> = modalities
@@ -142,4 +143,77 @@ fn every_method_trains_three_steps() {
             info.name
         );
     }
+}
+
+#[test]
+fn every_method_takes_three_classes_and_missing_modalities_or_says_why() {
+    let device = Device::flex().autodiff();
+    device.seed(2);
+    let mut refused = Vec::new();
+    for info in REGISTRY {
+        let mut method = create(info.name, &Params::default()).unwrap();
+        let all = vec!["slo".to_owned(), "oct".to_owned()];
+        let modalities = method.modalities(&all).unwrap();
+        let setup = Setup {
+            modalities: modalities.len(),
+            attributes: vec!["race".into()],
+            attribute: 0,
+            group_counts: vec![10, 20, 30],
+            unknown: 2,
+            classes: 3,
+        };
+        if let Err(e) = method.prepare(&setup) {
+            assert!(e.contains("3 classes"), "{}: {e}", info.name);
+            refused.push(info.name);
+            continue;
+        }
+        let kinds: Vec<(&str, &str)> = modalities
+            .iter()
+            .map(|m| (m.as_str(), if m == "slo" { "image" } else { "volume" }))
+            .collect();
+        let mut config = ModelSize::Tiny.model(&kinds, 16, 3, 0, 3);
+        if method.fair_norm() {
+            config.fin_groups = Some(3);
+        }
+        let model = config.init(&device);
+        let m = model.encoders.len();
+        let inputs = (0..m)
+            .map(|_| {
+                ModalityInput::Pixels(Tensor::random(
+                    [6, 3, 16, 16],
+                    Distribution::Normal(0.0, 1.0),
+                    &device,
+                ))
+            })
+            .collect();
+        // The last modality is missing for two samples.
+        let available: Vec<Vec<bool>> = (0..m)
+            .map(|j| (0..6).map(|n| j + 1 < m || n % 3 != 0).collect())
+            .collect();
+        let batch = DeviceBatch::with_classes(
+            inputs,
+            &[0, 1, 2, 0, 1, 2],
+            3,
+            vec![vec![0, 1, 2, 0, -1, 2]],
+            0,
+            &device,
+        )
+        .with_available(&available);
+        assert_eq!(
+            batch.available.is_some(),
+            m > 1 || available[0].contains(&false)
+        );
+        for _ in 0..2 {
+            let output = method.step(&model, &batch);
+            let loss = output.loss.clone().into_scalar::<f32>();
+            assert!(loss.is_finite(), "{}: loss {loss}", info.name);
+            assert!(
+                output.stats.values().all(|v| v.is_finite()),
+                "{}: {:?}",
+                info.name,
+                output.stats
+            );
+        }
+    }
+    assert_eq!(refused, ["multifair_ref"]);
 }

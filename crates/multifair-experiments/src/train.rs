@@ -10,12 +10,11 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use multifair_core::clip::clip_grad_norm;
-use multifair_core::{
-    DeviceBatch, Method, Params, REGISTRY, Setup, create, positive_probability, to_host,
-};
+use multifair_core::{DeviceBatch, Method, Params, REGISTRY, Setup, create, ovr_tasks, to_host};
 use multifair_data::loader::{Batch, Loader, LoaderConfig, ModalityBatch};
 use multifair_data::manifest::{self, training_words};
 use multifair_data::preprocess::Augment;
@@ -35,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::device;
-use crate::evaluate::{PredictionTable, Report, report};
+use crate::evaluate::{PredictionTable, report};
 use crate::optim::{Optimizers, Schedule};
 
 /// Engine keys accepted by `--set`, with defaults (method keys come from the registry).
@@ -349,10 +348,53 @@ struct CheckpointState {
 /// Validation or test predictions: fused probability, each modality's auxiliary probability,
 /// labels and codes.
 struct Scored {
-    probs: Vec<f64>,
-    aux: Vec<Vec<f64>>,
-    labels: Vec<bool>,
+    /// Fused class probabilities, [sample][class].
+    probs: Vec<Vec<f64>>,
+    /// Each modality's auxiliary class probabilities, [modality][sample][class].
+    aux: Vec<Vec<Vec<f64>>>,
+    /// Class index of each sample.
+    labels: Vec<u8>,
     codes: Vec<Vec<i64>>,
+}
+
+/// One one-vs-rest task of scored samples: class `c`'s probabilities and who has class `c`
+/// (for two classes the only task is class 1: the usual binary problem).
+fn task(probs: &[Vec<f64>], labels: &[u8], c: usize) -> anyhow::Result<Predictions> {
+    let p = probs.iter().map(|p| p[c]).collect();
+    let y = labels.iter().map(|&l| l as usize == c).collect();
+    Ok(Predictions::new(p, y, 0.5)?)
+}
+
+/// The mean of the defined values (a macro average over one-vs-rest tasks); `None` if none is.
+fn macro_mean(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    let defined: Vec<f64> = values.into_iter().flatten().collect();
+    (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64)
+}
+
+/// Macro averages of one-vs-rest reports, key by key: numbers are averaged over the reports
+/// that define them; other values come from the first report.
+fn macro_report(reports: &[Value]) -> Value {
+    match &reports[0] {
+        Value::Object(first) => Value::Object(
+            first
+                .keys()
+                .map(|k| {
+                    let parts: Vec<Value> = reports
+                        .iter()
+                        .map(|r| r.get(k).cloned().unwrap_or(Value::Null))
+                        .collect();
+                    (k.clone(), macro_report(&parts))
+                })
+                .collect(),
+        ),
+        Value::Number(_) | Value::Null
+            if reports.iter().any(|r| r.is_number())
+                && reports.iter().any(|r| r != &reports[0]) =>
+        {
+            json!(macro_mean(reports.iter().map(Value::as_f64)))
+        }
+        other => other.clone(),
+    }
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -493,14 +535,18 @@ impl Run {
             attribute,
             group_counts,
             unknown,
+            classes: schema.classes.len(),
         };
         method
             .prepare(&setup)
             .map_err(|e| anyhow::anyhow!("{} on {}: {e}", config.method, kind.name()))?;
-        let mut model_config =
-            config
-                .model
-                .model(&kinds, config.image_size, config.slices, vocab, 2);
+        let mut model_config = config.model.model(
+            &kinds,
+            config.image_size,
+            config.slices,
+            vocab,
+            schema.classes.len(),
+        );
         if method.fair_norm() {
             model_config.fin_groups = Some(setup.group_counts.len());
         }
@@ -592,9 +638,10 @@ impl Run {
                 batch.available[i].iter().map(|&a| a && !dropped).collect()
             })
             .collect();
-        DeviceBatch::new(
+        DeviceBatch::with_classes(
             inputs,
             &batch.labels,
+            self.schema.classes.len(),
             batch.codes.clone(),
             self.attribute_index(),
             device,
@@ -619,8 +666,12 @@ impl Run {
             labels: Vec::new(),
             codes: vec![Vec::new(); self.schema.attributes.len()],
         };
-        let host =
-            |logits: Tensor<2>| to_host(positive_probability(logits)).map_err(anyhow::Error::msg);
+        let classes = self.model_config.classes;
+        let host = |logits: Tensor<2>| -> anyhow::Result<Vec<Vec<f64>>> {
+            let flat =
+                to_host(softmax(logits, 1).flatten::<1>(0, 1)).map_err(anyhow::Error::msg)?;
+            Ok(flat.chunks(classes).map(<[f64]>::to_vec).collect())
+        };
         for batch in loader.epoch(0) {
             let batch = batch?;
             let masked = self.config.dataset == DatasetKind::Manifest;
@@ -659,7 +710,7 @@ impl Run {
             for (j, logits) in model.aux_logits(&tokens).into_iter().enumerate() {
                 scored.aux[j].extend(host(logits)?);
             }
-            scored.labels.extend(batch.labels.iter().map(|&y| y == 1));
+            scored.labels.extend(&batch.labels);
             for (a, codes) in batch.codes.into_iter().enumerate() {
                 scored.codes[a].extend(codes);
             }
@@ -675,50 +726,64 @@ impl Run {
 
     /// The selection score (higher is better) and the validation summary for `metrics.jsonl`.
     fn validate(&self, scored: &Scored) -> anyhow::Result<(f64, Value)> {
-        let preds = Predictions::new(scored.probs.clone(), scored.labels.clone(), 0.5)?;
-        let frame = GroupFrame::new(&preds, &scored.codes[self.attribute_index()])?;
-        let auc = frame.overall.auc.unwrap_or(0.5);
-        let es_auc = frame.es_auc().unwrap_or(0.0);
-        let dto = ((1.0 - auc).powi(2) + (1.0 - es_auc).powi(2)).sqrt();
+        let tasks: Vec<Predictions> = ovr_tasks(self.model_config.classes)
+            .map(|c| task(&scored.probs, &scored.labels, c))
+            .collect::<anyhow::Result<_>>()?;
+        let frames = |a: usize| -> anyhow::Result<Vec<GroupFrame>> {
+            tasks
+                .iter()
+                .map(|t| Ok(GroupFrame::new(t, &scored.codes[a])?))
+                .collect()
+        };
+        let selected = frames(self.attribute_index())?;
+        let auc = macro_mean(selected.iter().map(|f| f.overall.auc));
+        let es_auc = macro_mean(selected.iter().map(GroupFrame::es_auc));
+        let dto =
+            ((1.0 - auc.unwrap_or(0.5)).powi(2) + (1.0 - es_auc.unwrap_or(0.0)).powi(2)).sqrt();
         // Cross-entropy of the fused prediction (what ReduceLROnPlateau watches).
         let loss = scored
             .probs
             .iter()
             .zip(&scored.labels)
-            .map(|(&p, &y)| -(if y { p } else { 1.0 - p }).clamp(1e-7, 1.0).ln())
+            .map(|(p, &y)| {
+                // Two classes: from the positive probability, as the binary reports read it.
+                let p_true = match (p.len(), y) {
+                    (2, 0) => 1.0 - p[1],
+                    _ => p[y as usize],
+                };
+                -p_true.clamp(1e-7, 1.0).ln()
+            })
             .sum::<f64>()
             / scored.probs.len().max(1) as f64;
         let score = match self.config.selection.as_str() {
-            "es_auc" => es_auc,
+            "es_auc" => es_auc.unwrap_or(0.0),
             "dto" => -dto,
-            _ => auc,
+            _ => auc.unwrap_or(0.5),
         };
         let mut gaps = serde_json::Map::new();
         for (a, attribute) in self.schema.attributes.iter().enumerate() {
-            let f = GroupFrame::new(&preds, &scored.codes[a])?;
-            gaps.insert(attribute.name.clone(), json!(f.auc_gap()));
+            let gap = macro_mean(frames(a)?.iter().map(GroupFrame::auc_gap));
+            gaps.insert(attribute.name.clone(), json!(gap));
         }
-        let aux: serde_json::Map<String, Value> = self
-            .model_config
-            .names()
-            .iter()
-            .zip(&scored.aux)
-            .map(|(name, probs)| {
-                (
-                    name.to_string(),
-                    json!(multifair_metrics::auc(probs, &scored.labels)),
-                )
-            })
-            .collect();
-        let group_auc: BTreeMap<String, Option<f64>> = frame
+        let mut aux = serde_json::Map::new();
+        for (name, probs) in self.model_config.names().iter().zip(&scored.aux) {
+            let per_task = ovr_tasks(self.model_config.classes)
+                .map(|c| Ok(task(probs, &scored.labels, c)?.auc()))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            aux.insert(name.to_string(), json!(macro_mean(per_task)));
+        }
+        let group_auc: BTreeMap<String, Option<f64>> = selected[0]
             .groups
-            .iter()
-            .map(|(c, g)| (c.to_string(), g.auc))
+            .keys()
+            .map(|c| {
+                let per_task = selected.iter().map(|f| f.groups.get(c).and_then(|g| g.auc));
+                (c.to_string(), macro_mean(per_task))
+            })
             .collect();
         Ok((
             score,
             json!({
-                "loss": loss, "auc": frame.overall.auc, "es_auc": frame.es_auc(), "dto": dto,
+                "loss": loss, "auc": auc, "es_auc": es_auc, "dto": dto,
                 "group_auc": group_auc, "auc_gap": gaps, "aux_auc": aux,
             }),
         ))
@@ -1007,21 +1072,58 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         .iter()
         .map(|a| a.name.as_str())
         .collect();
-    let mut csv = format!("prob,label,{}\n", attributes.join(","));
+    let classes = &run.schema.classes;
+    // Two classes: `prob` is class 1's probability (what `multifair evaluate` reads); more:
+    // one `prob_C` column per class.
+    let prob_columns: Vec<String> = if classes.len() == 2 {
+        vec!["prob".into()]
+    } else {
+        (0..classes.len()).map(|c| format!("prob_{c}")).collect()
+    };
+    let mut csv = format!(
+        "{},label,{}\n",
+        prob_columns.join(","),
+        attributes.join(",")
+    );
     for i in 0..scored.probs.len() {
+        let probs: Vec<String> = ovr_tasks(classes.len())
+            .map(|c| scored.probs[i][c].to_string())
+            .collect();
         let codes: Vec<String> = scored.codes.iter().map(|c| c[i].to_string()).collect();
         csv += &format!(
             "{},{},{}\n",
-            scored.probs[i],
-            scored.labels[i] as u8,
+            probs.join(","),
+            scored.labels[i],
             codes.join(",")
         );
     }
     let predictions_path = out.join("predictions.csv");
     std::fs::write(&predictions_path, &csv)?;
-    let table = PredictionTable::parse(&predictions_path, &csv, 0.5)?;
-    let test: Report = report(&table, None)?;
-    let mut test_json = serde_json::to_value(&test)?;
+    let mut test_json = if classes.len() == 2 {
+        let table = PredictionTable::parse(&predictions_path, &csv, 0.5)?;
+        serde_json::to_value(report(&table, None)?)?
+    } else {
+        // Each class against the rest, then their macro average at the top level.
+        let mut per_class = serde_json::Map::new();
+        let mut reports = Vec::new();
+        for (c, name) in classes.iter().enumerate() {
+            let table = PredictionTable {
+                predictions: task(&scored.probs, &scored.labels, c)?,
+                attributes: attributes
+                    .iter()
+                    .map(|a| a.to_string())
+                    .zip(scored.codes.iter().cloned())
+                    .collect(),
+            };
+            let r = serde_json::to_value(report(&table, None)?)?;
+            per_class.insert(name.clone(), r.clone());
+            reports.push(r);
+        }
+        let mut macro_json = macro_report(&reports);
+        macro_json["classes"] = json!(classes);
+        macro_json["one_vs_rest"] = Value::Object(per_class);
+        macro_json
+    };
     test_json["selected_epoch"] = json!(state.best_epoch);
     test_json["selection"] =
         json!({"metric": config.selection, "attribute": config.attribute, "split": "val"});
@@ -1029,7 +1131,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
     write_json(&out.join("test.json"), &test_json)?;
     say(format!(
         "test AUC {:.4} (epoch {} selected on validation); outputs in {}",
-        test.auc.unwrap_or(f64::NAN),
+        test_json["auc"].as_f64().unwrap_or(f64::NAN),
         state.best_epoch.unwrap_or(0),
         out.display()
     ));
@@ -1071,20 +1173,26 @@ fn modality_group_report(
     scored: &Scored,
     attributes: &[&str],
 ) -> anyhow::Result<Value> {
-    let groups = |probs: &[f64]| -> anyhow::Result<Value> {
-        let preds = Predictions::new(probs.to_vec(), scored.labels.clone(), 0.5)?;
+    let groups = |probs: &[Vec<f64>]| -> anyhow::Result<Value> {
+        let tasks: Vec<Predictions> = ovr_tasks(run.model_config.classes)
+            .map(|c| task(probs, &scored.labels, c))
+            .collect::<anyhow::Result<_>>()?;
         let mut out = serde_json::Map::new();
         for (a, name) in attributes.iter().enumerate() {
-            let frame = GroupFrame::new(&preds, &scored.codes[a])?;
-            let per: BTreeMap<String, Option<f64>> = frame
-                .groups
+            let frames: Vec<GroupFrame> = tasks
                 .iter()
-                .map(|(c, g)| (c.to_string(), g.auc))
+                .map(|t| GroupFrame::new(t, &scored.codes[a]))
+                .collect::<Result<_, _>>()?;
+            let per: BTreeMap<String, Option<f64>> = frames[0]
+                .groups
+                .keys()
+                .map(|c| {
+                    let per_task = frames.iter().map(|f| f.groups.get(c).and_then(|g| g.auc));
+                    (c.to_string(), macro_mean(per_task))
+                })
                 .collect();
-            out.insert(
-                name.to_string(),
-                json!({"overall": frame.overall.auc, "groups": per}),
-            );
+            let overall = macro_mean(frames.iter().map(|f| f.overall.auc));
+            out.insert(name.to_string(), json!({"overall": overall, "groups": per}));
         }
         Ok(Value::Object(out))
     };

@@ -31,7 +31,7 @@ use super::MethodInfo;
 use crate::scaling::scale_gradient;
 use crate::{
     DeviceBatch, Method, Params, Setup, StepOutput, cosine, cross_entropy, last_layer_gradient,
-    positive_probability, to_host,
+    task_probabilities, task_targets, to_host,
 };
 
 pub const INFO: MethodInfo = MethodInfo {
@@ -154,28 +154,50 @@ pub struct Multifair {
 
 /// Pairwise "positive i beats negative j" statistics, per group: mean of `pair(s_i - s_j)` over
 /// positive i and negative j of each group (rows of `members`), and whether the group has both
-/// classes. `scores` [B], `y` [B] (1 positive), `members` [K, B] (1 in the group).
+/// classes. `scores` [T, B] and `y` [T, B] (1 positive) hold one row per one-vs-rest task,
+/// `members` [K, B] (1 in the group); a group's value is the mean over the tasks it has both
+/// classes of (macro one-vs-rest), and it is valid when it has any.
 fn pairwise_by_group(
-    scores: Tensor<1>,
-    y: Tensor<1>,
+    scores: Tensor<2>,
+    y: Tensor<2>,
     members: Tensor<2>,
     pair: impl Fn(Tensor<2>) -> Tensor<2>,
 ) -> (Tensor<1>, Tensor<1>) {
-    let [b] = scores.dims();
+    let [tasks, b] = scores.dims();
     let [k, _] = members.dims();
-    let diff = scores.clone().reshape([b, 1]) - scores.reshape([1, b]); // s_i - s_j
-    let values = pair(diff); // [B, B]
-    let pos = members.clone() * y.clone().reshape([1, b]); // [K, B]
-    let neg = members * y.neg().add_scalar(1.0).reshape([1, b]);
-    let pairs = pos.clone().sum_dim(1) * neg.clone().sum_dim(1); // [K, 1]
-    let total = (pos.matmul(values) * neg).sum_dim(1); // [K, 1]
-    let valid = pairs.clone().greater_elem(0.0).float();
-    let mean = total / pairs.clamp_min(1.0);
-    (mean.reshape([k]), valid.reshape([k]))
+    let one_task = |t: usize| {
+        let scores = scores.clone().slice([t..t + 1, 0..b]).reshape([b]);
+        let y = y.clone().slice([t..t + 1, 0..b]).reshape([b]);
+        let diff = scores.clone().reshape([b, 1]) - scores.reshape([1, b]); // s_i - s_j
+        let values = pair(diff); // [B, B]
+        let pos = members.clone() * y.clone().reshape([1, b]); // [K, B]
+        let neg = members.clone() * y.neg().add_scalar(1.0).reshape([1, b]);
+        let pairs = pos.clone().sum_dim(1) * neg.clone().sum_dim(1); // [K, 1]
+        let total = (pos.matmul(values) * neg).sum_dim(1); // [K, 1]
+        let valid = pairs.clone().greater_elem(0.0).float();
+        let mean = total / pairs.clamp_min(1.0);
+        (mean.reshape([k]), valid.reshape([k]))
+    };
+    if tasks == 1 {
+        return one_task(0);
+    }
+    let (mut sum, mut count) = (
+        Tensor::zeros([k], &members.device()),
+        Tensor::zeros([k], &members.device()),
+    );
+    for t in 0..tasks {
+        let (mean, valid) = one_task(t);
+        sum = sum + mean * valid.clone();
+        count = count + valid;
+    }
+    (
+        sum / count.clone().clamp_min(1.0),
+        count.greater_elem(0.0).float(),
+    )
 }
 
 /// ROC-AUC per group on the device, ties half; invalid groups get 0.
-fn auc_by_group(scores: Tensor<1>, y: Tensor<1>, members: Tensor<2>) -> (Tensor<1>, Tensor<1>) {
+fn auc_by_group(scores: Tensor<2>, y: Tensor<2>, members: Tensor<2>) -> (Tensor<1>, Tensor<1>) {
     pairwise_by_group(scores, y, members, |d| {
         d.sign().add_scalar(1.0).mul_scalar(0.5)
     })
@@ -184,8 +206,8 @@ fn auc_by_group(scores: Tensor<1>, y: Tensor<1>, members: Tensor<2>) -> (Tensor<
 /// The reference's surrogate AUC per group: 1 - mean log(1 + exp(-(s_i - s_j))); 0.5 where a
 /// group lacks a class.
 fn surrogate_by_group(
-    scores: Tensor<1>,
-    y: Tensor<1>,
+    scores: Tensor<2>,
+    y: Tensor<2>,
     members: Tensor<2>,
 ) -> (Tensor<1>, Tensor<1>) {
     let (loss, valid) = pairwise_by_group(scores, y, members, |d| softplus(d.neg(), 1.0));
@@ -304,8 +326,9 @@ impl Multifair {
         })
     }
 
-    /// The step's modulation for one attribute whose codes are `groups` (direct use, as in
-    /// the golden tests); see [`Multifair::modulate_levels`].
+    /// The step's modulation for a two-class label and one attribute whose codes are `groups`
+    /// (direct use, as in the golden tests): positive-class probabilities of the heads [M, B]
+    /// and of the fusion [B], labels y [B]; see [`Multifair::modulate_levels`].
     pub fn modulate(
         &mut self,
         aux: Tensor<2>,
@@ -314,25 +337,34 @@ impl Multifair {
         groups: &[i64],
     ) -> Modulation {
         self.ensure_levels();
-        self.modulate_levels(aux, fused, y, &[groups], None)
+        let ([m, b], t) = (aux.dims(), 1);
+        self.modulate_levels(
+            aux.reshape([m, t, b]),
+            fused.reshape([t, b]),
+            y.reshape([t, b]),
+            &[groups],
+            None,
+        )
     }
 
-    /// The step's modulation from each auxiliary head's and the fused positive-class
-    /// probabilities ([M, B] and [B], no gradient), labels y [B] and, per attribute level, the
-    /// batch's codes. The per-sample group factors of the levels are averaged with their
+    /// The step's modulation from each auxiliary head's and the fused probabilities of every
+    /// one-vs-rest task ([M, T, B] and [T, B], no gradient; T = 1 for two classes), the tasks'
+    /// targets y [T, B] and, per attribute level, the batch's codes. AUCs are macro averages
+    /// over the tasks. The per-sample group factors of the levels are averaged with their
     /// weights. With `available` [B, M] (missing modalities), each head's AUCs count only the
     /// samples that have its modality.
     pub fn modulate_levels(
         &mut self,
-        aux: Tensor<2>,
-        fused: Tensor<1>,
-        y: Tensor<1>,
+        aux: Tensor<3>,
+        fused: Tensor<2>,
+        y: Tensor<2>,
         groups: &[&[i64]],
         available: Option<Tensor<2>>,
     ) -> Modulation {
         let device = aux.device();
         let cfg = self.config.clone();
-        let [m, b] = aux.dims();
+        let [m, t, b] = aux.dims();
+        let head = |i: usize| aux.clone().slice([i..i + 1, 0..t, 0..b]).reshape([t, b]);
         // [M, B]: the samples each head is judged on.
         let judged = match available {
             Some(a) => a.transpose(),
@@ -343,8 +375,7 @@ impl Multifair {
         // Modality level: AUC progress of each head (the previous value where a class is missing).
         let mut raw = Vec::with_capacity(m);
         for i in 0..m {
-            let p = aux.clone().slice([i..i + 1, 0..b]).reshape([b]);
-            raw.push(auc_by_group(p, y.clone(), judged_row(i)));
+            raw.push(auc_by_group(head(i), y.clone(), judged_row(i)));
         }
         let prev = self.auc_state(m, &device);
         let batch_auc = Tensor::cat(raw.iter().map(|(a, _)| a.clone()).collect(), 0);
@@ -371,9 +402,8 @@ impl Multifair {
             let ema_prev = self.ema_state(l, m, &device);
             let surrogate: Vec<Tensor<1>> = (0..m)
                 .map(|i| {
-                    let p = aux.clone().slice([i..i + 1, 0..b]).reshape([b]);
                     let judged = members.clone() * judged_row(i).expand([k, b]);
-                    surrogate_by_group(p, y.clone(), judged).0
+                    surrogate_by_group(head(i), y.clone(), judged).0
                 })
                 .collect();
             let surrogate = Tensor::stack::<2>(surrogate, 0); // [M, K]
@@ -444,7 +474,7 @@ impl Multifair {
     }
 
     /// relu(surrogate group-AUC gap of the fused probabilities - tau), with gradient.
-    fn fairness_loss(&self, fused: Tensor<1>, y: Tensor<1>, members: Tensor<2>) -> Tensor<1> {
+    fn fairness_loss(&self, fused: Tensor<2>, y: Tensor<2>, members: Tensor<2>) -> Tensor<1> {
         let (value, valid) = surrogate_by_group(fused, y, members);
         let high = (value.clone() + valid.clone().neg().add_scalar(1.0).mul_scalar(-1e9)).max();
         let low = (value + valid.clone().neg().add_scalar(1.0).mul_scalar(1e9)).min();
@@ -502,19 +532,19 @@ impl Method for Multifair {
         let aux_hidden = model.aux_hidden(&tokens);
         let aux_logits = model.aux_classify(&aux_hidden);
         let [b, _] = batch.onehot.dims();
-        let y = batch.onehot.clone().slice([0..b, 1..2]).reshape([b]);
+        let y = task_targets(batch.onehot.clone()); // [T, B]
         // Statistics from a detached pass of the fusion (same forward values, no second graph).
         let detached: Vec<Tensor<2>> = tokens.iter().map(|t| t.clone().detach()).collect();
         let available = batch.available.as_ref();
-        let fused_plain = positive_probability(
+        let fused_plain = task_probabilities(
             model
                 .fuse(&detached, Some(&batch.group_ids), available)
                 .detach(),
         );
-        let aux = Tensor::stack::<2>(
+        let aux = Tensor::stack::<3>(
             aux_logits
                 .iter()
-                .map(|l| positive_probability(l.clone().detach()))
+                .map(|l| task_probabilities(l.clone().detach()))
                 .collect(),
             0,
         );
@@ -567,7 +597,7 @@ impl Method for Multifair {
         }
         // The fairness loss of each level, averaged with the levels' weights.
         let fairness = (self.config.fairness > 0.0).then(|| {
-            let probs = positive_probability(fused_logits);
+            let probs = task_probabilities(fused_logits);
             let total_weight: f64 = self.levels.iter().map(|l| l.weight).sum();
             let mut loss = Tensor::<1>::zeros([1], &y.device());
             for (l, level_codes) in codes.iter().enumerate() {
@@ -692,9 +722,11 @@ mod tests {
             ],
             &device,
         )
-        .reshape([2, 8]);
-        let fused = Tensor::<1>::from_floats([0.8, 0.3, 0.7, 0.4, 0.6, 0.2, 0.9, 0.5], &device);
-        let y = Tensor::<1>::from_floats([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0], &device);
+        .reshape([2, 1, 8]);
+        let fused = Tensor::<1>::from_floats([0.8, 0.3, 0.7, 0.4, 0.6, 0.2, 0.9, 0.5], &device)
+            .reshape([1, 8]);
+        let y = Tensor::<1>::from_floats([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0], &device)
+            .reshape([1, 8]);
         let race = [0i64, 0, 1, 1, 2, 2, 0, -1];
         let gender = [0i64, 1, 0, 1, 0, 1, 1, 0];
         let setup = Setup {
@@ -703,6 +735,7 @@ mod tests {
             attribute: 0,
             group_counts: vec![3, 2, 2],
             unknown: 1,
+            classes: 2,
         };
         let weights = |attributes: &str, codes: &[&[i64]]| {
             let mut params = Params::default();
@@ -742,5 +775,73 @@ mod tests {
             .0
             .insert("multifair_attributes".into(), "race:-1".into());
         assert!(MultifairConfig::from_params(&params).is_err());
+    }
+
+    #[test]
+    fn multi_class_aucs_are_macro_one_vs_rest() {
+        let device = Device::flex();
+        // Three classes, six samples: each task's scores are the class's probabilities.
+        let labels = [0usize, 1, 2, 0, 1, 2];
+        let probs = [
+            [0.7, 0.2, 0.1],
+            [0.3, 0.4, 0.3],
+            [0.2, 0.3, 0.5],
+            [0.4, 0.5, 0.1],
+            [0.1, 0.8, 0.1],
+            [0.5, 0.1, 0.4],
+        ];
+        let scores: Vec<f32> = (0..3)
+            .flat_map(|c| probs.iter().map(move |p| p[c] as f32))
+            .collect();
+        let targets: Vec<f32> = (0..3)
+            .flat_map(|c| labels.iter().map(move |&y| (y == c) as u8 as f32))
+            .collect();
+        let scores = Tensor::<1>::from_floats(scores.as_slice(), &device).reshape([3, 6]);
+        let targets = Tensor::<1>::from_floats(targets.as_slice(), &device).reshape([3, 6]);
+        let everyone = Tensor::<2>::ones([1, 6], &device);
+        let (auc, valid) = auc_by_group(scores, targets, everyone);
+        let macro_auc = (0..3)
+            .map(|c| {
+                let s: Vec<f64> = probs.iter().map(|p| p[c]).collect();
+                let y: Vec<bool> = labels.iter().map(|&l| l == c).collect();
+                multifair_metrics::auc(&s, &y).unwrap()
+            })
+            .sum::<f64>()
+            / 3.0;
+        assert!((host2(auc.reshape([1, 1]))[0] as f64 - macro_auc).abs() < 1e-6);
+        assert_eq!(host2(valid.reshape([1, 1])), [1.0]);
+    }
+
+    #[test]
+    fn a_head_is_judged_only_on_samples_that_have_its_modality() {
+        let device = Device::flex();
+        let y = Tensor::<1>::from_floats([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0], &device)
+            .reshape([1, 8]);
+        let fused = Tensor::<1>::from_floats([0.8, 0.3, 0.7, 0.4, 0.6, 0.2, 0.9, 0.5], &device)
+            .reshape([1, 8]);
+        let groups = [0i64, 0, 0, 0, 1, 1, 1, 1];
+        // Modality 1 is missing for samples 3 and 6; what its head says there must not matter.
+        let available: Vec<Vec<bool>> =
+            vec![vec![true; 8], (0..8).map(|n| n != 3 && n != 6).collect()];
+        let mask: Vec<f32> = (0..8)
+            .flat_map(|n| available.iter().map(move |a| a[n] as u8 as f32))
+            .collect();
+        let mask = Tensor::<1>::from_floats(mask.as_slice(), &device).reshape([8, 2]);
+        let run = |missing_scores: [f32; 2], masked: bool| {
+            let mut aux = vec![
+                0.9, 0.2, 0.8, 0.3, 0.7, 0.6, 0.1, 0.4, // modality 0
+                0.6, 0.7, 0.2, 0.9, 0.4, 0.3, 0.8, 0.5, // modality 1
+            ];
+            (aux[8 + 3], aux[8 + 6]) = (missing_scores[0], missing_scores[1]);
+            let aux = Tensor::<1>::from_floats(aux.as_slice(), &device).reshape([2, 1, 8]);
+            let config = MultifairConfig::from_params(&Params::default()).unwrap();
+            let mut method = Multifair::new(config);
+            method.ensure_levels();
+            let available = masked.then(|| mask.clone());
+            let m = method.modulate_levels(aux, fused.clone(), y.clone(), &[&groups], available);
+            (host2(m.weights), host2(m.factors[0].clone()))
+        };
+        assert_eq!(run([0.0, 1.0], true), run([1.0, 0.0], true));
+        assert_ne!(run([0.0, 1.0], false), run([1.0, 0.0], false));
     }
 }

@@ -24,7 +24,7 @@ use multifair_models::MultimodalModel;
 use super::MethodInfo;
 use crate::clip::scale_grads;
 use crate::{
-    DeviceBatch, Method, Params, StepOutput, cross_entropy, positive_probability, to_host,
+    DeviceBatch, Method, Params, Setup, StepOutput, cross_entropy, positive_probability, to_host,
 };
 
 pub const INFO: MethodInfo = MethodInfo {
@@ -262,6 +262,16 @@ impl Method for MultifairRef {
             ));
         }
         Ok(available.to_vec())
+    }
+
+    fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
+        if setup.classes != 2 {
+            return Err(format!(
+                "multifair_ref is the reference's two-class step; this label has {} classes (use multifair, which scores them one-vs-rest)",
+                setup.classes
+            ));
+        }
+        Ok(())
     }
 
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
