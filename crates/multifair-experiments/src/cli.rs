@@ -501,6 +501,19 @@ pub fn run() -> anyhow::Result<()> {
                     100.0 * prevalence,
                     s.skipped
                 );
+                if dataset == DatasetKind::Manifest {
+                    let counts: Vec<String> = index
+                        .schema
+                        .classes
+                        .iter()
+                        .enumerate()
+                        .map(|(c, name)| {
+                            let n = split.samples.iter().filter(|r| r.label as usize == c);
+                            format!("{name}: {}", n.count())
+                        })
+                        .collect();
+                    println!("  labels: {}", counts.join(", "));
+                }
                 for (name, counts) in &s.attributes {
                     // A manifest names its groups: "0 (female): 84".
                     let names = index
