@@ -288,3 +288,77 @@ fn the_toml_is_checked_before_the_rows() {
     .to_string();
     assert!(message.contains("label_column"), "{message}");
 }
+
+#[test]
+fn jpeg_images_and_npz_volumes_load() {
+    let dir = folder("kinds");
+    image::RgbImage::from_pixel(9, 7, image::Rgb([200, 100, 50]))
+        .save(dir.join("x.jpg"))
+        .unwrap();
+    let volume = |value: f32| multifair_data::NpyArray {
+        shape: vec![4, 5, 5],
+        data: multifair_data::ArrayData::F32((0..100).map(|i| value + i as f32).collect()),
+    };
+    multifair_data::write_npz(&dir.join("one.npz"), &[("v", &volume(0.0))], false).unwrap();
+    multifair_data::write_npz(
+        &dir.join("two.npz"),
+        &[("a", &volume(0.0)), ("b", &volume(1.0))],
+        true,
+    )
+    .unwrap();
+    let toml = |key: &str| {
+        format!(
+            "manifest = \"m.csv\"\nlabels = [0, 1]\n[[attribute]]\nname = \"sex\"\ngroups = [\"f\", \"m\"]\n\
+             [[modality]]\nname = \"photo\"\ntype = \"image\"\n\
+             [[modality]]\nname = \"scan\"\ntype = \"volume\"\n{key}"
+        )
+    };
+    let rows = "id,split,label,sex,photo,scan\n1,train,1,f,x.jpg,one.npz\n2,val,0,m,x.jpg,two.npz\n3,test,0,m,,one.npz\n";
+    std::fs::write(dir.join("m.csv"), rows).unwrap();
+    let load = |toml: String, row: usize| {
+        std::fs::write(dir.join("manifest.toml"), toml).unwrap();
+        let index = open(&dir).unwrap();
+        let split = &index.splits[row];
+        let loader = Loader::new(&index.schema, split, LoaderConfig::new(1, 6, 2), None).unwrap();
+        loader.load(0, 0)
+    };
+    let batch = load(toml(""), 0).unwrap();
+    let ModalityBatch::Float { shape, values } = &batch.modalities[0].1 else {
+        panic!("pixels")
+    };
+    assert_eq!(shape, &[1, 3, 6, 6]);
+    // A flat colour: each channel is its own constant after ImageNet normalisation (JPEG
+    // rounding aside), red above blue.
+    assert!(values[0] > values[36 * 2] + 1.0, "{values:?}");
+    let ModalityBatch::Float { shape, .. } = &batch.modalities[1].1 else {
+        panic!("volume")
+    };
+    assert_eq!(shape, &[1, 2, 6, 6]);
+    // Two arrays and no `key`: the error names the file and the arrays.
+    let err = load(toml(""), 1).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&dir.join("two.npz").display().to_string())
+            && err.contains("the npz holds 2 arrays (a, b); name the volume's with `key`"),
+        "{err}"
+    );
+    assert!(load(toml("key = \"b\"\n"), 1).is_ok());
+    // The test row has no photo: unavailable, zeros.
+    let batch = load(toml(""), 2).unwrap();
+    assert_eq!(batch.available[0], [false]);
+    assert_eq!(batch.available[1], [true]);
+}
+
+#[test]
+fn the_shipped_example_is_what_the_generator_writes() {
+    let dir = folder("shipped");
+    generate(&CohortConfig::new(0), &dir).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/examples/skin-cohort");
+    for file in ["manifest.toml", "manifest.csv"] {
+        let read = |d: &Path| std::fs::read_to_string(d.join(file)).unwrap();
+        assert_eq!(read(&dir), read(&shipped), "{file}");
+    }
+    for photo in ["photos/p0000.png", "photos/p0123.png", "photos/p0279.png"] {
+        let pixels = |d: &Path| image::open(d.join(photo)).unwrap().to_rgb8().into_raw();
+        assert_eq!(pixels(&dir), pixels(&shipped), "{photo}");
+    }
+}
