@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -78,6 +78,12 @@ fn predictions(path: &Path, attribute: &str) -> anyhow::Result<Vec<(f64, bool, i
             .position(|h| h == name)
             .ok_or_else(|| anyhow!("{}: no column '{name}'", path.display()))
     };
+    if headers.iter().any(|h| h.starts_with("prob_")) {
+        bail!(
+            "{}: one probability per class; ROC curves are drawn for two-class labels",
+            path.display()
+        );
+    }
     let (p, y, a) = (col("prob")?, col("label")?, col(attribute)?);
     let mut rows = Vec::new();
     for record in reader.records() {
@@ -396,11 +402,15 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
             else {
                 continue;
             };
-            let Ok(rows) = predictions(
+            let rows = match predictions(
                 &results.join(&run.folder).join("predictions.csv"),
                 attribute,
-            ) else {
-                continue;
+            ) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    eprintln!("roc-{attribute}: no curves for {label}: {e:#}");
+                    continue;
+                }
             };
             let codes: BTreeSet<i64> = rows.iter().map(|r| r.2).filter(|&c| c >= 0).collect();
             // A group without both classes has no ROC curve.
