@@ -205,6 +205,10 @@ mod tests {
     }
 
     fn config(sets: &[(&str, &str)]) -> TrainConfig {
+        resolve("erm", sets).unwrap()
+    }
+
+    fn resolve(method: &str, sets: &[(&str, &str)]) -> anyhow::Result<TrainConfig> {
         let sets: Vec<(String, String)> = sets
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -212,7 +216,7 @@ mod tests {
         TrainConfig::resolve(
             DatasetKind::FairVision,
             "unused".into(),
-            "erm",
+            method,
             "race",
             0,
             10,
@@ -220,7 +224,50 @@ mod tests {
             "flex",
             &sets,
         )
-        .unwrap()
+    }
+
+    #[test]
+    fn paper_defaults_then_presets_then_the_command_line() {
+        // OGM-GE's paper defaults replace the engine's.
+        let c = resolve("ogm_ge", &[]).unwrap();
+        assert_eq!((c.optimizer.as_str(), c.lr, c.momentum), ("sgd", 1e-3, 0.9));
+        // A CGGM preset sets its code's optimizer, rates, schedule and method keys...
+        let c = resolve("cggm", &[("preset", "food101")]).unwrap();
+        assert_eq!(c.preset.as_deref(), Some("food101"));
+        assert_eq!(
+            (c.optimizer.as_str(), c.lr, c.aux_lr),
+            ("adamw", 1e-3, 5e-4)
+        );
+        assert_eq!((c.weight_decay, c.aux_weight_decay), (6e-3, 3e-3));
+        assert_eq!(
+            (c.schedule.as_str(), c.plateau_patience, c.warmup_epochs),
+            ("plateau", 10, 0)
+        );
+        assert_eq!(c.batch_size, 128);
+        assert_eq!(c.method_params["cggm_lambda"], "0.05");
+        let c = resolve("cggm", &[("preset", "iemocap")]).unwrap();
+        assert_eq!(
+            (c.optimizer.as_str(), c.weight_decay, c.batch_size),
+            ("adam", 0.0, 64)
+        );
+        assert_eq!(c.method_params["cggm_lambda"], "0.2");
+        // ...and the command line still wins, wherever the preset key stands.
+        let c = resolve("cggm", &[("lr", "2e-3"), ("preset", "mosi")]).unwrap();
+        assert_eq!(c.lr, 2e-3);
+        // Without a preset the run's config (and its folder hash) carries none.
+        let c = resolve("cggm", &[]).unwrap();
+        assert!(c.preset.is_none() && !serde_json::to_string(&c).unwrap().contains("preset"));
+        let err = resolve("cggm", &[("preset", "brats")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "--set preset=brats: method 'cggm' has presets food101, mosi, iemocap"
+        );
+        let err = resolve("erm", &[("preset", "food101")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "--set preset=food101: method 'erm' has no presets");
     }
 
     /// Two steps of `optim` from w = [1, -2] with the constant gradient [0.5, 0.25] at lr 0.1.

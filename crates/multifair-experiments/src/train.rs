@@ -39,6 +39,10 @@ use crate::optim::{Optimizers, Schedule};
 
 /// Engine keys accepted by `--set`, with defaults (method keys come from the registry).
 pub const ENGINE_KEYS: &[(&str, &str)] = &[
+    (
+        "preset",
+        "none (a method's settings for one of its paper's datasets, below)",
+    ),
     ("lr", "3e-4 (tiny), 3e-5 (paper)"),
     ("encoder_lr", "lr (encoders and their projections)"),
     ("fusion_lr", "lr (fusion transformer and head)"),
@@ -94,6 +98,10 @@ pub fn keys_help() -> String {
         }
         for (k, v) in m.defaults {
             text += &format!("  (paper default) {k}={v}\n");
+        }
+        for (name, pairs) in m.presets {
+            let pairs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            text += &format!("  (preset={name}) {}\n", pairs.join(" "));
         }
     }
     text
@@ -166,6 +174,9 @@ pub struct TrainConfig {
     pub weights: BTreeMap<String, PathBuf>,
     /// `--set` keys the method reads.
     pub method_params: BTreeMap<String, String>,
+    /// The method preset applied (`--set preset=NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
 }
 
 impl TrainConfig {
@@ -231,13 +242,48 @@ impl TrainConfig {
             max_tokens: 128,
             weights: BTreeMap::new(),
             method_params: BTreeMap::new(),
+            preset: None,
         };
         // The method's paper defaults come first; the command line overrides them.
         let defaults = info
             .defaults
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()));
-        let sets: Vec<(String, String)> = defaults.chain(sets.iter().cloned()).collect();
+        // A preset (`--set preset=NAME`) comes next, then the rest of the command line.
+        let preset = sets
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "preset")
+            .map(|(_, v)| v.clone());
+        let preset_sets: &[(&str, &str)] = match &preset {
+            None => &[],
+            Some(name) => {
+                let names: Vec<&str> = info.presets.iter().map(|(n, _)| *n).collect();
+                info.presets
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, pairs)| *pairs)
+                    .ok_or_else(|| {
+                        if names.is_empty() {
+                            anyhow::anyhow!("--set preset={name}: method '{method}' has no presets")
+                        } else {
+                            anyhow::anyhow!(
+                                "--set preset={name}: method '{method}' has presets {}",
+                                names.join(", ")
+                            )
+                        }
+                    })?
+            }
+        };
+        let sets: Vec<(String, String)> = defaults
+            .chain(
+                preset_sets
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            )
+            .chain(sets.iter().filter(|(k, _)| k != "preset").cloned())
+            .collect();
+        config.preset = preset;
         for (key, value) in &sets {
             let number = || {
                 value

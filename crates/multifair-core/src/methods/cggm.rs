@@ -2,13 +2,17 @@
 //! NeurIPS 2024). Auxiliary classifiers on detached features measure each modality; from the
 //! signed improvement D_m of a classifier's batch accuracy since the previous step,
 //! B_m = (S - D_m) / S with S = sum D + 1e-8, and encoder m's gradient is multiplied by rho B_m
-//! (the faster-improving modality is slowed). A direction term lambda L_gm,
-//! L_gm = sum_m |B_m| (1 - cos(fused classifier, modality m's classifier)), pulls the fused
-//! classifier towards the modalities' own, weighted by the previous step's |B_m|; the
+//! (the faster-improving modality is slowed). A direction term lambda L_gm, as the original
+//! code computes it, L_gm = (sum_m |B_m| - sum_m B_m cos(fused classifier, modality m's)) / M
+//! with the previous step's B, pulls the fused classifier towards the modalities' own; the
 //! classifiers are compared by their last-layer weights (`cggm_direction=weights`, the
 //! original code's form) or by their closed-form last-layer cross-entropy gradients
-//! (`gradients`, the paper's form). Only the fused side carries the term's gradient.
-//! Defaults rho 1.2 and lambda 0.15 are those the MultiFair reference inherits from CGGM.
+//! (`gradients`, the paper's form). Only the fused side carries the term's gradient (the
+//! original code zeroes the classifiers' share before their own step).
+//! Defaults rho 1.2 and lambda 0.15 are those the MultiFair reference inherits from CGGM; the
+//! presets carry the original code's settings per dataset (its `run/*_run.py` and
+//! `src/*train.py`): Food-101 (AdamW), CMU-MOSI and IEMOCAP (Adam). Its fourth dataset, BraTS,
+//! is segmentation and has no preset here.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +36,28 @@ pub const INFO: MethodInfo = MethodInfo {
         ("cggm_direction", "weights (or gradients)"),
     ],
     defaults: &[],
+    presets: &[
+        (
+            "food101",
+            &[
+                ("optimizer", "adamw"),
+                ("lr", "1e-3"),
+                ("aux_lr", "5e-4"),
+                ("weight_decay", "6e-3"),
+                ("aux_weight_decay", "3e-3"),
+                ("schedule", "plateau"),
+                ("plateau_patience", "10"),
+                ("plateau_factor", "0.1"),
+                ("warmup_epochs", "0"),
+                ("clip", "0.8"),
+                ("batch_size", "128"),
+                ("cggm_rho", "1.3"),
+                ("cggm_lambda", "0.05"),
+            ],
+        ),
+        ("mosi", ADAM_PRESET),
+        ("iemocap", ADAM_PRESET),
+    ],
     build: |params: &Params| {
         let gradients = match params.get("cggm_direction") {
             None | Some("weights") => false,
@@ -52,6 +78,23 @@ pub const INFO: MethodInfo = MethodInfo {
     },
 };
 
+/// CMU-MOSI and IEMOCAP share their settings in the original code (torch Adam, no weight decay).
+const ADAM_PRESET: &[(&str, &str)] = &[
+    ("optimizer", "adam"),
+    ("lr", "1e-3"),
+    ("aux_lr", "5e-4"),
+    ("weight_decay", "0"),
+    ("aux_weight_decay", "0"),
+    ("schedule", "plateau"),
+    ("plateau_patience", "10"),
+    ("plateau_factor", "0.1"),
+    ("warmup_epochs", "0"),
+    ("clip", "0.8"),
+    ("batch_size", "64"),
+    ("cggm_rho", "1.3"),
+    ("cggm_lambda", "0.2"),
+];
+
 pub struct Cggm {
     rho: f64,
     lambda: f64,
@@ -64,6 +107,13 @@ pub struct Cggm {
 pub fn coefficients(improvements: &[f64]) -> Vec<f64> {
     let s = improvements.iter().sum::<f64>() + 1e-8;
     improvements.iter().map(|d| (s - d) / s).collect()
+}
+
+/// Modality m's share of the original code's L_gm = (sum |B| - sum B cos) / M:
+/// (|B_m| - B_m cos_m) / M.
+fn direction_term(cos: Tensor<1>, b: f64, modalities: usize) -> Tensor<1> {
+    let m = modalities as f64;
+    cos.mul_scalar(-b / m).add_scalar(b.abs() / m)
 }
 
 impl Method for Cggm {
@@ -137,10 +187,8 @@ impl Method for Cggm {
                 } else {
                     model.aux[j].classifier_weight()
                 };
-                let term = (cosine(fused_side.clone(), own.detach())
-                    .neg()
-                    .add_scalar(1.0))
-                .mul_scalar(prev.abs());
+                let cos = cosine(fused_side.clone(), own.detach());
+                let term = direction_term(cos, *prev, self.prev_b.len());
                 direction = Some(match direction {
                     Some(d) => d + term,
                     None => term,
@@ -200,6 +248,19 @@ mod tests {
         // A modality that got worse gets more than 1: D = [0.3, -0.1], S = 0.2, B = [-0.5, 1.5].
         let b = coefficients(&[0.3, -0.1]);
         assert!((b[0] + 0.5).abs() < 1e-6 && (b[1] - 1.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn direction_loss_is_the_original_codes() {
+        // B = [0.8, -0.3], cos = [0.5, 0.2]: (0.8 + 0.3 - (0.4 - 0.06)) / 2 = 0.38.
+        let device = Device::flex();
+        let total: f32 = [(0.5, 0.8), (0.2, -0.3)]
+            .into_iter()
+            .map(|(c, b)| {
+                direction_term(Tensor::<1>::from_floats([c], &device), b, 2).into_scalar::<f32>()
+            })
+            .sum();
+        assert!((total - 0.38).abs() < 1e-6, "{total}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub const INFO: MethodInfo = MethodInfo {
     about: "fusion model, empirical risk minimisation",
     keys: &[],
     defaults: &[],
+    presets: &[],
     build: |_: &Params| Ok(Box::new(Erm)),
 };
 

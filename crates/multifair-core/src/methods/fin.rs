@@ -14,6 +14,7 @@ pub const INFO: MethodInfo = MethodInfo {
     about: "FIN (Luo et al., WACV 2024): per-group learnable normalisation of the fused feature",
     keys: &[],
     defaults: &[],
+    presets: &[],
     build: |_: &Params| Ok(Box::new(Fin)),
 };
 

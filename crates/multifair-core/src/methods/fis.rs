@@ -20,6 +20,7 @@ pub const INFO: MethodInfo = MethodInfo {
     about: "FIS (Luo et al., ICLR 2024): loss weights from losses and group Sinkhorn distances",
     keys: &[("fis_c", "0.5"), ("fis_t", "1"), ("fis_blur", "0.1")],
     defaults: &[],
+    presets: &[],
     build: |params: &Params| {
         Ok(Box::new(Fis {
             c: params.f64_or("fis_c", 0.5)?,

@@ -17,6 +17,7 @@ pub const INFO: MethodInfo = MethodInfo {
     about: "GroupDRO (Sagawa et al., ICLR 2020): exponentiated-gradient group weights",
     keys: &[("group_dro_eta", "0.01")],
     defaults: &[],
+    presets: &[],
     build: |params: &Params| {
         Ok(Box::new(GroupDro {
             eta: params.f64_or("group_dro_eta", 0.01)?,

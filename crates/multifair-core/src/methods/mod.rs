@@ -27,8 +27,14 @@ pub struct MethodInfo {
     /// Engine settings from the method's paper (optimizer, rates, schedule), applied before
     /// the command line's `--set`.
     pub defaults: &'static [(&'static str, &'static str)],
+    /// Named settings from the method's own code for each of its paper's datasets, chosen
+    /// with `--set preset=NAME` and applied after `defaults`, before the command line.
+    pub presets: &'static [Preset],
     pub build: fn(&Params) -> Result<Box<dyn Method>, String>,
 }
+
+/// A named group of `--set` pairs (see [`MethodInfo::presets`]).
+pub type Preset = (&'static str, &'static [(&'static str, &'static str)]);
 
 pub const REGISTRY: &[MethodInfo] = &[
     erm::INFO,

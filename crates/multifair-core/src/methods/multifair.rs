@@ -57,6 +57,7 @@ pub const INFO: MethodInfo = MethodInfo {
         ("multifair_log_every", "10"),
     ],
     defaults: &[],
+    presets: &[],
     build: |params: &Params| {
         Ok(Box::new(Multifair::new(MultifairConfig::from_params(
             params,

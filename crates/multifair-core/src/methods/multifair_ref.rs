@@ -44,6 +44,7 @@ pub const INFO: MethodInfo = MethodInfo {
         ("aux_weight_decay", "3e-3"),
         ("clip", "0.8"),
     ],
+    presets: &[],
     build: |params: &Params| {
         Ok(Box::new(MultifairRef {
             hparams: RefHparams {

@@ -41,6 +41,7 @@ pub const INFO: MethodInfo = MethodInfo {
         ("gamma", "0.1"),
         ("warmup_epochs", "0"),
     ],
+    presets: &[],
     build: |params: &Params| {
         let count = |key: &str, default: usize| {
             params.get(key).map_or(Ok(default), |v| {

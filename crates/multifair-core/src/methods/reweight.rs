@@ -17,6 +17,7 @@ pub const INFO: MethodInfo = MethodInfo {
     about: "group reweighting: inverse group-frequency loss weights or balanced group sampling",
     keys: &[("reweight_mode", "loss (or sample)")],
     defaults: &[],
+    presets: &[],
     build: |params: &Params| {
         let sample = match params.get("reweight_mode") {
             None | Some("loss") => false,

@@ -11,6 +11,7 @@ pub const INFO: MethodInfo = MethodInfo {
     about: "a single modality (unimodal_modality), the baseline each modality reaches alone",
     keys: &[("unimodal_modality", "the dataset's first modality")],
     defaults: &[],
+    presets: &[],
     build: |params: &Params| {
         Ok(Box::new(Unimodal {
             modality: params.get("unimodal_modality").map(str::to_owned),
