@@ -86,25 +86,12 @@ pub enum ModalityBatch {
 }
 
 impl ModalityBatch {
-    /// Images or volumes as a float tensor [B, C, S, S] on `device`.
-    pub fn float_tensor(&self, device: &Device) -> Option<Tensor<4>> {
+    /// Images or volumes ([B, C, S, S], `D` = 4) or tabular rows ([B, features], `D` = 2) as a
+    /// float tensor on `device`; `None` for tokens or another rank.
+    pub fn float_tensor<const D: usize>(&self, device: &Device) -> Option<Tensor<D>> {
         match self {
             ModalityBatch::Float { shape, values } => {
-                let shape: [usize; 4] = shape.as_slice().try_into().ok()?;
-                Some(Tensor::from_data(
-                    TensorData::new(values.clone(), shape),
-                    device,
-                ))
-            }
-            ModalityBatch::Tokens { .. } => None,
-        }
-    }
-
-    /// Tabular rows as a float tensor [B, features] on `device`.
-    pub fn rows_tensor(&self, device: &Device) -> Option<Tensor<2>> {
-        match self {
-            ModalityBatch::Float { shape, values } => {
-                let shape: [usize; 2] = shape.as_slice().try_into().ok()?;
+                let shape: [usize; D] = shape.as_slice().try_into().ok()?;
                 Some(Tensor::from_data(
                     TensorData::new(values.clone(), shape),
                     device,

@@ -71,7 +71,7 @@ fn same_seed_same_batches_whatever_the_workers() {
     assert_eq!(batch.codes.len(), 4);
     let tensor = batch.modalities[1]
         .1
-        .float_tensor(&burn::tensor::Device::flex())
+        .float_tensor::<4>(&burn::tensor::Device::flex())
         .unwrap();
     assert_eq!(tensor.dims(), [8, 4, 10, 10]);
     assert_eq!(batch.available, vec![vec![true; 8]; 2]);

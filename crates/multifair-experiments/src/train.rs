@@ -39,10 +39,6 @@ use crate::optim::{Optimizers, Schedule};
 
 /// Engine keys accepted by `--set`, with defaults (method keys come from the registry).
 pub const ENGINE_KEYS: &[(&str, &str)] = &[
-    (
-        "preset",
-        "none (a method's settings for one of its paper's datasets, below)",
-    ),
     ("lr", "3e-4 (tiny), 3e-5 (paper)"),
     ("encoder_lr", "lr (encoders and their projections)"),
     ("fusion_lr", "lr (fusion transformer and head)"),
@@ -82,6 +78,10 @@ pub const ENGINE_KEYS: &[(&str, &str)] = &[
     (
         "text_weights",
         "none (a local HF BERT folder, with its tokenizer, for the notes)",
+    ),
+    (
+        "preset",
+        "none (a method's settings for one of its paper's datasets, below)",
     ),
 ];
 
@@ -664,7 +664,7 @@ impl Run {
             .iter()
             .map(|&i| match &batch.modalities[i].1 {
                 m @ ModalityBatch::Float { shape, .. } if shape.len() == 2 => {
-                    ModalityInput::Rows(m.rows_tensor(device).expect("rows"))
+                    ModalityInput::Rows(m.float_tensor(device).expect("rows"))
                 }
                 m @ ModalityBatch::Float { .. } => {
                     ModalityInput::Pixels(m.float_tensor(device).expect("float"))
