@@ -112,14 +112,29 @@ columns = ["heart_rate", "spo2"]
     .unwrap();
 }
 
-const SMALL: [&str; 6] = [
-    "--set",
-    "image_size=16",
-    "--set",
-    "slices=2",
-    "--set",
-    "batch_size=16",
-];
+/// Trains `method` for 2 epochs on the manifest in `data` into `out` and returns test.json.
+fn train(data: &Path, method: &str, out: &Path) -> Value {
+    run_ok(&[
+        "train",
+        "--dataset",
+        "manifest",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--method",
+        method,
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "image_size=16",
+        "--set",
+        "slices=2",
+        "--set",
+        "batch_size=16",
+    ]);
+    serde_json::from_str(&read(&out.join("test.json"))).unwrap()
+}
 
 #[test]
 fn multifair_and_erm_train_on_a_manifest() {
@@ -128,22 +143,7 @@ fn multifair_and_erm_train_on_a_manifest() {
     write_cohort(&data, 60, 2);
     for method in ["multifair", "erm"] {
         let out = dir.join(method);
-        let mut args = vec![
-            "train",
-            "--dataset",
-            "manifest",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--method",
-            method,
-            "--epochs",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend(SMALL);
-        run_ok(&args);
-        let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
+        let test = train(&data, method, &out);
         assert_eq!(test["n"], 12, "{method}: every test row is scored");
         let auc = test["auc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&auc), "{method}: {auc}");
@@ -243,27 +243,9 @@ fn three_classes_train_and_report_one_vs_rest() {
     let dir = scratch("manifest-classes");
     let data = dir.join("data");
     write_cohort(&data, 60, 3);
-    let train = |method: &str| {
-        let out = dir.join(method);
-        let mut args = vec![
-            "train",
-            "--dataset",
-            "manifest",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--method",
-            method,
-            "--epochs",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend(SMALL);
-        (common::ok(multifair(&args)), out)
-    };
     for method in ["multifair", "erm"] {
-        let (_, out) = train(method);
-        let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
+        let out = dir.join(method);
+        let test = train(&data, method, &out);
         assert_eq!(test["classes"], json!(LABELS), "{method}");
         // The top level is the mean of the classes' one-vs-rest reports.
         let per_class: Vec<f64> = LABELS

@@ -35,30 +35,37 @@ impl ModuleVisitor for Fingerprint {
     }
 }
 
-/// `info`'s method, prepared for a FairVision-like setup, with its model.
-fn method_and_model(info: &MethodInfo, device: &Device) -> (Box<dyn Method>, MultimodalModel) {
+/// `info`'s method, prepared for a FairVision-like setup with a `classes`-class label, with
+/// its model; the method's refusal where it has one.
+fn prepared(
+    info: &MethodInfo,
+    classes: usize,
+    device: &Device,
+) -> Result<(Box<dyn Method>, MultimodalModel), String> {
     let mut method = create(info.name, &Params::default()).unwrap();
     let all = vec!["slo".to_owned(), "oct".to_owned()];
     let modalities = method.modalities(&all).unwrap();
-    method
-        .prepare(&Setup {
-            modalities: modalities.len(),
-            attributes: vec!["race".into()],
-            attribute: 0,
-            group_counts: vec![10, 20, 30],
-            unknown: 2,
-            classes: 2,
-        })
-        .unwrap_or_else(|e| panic!("{}: {e}", info.name));
+    method.prepare(&Setup {
+        modalities: modalities.len(),
+        attributes: vec!["race".into()],
+        attribute: 0,
+        group_counts: vec![10, 20, 30],
+        unknown: 2,
+        classes,
+    })?;
     let kinds: Vec<(&str, &str)> = modalities
         .iter()
         .map(|m| (m.as_str(), if m == "slo" { "image" } else { "volume" }))
         .collect();
-    let mut config = ModelSize::Tiny.model(&kinds, 16, 3, 0, 2);
+    let mut config = ModelSize::Tiny.model(&kinds, 16, 3, 0, classes);
     if method.fair_norm() {
         config.fin_groups = Some(3);
     }
-    (method, config.init(device))
+    Ok((method, config.init(device)))
+}
+
+fn method_and_model(info: &MethodInfo, device: &Device) -> (Box<dyn Method>, MultimodalModel) {
+    prepared(info, 2, device).unwrap_or_else(|e| panic!("{}: {e}", info.name))
 }
 
 /// A random batch of 6 (3 channels: RGB for the fundus, 3 slices for the OCT), one unknown code.
@@ -151,31 +158,14 @@ fn every_method_takes_three_classes_and_missing_modalities_or_says_why() {
     device.seed(2);
     let mut refused = Vec::new();
     for info in REGISTRY {
-        let mut method = create(info.name, &Params::default()).unwrap();
-        let all = vec!["slo".to_owned(), "oct".to_owned()];
-        let modalities = method.modalities(&all).unwrap();
-        let setup = Setup {
-            modalities: modalities.len(),
-            attributes: vec!["race".into()],
-            attribute: 0,
-            group_counts: vec![10, 20, 30],
-            unknown: 2,
-            classes: 3,
+        let (mut method, model) = match prepared(info, 3, &device) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                assert!(e.contains("3 classes"), "{}: {e}", info.name);
+                refused.push(info.name);
+                continue;
+            }
         };
-        if let Err(e) = method.prepare(&setup) {
-            assert!(e.contains("3 classes"), "{}: {e}", info.name);
-            refused.push(info.name);
-            continue;
-        }
-        let kinds: Vec<(&str, &str)> = modalities
-            .iter()
-            .map(|m| (m.as_str(), if m == "slo" { "image" } else { "volume" }))
-            .collect();
-        let mut config = ModelSize::Tiny.model(&kinds, 16, 3, 0, 3);
-        if method.fair_norm() {
-            config.fin_groups = Some(3);
-        }
-        let model = config.init(&device);
         let m = model.encoders.len();
         let inputs = (0..m)
             .map(|_| {
