@@ -64,6 +64,25 @@ fn prepared(
     Ok((method, config.init(device)))
 }
 
+/// One step, checked to give a finite loss and finite statistics; its gradients.
+fn finite_step(
+    info: &MethodInfo,
+    method: &mut dyn Method,
+    model: &MultimodalModel,
+    batch: &DeviceBatch,
+) -> GradientsParams {
+    let output = method.step(model, batch);
+    let loss = output.loss.clone().into_scalar::<f32>();
+    assert!(loss.is_finite(), "{}: loss {loss}", info.name);
+    assert!(
+        output.stats.values().all(|v| v.is_finite()),
+        "{}: {:?}",
+        info.name,
+        output.stats
+    );
+    output.grads
+}
+
 fn method_and_model(info: &MethodInfo, device: &Device) -> (Box<dyn Method>, MultimodalModel) {
     prepared(info, 2, device).unwrap_or_else(|e| panic!("{}: {e}", info.name))
 }
@@ -131,16 +150,13 @@ fn every_method_trains_three_steps() {
         };
         for epoch in 0..3 {
             method.start_epoch(epoch);
-            let output = method.step(&model, &batch(model.encoders.len(), &device));
-            let loss = output.loss.clone().into_scalar::<f32>();
-            assert!(loss.is_finite(), "{}: loss {loss}", info.name);
-            assert!(
-                output.stats.values().all(|v| v.is_finite()),
-                "{}: {:?}",
-                info.name,
-                output.stats
+            let grads = finite_step(
+                info,
+                method.as_mut(),
+                &model,
+                &batch(model.encoders.len(), &device),
             );
-            model = optim.step(1e-3, model, output.grads);
+            model = optim.step(1e-3, model, grads);
         }
         let mut after = Fingerprint(0.0);
         model.visit(&mut after);
@@ -194,15 +210,7 @@ fn every_method_takes_three_classes_and_missing_modalities_or_says_why() {
             m > 1 || available[0].contains(&false)
         );
         for _ in 0..2 {
-            let output = method.step(&model, &batch);
-            let loss = output.loss.clone().into_scalar::<f32>();
-            assert!(loss.is_finite(), "{}: loss {loss}", info.name);
-            assert!(
-                output.stats.values().all(|v| v.is_finite()),
-                "{}: {:?}",
-                info.name,
-                output.stats
-            );
+            finite_step(info, method.as_mut(), &model, &batch);
         }
     }
     assert_eq!(refused, ["multifair_ref"]);

@@ -243,8 +243,8 @@ fn write_photo(
         let d = ((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt();
         let inside = if d < radius { darkness } else { 0.0 };
         let noise = 12.0 * normal(rng);
-        for c in 0..3 {
-            pixel.0[c] = (skin[c] * (1.0 - inside) + noise).clamp(0.0, 255.0) as u8;
+        for (channel, base) in pixel.0.iter_mut().zip(skin) {
+            *channel = (base * (1.0 - inside) + noise).clamp(0.0, 255.0) as u8;
         }
     }
     image

@@ -92,10 +92,10 @@ fn generated_cohort_opens_and_batches() {
         };
         assert_eq!(shape, &[n, 6]);
         for (k, &i) in batch.indices.iter().enumerate() {
-            for j in 0..4 {
+            for (j, saw) in saw_missing.iter_mut().enumerate() {
                 let missing = train.samples[i].entries[j] == Entry::Missing;
                 assert_eq!(batch.available[j][k], !missing);
-                saw_missing[j] |= missing;
+                *saw |= missing;
             }
             match &train.samples[i].entries[1] {
                 Entry::Values(v) => {

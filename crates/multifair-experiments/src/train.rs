@@ -411,6 +411,30 @@ fn task(probs: &[Vec<f64>], labels: &[u8], c: usize) -> anyhow::Result<Predictio
     Ok(Predictions::new(p, y, 0.5)?)
 }
 
+/// Each one-vs-rest task's group frame over `codes`.
+fn task_frames(
+    probs: &[Vec<f64>],
+    labels: &[u8],
+    codes: &[i64],
+    classes: usize,
+) -> anyhow::Result<Vec<GroupFrame>> {
+    ovr_tasks(classes)
+        .map(|c| Ok(GroupFrame::new(&task(probs, labels, c)?, codes)?))
+        .collect()
+}
+
+/// Group code -> the group's AUC, macro-averaged over the tasks' frames.
+fn group_aucs(frames: &[GroupFrame]) -> BTreeMap<String, Option<f64>> {
+    frames[0]
+        .groups
+        .keys()
+        .map(|c| {
+            let per_task = frames.iter().map(|f| f.groups.get(c).and_then(|g| g.auc));
+            (c.to_string(), macro_mean(per_task))
+        })
+        .collect()
+}
+
 /// The mean of the defined values (a macro average over one-vs-rest tasks); `None` if none is.
 fn macro_mean(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
     let defined: Vec<f64> = values.into_iter().flatten().collect();
@@ -772,15 +796,9 @@ impl Run {
 
     /// The selection score (higher is better) and the validation summary for `metrics.jsonl`.
     fn validate(&self, scored: &Scored) -> anyhow::Result<(f64, Value)> {
-        let tasks: Vec<Predictions> = ovr_tasks(self.model_config.classes)
-            .map(|c| task(&scored.probs, &scored.labels, c))
-            .collect::<anyhow::Result<_>>()?;
-        let frames = |a: usize| -> anyhow::Result<Vec<GroupFrame>> {
-            tasks
-                .iter()
-                .map(|t| Ok(GroupFrame::new(t, &scored.codes[a])?))
-                .collect()
-        };
+        let classes = self.model_config.classes;
+        let frames =
+            |a: usize| task_frames(&scored.probs, &scored.labels, &scored.codes[a], classes);
         let selected = frames(self.attribute_index())?;
         let auc = macro_mean(selected.iter().map(|f| f.overall.auc));
         let es_auc = macro_mean(selected.iter().map(GroupFrame::es_auc));
@@ -818,14 +836,7 @@ impl Run {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             aux.insert(name.to_string(), json!(macro_mean(per_task)));
         }
-        let group_auc: BTreeMap<String, Option<f64>> = selected[0]
-            .groups
-            .keys()
-            .map(|c| {
-                let per_task = selected.iter().map(|f| f.groups.get(c).and_then(|g| g.auc));
-                (c.to_string(), macro_mean(per_task))
-            })
-            .collect();
+        let group_auc = group_aucs(&selected);
         Ok((
             score,
             json!({
@@ -1220,23 +1231,15 @@ fn modality_group_report(
     attributes: &[&str],
 ) -> anyhow::Result<Value> {
     let groups = |probs: &[Vec<f64>]| -> anyhow::Result<Value> {
-        let tasks: Vec<Predictions> = ovr_tasks(run.model_config.classes)
-            .map(|c| task(probs, &scored.labels, c))
-            .collect::<anyhow::Result<_>>()?;
         let mut out = serde_json::Map::new();
         for (a, name) in attributes.iter().enumerate() {
-            let frames: Vec<GroupFrame> = tasks
-                .iter()
-                .map(|t| GroupFrame::new(t, &scored.codes[a]))
-                .collect::<Result<_, _>>()?;
-            let per: BTreeMap<String, Option<f64>> = frames[0]
-                .groups
-                .keys()
-                .map(|c| {
-                    let per_task = frames.iter().map(|f| f.groups.get(c).and_then(|g| g.auc));
-                    (c.to_string(), macro_mean(per_task))
-                })
-                .collect();
+            let frames = task_frames(
+                probs,
+                &scored.labels,
+                &scored.codes[a],
+                run.model_config.classes,
+            )?;
+            let per = group_aucs(&frames);
             let overall = macro_mean(frames.iter().map(|f| f.overall.auc));
             out.insert(name.to_string(), json!({"overall": overall, "groups": per}));
         }
