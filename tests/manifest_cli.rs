@@ -248,8 +248,7 @@ fn three_classes_train_and_report_one_vs_rest() {
         let test = train(&data, method, &out);
         assert_eq!(test["classes"], json!(LABELS), "{method}");
         // The top level is the mean of the classes' one-vs-rest reports.
-        let per_class: Vec<f64> = LABELS
-            .iter()
+        let per_class: Vec<f64> = (0..3)
             .map(|c| test["one_vs_rest"][c]["auc"].as_f64().unwrap())
             .collect();
         let mean = per_class.iter().sum::<f64>() / 3.0;
@@ -257,6 +256,15 @@ fn three_classes_train_and_report_one_vs_rest() {
             (test["auc"].as_f64().unwrap() - mean).abs() < 1e-12,
             "{method}"
         );
+        // `multifair evaluate` reads the run's predictions to the same report.
+        let evaluated = run_ok(&[
+            "evaluate",
+            "--predictions",
+            out.join("predictions.csv").to_str().unwrap(),
+        ]);
+        let evaluated: Value = serde_json::from_slice(&evaluated.stdout).unwrap();
+        assert_eq!(evaluated["auc"], test["auc"], "{method}");
+        assert_eq!(evaluated["one_vs_rest"], test["one_vs_rest"], "{method}");
         let header = read(&out.join("predictions.csv"));
         assert!(
             header.starts_with("prob_0,prob_1,prob_2,label,sex,site\n"),

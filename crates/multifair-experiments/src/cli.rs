@@ -11,7 +11,7 @@ use multifair_metrics::BootstrapConfig;
 use multifair_models::presets::ModelSize;
 
 use crate::device;
-use crate::evaluate::{PredictionTable, report};
+use crate::evaluate::{PredictionTable, report_json};
 use crate::train::{RunOptions, TrainConfig, train};
 
 #[derive(Parser)]
@@ -275,7 +275,7 @@ pub fn run() -> anyhow::Result<()> {
         } => {
             let table = PredictionTable::read(&predictions, threshold)?;
             let config = (bootstrap > 0).then(|| BootstrapConfig::new(bootstrap, seed));
-            print_json(&report(&table, config.as_ref())?)
+            print_json(&report_json(&table, config.as_ref())?)
         }
         Command::Demo {
             out,

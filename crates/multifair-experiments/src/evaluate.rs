@@ -2,6 +2,9 @@
 //!
 //! Input: columns `prob` and `label`, and one integer column per sensitive attribute, under any
 //! other name (-1 = unknown). Every bad cell is an error naming the file, the row and the column.
+//! A multi-class file has `prob_0` .. `prob_{C-1}` instead of `prob` and class indices as labels:
+//! each class is evaluated against the rest, and the report is their mean, with each class's
+//! own report under `one_vs_rest`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ pub const PROB: &str = "prob";
 pub const LABEL: &str = "label";
 pub const NOT_A_PROBABILITY: &str = "is not a probability in [0, 1]";
 pub const NOT_A_LABEL: &str = "is not a label in {0, 1}";
+pub const NOT_A_CLASS: &str = "is not a class index (0 to the number of prob_C columns - 1)";
 pub const NOT_A_CODE: &str = "is not an integer group code (codes are >= 0, or -1 for unknown)";
 
 /// A predictions file that cannot be evaluated. Rows count data rows from 1 (the header is
@@ -60,7 +64,9 @@ pub enum InputError {
 /// Predictions plus the codes of each attribute column, in file order.
 #[derive(Debug)]
 pub struct PredictionTable {
-    pub predictions: Predictions,
+    /// One binary task per one-vs-rest class: the file's `prob` against label 1, or each
+    /// `prob_C` against label C.
+    pub tasks: Vec<Predictions>,
     pub attributes: Vec<(String, Vec<i64>)>,
 }
 
@@ -112,12 +118,22 @@ impl PredictionTable {
                     found: header.join(", "),
                 })
         };
-        let (prob_col, label_col) = (find(PROB)?, find(LABEL)?);
+        let label_col = find(LABEL)?;
+        // `prob_0` .. `prob_{C-1}`: a multi-class file.
+        let class_cols: Vec<usize> = (0..)
+            .map_while(|c| header.iter().position(|h| *h == format!("prob_{c}")))
+            .collect();
+        let prob_cols = if class_cols.len() >= 2 {
+            class_cols
+        } else {
+            vec![find(PROB)?]
+        };
+        let multi_class = prob_cols.len() > 1;
         let attribute_cols: Vec<usize> = (0..header.len())
-            .filter(|&c| c != prob_col && c != label_col)
+            .filter(|c| *c != label_col && !prob_cols.contains(c))
             .collect();
 
-        let (mut probs, mut labels) = (Vec::new(), Vec::new());
+        let (mut probs, mut labels) = (vec![Vec::new(); prob_cols.len()], Vec::new());
         let mut codes = vec![Vec::new(); attribute_cols.len()];
         for (index, record) in reader.records().enumerate() {
             let row = index + 1;
@@ -133,18 +149,22 @@ impl PredictionTable {
                 value: record[col].to_owned(),
                 problem,
             };
-            let p: f64 = record[prob_col]
-                .parse()
-                .map_err(|_| cell(prob_col, NOT_A_PROBABILITY))?;
-            if !(0.0..=1.0).contains(&p) {
-                return Err(cell(prob_col, NOT_A_PROBABILITY).into());
+            for (values, &col) in probs.iter_mut().zip(&prob_cols) {
+                let p: f64 = record[col]
+                    .parse()
+                    .map_err(|_| cell(col, NOT_A_PROBABILITY))?;
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(cell(col, NOT_A_PROBABILITY).into());
+                }
+                values.push(p);
             }
-            probs.push(p);
-            labels.push(match &record[label_col] {
-                "0" => false,
-                "1" => true,
-                _ => return Err(cell(label_col, NOT_A_LABEL).into()),
-            });
+            let label = match (multi_class, record[label_col].parse::<usize>()) {
+                (false, Ok(y)) if y <= 1 => y,
+                (false, _) => return Err(cell(label_col, NOT_A_LABEL).into()),
+                (true, Ok(y)) if y < prob_cols.len() => y,
+                (true, _) => return Err(cell(label_col, NOT_A_CLASS).into()),
+            };
+            labels.push(label);
             for (values, &col) in codes.iter_mut().zip(&attribute_cols) {
                 match record[col].parse::<i64>() {
                     Ok(code) if code >= UNKNOWN => values.push(code),
@@ -152,19 +172,27 @@ impl PredictionTable {
                 }
             }
         }
-        if probs.is_empty() {
+        if labels.is_empty() {
             return Err(InputError::NoRows { file: file() }.into());
         }
-        let predictions = Predictions::new(probs, labels, threshold)?;
+        // Two classes: class 1's task; more: each class's.
+        let positive = |c: usize| labels.iter().map(|&y| y == c).collect::<Vec<bool>>();
+        let tasks = if multi_class {
+            probs
+                .into_iter()
+                .enumerate()
+                .map(|(c, p)| Predictions::new(p, positive(c), threshold))
+                .collect::<Result<_, _>>()?
+        } else {
+            let p = probs.pop().expect("one prob column");
+            vec![Predictions::new(p, positive(1), threshold)?]
+        };
         let attributes = attribute_cols
             .iter()
             .map(|&c| header[c].clone())
             .zip(codes)
             .collect();
-        Ok(PredictionTable {
-            predictions,
-            attributes,
-        })
+        Ok(PredictionTable { tasks, attributes })
     }
 }
 
@@ -227,15 +255,80 @@ pub struct OverallIntervals {
     pub level: f64,
 }
 
-/// Evaluates every attribute; with `bootstrap`, adds seeded intervals that resample within the
-/// attribute's groups (and within classes for the overall AUC).
-pub fn report(
+/// The report of a table as JSON: the binary report (DESIGN §8), or for several classes the
+/// mean of the classes' one-vs-rest reports with each under `one_vs_rest` (by class index) —
+/// intervals stay in the per-class reports, since a mean of bounds is not an interval.
+pub fn report_json(
     table: &PredictionTable,
     bootstrap: Option<&BootstrapConfig>,
+) -> anyhow::Result<serde_json::Value> {
+    if let [binary] = table.tasks.as_slice() {
+        return Ok(serde_json::to_value(report(
+            binary,
+            &table.attributes,
+            bootstrap,
+        )?)?);
+    }
+    let reports = table
+        .tasks
+        .iter()
+        .map(|t| {
+            Ok(serde_json::to_value(report(
+                t,
+                &table.attributes,
+                bootstrap,
+            )?)?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut mean = macro_report(&reports);
+    mean["classes"] = serde_json::json!(reports.len());
+    mean["one_vs_rest"] = serde_json::Value::Array(reports);
+    Ok(mean)
+}
+
+/// The mean of the defined values (a macro average over one-vs-rest tasks); `None` if none is.
+pub fn macro_mean(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    let defined: Vec<f64> = values.into_iter().flatten().collect();
+    (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64)
+}
+
+/// Macro averages of one-vs-rest reports, key by key: numbers that differ are averaged over the
+/// reports that define them, other values come from the first report; intervals (`ci`) are
+/// left out.
+fn macro_report(reports: &[serde_json::Value]) -> serde_json::Value {
+    use serde_json::Value;
+    match &reports[0] {
+        Value::Object(first) => Value::Object(
+            first
+                .keys()
+                .filter(|k| *k != "ci")
+                .map(|k| {
+                    let parts: Vec<Value> = reports
+                        .iter()
+                        .map(|r| r.get(k).cloned().unwrap_or(Value::Null))
+                        .collect();
+                    (k.clone(), macro_report(&parts))
+                })
+                .collect(),
+        ),
+        Value::Number(_) | Value::Null
+            if reports.iter().any(Value::is_number) && reports.iter().any(|r| r != &reports[0]) =>
+        {
+            serde_json::json!(macro_mean(reports.iter().map(Value::as_f64)))
+        }
+        other => other.clone(),
+    }
+}
+
+/// Evaluates one binary task on every attribute; with `bootstrap`, adds seeded intervals that
+/// resample within the attribute's groups (and within classes for the overall AUC).
+pub fn report(
+    predictions: &Predictions,
+    attribute_codes: &[(String, Vec<i64>)],
+    bootstrap: Option<&BootstrapConfig>,
 ) -> Result<Report, MetricError> {
-    let predictions = &table.predictions;
     let mut attributes = BTreeMap::new();
-    for (name, codes) in &table.attributes {
+    for (name, codes) in attribute_codes {
         let frame = GroupFrame::new(predictions, codes)?;
         let ci = bootstrap
             .map(|b| bootstrap_frame(predictions, codes, b))
@@ -277,9 +370,40 @@ mod tests {
     #[test]
     fn reads_several_attributes_in_file_order() {
         let table = parse("race,prob,label,male\n0,0.9,1,1\n2,0.2,0,-1\n").unwrap();
-        assert_eq!(table.predictions.len(), 2);
+        assert_eq!(table.tasks[0].len(), 2);
         assert_eq!(table.attributes[0], ("race".to_owned(), vec![0, 2]));
         assert_eq!(table.attributes[1], ("male".to_owned(), vec![1, -1]));
+    }
+
+    #[test]
+    fn multi_class_files_are_evaluated_one_vs_rest() {
+        let text = "prob_0,prob_1,prob_2,label,site\n\
+            0.7,0.2,0.1,0,0\n0.2,0.5,0.3,1,0\n0.1,0.3,0.6,2,1\n\
+            0.3,0.3,0.4,0,1\n0.2,0.6,0.2,1,1\n0.5,0.1,0.4,2,0\n";
+        let table = parse(text).unwrap();
+        assert_eq!(table.tasks.len(), 3);
+        assert_eq!(
+            table.attributes,
+            [("site".to_owned(), vec![0, 0, 1, 1, 1, 0])]
+        );
+        let json = report_json(&table, None).unwrap();
+        let per_class: Vec<f64> = (0..3)
+            .map(|c| json["one_vs_rest"][c]["auc"].as_f64().unwrap())
+            .collect();
+        // Class 0: scores 0.7, 0.3 (positives) against 0.2, 0.1, 0.2, 0.5: 7 of 8 pairs won.
+        assert!((per_class[0] - 0.875).abs() < 1e-12, "{per_class:?}");
+        let mean = per_class.iter().sum::<f64>() / 3.0;
+        assert!((json["auc"].as_f64().unwrap() - mean).abs() < 1e-12);
+        assert_eq!(json["n"], 6);
+        assert_eq!(json["classes"], 3);
+        assert_eq!(
+            error("prob_0,prob_1,prob_2,label\n0.2,0.3,0.5,3\n"),
+            format!("p.csv: row 1, column 'label': '3' {NOT_A_CLASS}")
+        );
+        assert_eq!(
+            error("prob_0,prob_1,label\n0.2,1.3,1\n"),
+            format!("p.csv: row 1, column 'prob_1': '1.3' {NOT_A_PROBABILITY}")
+        );
     }
 
     #[test]
@@ -338,7 +462,7 @@ mod tests {
     fn report_counts_unknowns_and_nulls_undefined_group_auc() {
         let table =
             parse("prob,label,race\n0.9,1,0\n0.2,0,0\n0.8,1,1\n0.7,1,1\n0.4,0,-1\n").unwrap();
-        let report = report(&table, None).unwrap();
+        let report = report(&table.tasks[0], &table.attributes, None).unwrap();
         let race = &report.attributes["race"];
         assert_eq!(race.unknown, 1);
         assert_eq!(race.groups[&1].auc, None);
@@ -360,7 +484,12 @@ mod tests {
             })
             .collect();
         let table = parse(&format!("prob,label,race\n{rows}")).unwrap();
-        let report = report(&table, Some(&BootstrapConfig::new(50, 3))).unwrap();
+        let report = report(
+            &table.tasks[0],
+            &table.attributes,
+            Some(&BootstrapConfig::new(50, 3)),
+        )
+        .unwrap();
         let ci = report.ci.as_ref().unwrap().auc.unwrap();
         assert!(ci.low <= report.auc.unwrap() && report.auc.unwrap() <= ci.high);
         let json = serde_json::to_value(&report).unwrap();

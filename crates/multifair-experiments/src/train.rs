@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::device;
-use crate::evaluate::{PredictionTable, report};
+use crate::evaluate::{PredictionTable, macro_mean, report_json};
 use crate::optim::{Optimizers, Schedule};
 
 /// Engine keys accepted by `--set`, with defaults (method keys come from the registry).
@@ -433,38 +433,6 @@ fn group_aucs(frames: &[GroupFrame]) -> BTreeMap<String, Option<f64>> {
             (c.to_string(), macro_mean(per_task))
         })
         .collect()
-}
-
-/// The mean of the defined values (a macro average over one-vs-rest tasks); `None` if none is.
-fn macro_mean(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
-    let defined: Vec<f64> = values.into_iter().flatten().collect();
-    (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64)
-}
-
-/// Macro averages of one-vs-rest reports, key by key: numbers are averaged over the reports
-/// that define them; other values come from the first report.
-fn macro_report(reports: &[Value]) -> Value {
-    match &reports[0] {
-        Value::Object(first) => Value::Object(
-            first
-                .keys()
-                .map(|k| {
-                    let parts: Vec<Value> = reports
-                        .iter()
-                        .map(|r| r.get(k).cloned().unwrap_or(Value::Null))
-                        .collect();
-                    (k.clone(), macro_report(&parts))
-                })
-                .collect(),
-        ),
-        Value::Number(_) | Value::Null
-            if reports.iter().any(|r| r.is_number())
-                && reports.iter().any(|r| r != &reports[0]) =>
-        {
-            json!(macro_mean(reports.iter().map(Value::as_f64)))
-        }
-        other => other.clone(),
-    }
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -1156,31 +1124,11 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
     }
     let predictions_path = out.join("predictions.csv");
     std::fs::write(&predictions_path, &csv)?;
-    let mut test_json = if classes.len() == 2 {
-        let table = PredictionTable::parse(&predictions_path, &csv, 0.5)?;
-        serde_json::to_value(report(&table, None)?)?
-    } else {
-        // Each class against the rest, then their macro average at the top level.
-        let mut per_class = serde_json::Map::new();
-        let mut reports = Vec::new();
-        for (c, name) in classes.iter().enumerate() {
-            let table = PredictionTable {
-                predictions: task(&scored.probs, &scored.labels, c)?,
-                attributes: attributes
-                    .iter()
-                    .map(|a| a.to_string())
-                    .zip(scored.codes.iter().cloned())
-                    .collect(),
-            };
-            let r = serde_json::to_value(report(&table, None)?)?;
-            per_class.insert(name.clone(), r.clone());
-            reports.push(r);
-        }
-        let mut macro_json = macro_report(&reports);
-        macro_json["classes"] = json!(classes);
-        macro_json["one_vs_rest"] = Value::Object(per_class);
-        macro_json
-    };
+    let table = PredictionTable::parse(&predictions_path, &csv, 0.5)?;
+    let mut test_json = report_json(&table, None)?;
+    if classes.len() > 2 {
+        test_json["classes"] = json!(classes);
+    }
     test_json["selected_epoch"] = json!(state.best_epoch);
     test_json["selection"] =
         json!({"metric": config.selection, "attribute": config.attribute, "split": "val"});
