@@ -93,7 +93,7 @@ impl DeviceBatch {
         self
     }
 
-    /// Modality `j`'s availability [B] (all ones when nothing is missing).
+    /// Modality `j`'s availability [B]; `None` when nothing is missing.
     pub fn available_of(&self, j: usize) -> Option<Tensor<1>> {
         self.available.as_ref().map(|a| {
             let [b, _] = a.dims();

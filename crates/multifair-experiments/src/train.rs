@@ -495,28 +495,28 @@ impl Run {
             }
         };
         let schema = index.schema.clone();
-        let text = schema
-            .modalities
-            .iter()
-            .position(|m| m.kind == ModalityKind::Text);
-        let tokenizer = match (config.weights.get("text_weights"), text) {
-            (_, None) => None,
-            (Some(folder), Some(_)) => Some(
+        let tokenizer = match config.weights.get("text_weights") {
+            _ if !schema.has_text() => None,
+            Some(folder) => Some(
                 WordPiece::from_folder(folder)
                     .with_context(|| format!("--set text_weights={}", folder.display()))?,
             ),
-            // A manifest's text gets a word vocabulary of its training texts.
-            (None, Some(j)) if kind == DatasetKind::Manifest => {
-                let mut words = Vec::new();
-                for (j, m) in schema.modalities.iter().enumerate().skip(j) {
+            // A manifest's texts get a word vocabulary of their training rows.
+            None if kind == DatasetKind::Manifest => {
+                let mut words: Vec<String> = Vec::new();
+                for (j, m) in schema.modalities.iter().enumerate() {
                     if m.kind == ModalityKind::Text {
-                        words.extend(training_words(&train_split.samples, j, MANIFEST_WORDS)?);
+                        for word in training_words(&train_split.samples, j, MANIFEST_WORDS)? {
+                            if !words.contains(&word) {
+                                words.push(word);
+                            }
+                        }
                     }
                 }
                 let words: Vec<&str> = words.iter().map(String::as_str).collect();
                 Some(WordPiece::builtin(&words))
             }
-            (None, Some(_)) => Some(WordPiece::builtin(&NOTE_WORDS)),
+            None => Some(WordPiece::builtin(&NOTE_WORDS)),
         };
         let vocab = tokenizer.as_ref().map_or(0, |t| t.vocab_size());
         let mut base = LoaderConfig::new(config.batch_size, config.image_size, config.slices);
@@ -710,11 +710,11 @@ impl Run {
                 to_host(softmax(logits, 1).flatten::<1>(0, 1)).map_err(anyhow::Error::msg)?;
             Ok(flat.chunks(classes).map(<[f64]>::to_vec).collect())
         };
+        let masked = self.config.dataset == DatasetKind::Manifest;
+        let (drop, zero) = (zero.filter(|_| masked), zero.filter(|_| !masked));
         for batch in loader.epoch(0) {
             let batch = batch?;
-            let masked = self.config.dataset == DatasetKind::Manifest;
-            let mut db = self.device_batch(&batch, zero.filter(|_| masked));
-            let zero = zero.filter(|_| !masked);
+            let mut db = self.device_batch(&batch, drop);
             // Inputs move to the evaluation (non-autodiff) device with the model.
             let plain = self.device.clone().inner();
             db.inputs = db

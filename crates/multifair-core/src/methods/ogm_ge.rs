@@ -131,10 +131,23 @@ impl Method for OgmGe {
 
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
         let f = forward(model, batch);
+        // With missing modalities, a head's score is its mean over the samples that have the
+        // modality, scaled to the batch (so that a missing input counts neither way).
+        let [b, _] = batch.onehot.dims();
         let scores: Vec<Tensor<1>> = f
             .aux_logits
             .iter()
-            .map(|u| (softmax(u.clone().detach(), 1) * batch.onehot.clone()).sum())
+            .enumerate()
+            .map(|(j, u)| {
+                let p_true = softmax(u.clone().detach(), 1) * batch.onehot.clone();
+                match batch.available_of(j) {
+                    None => p_true.sum(),
+                    Some(mask) => {
+                        let n = mask.clone().sum().clamp_min(1.0);
+                        (p_true.sum_dim(1).reshape([b]) * mask).sum() / n * (b as f64)
+                    }
+                }
+            })
             .collect();
         let scores = to_host(Tensor::cat(scores, 0)).expect("scores");
         let k = coefficients(&scores, self.alpha);
