@@ -233,7 +233,8 @@ impl DatasetKind {
 pub struct ModalitySpec {
     /// Its name in configs (`fundus_weights`, `multifair_attributes`, reports).
     pub name: String,
-    /// The npz key (built-in datasets) or the manifest column it comes from.
+    /// Where it comes from: the npz key (built-in datasets, a manifest volume's `key`) or the
+    /// manifest column.
     pub key: String,
     pub kind: ModalityKind,
     /// Tabular modalities: the standardisation fitted on the training split.

@@ -289,12 +289,14 @@ fn check_spec(spec: &ManifestToml) -> Result<(Schema, Vec<Source>), Vec<String>>
                 continue;
             }
         };
-        match (&source, m.columns.is_empty()) {
-            (Source::Columns(c), _) if c.is_empty() => problems.push(format!(
-                "modality '{}': a tabular modality lists its numeric columns in `columns`",
-                m.name
-            )),
-            (Source::Columns(c), _) => {
+        match &source {
+            Source::Columns(c) => {
+                if c.is_empty() {
+                    problems.push(format!(
+                        "modality '{}': a tabular modality lists its numeric columns in `columns`",
+                        m.name
+                    ));
+                }
                 if let Some(d) = duplicate(c.iter()) {
                     problems.push(format!("modality '{}': column '{d}' listed twice", m.name));
                 }
@@ -305,7 +307,7 @@ fn check_spec(spec: &ManifestToml) -> Result<(Schema, Vec<Source>), Vec<String>>
                     ));
                 }
             }
-            (_, false) => problems.push(format!(
+            _ if !m.columns.is_empty() => problems.push(format!(
                 "modality '{}': `columns` is for tabular modalities; a {} takes one `column`",
                 m.name, m.kind
             )),
