@@ -7,7 +7,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
 use multifair_core::{DeviceBatch, Method, MethodInfo, Params, REGISTRY, Setup, create};
 use multifair_models::presets::ModelSize;
-use multifair_models::{ModalityInput, MultimodalModel};
+use multifair_models::{EncoderConfig, ModalityInput, MultimodalModel};
 
 struct Check<'a> {
     grads: &'a GradientsParams,
@@ -214,4 +214,53 @@ fn every_method_takes_three_classes_and_missing_modalities_or_says_why() {
         }
     }
     assert_eq!(refused, ["multifair_ref"]);
+}
+
+/// Sum of |gradient| over the model's parameters.
+struct GradSum<'a>(&'a GradientsParams, f64);
+
+impl ModuleVisitor for GradSum<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.0.get::<D>(param.id) {
+            self.1 += g.abs().sum().into_scalar::<f32>() as f64;
+        }
+    }
+}
+
+#[test]
+fn a_single_modality_trains_only_on_rows_that_have_it() {
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let mut method = create("unimodal", &Params::default()).unwrap();
+    // No dropout, so that two steps see the same network.
+    let mut config = ModelSize::Tiny.model(&[("slo", "image")], 16, 3, 0, 2);
+    config.dropout = 0.0;
+    if let EncoderConfig::Image(vit) = &mut config.modalities[0].1 {
+        vit.dropout = 0.0;
+    }
+    let model = config.init(&device);
+    let pixels = Tensor::<4>::random([6, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+    // Row 0 lacks the modality; what its blank slot holds must not matter.
+    let available = [vec![false, true, true, true, true, true]];
+    let grads = |row0: f32, method: &mut dyn Method| {
+        let mut inputs = pixels.clone();
+        inputs = inputs.slice_assign(
+            [0..1, 0..3, 0..16, 0..16],
+            Tensor::full([1, 3, 16, 16], row0, &device),
+        );
+        let batch = DeviceBatch::new(
+            vec![ModalityInput::Pixels(inputs)],
+            &[0, 1, 0, 1, 1, 0],
+            vec![vec![0, 1, 2, 0, -1, 2]],
+            0,
+            &device,
+        )
+        .with_available(&available);
+        let output = method.step(&model, &batch);
+        let mut sum = GradSum(&output.grads, 0.0);
+        model.visit(&mut sum);
+        sum.1
+    };
+    let (a, b) = (grads(0.0, method.as_mut()), grads(5.0, method.as_mut()));
+    assert!(a > 0.0 && (a - b).abs() <= 1e-6 * a, "{a} vs {b}");
 }

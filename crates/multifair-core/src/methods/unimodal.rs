@@ -1,9 +1,12 @@
 //! One modality alone: the same model and loss as ERM, built over `unimodal_modality` only.
+//! Where the modality is missing for some rows (manifests), it trains on the rows that have it.
+
+use std::collections::BTreeMap;
 
 use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
-use super::erm::erm_step;
+use super::erm::{erm_step, finish, forward};
 use crate::{DeviceBatch, Method, Params, StepOutput};
 
 pub const INFO: MethodInfo = MethodInfo {
@@ -40,6 +43,11 @@ impl Method for Unimodal {
     }
 
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
-        erm_step(model, batch)
+        let Some(mask) = batch.available_of(0) else {
+            return erm_step(model, batch);
+        };
+        let f = forward(model, batch);
+        let objective = (f.per_sample.clone() * mask.clone()).sum() / mask.sum().clamp_min(1.0);
+        finish(model, f, objective, BTreeMap::new())
     }
 }
