@@ -205,6 +205,15 @@ set = { unimodal_modality = "labs" }
     for row in ["erm", "labs"] {
         assert!(table.contains(&format!("| {row} ")), "{table}");
     }
+    // Columns carry the manifest's group names.
+    assert!(
+        table.contains("| AUC sex=female | AUC sex=male |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| AUC site=north | AUC site=south |"),
+        "{table}"
+    );
 }
 
 #[test]

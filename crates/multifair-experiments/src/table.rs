@@ -133,9 +133,19 @@ pub fn load(results: &Path) -> anyhow::Result<Tables> {
                 higher_is_better: true,
             },
         ];
+        // Codes, or the names a manifest gives them.
+        let name = |g: &str| -> String {
+            let named = tests.values().find_map(|t| {
+                let i: usize = g.parse().ok()?;
+                t["group_names"][attribute.as_str()][i]
+                    .as_str()
+                    .map(str::to_owned)
+            });
+            named.unwrap_or_else(|| g.to_owned())
+        };
         for g in &groups {
             columns.push(Column {
-                label: format!("AUC {attribute}={g}"),
+                label: format!("AUC {attribute}={}", name(g)),
                 path: attr(&["groups", g, "auc"]),
                 higher_is_better: true,
             });

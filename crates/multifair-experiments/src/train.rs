@@ -1129,6 +1129,17 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
     if classes.len() > 2 {
         test_json["classes"] = json!(classes);
     }
+    // A manifest names its groups; tables use the names.
+    let named: BTreeMap<&str, &[String]> = run
+        .schema
+        .attributes
+        .iter()
+        .filter(|a| !a.groups.is_empty())
+        .map(|a| (a.name.as_str(), a.groups.as_slice()))
+        .collect();
+    if !named.is_empty() {
+        test_json["group_names"] = json!(named);
+    }
     test_json["selected_epoch"] = json!(state.best_epoch);
     test_json["selection"] =
         json!({"metric": config.selection, "attribute": config.attribute, "split": "val"});
