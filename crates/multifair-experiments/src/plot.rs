@@ -372,6 +372,23 @@ fn read_json(path: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
+/// The group names a manifest gives `attribute` (from any finished run), else none.
+fn group_names(results: &Path, plan: &Plan, attribute: &str) -> Vec<String> {
+    plan.runs
+        .iter()
+        .filter_map(|r| read_json(&results.join(&r.folder).join("test.json")))
+        .find_map(|t| serde_json::from_value(t["group_names"][attribute].clone()).ok())
+        .unwrap_or_default()
+}
+
+/// A group code with its name where it has one: "2 (dark)".
+fn tag(names: &[String], code: &str) -> String {
+    match code.parse::<usize>().ok().and_then(|i| names.get(i)) {
+        Some(name) => format!("{code} ({name})"),
+        None => code.to_owned(),
+    }
+}
+
 /// Writes every figure of the sweep in `results` into `out`; returns the files written.
 pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     register_font();
@@ -393,6 +410,8 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     };
     let mut written = Vec::new();
     for attribute in &plan.spec.attributes {
+        let names = group_names(results, &plan, attribute);
+        let tag = |code: &str| tag(&names, code);
         // ROC per group, each method's first seed.
         let mut panels: Curves = Vec::new();
         for label in &labels {
@@ -420,7 +439,7 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                     let (p, y): (Vec<f64>, Vec<bool>) =
                         rows.iter().filter(|r| r.2 == c).map(|r| (r.0, r.1)).unzip();
                     (y.contains(&true) && y.contains(&false))
-                        .then(|| (format!("{attribute}={c}"), roc(&p, &y)))
+                        .then(|| (format!("{attribute}={}", tag(&c.to_string())), roc(&p, &y)))
                 })
                 .collect();
             panels.push((label.clone(), curves));
@@ -452,7 +471,7 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 if let Some(gs) = t["attributes"][attribute]["groups"].as_object() {
                     for (g, v) in gs {
                         if let Some(a) = v["auc"].as_f64() {
-                            per_group.entry(g.clone()).or_default().push(a);
+                            per_group.entry(tag(g)).or_default().push(a);
                         }
                     }
                 }
@@ -464,7 +483,7 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                                     per_modality
                                         .entry(modality.clone())
                                         .or_default()
-                                        .entry(g.clone())
+                                        .entry(tag(g))
                                         .or_default()
                                         .push(a);
                                 }
@@ -518,6 +537,7 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
     // Training dynamics of each method with statistics: first attribute, first seed.
     let attribute = &plan.spec.attributes[0];
+    let names = group_names(results, &plan, attribute);
     for label in &labels {
         let Some(run) = runs(label, attribute)
             .into_iter()
@@ -550,7 +570,11 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 return Some(format!("B {}", modality(i)));
             }
             let (i, group) = key.strip_prefix("factor_")?.split_once("_group_")?;
-            Some(format!("f {}, {attribute}={group}", modality(i)))
+            Some(format!(
+                "f {}, {attribute}={}",
+                modality(i),
+                tag(&names, group)
+            ))
         };
         let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
         for line in text
