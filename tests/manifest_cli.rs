@@ -214,6 +214,16 @@ set = { unimodal_modality = "labs" }
         table.contains("| AUC site=north | AUC site=south |"),
         "{table}"
     );
+    // And so do the figures.
+    let figures = dir.join("figures");
+    run_ok(&[
+        "plot",
+        out.to_str().unwrap(),
+        "--out",
+        figures.to_str().unwrap(),
+    ]);
+    let bars = read(&figures.join("group-auc-sex.svg"));
+    assert!(bars.contains("sex=1 (male)"), "group names in the legend");
 }
 
 #[test]
