@@ -101,14 +101,29 @@ impl DeviceBatch {
         })
     }
 
-    /// Modality `j`'s auxiliary cross-entropy over the samples that have the modality: a
-    /// missing modality's blank input says nothing about the label.
-    pub fn aux_cross_entropy(&self, j: usize, logits: Tensor<2>) -> Tensor<1> {
-        let per_sample = cross_entropy_per_sample(logits, self.onehot.clone());
+    /// The mean of per-sample `values` [B] over the samples that have modality `j` (all of
+    /// them when nothing is missing): a missing modality's blank input says nothing about the
+    /// label.
+    pub fn mean_where_available(&self, j: usize, values: Tensor<1>) -> Tensor<1> {
         match self.available_of(j) {
-            None => per_sample.mean(),
-            Some(mask) => (per_sample * mask.clone()).sum() / mask.sum().clamp_min(1.0),
+            None => values.mean(),
+            Some(mask) => (values * mask.clone()).sum() / mask.sum().clamp_min(1.0),
         }
+    }
+
+    /// Modality `j`'s auxiliary cross-entropy over the samples that have the modality.
+    pub fn aux_cross_entropy(&self, j: usize, logits: Tensor<2>) -> Tensor<1> {
+        self.mean_where_available(j, cross_entropy_per_sample(logits, self.onehot.clone()))
+    }
+
+    /// The auxiliary heads' cross-entropies, summed (what trains the heads).
+    pub fn aux_loss(&self, aux_logits: &[Tensor<2>]) -> Tensor<1> {
+        aux_logits
+            .iter()
+            .enumerate()
+            .map(|(j, logits)| self.aux_cross_entropy(j, logits.clone()))
+            .reduce(|a, b| a + b)
+            .expect("at least one modality")
     }
 }
 
@@ -126,6 +141,26 @@ pub struct Setup {
     pub unknown: usize,
     /// Classes of the label (2 for the glaucoma datasets; more are scored one-vs-rest).
     pub classes: usize,
+}
+
+impl Setup {
+    /// The refusal of a method that balances modalities, for a one-modality setup.
+    pub fn require_modalities(&self, method: &str) -> Result<(), String> {
+        if self.modalities < 2 {
+            return Err(format!("{method} balances modalities: it needs at least 2"));
+        }
+        Ok(())
+    }
+
+    /// The refusal of a method that balances groups, for a split with fewer than two.
+    pub fn require_groups(&self, method: &str) -> Result<(), String> {
+        if self.group_counts.len() < 2 {
+            return Err(format!(
+                "{method} needs at least 2 groups in the training split"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What a step hands back to the engine: the gradients to clip and apply, the fused

@@ -503,11 +503,11 @@ impl Run {
             ),
             // A manifest's texts get a word vocabulary of their training rows.
             None if kind == DatasetKind::Manifest => {
-                let mut words: Vec<String> = Vec::new();
+                let (mut words, mut seen) = (Vec::new(), std::collections::HashSet::new());
                 for (j, m) in schema.modalities.iter().enumerate() {
                     if m.kind == ModalityKind::Text {
                         for word in training_words(&train_split.samples, j, MANIFEST_WORDS)? {
-                            if !words.contains(&word) {
+                            if seen.insert(word.clone()) {
                                 words.push(word);
                             }
                         }

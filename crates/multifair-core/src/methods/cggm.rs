@@ -122,9 +122,7 @@ impl Method for Cggm {
     }
 
     fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
-        if setup.modalities < 2 {
-            return Err("cggm balances modalities: it needs at least 2".into());
-        }
+        setup.require_modalities(INFO.name)?;
         self.prev_acc.resize(setup.modalities, 0.0);
         self.prev_b.resize(setup.modalities, 0.0);
         Ok(())
@@ -140,12 +138,7 @@ impl Method for Cggm {
         let per_sample = cross_entropy_per_sample(fused_logits.clone(), batch.onehot.clone());
         let aux_hidden = model.aux_hidden(&tokens);
         let aux_logits = model.aux_classify(&aux_hidden);
-        let aux_loss = aux_logits
-            .iter()
-            .enumerate()
-            .map(|(j, u)| batch.aux_cross_entropy(j, u.clone()))
-            .reduce(|a, b| a + b)
-            .expect("modalities");
+        let aux_loss = batch.aux_loss(&aux_logits);
 
         // Batch accuracy of each modality's classifier over the samples that have the modality
         // (one host read).
@@ -160,10 +153,7 @@ impl Method for Cggm {
                     .flatten::<1>(0, 1)
                     .equal(batch.labels.clone())
                     .float();
-                match batch.available_of(j) {
-                    None => hit.mean(),
-                    Some(mask) => (hit * mask.clone()).sum() / mask.sum().clamp_min(1.0),
-                }
+                batch.mean_where_available(j, hit)
             })
             .collect();
         let acc = to_host(Tensor::cat(correct, 0)).expect("accuracies");

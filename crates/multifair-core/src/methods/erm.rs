@@ -34,12 +34,7 @@ pub(crate) fn forward(model: &MultimodalModel, batch: &DeviceBatch) -> Forward {
     let fused_logits = model.fuse(&tokens, Some(&batch.group_ids), batch.available.as_ref());
     let per_sample = cross_entropy_per_sample(fused_logits.clone(), batch.onehot.clone());
     let aux_logits = model.aux_logits(&tokens);
-    let aux_loss = aux_logits
-        .iter()
-        .enumerate()
-        .map(|(j, logits)| batch.aux_cross_entropy(j, logits.clone()))
-        .reduce(|a, b| a + b)
-        .expect("at least one modality");
+    let aux_loss = batch.aux_loss(&aux_logits);
     Forward {
         per_sample,
         aux_logits,

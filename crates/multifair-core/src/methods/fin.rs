@@ -26,9 +26,7 @@ impl Method for Fin {
     }
 
     fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
-        if setup.group_counts.len() < 2 {
-            return Err("fin needs at least 2 groups in the training split".into());
-        }
+        setup.require_groups(INFO.name)?;
         Ok(())
     }
 

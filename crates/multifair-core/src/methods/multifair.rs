@@ -614,9 +614,7 @@ impl Method for Multifair {
         if let Some(loss) = &fairness {
             total = total + loss.clone().mul_scalar(self.config.fairness);
         }
-        for (j, logits) in aux_logits.into_iter().enumerate() {
-            total = total + batch.aux_cross_entropy(j, logits);
-        }
+        total = total + batch.aux_loss(&aux_logits);
         let grads = GradientsParams::from_grads(total.backward(), model);
         self.steps += 1;
         let mut stats = BTreeMap::new();

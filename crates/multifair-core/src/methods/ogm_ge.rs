@@ -119,10 +119,7 @@ impl Method for OgmGe {
     }
 
     fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
-        if setup.modalities < 2 {
-            return Err("ogm_ge balances modalities: it needs at least 2".into());
-        }
-        Ok(())
+        setup.require_modalities(INFO.name)
     }
 
     fn start_epoch(&mut self, epoch: usize) {
@@ -140,12 +137,11 @@ impl Method for OgmGe {
             .enumerate()
             .map(|(j, u)| {
                 let p_true = softmax(u.clone().detach(), 1) * batch.onehot.clone();
-                match batch.available_of(j) {
+                match batch.available {
                     None => p_true.sum(),
-                    Some(mask) => {
-                        let n = mask.clone().sum().clamp_min(1.0);
-                        (p_true.sum_dim(1).reshape([b]) * mask).sum() / n * (b as f64)
-                    }
+                    Some(_) => batch
+                        .mean_where_available(j, p_true.sum_dim(1).reshape([b]))
+                        .mul_scalar(b as f64),
                 }
             })
             .collect();

@@ -59,9 +59,7 @@ impl Method for Reweight {
     }
 
     fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
-        if setup.group_counts.len() < 2 {
-            return Err("reweight needs at least 2 groups in the training split".into());
-        }
+        setup.require_groups(INFO.name)?;
         self.weights = inverse_frequency(&setup.group_counts);
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
-use super::erm::{erm_step, finish, forward};
+use super::erm::{finish, forward};
 use crate::{DeviceBatch, Method, Params, StepOutput};
 
 pub const INFO: MethodInfo = MethodInfo {
@@ -43,11 +43,8 @@ impl Method for Unimodal {
     }
 
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
-        let Some(mask) = batch.available_of(0) else {
-            return erm_step(model, batch);
-        };
         let f = forward(model, batch);
-        let objective = (f.per_sample.clone() * mask.clone()).sum() / mask.sum().clamp_min(1.0);
+        let objective = batch.mean_where_available(0, f.per_sample.clone());
         finish(model, f, objective, BTreeMap::new())
     }
 }
