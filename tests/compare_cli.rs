@@ -1,13 +1,13 @@
-//! `multifair compare`: methods x seeds, mean ± std and paired tests; finished runs are read,
-//! not retrained, and a deleted run is the only one redone.
+//! `multifair compare`: methods x seeds as a spec run through the sweep and the table; finished
+//! runs are read, not retrained, and a deleted run is the only one redone.
 
 mod common;
 
-use common::{run_ok as multifair, scratch, small_fairvision};
+use common::{read, run_ok as multifair, scratch, small_fairvision};
 use serde_json::Value;
 
 #[test]
-fn compare_trains_once_summarises_and_reruns_only_what_is_missing() {
+fn compare_trains_once_tabulates_and_reruns_only_what_is_missing() {
     let data = scratch("data");
     small_fairvision(&data, 4);
     let out = scratch("runs");
@@ -34,43 +34,26 @@ fn compare_trains_once_summarises_and_reruns_only_what_is_missing() {
     ];
     let first = multifair(&args);
     let table = String::from_utf8_lossy(&first.stdout).into_owned();
-    assert!(table.contains("| erm | "), "{table}");
-    assert!(table.contains("| group_dro | ES-AUC (race) |"), "{table}");
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    let values = summary["methods"]["erm"]["AUC"]["values"]
-        .as_array()
-        .unwrap();
-    assert_eq!(values.len(), 2);
-    // The summary's numbers are the runs' own.
-    let test: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("runs/erm/seed-1/test.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(values[1], test["auc"]);
-    let run: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("runs/group_dro/seed-0/run.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(run["config"]["method_params"]["group_dro_eta"], "0.1");
+    assert!(table.contains("| erm |") && table.contains("| group_dro |"), "{table}");
+    assert_eq!(read(&out.join("summary.md")).trim(), table.trim());
+    // The plan holds seeds 0 and 1, and group_dro's own setting.
+    let plan: Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
+    let runs = plan["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    let seeds: Vec<u64> = runs.iter().map(|r| r["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, [0, 1, 0, 1]);
+    let dro = runs.iter().find(|r| r["label"] == "group_dro").unwrap();
+    let run: Value = serde_json::from_str(&read(&out.join(dro["folder"].as_str().unwrap()).join("run.json"))).unwrap();
+    assert_eq!(run["config"]["hparams"]["group_dro_eta"], 0.1);
 
-    // Rerun: everything is read back.
+    // Rerun: nothing to train, the same table.
     let again = multifair(&args);
-    let log = String::from_utf8_lossy(&again.stderr);
-    assert_eq!(
-        log.matches("finished, reading test.json").count(),
-        4,
-        "{log}"
-    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("4 runs, 0 to do"));
     assert_eq!(String::from_utf8_lossy(&again.stdout), table);
     // Without one run's test.json, only that run is redone (from its checkpoint).
-    std::fs::remove_file(out.join("runs/group_dro/seed-1/test.json")).unwrap();
+    let erm1 = runs.iter().find(|r| r["label"] == "erm" && r["seed"] == 1).unwrap();
+    std::fs::remove_file(out.join(erm1["folder"].as_str().unwrap()).join("test.json")).unwrap();
     let third = multifair(&args);
-    let log = String::from_utf8_lossy(&third.stderr);
-    assert_eq!(
-        log.matches("finished, reading test.json").count(),
-        3,
-        "{log}"
-    );
+    assert!(String::from_utf8_lossy(&third.stderr).contains("4 runs, 1 to do"));
     assert_eq!(String::from_utf8_lossy(&third.stdout), table);
 }

@@ -103,5 +103,10 @@ fn summary_of_a_missing_folder_fails_clearly() {
         "--data-dir",
         "/tmp",
     ]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown dataset 'mimic'"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid value 'mimic' for '--dataset <DATASET>'")
+            && err.contains("[possible values: fairvision, fairvlmed, harvard-gf, manifest]"),
+        "{err}"
+    );
 }

@@ -129,7 +129,7 @@ fn sgd_with_momentum_trains_and_resumes_exactly() {
     ];
     ok(train(&data, &a, &sgd));
     let run: Value = serde_json::from_str(&read(&a.join("run.json"))).unwrap();
-    assert_eq!(run["config"]["optimizer"], "sgd");
+    assert_eq!(run["config"]["engine"]["optimizer"], "sgd");
     let mut stopped = sgd.to_vec();
     stopped.extend(["--stop-after", "1"]);
     ok(train(&data, &b, &stopped));
@@ -140,7 +140,9 @@ fn sgd_with_momentum_trains_and_resumes_exactly() {
     )
     .into_owned();
     assert!(
-        err.contains("--set optimizer=lbfgs: expected one of adamw, adam, sgd"),
+        err.contains(
+            "--set optimizer=lbfgs: unknown variant `lbfgs`, expected one of `adamw`, `adam`, `sgd`"
+        ),
         "{err}"
     );
 }
@@ -179,10 +181,10 @@ fn plateau_schedule_state_resumes_exactly_and_early_stopping_is_logged() {
     };
     assert_eq!(rates(&a), rates(&b));
     let run: Value = serde_json::from_str(&read(&a.join("run.json"))).unwrap();
-    assert_eq!(run["config"]["optimizer"], "adam");
-    assert_eq!(run["config"]["schedule"], "plateau");
-    assert_eq!(run["config"]["betas"], serde_json::json!([0.8, 0.99]));
-    assert_eq!(run["config"]["encoder_lr"], 1e-3);
+    assert_eq!(run["config"]["engine"]["optimizer"], "adam");
+    assert_eq!(run["config"]["engine"]["schedule"], "plateau");
+    assert_eq!(run["config"]["engine"]["betas"], serde_json::json!([0.8, 0.99]));
+    assert_eq!(run["config"]["engine"]["encoder_lr"], 1e-3);
 
     // With every rate at 0 the validation score never improves after epoch 1, so patience 1
     // stops the run after epoch 2, and rerunning the command trains no further.
@@ -273,9 +275,9 @@ fn every_method_trains_on_the_synthetic_benchmark() {
         &["--method", "ogm_ge", "--epochs", "1", "--set", "lr=0.02"],
     ));
     let run: Value = serde_json::from_str(&read(&out.join("run.json"))).unwrap();
-    assert_eq!(run["config"]["optimizer"], "sgd");
-    assert_eq!(run["config"]["schedule"], "step");
-    assert_eq!(run["config"]["lr"], 0.02);
+    assert_eq!(run["config"]["engine"]["optimizer"], "sgd");
+    assert_eq!(run["config"]["engine"]["schedule"], "step");
+    assert_eq!(run["config"]["engine"]["lr"], 0.02);
     // Every registered method is covered here.
     assert_eq!(help.matches("\nMethod ").count(), methods.len());
 }
@@ -284,7 +286,7 @@ fn every_method_trains_on_the_synthetic_benchmark() {
 fn pretrained_vit_weights_start_both_image_encoders() {
     let data = data("pretrained");
     let vit =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../multifair-models/tests/fixtures/hf-vit");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/multifair-models/tests/fixtures/hf-vit");
     let vit = vit.to_str().unwrap();
     let out = scratch("pretrained-run");
     let fundus = format!("fundus_weights={vit}");
@@ -330,10 +332,27 @@ fn bad_configuration_is_refused_clearly() {
     let out = scratch("bad-config-run");
     let err =
         |extra: &[&str]| String::from_utf8_lossy(&train(&data, &out, extra).stderr).into_owned();
-    assert!(err(&["--set", "lr=fast"]).contains("--set lr=fast: expected a number"));
+    let msg = err(&["--set", "lr=fast"]);
+    assert!(msg.contains("--set lr=fast: invalid type: string \"fast\", expected f64"), "{msg}");
+    let msg = err(&["--set", "colour=blue"]);
     assert!(
-        err(&["--set", "colour=blue"])
-            .contains("unknown key 'colour' for method 'erm'; known keys: lr,")
+        msg.contains("--set colour=blue: method 'erm': unknown field `colour`")
+            && msg.contains("engine keys: lr, encoder_lr,"),
+        "{msg}"
+    );
+    // Misspelt values and keys, refused by the types with the valid ones listed.
+    for (set, want) in [
+        ("optimizer=sgdd", "expected one of `adamw`, `adam`, `sgd`"),
+        ("schedule=cosin", "expected one of `cosine`, `constant`, `step`, `plateau`"),
+        ("selection=aucc", "expected one of `auc`, `es_auc`, `dto`"),
+    ] {
+        let msg = err(&["--set", set]);
+        assert!(msg.contains(&format!("--set {set}: unknown variant")) && msg.contains(want), "{msg}");
+    }
+    let msg = err(&["--method", "multifair", "--set", "multifair_rhoo=1"]);
+    assert!(
+        msg.contains("unknown field `multifair_rhoo`, expected one of `multifair_rho`, `multifair_beta`"),
+        "{msg}"
     );
     let out2 = multifair(&[
         "train",

@@ -5,7 +5,7 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
-use multifair_core::{DeviceBatch, Params, REGISTRY, Setup, create};
+use multifair_core::{DeviceBatch, REGISTRY, Setup, create};
 use multifair_models::ModalityInput;
 use multifair_models::presets::ModelSize;
 
@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     let all = vec!["slo".to_owned(), "oct".to_owned()];
     for info in REGISTRY {
-        let mut method = create(info.name, &Params::default()).unwrap();
+        let mut method = create(info.name, &serde_json::json!({})).unwrap();
         if method.modalities(&all).map(|m| m.len()) != Ok(2) || method.fair_norm() {
             continue; // baselines on another model: one modality, or a FIN layer
         }

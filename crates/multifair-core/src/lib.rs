@@ -1,11 +1,14 @@
-//! Training methods (DESIGN §6): one [`Method`] trait with one step, one file per method in
-//! `methods/`, and a registry by name. The engine owns the loop, the optimizer, clipping,
+//! Training methods: one [`Method`] trait with one step, one file per method in `methods/`,
+//! typed hyperparameters declared beside each method (`hparams`), and a registry by name. The engine owns the loop, the optimizer, clipping,
 //! checkpoints and logging; a method says only how its step differs.
 
 pub mod clip;
+pub mod hparams;
 pub mod methods;
+pub mod pairwise;
 pub mod scaling;
 pub mod sinkhorn;
+pub mod stats;
 
 use std::collections::BTreeMap;
 
@@ -14,7 +17,7 @@ use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor};
 use multifair_models::{ModalityInput, MultimodalModel};
 
-pub use methods::{MethodInfo, REGISTRY, create};
+pub use methods::{MethodInfo, REGISTRY, create, info};
 
 /// A training batch on the device, with what methods need on the host.
 #[derive(Debug, Clone)]
@@ -202,12 +205,27 @@ pub trait Method: Send {
     /// One step: forward, loss, backward. Gradients come back unclipped.
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput;
 
-    /// Method state to keep in checkpoints (statistics carried across steps).
-    fn state(&self) -> BTreeMap<String, f64> {
-        BTreeMap::new()
+    /// Method state to keep in checkpoints (statistics carried across steps): the method's own
+    /// serde struct as JSON ([`write_state`]).
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
     }
 
-    fn load_state(&mut self, _state: &BTreeMap<String, f64>) {}
+    /// Restores what [`Method::state`] wrote ([`read_state`]).
+    fn load_state(&mut self, _state: serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A method's state struct as checkpoint JSON.
+pub fn write_state(state: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(state).expect("method state serialises")
+}
+
+/// A method's state struct from checkpoint JSON; a mismatch names the field.
+pub fn read_state<S: serde::de::DeserializeOwned>(state: serde_json::Value) -> Result<S, String> {
+    serde_path_to_error::deserialize(state)
+        .map_err(|e| format!("method state, {}: {}", e.path(), e.inner()))
 }
 
 /// softmax(logits)[:, 1]: the positive-class probability of two-class logits [B, 2] -> [B].
@@ -273,22 +291,4 @@ pub fn last_layer_gradient(hidden: Tensor<2>, logits: Tensor<2>, onehot: Tensor<
 /// Mean cross-entropy, a scalar tensor [1].
 pub fn cross_entropy(logits: Tensor<2>, onehot: Tensor<2>) -> Tensor<1> {
     cross_entropy_per_sample(logits, onehot).mean()
-}
-
-/// Hyperparameters from `--set key=value`; a method reads its own prefixed keys.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Params(pub BTreeMap<String, String>);
-
-impl Params {
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    /// A float parameter with a default; a value that does not parse is an error naming the key.
-    pub fn f64_or(&self, key: &str, default: f64) -> Result<f64, String> {
-        self.get(key).map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| format!("--set {key}={v}: expected a number"))
-        })
-    }
 }

@@ -191,21 +191,18 @@ fn reference_steps_match_the_golden_vectors() {
 #[test]
 fn generalised_method_reproduces_the_reference_scales() {
     use burn::tensor::{Device, Tensor};
-    use multifair_core::Params;
-    use multifair_core::methods::{Multifair, MultifairConfig};
+    use multifair_core::hparams::Hparams;
+    use multifair_core::methods::{Multifair, MultifairHparams};
 
     let golden: Value = serde_json::from_str(GOLDEN).unwrap();
     let device = Device::flex();
-    let set: BTreeMap<String, String> = [
-        ("multifair_per_sample", "false"),
-        ("multifair_smoothing", "0"),
-        ("multifair_factor_max", "0"),
-        ("multifair_fairness", "0"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let config = MultifairConfig::from_params(&Params(set)).unwrap();
+    let config = MultifairHparams::from_value(&serde_json::json!({
+        "multifair_per_sample": false,
+        "multifair_smoothing": 0,
+        "multifair_factor_max": 0,
+        "multifair_fairness": 0,
+    }))
+    .unwrap();
     for case in golden["multifair_steps"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let Case {
@@ -216,23 +213,22 @@ fn generalised_method_reproduces_the_reference_scales() {
             fused,
         } = inputs(case);
         let before = &case["state_before"];
-        let mut state = BTreeMap::new();
-        for (m, a) in before["auc_prev"].as_array().unwrap().iter().enumerate() {
-            state.insert(format!("auc.{m}"), a.as_f64().unwrap());
-            for (group, code) in &codes {
-                state.insert(
-                    format!("ema.{m}.{code}"),
-                    before["ema_group_auc"][m.to_string()][group]
-                        .as_f64()
-                        .unwrap(),
-                );
-            }
-        }
-        for (i, code) in codes.values().enumerate() {
-            state.insert(format!("code.{i}"), *code as f64);
-        }
-        let mut method = Multifair::new(config.clone());
-        multifair_core::Method::load_state(&mut method, &state);
+        // The checkpoint the method would have written in this state (EMA row-major [M, K]).
+        let auc: Vec<f64> = (before["auc_prev"].as_array().unwrap().iter())
+            .map(|a| a.as_f64().unwrap())
+            .collect();
+        let ema: Vec<f64> = (0..2)
+            .flat_map(|m| {
+                let row = &before["ema_group_auc"][m.to_string()];
+                codes.keys().map(move |group| row[group].as_f64().unwrap())
+            })
+            .collect();
+        let codes: Vec<i64> = codes.values().copied().collect();
+        let state = serde_json::json!({
+            "steps": 0, "auc": auc, "levels": [{"codes": codes, "ema": ema}]
+        });
+        let mut method = Multifair::new(config.clone()).unwrap();
+        multifair_core::Method::load_state(&mut method, state).unwrap();
         let b = labels.len();
         let aux: Vec<f32> = aux.iter().flatten().map(|&p| p as f32).collect();
         let fused: Vec<f32> = fused.iter().map(|&p| p as f32).collect();

@@ -5,7 +5,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
-use multifair_core::{DeviceBatch, Method, MethodInfo, Params, REGISTRY, Setup, create};
+use multifair_core::{DeviceBatch, Method, MethodInfo, REGISTRY, Setup, create};
 use multifair_models::presets::ModelSize;
 use multifair_models::{EncoderConfig, ModalityInput, MultimodalModel};
 
@@ -42,7 +42,7 @@ fn prepared(
     classes: usize,
     device: &Device,
 ) -> Result<(Box<dyn Method>, MultimodalModel), String> {
-    let mut method = create(info.name, &Params::default()).unwrap();
+    let mut method = create(info.name, &serde_json::json!({})).unwrap();
     let all = vec!["slo".to_owned(), "oct".to_owned()];
     let modalities = method.modalities(&all).unwrap();
     method.prepare(&Setup {
@@ -231,7 +231,7 @@ impl ModuleVisitor for GradSum<'_> {
 fn a_single_modality_trains_only_on_rows_that_have_it() {
     let device = Device::flex().autodiff();
     device.seed(3);
-    let mut method = create("unimodal", &Params::default()).unwrap();
+    let mut method = create("unimodal", &serde_json::json!({})).unwrap();
     // No dropout, so that two steps see the same network.
     let mut config = ModelSize::Tiny.model(&[("slo", "image")], 16, 3, 0, 2);
     config.dropout = 0.0;

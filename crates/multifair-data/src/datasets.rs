@@ -86,10 +86,14 @@ pub const RACE_NAMES: [(&str, i64); 5] = [
     ("White", 2),
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetKind {
+    #[value(name = "fairvision")]
+    #[serde(rename = "fairvision")]
     FairVision,
+    #[value(name = "fairvlmed")]
+    #[serde(rename = "fairvlmed")]
     FairVlmed,
     HarvardGf,
     /// Any dataset described by a manifest and its TOML (`datasets/manifest.md`).
@@ -429,6 +433,35 @@ impl DatasetIndex {
             schema: Schema::builtin(kind),
             splits,
         })
+    }
+
+    /// The train, validation and test splits. A dataset without a validation split
+    /// (Harvard-GF ships train and test only) validates on every 8th training sample, so that
+    /// model selection never sees the test split.
+    pub fn train_val_test(&self) -> Result<[SplitIndex; 3], DataError> {
+        let split = |which: Split| {
+            self.split(which).cloned().ok_or_else(|| DataError::Layout {
+                path: self.root.clone(),
+                message: format!("{} has no {} split", self.kind.name(), which.name()),
+            })
+        };
+        let (train, val) = match self.split(Split::Val) {
+            Some(val) => (split(Split::Train)?, val.clone()),
+            None => {
+                let mut train = split(Split::Train)?;
+                let mut val = train.clone();
+                val.split = Split::Val;
+                val.samples.clear();
+                for (i, sample) in std::mem::take(&mut train.samples).into_iter().enumerate() {
+                    match i % 8 {
+                        7 => val.samples.push(sample),
+                        _ => train.samples.push(sample),
+                    }
+                }
+                (train, val)
+            }
+        };
+        Ok([train, val, split(Split::Test)?])
     }
 
     pub fn split(&self, split: Split) -> Option<&SplitIndex> {

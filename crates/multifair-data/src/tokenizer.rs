@@ -266,6 +266,43 @@ fn is_cjk(c: char) -> bool {
         | 0x2B740..=0x2B81F | 0x2B820..=0x2CEAF | 0xF900..=0xFAFF | 0x2F800..=0x2FA1F)
 }
 
+/// Words kept in a manifest's own vocabulary (when its text has no tokenizer folder).
+const MANIFEST_WORDS: usize = 5000;
+
+/// The tokenizer of a dataset's notes: the pretrained text encoder's (`folder`), else for a
+/// manifest a word vocabulary of its training texts, else the synthetic benchmark's words;
+/// `None` when the dataset has no text.
+pub fn for_dataset(
+    schema: &crate::Schema,
+    train: &crate::SplitIndex,
+    folder: Option<&Path>,
+    manifest: bool,
+) -> Result<Option<WordPiece>, String> {
+    if !schema.has_text() {
+        return Ok(None);
+    }
+    if let Some(folder) = folder {
+        let t = WordPiece::from_folder(folder);
+        return t.map(Some).map_err(|e| format!("--set text_weights={}: {e}", folder.display()));
+    }
+    if !manifest {
+        return Ok(Some(WordPiece::builtin(&crate::synthetic::NOTE_WORDS)));
+    }
+    let (mut words, mut seen) = (Vec::new(), std::collections::HashSet::new());
+    for (j, m) in schema.modalities.iter().enumerate() {
+        if m.kind == crate::ModalityKind::Text {
+            let found = crate::manifest::training_words(&train.samples, j, MANIFEST_WORDS);
+            for word in found.map_err(|e| e.to_string())? {
+                if seen.insert(word.clone()) {
+                    words.push(word);
+                }
+            }
+        }
+    }
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    Ok(Some(WordPiece::builtin(&words)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

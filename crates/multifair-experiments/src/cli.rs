@@ -1,4 +1,4 @@
-//! Command-line interface (DESIGN §8). Results go to stdout; progress and errors to stderr.
+//! Command-line interface. Results go to stdout; progress and errors to stderr.
 
 use std::path::PathBuf;
 
@@ -10,9 +10,12 @@ use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind};
 use multifair_metrics::BootstrapConfig;
 use multifair_models::presets::ModelSize;
 
-use crate::device;
+use crate::config::TrainConfig;
+use crate::device::{self, DeviceSpec};
 use crate::evaluate::{PredictionTable, report_json};
-use crate::train::{RunOptions, TrainConfig, train};
+use crate::sweep::Emit;
+use crate::table::Format;
+use crate::train::{RunOptions, train};
 
 #[derive(Parser)]
 #[command(
@@ -72,7 +75,7 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// The dataset kind of --data-dir.
-        #[arg(long, value_parser = parse_kind, default_value = "fairvision")]
+        #[arg(long, value_enum, default_value = "fairvision")]
         dataset: DatasetKind,
         /// Training samples of the generated benchmark.
         #[arg(long, default_value_t = 1200)]
@@ -81,7 +84,7 @@ enum Command {
         #[arg(long = "set", value_parser = parse_set)]
         sets: Vec<(String, String)>,
         #[arg(long, default_value = "flex")]
-        device: String,
+        device: DeviceSpec,
         #[arg(long, default_value = "results/compare")]
         out: PathBuf,
     },
@@ -92,8 +95,8 @@ enum Command {
         spec: String,
         /// local: run here with --jobs processes; shell: print one command per run;
         /// slurm: write OUT/sweep.sbatch (an array job) and OUT/commands.txt.
-        #[arg(long, default_value = "local")]
-        emit: String,
+        #[arg(long, value_enum, default_value = "local")]
+        emit: Emit,
         #[command(flatten)]
         sweep: SweepArgs,
     },
@@ -109,9 +112,8 @@ enum Command {
     /// Methods-as-rows tables of a sweep's results: mean ± std over seeds, paired tests.
     Table {
         results: PathBuf,
-        /// md, latex or csv.
-        #[arg(long, default_value = "md")]
-        format: String,
+        #[arg(long, value_enum, default_value = "md")]
+        format: Format,
         /// Write here instead of printing.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -128,7 +130,7 @@ enum Command {
     /// writes the example cohort (photo, labs, vitals, note) as a manifest.
     Generate {
         /// fairvision, fairvlmed, harvard-gf or manifest.
-        #[arg(long, value_parser = parse_kind)]
+        #[arg(long, value_enum)]
         kind: DatasetKind,
         #[arg(long)]
         out: PathBuf,
@@ -149,10 +151,10 @@ enum Command {
     },
     /// Trains one method on one dataset and writes run.json, metrics.jsonl, test.json,
     /// predictions.csv, model.safetensors and a resumable checkpoint to --out.
-    #[command(after_long_help = crate::train::keys_help())]
+    #[command(after_long_help = crate::config::keys_help())]
     Train {
         /// fairvision, fairvlmed, harvard-gf or manifest (see datasets/manifest.md).
-        #[arg(long, value_parser = parse_kind)]
+        #[arg(long, value_enum)]
         dataset: DatasetKind,
         /// The dataset's folder (for a manifest: the folder of manifest.toml, or the file).
         #[arg(long)]
@@ -167,12 +169,12 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_t = 10)]
         epochs: usize,
-        /// tiny (CPU default) or paper.
-        #[arg(long, default_value = "tiny")]
-        model: String,
+        /// tiny (the CPU default) or paper.
+        #[arg(long, value_enum, default_value = "tiny")]
+        model: ModelSize,
         /// flex, libtorch or libtorch-cuda:N.
         #[arg(long, default_value = "flex")]
-        device: String,
+        device: DeviceSpec,
         /// Overrides, e.g. --set lr=1e-4 --set unimodal_modality=oct.
         #[arg(long = "set", value_parser = parse_set)]
         sets: Vec<(String, String)>,
@@ -200,7 +202,7 @@ enum DataCommand {
     /// Per split: samples, positives, skipped files, and group counts per attribute.
     Summary {
         /// fairvision, fairvlmed, harvard-gf or manifest.
-        #[arg(long, value_parser = parse_kind)]
+        #[arg(long, value_enum)]
         dataset: DatasetKind,
         #[arg(long)]
         data_dir: PathBuf,
@@ -229,7 +231,7 @@ pub struct SweepArgs {
     methods: Option<Vec<String>>,
     /// flex, libtorch or libtorch-cuda:N for every run.
     #[arg(long)]
-    device: Option<String>,
+    device: Option<DeviceSpec>,
     /// Worker processes for local runs (or the Slurm array's limit).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
@@ -244,7 +246,7 @@ impl SweepArgs {
             seeds: self.seeds,
             epochs: self.epochs,
             labels: self.methods.clone(),
-            device: self.device.clone(),
+            device: self.device,
         }
     }
 
@@ -259,10 +261,6 @@ fn parse_set(pair: &str) -> Result<(String, String), String> {
     pair.split_once('=')
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .ok_or_else(|| format!("'{pair}' is not key=value"))
-}
-
-fn parse_kind(name: &str) -> Result<DatasetKind, String> {
-    DatasetKind::from_name(name)
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -327,24 +325,16 @@ pub fn run() -> anyhow::Result<()> {
             };
             let out = sweep.out(&spec);
             let data = crate::reproduce::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
-            let plan = crate::sweep::plan(&spec, &data, &sweep.overrides())?;
-            let todo = crate::sweep::write_plan(&plan, &out)?;
-            eprintln!(
-                "{}: {} runs, {} to do",
-                spec.name,
-                plan.runs.len(),
-                todo.len()
-            );
-            match emit.as_str() {
-                "local" => crate::sweep::run_local(&todo, &out, sweep.jobs),
-                kind => {
-                    print!(
-                        "{}",
-                        crate::sweep::emit(kind, &todo, &out, &spec.name, sweep.jobs)?
-                    );
-                    Ok(())
-                }
+            let overrides = sweep.overrides();
+            if emit == Emit::Local {
+                crate::sweep::sweep_local(&spec, &data, &overrides, &out, sweep.jobs)?;
+                return Ok(());
             }
+            let plan = crate::sweep::plan(&spec, &data, &overrides)?;
+            let todo = crate::sweep::write_plan(&plan, &out)?;
+            eprintln!("{}: {} runs, {} to do", spec.name, plan.runs.len(), todo.len());
+            print!("{}", crate::sweep::emit(emit, &todo, &out, &spec.name, sweep.jobs)?);
+            Ok(())
         }
         Command::Reproduce {
             name,
@@ -370,7 +360,7 @@ pub fn run() -> anyhow::Result<()> {
             format,
             out,
         } => {
-            let text = crate::table::render(&crate::table::load(&results)?, &format)?;
+            let text = crate::table::render(&crate::table::load(&results)?, format)?;
             match out {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?,
@@ -446,11 +436,10 @@ pub fn run() -> anyhow::Result<()> {
             out,
             stop_after,
         } => {
-            let size = ModelSize::from_name(&model).map_err(anyhow::Error::msg)?;
             let attribute = match attribute {
                 Some(a) => a,
                 None if dataset == DatasetKind::Manifest => {
-                    crate::train::attribute_names(dataset, &data_dir)?
+                    crate::config::attribute_names(dataset, &data_dir)?
                         .into_iter()
                         .next()
                         .context("the manifest declares no attribute")?
@@ -458,7 +447,7 @@ pub fn run() -> anyhow::Result<()> {
                 None => "race".into(),
             };
             let config = TrainConfig::resolve(
-                dataset, data_dir, &method, &attribute, seed, epochs, size, &device, &sets,
+                dataset, data_dir, &method, &attribute, seed, epochs, model, device, &sets,
             )?;
             train(
                 config,

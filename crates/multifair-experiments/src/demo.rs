@@ -1,5 +1,7 @@
-//! `multifair demo`: the synthetic FairVision-format benchmark, fusion ERM and both unimodal
-//! models, and a table of test AUC, ES-AUC and group AUCs per attribute against the oracle.
+//! `multifair demo`: the synthetic FairVision-format benchmark, then the demo spec (fusion ERM,
+//! SLO alone, OCT alone, MultiFair; `experiments/demo.toml`) swept for one seed, its table
+//! against the oracle, and what the runs show: the imbalance, the unfairness, and what
+//! MultiFair changed.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,10 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use multifair_data::DatasetKind;
 use multifair_data::synthetic::{SyntheticConfig, generate};
-use multifair_models::presets::ModelSize;
 use serde_json::Value;
 
-use crate::train::{RunOptions, TrainConfig, train};
+use crate::sweep::{Overrides, Plan, sweep_local};
+use crate::table::Format;
 
 /// Sizes of a demo (the command's defaults keep it under 10 minutes on 2 CPU cores).
 #[derive(Debug, Clone)]
@@ -22,23 +24,6 @@ pub struct DemoOptions {
     pub seed: u64,
 }
 
-/// (run folder, label, method, --set pairs)
-const RUNS: [(&str, &str, &str, &[(&str, &str)]); 3] = [
-    ("erm", "fusion ERM", "erm", &[]),
-    (
-        "unimodal-slo",
-        "SLO alone",
-        "unimodal",
-        &[("unimodal_modality", "slo")],
-    ),
-    (
-        "unimodal-oct",
-        "OCT alone",
-        "unimodal",
-        &[("unimodal_modality", "oct")],
-    ),
-];
-
 /// The synthetic FairVision-format benchmark in `data` (written once: `samples` training
 /// samples, a quarter as many for validation, half for test), and its `meta.json`.
 pub fn benchmark(data: &Path, samples: usize, seed: u64) -> anyhow::Result<Value> {
@@ -47,110 +32,78 @@ pub fn benchmark(data: &Path, samples: usize, seed: u64) -> anyhow::Result<Value
         config.n_train = samples;
         config.n_val = samples / 4;
         config.n_test = samples / 2;
-        eprintln!(
-            "writing the synthetic FairVision-format benchmark to {}",
-            data.display()
-        );
+        eprintln!("writing the synthetic FairVision-format benchmark to {}", data.display());
         generate(&config, data).with_context(|| format!("writing {}", data.display()))?;
     }
-    Ok(serde_json::from_str(&std::fs::read_to_string(
-        data.join("meta.json"),
-    )?)?)
+    Ok(serde_json::from_str(&std::fs::read_to_string(data.join("meta.json"))?)?)
 }
 
 pub fn run(options: &DemoOptions) -> anyhow::Result<String> {
     let data = options.out.join("data");
     let meta = benchmark(&data, options.samples, options.seed)?;
-    let mut results = Vec::new();
-    for (folder, label, method, sets) in RUNS {
-        eprintln!("== {label}");
-        let sets: Vec<(String, String)> = sets
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let config = TrainConfig::resolve(
-            DatasetKind::FairVision,
-            data.clone(),
-            method,
-            "race",
-            options.seed,
-            options.epochs,
-            ModelSize::Tiny,
-            "flex",
-            &sets,
-        )?;
-        let test = train(config, &options.out.join(folder), &RunOptions::default())?;
-        results.push((label, test));
-    }
-    let summary = summarise(&meta, &results);
+    let mut spec = crate::reproduce::builtin("demo")?;
+    (spec.epochs, spec.seeds, spec.seed_list) = (options.epochs, 1, Some(vec![options.seed]));
+    let plan = sweep_local(&spec, &data, &Overrides::default(), &options.out, 1)?;
+    let tables = crate::table::load(&options.out)?;
+    let mut summary = crate::table::render(&tables, Format::Md)?;
+    summary += &oracle_line(&meta, "race");
+    summary += &findings(&meta, &plan, &options.out)?;
     std::fs::write(options.out.join("summary.md"), &summary)?;
     Ok(summary)
 }
 
 fn fmt(v: &Value) -> String {
-    v.as_f64().map_or("  -  ".to_owned(), |v| format!("{v:.3}"))
+    v.as_f64().map_or("-".to_owned(), |v| format!("{v:.3}"))
 }
 
-/// One table per attribute, then the two checks the benchmark is built for.
-pub fn summarise(meta: &Value, results: &[(&str, Value)]) -> String {
-    let mut out = String::new();
-    let attributes = meta["oracle_auc"]["attributes"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    for (name, oracle) in &attributes {
-        let codes: Vec<&String> = oracle
-            .as_object()
-            .map(|o| o.keys().collect())
-            .unwrap_or_default();
-        let header: Vec<String> = codes.iter().map(|c| format!("{name}={c}")).collect();
-        let _ = writeln!(out, "| {name} | AUC | ES-AUC | {} |", header.join(" | "));
-        let _ = writeln!(out, "|---|---|---|{}", "---|".repeat(codes.len()));
-        let oracle_groups: Vec<String> = codes.iter().map(|c| fmt(&oracle[c.as_str()])).collect();
-        let _ = writeln!(
-            out,
-            "| oracle (latent severity) | {} | - | {} |",
-            fmt(&meta["oracle_auc"]["overall"]),
-            oracle_groups.join(" | ")
-        );
-        for (label, test) in results {
-            let attr = &test["attributes"][name.as_str()];
-            let groups: Vec<String> = codes
-                .iter()
-                .map(|c| fmt(&attr["groups"][c.as_str()]["auc"]))
-                .collect();
-            let _ = writeln!(
-                out,
-                "| {label} | {} | {} | {} |",
-                fmt(&test["auc"]),
-                fmt(&attr["es_auc"]),
-                groups.join(" | ")
-            );
-        }
-        out.push('\n');
-    }
-    // The problem MultiFair addresses, read off the runs.
-    let find = |label: &str| results.iter().find(|(l, _)| *l == label).map(|(_, t)| t);
-    if let (Some(erm), Some(oct)) = (find("fusion ERM"), find("OCT alone")) {
-        let inside = &erm["modality_group_report"]["oct"]["aux"]["race"]["overall"];
-        let _ = writeln!(
-            out,
-            "Modality imbalance: the OCT auxiliary head inside fusion ERM reaches test AUC {}, the OCT model alone {}.",
-            fmt(inside),
-            fmt(&oct["auc"])
-        );
-        let failed = &erm["attributes"]["race"]["groups"]["1"]["auc"];
-        let others: Vec<String> = ["0", "2"]
-            .iter()
-            .map(|c| fmt(&erm["attributes"]["race"]["groups"][*c]["auc"]))
-            .collect();
-        let _ = writeln!(
-            out,
-            "Unfairness: fusion ERM's AUC on race=1 (the group the fundus fails) is {}, against {} on the other groups and {} for the oracle on that group.",
-            fmt(failed),
-            others.join(" and "),
-            fmt(&meta["oracle_auc"]["attributes"]["race"]["1"])
-        );
-    }
-    out
+/// The oracle's test AUC (the latent severity's) overall and per group of `attribute`.
+pub fn oracle_line(meta: &Value, attribute: &str) -> String {
+    let oracle = &meta["oracle_auc"];
+    let groups: Vec<String> = (oracle["attributes"][attribute].as_object().into_iter().flatten())
+        .map(|(code, auc)| format!("{attribute}={code} {}", fmt(auc)))
+        .collect();
+    format!(
+        "\nOracle (latent severity): AUC {}; {}.\n",
+        fmt(&oracle["overall"]),
+        groups.join(", ")
+    )
+}
+
+/// The problem MultiFair addresses and what it changed, read off the runs' test reports.
+fn findings(meta: &Value, plan: &Plan, out: &Path) -> anyhow::Result<String> {
+    let test = |label: &str| -> anyhow::Result<Value> {
+        let run = plan.runs.iter().find(|r| r.label == label).context(label.to_owned())?;
+        let path = out.join(&run.folder).join("test.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    };
+    let (erm, oct, multifair) = (test("erm")?, test("oct")?, test("multifair")?);
+    let race = |t: &Value, code: &str| fmt(&t["attributes"]["race"]["groups"][code]["auc"]);
+    let oct_head = |t: &Value| fmt(&t["modality_group_report"]["oct"]["aux"]["race"]["overall"]);
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "\nModality imbalance: the OCT auxiliary head inside fusion ERM reaches test AUC {}, the OCT model alone {}.",
+        oct_head(&erm),
+        fmt(&oct["auc"])
+    );
+    let _ = writeln!(
+        text,
+        "Unfairness: fusion ERM's AUC on race=1 (the group the fundus fails) is {}, against {} and {} on the other groups and {} for the oracle on that group.",
+        race(&erm, "1"),
+        race(&erm, "0"),
+        race(&erm, "2"),
+        fmt(&meta["oracle_auc"]["attributes"]["race"]["1"])
+    );
+    let _ = writeln!(
+        text,
+        "MultiFair against fusion ERM: race=1 AUC {} vs {}, ES-AUC {} vs {}, the OCT head inside fusion {} vs {}.",
+        race(&multifair, "1"),
+        race(&erm, "1"),
+        fmt(&multifair["attributes"]["race"]["es_auc"]),
+        fmt(&erm["attributes"]["race"]["es_auc"]),
+        oct_head(&multifair),
+        oct_head(&erm)
+    );
+    Ok(text)
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use burn::tensor::{Device, Tensor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The device names `--device` accepts in this build.
 pub fn available() -> &'static str {
@@ -13,34 +13,86 @@ pub fn available() -> &'static str {
     }
 }
 
-/// Parses `flex`, `libtorch` or `libtorch-cuda:N`; the libtorch ones need the `tch` feature.
-pub fn parse(name: &str) -> anyhow::Result<Device> {
-    let libtorch = name == "libtorch" || name.starts_with("libtorch-cuda:");
-    match name {
-        "flex" => Ok(Device::flex()),
-        _ if libtorch => libtorch_device(name),
-        _ => bail!("unknown device '{name}'; available: {}", available()),
-    }
+/// A compute device by name: `flex`, `libtorch` or `libtorch-cuda:N` (the libtorch ones need
+/// the `tch` feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceSpec {
+    #[default]
+    Flex,
+    Libtorch,
+    LibtorchCuda(usize),
 }
 
-#[cfg(feature = "tch")]
-#[allow(deprecated)] // burn 0.22 marks libtorch deprecated; it is still the fast CPU/CUDA path here.
-fn libtorch_device(name: &str) -> anyhow::Result<Device> {
-    match name.strip_prefix("libtorch-cuda:") {
-        None => Ok(Device::libtorch()),
-        Some(index) => {
-            let index: usize = index
+impl std::str::FromStr for DeviceSpec {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> anyhow::Result<Self> {
+        match (name, name.strip_prefix("libtorch-cuda:")) {
+            ("flex", _) => Ok(DeviceSpec::Flex),
+            ("libtorch", _) => Ok(DeviceSpec::Libtorch),
+            (_, Some(index)) => index
                 .parse()
-                .with_context(|| format!("device '{name}': '{index}' is not a GPU index"))?;
-            Ok(Device::libtorch_cuda(index))
+                .map(DeviceSpec::LibtorchCuda)
+                .with_context(|| format!("device '{name}': '{index}' is not a GPU index")),
+            _ => bail!("unknown device '{name}'; available: {}", available()),
         }
     }
 }
 
+impl TryFrom<String> for DeviceSpec {
+    type Error = anyhow::Error;
+
+    fn try_from(name: String) -> anyhow::Result<Self> {
+        name.parse()
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(spec: DeviceSpec) -> String {
+        spec.to_string()
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Flex => f.write_str("flex"),
+            DeviceSpec::Libtorch => f.write_str("libtorch"),
+            DeviceSpec::LibtorchCuda(i) => write!(f, "libtorch-cuda:{i}"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// The burn device; a libtorch device in a build without `tch` is an error that says how
+    /// to get one.
+    pub fn device(self) -> anyhow::Result<Device> {
+        match self {
+            DeviceSpec::Flex => Ok(Device::flex()),
+            spec => libtorch_device(spec),
+        }
+    }
+}
+
+/// Parses a device name into its burn device.
+pub fn parse(name: &str) -> anyhow::Result<Device> {
+    name.parse::<DeviceSpec>()?.device()
+}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)] // burn 0.22 marks libtorch deprecated; it is still the fast CPU/CUDA path here.
+fn libtorch_device(spec: DeviceSpec) -> anyhow::Result<Device> {
+    Ok(match spec {
+        DeviceSpec::LibtorchCuda(index) => Device::libtorch_cuda(index),
+        _ => Device::libtorch(),
+    })
+}
+
 #[cfg(not(feature = "tch"))]
-fn libtorch_device(name: &str) -> anyhow::Result<Device> {
+fn libtorch_device(spec: DeviceSpec) -> anyhow::Result<Device> {
     bail!(
-        "device '{name}' needs the libtorch backend, which this build lacks; rebuild with \
+        "device '{spec}' needs the libtorch backend, which this build lacks; rebuild with \
          `--features tch` after `just setup-libtorch`"
     )
 }

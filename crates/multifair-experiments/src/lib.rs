@@ -1,14 +1,19 @@
 //! The `multifair` command: evaluation of prediction files, the synthetic benchmark and dataset
 //! summaries, the training engine, and the demo.
 
+pub mod checkpoint;
 pub mod cli;
+pub mod config;
 pub mod compare;
 pub mod demo;
 pub mod device;
 pub mod evaluate;
 pub mod optim;
+pub mod outputs;
 pub mod plot;
 pub mod reproduce;
+pub mod score;
+pub mod setup;
 pub mod sweep;
 pub mod table;
 pub mod train;

@@ -15,35 +15,36 @@ use burn::tensor::Tensor;
 use multifair_models::MultimodalModel;
 use serde::{Deserialize, Serialize};
 
-use crate::train::TrainConfig;
+use crate::config::{Optimizer, Schedule, TrainConfig};
 
 /// One optimizer of the configured kind with weight decay `weight_decay`.
 pub fn build_optimizer(config: &TrainConfig, weight_decay: f64) -> ModuleOptimizer {
     let decay = (weight_decay > 0.0).then_some(WeightDecayConfig {
         penalty: weight_decay as f32,
     });
-    match config.optimizer.as_str() {
+    let e = &config.engine;
+    match e.optimizer {
         // torch.optim.SGD: decay added to the gradient, then momentum (dampening 0).
-        "sgd" => SgdConfig::new()
+        Optimizer::Sgd => SgdConfig::new()
             .with_weight_decay(decay)
-            .with_momentum((config.momentum > 0.0).then_some(MomentumConfig {
-                momentum: config.momentum,
+            .with_momentum((e.momentum > 0.0).then_some(MomentumConfig {
+                momentum: e.momentum,
                 dampening: 0.0,
-                nesterov: config.nesterov,
+                nesterov: e.nesterov,
             }))
             .init(),
         // torch.optim.Adam: L2 decay added to the gradient.
-        "adam" => AdamConfig::new()
-            .with_beta_1(config.betas.0 as f32)
-            .with_beta_2(config.betas.1 as f32)
-            .with_epsilon(config.eps as f32)
+        Optimizer::Adam => AdamConfig::new()
+            .with_beta_1(e.betas.0 as f32)
+            .with_beta_2(e.betas.1 as f32)
+            .with_epsilon(e.eps as f32)
             .with_weight_decay(decay)
             .init(),
         // torch.optim.AdamW: decoupled decay.
-        _ => AdamWConfig::new()
-            .with_beta_1(config.betas.0 as f32)
-            .with_beta_2(config.betas.1 as f32)
-            .with_epsilon(config.eps as f32)
+        Optimizer::Adamw => AdamWConfig::new()
+            .with_beta_1(e.betas.0 as f32)
+            .with_beta_2(e.betas.1 as f32)
+            .with_epsilon(e.eps as f32)
             .with_weight_decay(weight_decay as f32)
             .init(),
     }
@@ -72,8 +73,8 @@ impl ModuleVisitor for MoveGrads<'_> {
 impl Optimizers {
     pub fn new(config: &TrainConfig) -> Self {
         Optimizers {
-            main: build_optimizer(config, config.weight_decay),
-            aux: build_optimizer(config, config.aux_weight_decay),
+            main: build_optimizer(config, config.engine.weight_decay),
+            aux: build_optimizer(config, config.engine.aux_weight_decay),
         }
     }
 
@@ -95,9 +96,10 @@ impl Optimizers {
         model.encoders.visit(&mut mover);
         model.projections.visit(&mut mover);
         let encoders = mover.to;
-        let model = self.main.step(config.encoder_lr * factor, model, encoders);
-        let model = self.main.step(config.fusion_lr * factor, model, grads);
-        self.aux.step(config.aux_lr * factor, model, aux)
+        let e = &config.engine;
+        let model = self.main.step(e.encoder_lr() * factor, model, encoders);
+        let model = self.main.step(e.fusion_lr() * factor, model, grads);
+        self.aux.step(e.aux_lr() * factor, model, aux)
     }
 
     pub fn save(&self, folder: &Path) -> anyhow::Result<()> {
@@ -129,16 +131,16 @@ impl Optimizers {
 /// (StepLR, per epoch), `cosine` (to 0, per step) and `plateau` (ReduceLROnPlateau on the
 /// validation loss, per epoch), each after an optional linear warm-up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Schedule {
+pub struct LrSchedule {
     /// ReduceLROnPlateau's state: best validation loss, epochs without improvement, factor.
     pub plateau_best: Option<f64>,
     pub plateau_bad_epochs: usize,
     pub plateau_factor: f64,
 }
 
-impl Default for Schedule {
+impl Default for LrSchedule {
     fn default() -> Self {
-        Schedule {
+        LrSchedule {
             plateau_best: None,
             plateau_bad_epochs: 0,
             plateau_factor: 1.0,
@@ -146,22 +148,23 @@ impl Default for Schedule {
     }
 }
 
-impl Schedule {
+impl LrSchedule {
     /// The factor at global step `step` (0-based).
     pub fn factor(&self, config: &TrainConfig, step: usize, steps_per_epoch: usize) -> f64 {
-        let warmup = config.warmup_epochs * steps_per_epoch;
+        let e = &config.engine;
+        let warmup = e.warmup_epochs * steps_per_epoch;
         let warm = if step < warmup {
             (step + 1) as f64 / warmup as f64
         } else {
             1.0
         };
         let epoch = step / steps_per_epoch.max(1);
-        warm * match config.schedule.as_str() {
-            "constant" => 1.0,
-            "step" => config.gamma.powi((epoch / config.step_size.max(1)) as i32),
-            "plateau" => self.plateau_factor,
-            _ if step < warmup => 1.0,
-            _ => {
+        warm * match e.schedule {
+            Schedule::Constant => 1.0,
+            Schedule::Step => e.gamma.powi((epoch / e.step_size.max(1)) as i32),
+            Schedule::Plateau => self.plateau_factor,
+            Schedule::Cosine if step < warmup => 1.0,
+            Schedule::Cosine => {
                 let total = (config.epochs * steps_per_epoch).max(1) as f64;
                 let progress = (step - warmup) as f64 / (total - warmup as f64).max(1.0);
                 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
@@ -173,7 +176,8 @@ impl Schedule {
     /// 1e-4, no cooldown): the rate drops once more than `plateau_patience` epochs in a row
     /// failed to improve on the best loss.
     pub fn end_epoch(&mut self, config: &TrainConfig, val_loss: f64) {
-        if config.schedule != "plateau" {
+        let e = &config.engine;
+        if e.schedule != Schedule::Plateau {
             return;
         }
         if self
@@ -185,8 +189,8 @@ impl Schedule {
         } else {
             self.plateau_bad_epochs += 1;
         }
-        if self.plateau_bad_epochs > config.plateau_patience {
-            self.plateau_factor *= config.plateau_factor;
+        if self.plateau_bad_epochs > e.plateau_patience {
+            self.plateau_factor *= e.plateau_factor;
             self.plateau_bad_epochs = 0;
         }
     }
@@ -221,7 +225,7 @@ mod tests {
             0,
             10,
             ModelSize::Tiny,
-            "flex",
+            crate::device::DeviceSpec::Flex,
             &sets,
         )
     }
@@ -230,43 +234,29 @@ mod tests {
     fn paper_defaults_then_presets_then_the_command_line() {
         // OGM-GE's paper defaults replace the engine's.
         let c = resolve("ogm_ge", &[]).unwrap();
-        assert_eq!((c.optimizer.as_str(), c.lr, c.momentum), ("sgd", 1e-3, 0.9));
+        assert_eq!((c.engine.optimizer, c.engine.lr, c.engine.momentum), (Optimizer::Sgd, 1e-3, 0.9));
         // A CGGM preset sets its code's optimizer, rates, schedule and method keys...
         let c = resolve("cggm", &[("preset", "food101")]).unwrap();
+        let e = &c.engine;
         assert_eq!(c.preset.as_deref(), Some("food101"));
-        assert_eq!(
-            (c.optimizer.as_str(), c.lr, c.aux_lr),
-            ("adamw", 1e-3, 5e-4)
-        );
-        assert_eq!((c.weight_decay, c.aux_weight_decay), (6e-3, 3e-3));
-        assert_eq!(
-            (c.schedule.as_str(), c.plateau_patience, c.warmup_epochs),
-            ("plateau", 10, 0)
-        );
-        assert_eq!(c.batch_size, 128);
-        assert_eq!(c.method_params["cggm_lambda"], "0.05");
+        assert_eq!((e.optimizer, e.lr, e.aux_lr()), (Optimizer::Adamw, 1e-3, 5e-4));
+        assert_eq!((e.weight_decay, e.aux_weight_decay), (6e-3, 3e-3));
+        assert_eq!((e.schedule, e.plateau_patience, e.warmup_epochs), (Schedule::Plateau, 10, 0));
+        assert_eq!(e.batch_size, 128);
+        assert_eq!(c.hparams["cggm_lambda"], 0.05);
         let c = resolve("cggm", &[("preset", "iemocap")]).unwrap();
-        assert_eq!(
-            (c.optimizer.as_str(), c.weight_decay, c.batch_size),
-            ("adam", 0.0, 64)
-        );
-        assert_eq!(c.method_params["cggm_lambda"], "0.2");
+        let e = &c.engine;
+        assert_eq!((e.optimizer, e.weight_decay, e.batch_size), (Optimizer::Adam, 0.0, 64));
+        assert_eq!(c.hparams["cggm_lambda"], 0.2);
         // ...and the command line still wins, wherever the preset key stands.
         let c = resolve("cggm", &[("lr", "2e-3"), ("preset", "mosi")]).unwrap();
-        assert_eq!(c.lr, 2e-3);
+        assert_eq!(c.engine.lr, 2e-3);
         // Without a preset the run's config (and its folder hash) carries none.
         let c = resolve("cggm", &[]).unwrap();
         assert!(c.preset.is_none() && !serde_json::to_string(&c).unwrap().contains("preset"));
-        let err = resolve("cggm", &[("preset", "brats")])
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "--set preset=brats: method 'cggm' has presets food101, mosi, iemocap"
-        );
-        let err = resolve("erm", &[("preset", "food101")])
-            .unwrap_err()
-            .to_string();
+        let err = resolve("cggm", &[("preset", "brats")]).unwrap_err().to_string();
+        assert_eq!(err, "--set preset=brats: method 'cggm' has presets food101, mosi, iemocap");
+        let err = resolve("erm", &[("preset", "food101")]).unwrap_err().to_string();
         assert_eq!(err, "--set preset=food101: method 'erm' has no presets");
     }
 
@@ -340,7 +330,7 @@ mod tests {
         // 10 epochs of 10 steps, 1 warm-up epoch: linear to the base rate over steps 0..9, then
         // a half cosine over the 90 remaining steps.
         let c = config(&[("schedule", "cosine"), ("warmup_epochs", "1")]);
-        let s = Schedule::default();
+        let s = LrSchedule::default();
         let f = |step| s.factor(&c, step, 10);
         assert!((f(0) - 0.1).abs() < 1e-12);
         assert!((f(4) - 0.5).abs() < 1e-12);
@@ -358,7 +348,7 @@ mod tests {
             ("gamma", "0.1"),
             ("warmup_epochs", "0"),
         ]);
-        let s = Schedule::default();
+        let s = LrSchedule::default();
         let rates: Vec<f64> = (0..7).map(|e| s.factor(&c, e * 5, 5)).collect();
         let want = [1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.01];
         for (r, w) in rates.iter().zip(want) {
@@ -375,7 +365,7 @@ mod tests {
             ("plateau_patience", "2"),
             ("plateau_factor", "0.1"),
         ]);
-        let mut s = Schedule::default();
+        let mut s = LrSchedule::default();
         // Epoch 1 sets the best, epoch 2 improves; epochs 3, 4 and 5 do not: after the third
         // non-improving epoch (more than 2) the rate drops, once, and the count restarts.
         let mut factors = Vec::new();
@@ -388,7 +378,7 @@ mod tests {
             assert!((f - w).abs() < 1e-12, "{factors:?}");
         }
         // A tiny relative improvement (below 1e-4) does not count.
-        let mut s = Schedule::default();
+        let mut s = LrSchedule::default();
         s.end_epoch(&c, 1.0);
         s.end_epoch(&c, 0.99995);
         assert_eq!(s.plateau_bad_epochs, 1);

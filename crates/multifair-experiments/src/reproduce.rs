@@ -10,7 +10,8 @@ use multifair_data::cohort::{self, CohortConfig};
 use multifair_data::synthetic::{SyntheticConfig, generate};
 use multifair_data::{DatasetKind, manifest};
 
-use crate::sweep::{Overrides, Spec, plan, run_local, write_plan};
+use crate::sweep::{Overrides, Spec, sweep_local};
+use crate::table::Format;
 
 /// The built-in specs, by name.
 pub const SPECS: &[(&str, &str)] = &[
@@ -47,7 +48,7 @@ fn env_var(kind: DatasetKind) -> &'static str {
 /// The data a spec runs on: `data_dir`, else the environment variable, else the synthetic
 /// benchmark under `out/data` (written once), with a message saying so.
 pub fn resolve_data(spec: &Spec, data_dir: Option<&Path>, out: &Path) -> anyhow::Result<PathBuf> {
-    let kind = DatasetKind::from_name(&spec.dataset).map_err(anyhow::Error::msg)?;
+    let kind = spec.dataset;
     if let Some(dir) = data_dir {
         return Ok(dir.to_path_buf());
     }
@@ -95,18 +96,10 @@ pub fn reproduce(
     jobs: usize,
 ) -> anyhow::Result<String> {
     let data = resolve_data(spec, data_dir, out)?;
-    let plan = plan(spec, &data, overrides)?;
-    let todo = write_plan(&plan, out)?;
-    eprintln!(
-        "{}: {} runs, {} to do",
-        spec.name,
-        plan.runs.len(),
-        todo.len()
-    );
-    run_local(&todo, out, jobs)?;
+    sweep_local(spec, &data, overrides, out, jobs)?;
     let tables = crate::table::load(out)?;
-    for (format, ext) in [("md", "md"), ("latex", "tex"), ("csv", "csv")] {
-        let path = out.join(format!("table.{ext}"));
+    for format in Format::ALL {
+        let path = out.join(format!("table.{}", format.extension()));
         std::fs::write(&path, crate::table::render(&tables, format)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -117,5 +110,5 @@ pub fn reproduce(
         written.len(),
         figures.display()
     );
-    crate::table::render(&tables, "md")
+    crate::table::render(&tables, Format::Md)
 }

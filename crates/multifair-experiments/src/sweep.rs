@@ -19,7 +19,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::train::TrainConfig;
+use crate::config::TrainConfig;
+use crate::device::DeviceSpec;
 
 /// One row of a spec: a label, a registered method and its `--set` pairs.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -38,22 +39,25 @@ pub struct Spec {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    pub dataset: String,
+    pub dataset: DatasetKind,
     pub attributes: Vec<String>,
     pub seeds: usize,
     #[serde(default)]
     pub base_seed: u64,
+    /// The seeds themselves (the first `seeds` of them), instead of drawing from `base_seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_list: Option<Vec<u64>>,
     pub epochs: usize,
     #[serde(default = "tiny")]
-    pub model: String,
+    pub model: ModelSize,
     /// `--set` pairs for every run.
     #[serde(default)]
     pub set: BTreeMap<String, toml::Value>,
     pub runs: Vec<SpecRow>,
 }
 
-fn tiny() -> String {
-    "tiny".into()
+fn tiny() -> ModelSize {
+    ModelSize::Tiny
 }
 
 /// A TOML value as a `--set` value.
@@ -90,6 +94,9 @@ impl Spec {
     /// The seeds of the runs: drawn from `base_seed` with ChaCha8, so that seed i is the same
     /// whatever the number of seeds.
     pub fn seed_values(&self) -> Vec<u64> {
+        if let Some(list) = &self.seed_list {
+            return list.iter().copied().take(self.seeds).collect();
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(self.base_seed);
         (0..self.seeds)
             .map(|_| rng.random_range(0..1_000_000u64))
@@ -138,7 +145,7 @@ impl PlannedRun {
             "--model".into(),
             c.model.name().into(),
             "--device".into(),
-            c.device.clone(),
+            c.device.to_string(),
         ];
         for (k, v) in &self.sets {
             args.extend(["--set".into(), format!("{k}={v}")]);
@@ -169,7 +176,7 @@ pub struct Overrides {
     pub epochs: Option<usize>,
     /// Keep only these labels (in the spec's order).
     pub labels: Option<Vec<String>>,
-    pub device: Option<String>,
+    pub device: Option<DeviceSpec>,
 }
 
 /// Expands `spec` over `data_dir` into runs (folders under `runs/`).
@@ -194,9 +201,8 @@ pub fn plan(spec: &Spec, data_dir: &Path, overrides: &Overrides) -> anyhow::Resu
         }
         spec.runs.retain(|r| labels.contains(&r.label));
     }
-    let dataset = DatasetKind::from_name(&spec.dataset).map_err(anyhow::Error::msg)?;
-    let model = ModelSize::from_name(&spec.model).map_err(anyhow::Error::msg)?;
-    let device = overrides.device.clone().unwrap_or_else(|| "flex".into());
+    let (dataset, model) = (spec.dataset, spec.model);
+    let device = overrides.device.unwrap_or_default();
     let seeds = spec.seed_values();
     let mut runs = Vec::new();
     for row in &spec.runs {
@@ -216,7 +222,7 @@ pub fn plan(spec: &Spec, data_dir: &Path, overrides: &Overrides) -> anyhow::Resu
                     seed,
                     spec.epochs,
                     model,
-                    &device,
+                    device,
                     &sets,
                 )
                 .with_context(|| format!("{}: run '{}'", spec.name, row.label))?;
@@ -275,6 +281,22 @@ pub fn write_plan(plan: &Plan, out: &Path) -> anyhow::Result<Vec<PlannedRun>> {
         .filter(|r| !r.finished(out))
         .cloned()
         .collect())
+}
+
+/// Plans `spec` over `data_dir` into `out`, then trains locally with `jobs` processes what is
+/// not finished yet. Returns the plan.
+pub fn sweep_local(
+    spec: &Spec,
+    data_dir: &Path,
+    overrides: &Overrides,
+    out: &Path,
+    jobs: usize,
+) -> anyhow::Result<Plan> {
+    let plan = plan(spec, data_dir, overrides)?;
+    let todo = write_plan(&plan, out)?;
+    eprintln!("{}: {} runs, {} to do", spec.name, plan.runs.len(), todo.len());
+    run_local(&todo, out, jobs)?;
+    Ok(plan)
 }
 
 /// Runs `todo` with `jobs` worker processes; each run's output goes to `FOLDER/train.log`.
@@ -383,10 +405,22 @@ pub fn slurm_script(name: &str, commands: &Path, runs: usize, jobs: usize) -> St
     )
 }
 
+/// Where a sweep's runs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    /// Run here with `--jobs` worker processes.
+    Local,
+    /// Print one command per run.
+    Shell,
+    /// Write a Slurm array job.
+    Slurm,
+}
+
 /// Emits the runs still to do: `shell` prints one command per line; `slurm` writes
-/// `OUT/commands.txt` and `OUT/sweep.sbatch` and prints the script's path.
+/// `OUT/commands.txt` and `OUT/sweep.sbatch` and prints the script's path; `local` runs them
+/// and prints nothing.
 pub fn emit(
-    kind: &str,
+    kind: Emit,
     todo: &[PlannedRun],
     out: &Path,
     name: &str,
@@ -397,9 +431,10 @@ pub fn emit(
         .map(|r| command_line(r, out))
         .collect::<anyhow::Result<_>>()?;
     match kind {
-        "shell" => Ok(lines.iter().map(|l| format!("{l}\n")).collect()),
-        "slurm" if lines.is_empty() => Ok("0 runs to do: no script written\n".into()),
-        "slurm" => {
+        Emit::Local => run_local(todo, out, jobs).map(|()| String::new()),
+        Emit::Shell => Ok(lines.iter().map(|l| format!("{l}\n")).collect()),
+        Emit::Slurm if lines.is_empty() => Ok("0 runs to do: no script written\n".into()),
+        Emit::Slurm => {
             let commands = out.join("commands.txt");
             let mut f = std::fs::File::create(&commands)?;
             for l in &lines {
@@ -413,6 +448,21 @@ pub fn emit(
                 script.display()
             ))
         }
-        other => bail!("--emit {other}: expected local, shell or slurm"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_spec_field_is_refused_with_the_valid_ones() {
+        let text = "name = 'x'\ndataset = 'fairvision'\nattributes = ['race']\nseeds = 1\n\
+                    epochs = 1\nseedz = 3\n[[runs]]\nlabel = 'erm'\nmethod = 'erm'\n";
+        let err = format!("{:#}", Spec::parse(text, "x.toml").unwrap_err());
+        assert!(err.contains("unknown field `seedz`, expected one of `name`"), "{err}");
+        let text = text.replace("seedz = 3\n", "").replace("'fairvision'", "'fairvison'");
+        let err = format!("{:#}", Spec::parse(&text, "x.toml").unwrap_err());
+        assert!(err.contains("unknown variant `fairvison`, expected one of `fairvision`"), "{err}");
     }
 }

@@ -419,11 +419,31 @@ pub fn csv(t: &Tables) -> String {
 }
 
 /// Renders `tables` in `format` (md, latex or csv).
-pub fn render(tables: &Tables, format: &str) -> anyhow::Result<String> {
+/// A table's output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Md,
+    Latex,
+    Csv,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Md, Format::Latex, Format::Csv];
+
+    /// The file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Md => "md",
+            Format::Latex => "tex",
+            Format::Csv => "csv",
+        }
+    }
+}
+
+pub fn render(tables: &Tables, format: Format) -> anyhow::Result<String> {
     match format {
-        "md" => Ok(markdown(tables)),
-        "latex" => Ok(latex(tables)),
-        "csv" => Ok(csv(tables)),
-        other => anyhow::bail!("--format {other}: expected md, latex or csv"),
+        Format::Md => Ok(markdown(tables)),
+        Format::Latex => Ok(latex(tables)),
+        Format::Csv => Ok(csv(tables)),
     }
 }

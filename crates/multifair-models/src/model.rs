@@ -67,6 +67,26 @@ pub enum ModalityInput {
     Rows(Tensor<2>),
 }
 
+impl ModalityInput {
+    /// The input on `device`; `blank` zeroes pixels or replaces tokens with padding ids (mask
+    /// kept), so that the modality says nothing about the sample. Rows come only from
+    /// manifests, which mark a modality missing instead, and are moved as they are.
+    pub fn to_device(self, device: &Device, blank: bool) -> Self {
+        match self {
+            ModalityInput::Pixels(x) => {
+                let x = x.to_device(device);
+                ModalityInput::Pixels(if blank { x.zeros_like() } else { x })
+            }
+            ModalityInput::Tokens(ids, mask) => {
+                let ids = ids.to_device(device);
+                let ids = if blank { ids.zeros_like() } else { ids };
+                ModalityInput::Tokens(ids, mask.to_device(device))
+            }
+            ModalityInput::Rows(x) => ModalityInput::Rows(x.to_device(device)),
+        }
+    }
+}
+
 impl Encoder {
     /// The one encoder contract: a modality's batch -> features [B, d].
     pub fn forward(&self, input: ModalityInput) -> Tensor<2> {

@@ -8,7 +8,7 @@ use crate::oct::OctConfig;
 use crate::text::TextConfig;
 use crate::vit::VitConfig;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelSize {
     Tiny,

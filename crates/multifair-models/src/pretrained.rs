@@ -11,6 +11,7 @@ use burn::store::{
 use burn::tensor::Device;
 use serde_json::Value;
 
+use crate::model::{Encoder, EncoderConfig};
 use crate::text::{TextConfig, TextEncoder};
 use crate::vit::{Vit, VitConfig};
 
@@ -283,6 +284,73 @@ pub const WEIGHT_KEYS: &[(&str, &str)] = &[
     ("oct_weights", "volume"),
     ("text_weights", "text"),
 ];
+
+/// Sizes `encoder` from the pretrained folder of `--set key=folder` (its config.json), when
+/// the key is for this kind of encoder; returns whether it was. A ViT must have been pretrained
+/// at the run's `image_size`; a BERT's vocabulary must match its tokenizer's `vocab`.
+pub fn size_encoder(
+    encoder: &mut EncoderConfig,
+    key: &str,
+    folder: &Path,
+    image_size: usize,
+    vocab: usize,
+) -> Result<bool, String> {
+    let kind = WEIGHT_KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind);
+    let vit = |channels: usize| -> Result<VitConfig, String> {
+        let mut c = vit_config(folder)?;
+        if c.image_size != image_size {
+            return Err(format!(
+                "--set {key}={}: the model was pretrained at {} px, the run uses {image_size} (--set image_size={})",
+                folder.display(),
+                c.image_size,
+                c.image_size
+            ));
+        }
+        c.in_channels = channels;
+        Ok(c)
+    };
+    match (kind, encoder) {
+        (Some("image"), EncoderConfig::Image(c)) => *c = vit(3)?,
+        (Some("volume"), EncoderConfig::Volume(c)) => c.slice = vit(1)?,
+        (Some("text"), EncoderConfig::Text(c)) => {
+            *c = bert_config(folder)?;
+            if c.vocab_size != vocab {
+                return Err(format!(
+                    "--set {key}={}: config.json has {} tokens, its tokenizer {vocab}",
+                    folder.display(),
+                    c.vocab_size
+                ));
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// `encoder` rebuilt from the Hugging Face folder: a ViT for images, the OCT branch's slice
+/// encoder (one channel: filters summed over RGB), or the text encoder.
+pub fn load_encoder(
+    encoder: &Encoder,
+    folder: &Path,
+    device: &Device,
+) -> Result<(Encoder, ImportReport), String> {
+    Ok(match encoder {
+        Encoder::Image(_) => {
+            let (vit, report) = load_vit(folder, device)?;
+            (Encoder::Image(vit), report)
+        }
+        Encoder::Volume(oct) => {
+            let (vit, report) = load_vit(folder, device)?;
+            let oct = oct.clone().with_slice_encoder(vit.single_channel());
+            (Encoder::Volume(oct), report)
+        }
+        Encoder::Text(_) => {
+            let (bert, report) = load_bert(folder, device)?;
+            (Encoder::Text(bert), report)
+        }
+        Encoder::Tabular(_) => return Err("tabular encoders have no pretrained weights".into()),
+    })
+}
 
 /// A ViT built from `folder`'s config with its weights.
 pub fn load_vit(folder: &Path, device: &Device) -> Result<(Vit, ImportReport), String> {

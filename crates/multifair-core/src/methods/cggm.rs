@@ -22,20 +22,19 @@ use multifair_models::MultimodalModel;
 use super::MethodInfo;
 use super::erm::{Forward, finish};
 use crate::clip::scale_grads;
+use crate::hparams::{Hparams, Range};
 use crate::{
-    DeviceBatch, Method, Params, Setup, StepOutput, cosine, cross_entropy_per_sample,
+    DeviceBatch, Method, Setup, StepOutput, cosine, cross_entropy_per_sample, hparams, read_state,
+    write_state,
     last_layer_gradient, to_host,
 };
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "cggm",
     about: "CGGM (Guo et al., NeurIPS 2024): classifier-guided gradient magnitude and direction",
-    keys: &[
-        ("cggm_rho", "1.2"),
-        ("cggm_lambda", "0.15"),
-        ("cggm_direction", "weights (or gradients)"),
-    ],
-    defaults: &[],
+    hparams: CggmHparams::HPARAMS,
+    defaults: CggmHparams::defaults,
+    engine_defaults: &[],
     presets: &[
         (
             "food101",
@@ -58,22 +57,13 @@ pub const INFO: MethodInfo = MethodInfo {
         ("mosi", ADAM_PRESET),
         ("iemocap", ADAM_PRESET),
     ],
-    build: |params: &Params| {
-        let gradients = match params.get("cggm_direction") {
-            None | Some("weights") => false,
-            Some("gradients") => true,
-            Some(v) => {
-                return Err(format!(
-                    "--set cggm_direction={v}: expected weights or gradients"
-                ));
-            }
-        };
+    build: |h| {
+        let h = CggmHparams::from_value(h)?;
         Ok(Box::new(Cggm {
-            rho: params.f64_or("cggm_rho", 1.2)?,
-            lambda: params.f64_or("cggm_lambda", 0.15)?,
-            gradients,
-            prev_acc: Vec::new(),
-            prev_b: Vec::new(),
+            rho: h.rho,
+            lambda: h.lambda,
+            gradients: h.direction == Direction::Gradients,
+            state: CggmState::default(),
         }))
     },
 };
@@ -95,12 +85,40 @@ const ADAM_PRESET: &[(&str, &str)] = &[
     ("cggm_lambda", "0.2"),
 ];
 
+/// What the direction term compares the fused classifier with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The auxiliary classifiers' weights.
+    Weights,
+    /// Closed-form last-layer cross-entropy gradients.
+    Gradients,
+}
+
+hparams! {
+    pub struct CggmHparams {
+        /// Scale of the encoders' gradients, rho B_m.
+        rho as "cggm_rho": f64 = 1.2, Range::Uniform(1.0, 1.5);
+        /// Weight of the direction term.
+        lambda as "cggm_lambda": f64 = 0.15, Range::LogUniform(0.01, 0.5);
+        /// weights or gradients (see the module's notes).
+        direction as "cggm_direction": Direction = Direction::Weights, Range::Choice(&["weights", "gradients"]);
+    }
+}
+
+/// What a checkpoint keeps: the previous step's accuracies and coefficients.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CggmState {
+    prev_acc: Vec<f64>,
+    prev_b: Vec<f64>,
+}
+
 pub struct Cggm {
     rho: f64,
     lambda: f64,
     gradients: bool,
-    prev_acc: Vec<f64>,
-    prev_b: Vec<f64>,
+    state: CggmState,
 }
 
 /// B_m = (S - D_m) / S, S = sum D + 1e-8, from signed improvements D.
@@ -123,15 +141,15 @@ impl Method for Cggm {
 
     fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
         setup.require_modalities(INFO.name)?;
-        self.prev_acc.resize(setup.modalities, 0.0);
-        self.prev_b.resize(setup.modalities, 0.0);
+        self.state.prev_acc.resize(setup.modalities, 0.0);
+        self.state.prev_b.resize(setup.modalities, 0.0);
         Ok(())
     }
 
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
         let m = model.encoders.len();
-        self.prev_acc.resize(m, 0.0);
-        self.prev_b.resize(m, 0.0);
+        self.state.prev_acc.resize(m, 0.0);
+        self.state.prev_b.resize(m, 0.0);
         let tokens = model.encode(batch.inputs.clone());
         let hidden = model.fused_hidden(&tokens, Some(&batch.group_ids), batch.available.as_ref());
         let fused_logits = model.head.classify(hidden.clone());
@@ -157,7 +175,7 @@ impl Method for Cggm {
             })
             .collect();
         let acc = to_host(Tensor::cat(correct, 0)).expect("accuracies");
-        let improvement: Vec<f64> = acc.iter().zip(&self.prev_acc).map(|(a, p)| a - p).collect();
+        let improvement: Vec<f64> = acc.iter().zip(&self.state.prev_acc).map(|(a, p)| a - p).collect();
         let b = coefficients(&improvement);
 
         let mut direction: Option<Tensor<1>> = None;
@@ -167,7 +185,7 @@ impl Method for Cggm {
             } else {
                 model.head.classifier_weight()
             };
-            for (j, prev) in self.prev_b.iter().enumerate() {
+            for (j, prev) in self.state.prev_b.iter().enumerate() {
                 let own = if self.gradients {
                     last_layer_gradient(
                         aux_hidden[j].clone(),
@@ -178,7 +196,7 @@ impl Method for Cggm {
                     model.aux[j].classifier_weight()
                 };
                 let cos = cosine(fused_side.clone(), own.detach());
-                let term = direction_term(cos, *prev, self.prev_b.len());
+                let term = direction_term(cos, *prev, self.state.prev_b.len());
                 direction = Some(match direction {
                     Some(d) => d + term,
                     None => term,
@@ -198,30 +216,21 @@ impl Method for Cggm {
         for (j, bj) in b.iter().enumerate() {
             scale_grads(&model.encoders[j], &mut out.grads, self.rho * bj);
             scale_grads(&model.projections[j], &mut out.grads, self.rho * bj);
-            out.stats.insert(format!("coeff_{j}"), *bj);
+            out.stats.insert(crate::stats::coeff(j), *bj);
             out.stats.insert(format!("accuracy_{j}"), acc[j]);
         }
-        self.prev_acc = acc;
-        self.prev_b = b;
+        self.state.prev_acc = acc;
+        self.state.prev_b = b;
         out
     }
 
-    fn state(&self) -> BTreeMap<String, f64> {
-        let mut out = BTreeMap::new();
-        for (j, (a, b)) in self.prev_acc.iter().zip(&self.prev_b).enumerate() {
-            out.insert(format!("acc.{j}"), *a);
-            out.insert(format!("b.{j}"), *b);
-        }
-        out
+    fn state(&self) -> serde_json::Value {
+        write_state(&self.state)
     }
 
-    fn load_state(&mut self, state: &BTreeMap<String, f64>) {
-        let read = |name: &str| -> Vec<f64> {
-            (0..)
-                .map_while(|j| state.get(&format!("{name}.{j}")).copied())
-                .collect()
-        };
-        (self.prev_acc, self.prev_b) = (read("acc"), read("b"));
+    fn load_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+        self.state = read_state(state)?;
+        Ok(())
     }
 }
 

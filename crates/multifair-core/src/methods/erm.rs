@@ -8,15 +8,20 @@ use burn::tensor::Tensor;
 use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
-use crate::{DeviceBatch, Method, Params, StepOutput, cross_entropy_per_sample};
+use crate::hparams::{Hparams, NoHparams};
+use crate::{DeviceBatch, Method, StepOutput, cross_entropy_per_sample};
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "erm",
     about: "fusion model, empirical risk minimisation",
-    keys: &[],
-    defaults: &[],
+    hparams: NoHparams::HPARAMS,
+    defaults: NoHparams::defaults,
+    engine_defaults: &[],
     presets: &[],
-    build: |_: &Params| Ok(Box::new(Erm)),
+    build: |h| {
+        NoHparams::from_value(h)?;
+        Ok(Box::new(Erm))
+    },
 };
 
 pub struct Erm;

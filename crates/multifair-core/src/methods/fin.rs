@@ -7,15 +7,20 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::erm_step;
-use crate::{DeviceBatch, Method, Params, Setup, StepOutput};
+use crate::hparams::{Hparams, NoHparams};
+use crate::{DeviceBatch, Method, Setup, StepOutput};
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "fin",
     about: "FIN (Luo et al., WACV 2024): per-group learnable normalisation of the fused feature",
-    keys: &[],
-    defaults: &[],
+    hparams: NoHparams::HPARAMS,
+    defaults: NoHparams::defaults,
+    engine_defaults: &[],
     presets: &[],
-    build: |_: &Params| Ok(Box::new(Fin)),
+    build: |h| {
+        NoHparams::from_value(h)?;
+        Ok(Box::new(Fin))
+    },
 };
 
 pub struct Fin;

@@ -13,19 +13,33 @@ use multifair_models::MultimodalModel;
 use super::MethodInfo;
 use super::erm::{finish, forward};
 use crate::sinkhorn::sinkhorn_divergence;
-use crate::{DeviceBatch, Method, Params, StepOutput, to_host};
+use crate::hparams::{Hparams, Range};
+use crate::{DeviceBatch, Method, StepOutput, hparams, to_host};
+
+hparams! {
+    pub struct FisHparams {
+        /// Weight of the sample's loss against its group's distance.
+        c as "fis_c": f64 = 0.5, Range::Uniform(0.0, 1.0);
+        /// Softmax temperature.
+        t as "fis_t": f64 = 1.0, Range::LogUniform(0.1, 10.0);
+        /// Sinkhorn blur.
+        blur as "fis_blur": f64 = 0.1, Range::LogUniform(0.01, 1.0);
+    }
+}
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "fis",
     about: "FIS (Luo et al., ICLR 2024): loss weights from losses and group Sinkhorn distances",
-    keys: &[("fis_c", "0.5"), ("fis_t", "1"), ("fis_blur", "0.1")],
-    defaults: &[],
+    hparams: FisHparams::HPARAMS,
+    defaults: FisHparams::defaults,
+    engine_defaults: &[],
     presets: &[],
-    build: |params: &Params| {
+    build: |h| {
+        let h = FisHparams::from_value(h)?;
         Ok(Box::new(Fis {
-            c: params.f64_or("fis_c", 0.5)?,
-            t: params.f64_or("fis_t", 1.0)?,
-            blur: params.f64_or("fis_blur", 0.1)?,
+            c: h.c,
+            t: h.t,
+            blur: h.blur,
         }))
     },
 };

@@ -10,21 +10,37 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::{finish, forward};
-use crate::{DeviceBatch, Method, Params, Setup, StepOutput, to_host};
+use crate::hparams::{Hparams, Range};
+use crate::{DeviceBatch, Method, Setup, StepOutput, hparams, read_state, to_host, write_state};
+
+hparams! {
+    pub struct GroupDroHparams {
+        /// Step size of the exponentiated-gradient update of q.
+        eta as "group_dro_eta": f64 = 0.01, Range::LogUniform(1e-3, 1e-1);
+    }
+}
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "group_dro",
     about: "GroupDRO (Sagawa et al., ICLR 2020): exponentiated-gradient group weights",
-    keys: &[("group_dro_eta", "0.01")],
-    defaults: &[],
+    hparams: GroupDroHparams::HPARAMS,
+    defaults: GroupDroHparams::defaults,
+    engine_defaults: &[],
     presets: &[],
-    build: |params: &Params| {
+    build: |h| {
         Ok(Box::new(GroupDro {
-            eta: params.f64_or("group_dro_eta", 0.01)?,
+            eta: GroupDroHparams::from_value(h)?.eta,
             q: Vec::new(),
         }))
     },
 };
+
+/// What a checkpoint keeps: the group weights.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupDroState {
+    q: Vec<f64>,
+}
 
 pub struct GroupDro {
     eta: f64,
@@ -112,21 +128,16 @@ impl Method for GroupDro {
         finish(model, f, objective, stats)
     }
 
-    fn state(&self) -> BTreeMap<String, f64> {
-        self.q
-            .iter()
-            .enumerate()
-            .map(|(g, q)| (format!("q.{g}"), *q))
-            .collect()
+    fn state(&self) -> serde_json::Value {
+        write_state(&GroupDroState { q: self.q.clone() })
     }
 
-    fn load_state(&mut self, state: &BTreeMap<String, f64>) {
-        let q: Vec<f64> = (0..state.len())
-            .map_while(|g| state.get(&format!("q.{g}")).copied())
-            .collect();
+    fn load_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+        let q = read_state::<GroupDroState>(state)?.q;
         if !q.is_empty() {
             self.q = q;
         }
+        Ok(())
     }
 }
 

@@ -12,25 +12,32 @@ mod reweight;
 mod unimodal;
 
 pub use erm::Erm;
-pub use multifair::{Modulation, Multifair, MultifairConfig};
+pub use multifair::{Modulation, Multifair, MultifairHparams};
 pub use multifair_ref::{MultifairRef, RefHparams, RefState, RefStats};
 pub use unimodal::Unimodal;
 
-use crate::{Method, Params};
+use serde_json::Value;
 
-/// A registered method: its name, the paper it comes from, its keys, and how to build it.
+use crate::Method;
+use crate::hparams::Hparam;
+
+/// A registered method: its name, the paper it comes from, its hyperparameters, and how to
+/// build it.
 pub struct MethodInfo {
     pub name: &'static str,
     pub about: &'static str,
-    /// `--set` keys the method reads, with their defaults.
-    pub keys: &'static [(&'static str, &'static str)],
-    /// Engine settings from the method's paper (optimizer, rates, schedule), applied before
-    /// the command line's `--set`.
-    pub defaults: &'static [(&'static str, &'static str)],
+    /// The `--set` keys the method reads, with their tuning ranges (see [`crate::hparams`]).
+    pub hparams: &'static [Hparam],
+    /// The keys' defaults, one JSON entry per key.
+    pub defaults: fn() -> Value,
+    /// Engine settings from the method's paper (optimizer, rates, schedule), applied over the
+    /// engine's defaults and under the command line's `--set`.
+    pub engine_defaults: &'static [(&'static str, &'static str)],
     /// Named settings from the method's own code for each of its paper's datasets, chosen
-    /// with `--set preset=NAME` and applied after `defaults`, before the command line.
+    /// with `--set preset=NAME` and applied after `engine_defaults`, before the command line.
     pub presets: &'static [Preset],
-    pub build: fn(&Params) -> Result<Box<dyn Method>, String>,
+    /// Builds the method from resolved hyperparameters (missing keys take their defaults).
+    pub build: fn(&Value) -> Result<Box<dyn Method>, String>,
 }
 
 /// A named group of `--set` pairs (see [`MethodInfo::presets`]).
@@ -49,11 +56,15 @@ pub const REGISTRY: &[MethodInfo] = &[
     fis::INFO,
 ];
 
-/// Builds the method `name` from `params`.
-pub fn create(name: &str, params: &Params) -> Result<Box<dyn Method>, String> {
-    let info = REGISTRY.iter().find(|m| m.name == name).ok_or_else(|| {
+/// The registered method `name`; an unknown name is an error listing the registered ones.
+pub fn info(name: &str) -> Result<&'static MethodInfo, String> {
+    REGISTRY.iter().find(|m| m.name == name).ok_or_else(|| {
         let names: Vec<_> = REGISTRY.iter().map(|m| m.name).collect();
         format!("unknown method '{name}'; available: {}", names.join(", "))
-    })?;
-    (info.build)(params)
+    })
+}
+
+/// Builds the method `name` from its hyperparameters (`{}`: all defaults).
+pub fn create(name: &str, hparams: &Value) -> Result<Box<dyn Method>, String> {
+    (info(name)?.build)(hparams)
 }

@@ -1,129 +1,105 @@
-//! MultiFair, generalised (DESIGN §6): M >= 2 modalities, K >= 2 groups per attribute, one or
-//! several attributes with weights (`multifair_attributes=race:1,gender:0.5`; default the run's),
-//! every statistic on the device (no host read inside the step but the logged ones), and
-//! per-sample modulation through the scaling identity, so that groups are reweighted inside the
-//! batch. Each change to the reference step is a switch, so the ablations are configurations:
+//! MultiFair, generalised (ours; `multifair_ref` is the reference's step and the one to read
+//! first). One forward and one backward per step, every statistic on the device:
 //!
-//! - `multifair_modality` (on): modality coefficients B_m from the auxiliary heads' AUC progress;
-//! - `multifair_group` (on): group factors f_mg from the EMA of surrogate group AUCs;
-//! - `multifair_per_sample` (on): w_{n,m} = rho B_m f_m(g_n); off: the reference's batch factor;
-//! - `multifair_smoothing` (0.5): EMA of the modality AUCs before differencing (0: raw);
-//! - `multifair_factor_max` (2): f clipped to [1/max, max] (0: unclipped);
-//! - `multifair_fairness` (0.5): weight of a fairness loss with gradient, relu(surrogate
-//!   group-AUC gap of the fused output - tau) (0: off);
-//! - `multifair_priority` (on): group factors only while the fused group-AUC gap exceeds tau;
-//! - `multifair_direction` (0: off): weight of the direction term
-//!   sum_m B_m (1 - cos(G_fused, G_m)), G the closed-form last-layer cross-entropy gradients of
-//!   the fused head and of modality m's auxiliary head (the reference's L_gm, which is always 0
-//!   there, made to work); only the fused side carries its gradient.
+//! 1. Encode each modality; auxiliary heads on the detached tokens give probabilities u_m.
+//! 2. Modality level ([`Multifair::modality_coefficients`]): AUC A_m of each head on the samples
+//!    that have its modality (macro one-vs-rest), smoothed, A_m <- s A_prev + (1 - s) A_batch;
+//!    D_m = |A_m - A_prev|, S = sum D + 1e-8, B_m = (S - D_m) / S.
+//! 3. Group level, per attribute ([`Multifair::group_weights`]): EMA E_mg of the surrogate AUC
+//!    1 - mean softplus(-(s_i - s_j)) of each head per group present in the batch;
+//!    f_mg = 1 + beta (mean_g E_mg - E_mg) / max(tau, 1e-4), clipped to [1/max, max];
+//!    applied while the fused prediction's group-AUC gap exceeds tau (priority).
+//! 4. Per-sample weights w_{m,n} = rho B_m f_m(g_n) (levels averaged with their weights; the
+//!    batch factor F_m instead with `multifair_per_sample=false`), applied to the tokens through
+//!    the scaling identity (`crate::scaling`), so each encoder's gradient is scaled per sample.
+//! 5. Loss = CE(fused) + lambda_f relu(surrogate group-AUC gap of the fused output - tau)
+//!    + lambda_d sum_m B_m (1 - cos(G_fused, G_m)) + the auxiliary heads' CE; backward once.
 //!
-//! With smoothing, clipping and the fairness loss off and batch mode on, the encoder scales
-//! equal `multifair_ref`'s (tested).
+//! Each change from the reference is a key (defaults below), so ablations are configurations;
+//! in the reference configuration (batch factor, no smoothing, clipping or fairness loss) the
+//! encoder scales equal `multifair_ref`'s (tested against the golden vectors).
 
 use std::collections::BTreeMap;
 
 use burn::optim::GradientsParams;
-use burn::tensor::activation::{relu, softplus};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use multifair_models::MultimodalModel;
+use serde::{Deserialize, Serialize};
 
 use super::MethodInfo;
+use crate::hparams::{Hparams, Range};
+use crate::pairwise::{auc_by_group, surrogate_by_group};
 use crate::scaling::scale_gradient;
+use crate::stats as names;
 use crate::{
-    DeviceBatch, Method, Params, Setup, StepOutput, cosine, cross_entropy, last_layer_gradient,
-    task_probabilities, task_targets, to_host,
+    DeviceBatch, Method, Setup, StepOutput, cosine, cross_entropy, hparams, last_layer_gradient,
+    read_state, task_probabilities, task_targets, to_host, write_state,
 };
+
+hparams! {
+    /// The generalised method's keys.
+    pub struct MultifairHparams {
+        /// Scale of the encoders' gradients, rho B_m.
+        rho as "multifair_rho": f64 = 1.2, Range::Uniform(0.8, 1.6);
+        /// Strength of the group factors.
+        beta as "multifair_beta": f64 = 0.3, Range::Uniform(0.1, 1.0);
+        /// Fairness threshold on group-AUC gaps (and the factors' scale).
+        tau as "multifair_tau": f64 = 0.04, Range::LogUniform(0.01, 0.2);
+        /// Decay of the group AUCs' moving average.
+        ema as "multifair_ema": f64 = 0.9, Range::Choice(&["0.8", "0.9", "0.95"]);
+        /// The modality level (coefficients B_m); false: B_m = 1.
+        modality as "multifair_modality": bool = true, Range::Fixed;
+        /// The group level (factors f_mg); false: f = 1.
+        group as "multifair_group": bool = true, Range::Fixed;
+        /// Per-sample weights rho B_m f_m(g_n); false: the reference's batch factor F_m.
+        per_sample as "multifair_per_sample": bool = true, Range::Fixed;
+        /// Group factors only while the fused group-AUC gap exceeds tau.
+        priority as "multifair_priority": bool = true, Range::Fixed;
+        /// Smoothing of the modality AUCs before differencing (0: raw).
+        smoothing as "multifair_smoothing": f64 = 0.5, Range::Uniform(0.0, 0.9);
+        /// Group factors clipped to [1/max, max] (0: unclipped).
+        factor_max as "multifair_factor_max": f64 = 2.0, Range::Uniform(1.5, 4.0);
+        /// Weight of the fairness loss with gradient (0: off).
+        fairness as "multifair_fairness": f64 = 0.5, Range::LogUniform(0.05, 2.0);
+        /// Weight of the direction term from last-layer gradients (0: off).
+        direction as "multifair_direction": f64 = 0.0, Range::Fixed;
+        /// Attributes balanced, with weights, e.g. race:1,gender:0.5 (empty: the run's, weight 1).
+        attributes as "multifair_attributes": String = String::new(), Range::Fixed;
+        /// Steps between logged statistics.
+        log_every as "multifair_log_every": usize = 10, Range::Fixed;
+    }
+}
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "multifair",
     about: "MultiFair generalised: any M and K, per-sample modulation, fairness loss with gradient",
-    keys: &[
-        ("multifair_rho", "1.2"),
-        ("multifair_beta", "0.3"),
-        ("multifair_tau", "0.04"),
-        ("multifair_ema", "0.9"),
-        ("multifair_modality", "true"),
-        ("multifair_group", "true"),
-        ("multifair_per_sample", "true"),
-        ("multifair_priority", "true"),
-        ("multifair_smoothing", "0.5"),
-        ("multifair_factor_max", "2"),
-        ("multifair_fairness", "0.5"),
-        ("multifair_direction", "0"),
-        (
-            "multifair_attributes",
-            "the run's attribute, weight 1 (e.g. race:1,gender:0.5)",
-        ),
-        ("multifair_log_every", "10"),
-    ],
-    defaults: &[],
+    hparams: MultifairHparams::HPARAMS,
+    defaults: MultifairHparams::defaults,
+    engine_defaults: &[],
     presets: &[],
-    build: |params: &Params| {
-        Ok(Box::new(Multifair::new(MultifairConfig::from_params(
-            params,
-        )?)))
-    },
+    build: |h| Ok(Box::new(Multifair::new(MultifairHparams::from_value(h)?)?)),
 };
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct MultifairConfig {
-    pub rho: f64,
-    pub beta: f64,
-    pub tau: f64,
-    pub ema: f64,
-    pub modality: bool,
-    pub group: bool,
-    pub per_sample: bool,
-    pub priority: bool,
-    pub smoothing: f64,
-    pub factor_max: f64,
-    pub fairness: f64,
-    pub direction: f64,
-    /// (attribute name, weight); empty: the run's attribute alone.
-    pub attributes: Vec<(String, f64)>,
-    pub log_every: usize,
-}
-
-impl MultifairConfig {
-    pub fn from_params(params: &Params) -> Result<Self, String> {
-        let flag = |key: &str| match params.get(key) {
-            None | Some("true") => Ok(true),
-            Some("false") => Ok(false),
-            Some(v) => Err(format!("--set {key}={v}: expected true or false")),
-        };
-        Ok(MultifairConfig {
-            rho: params.f64_or("multifair_rho", 1.2)?,
-            beta: params.f64_or("multifair_beta", 0.3)?,
-            tau: params.f64_or("multifair_tau", 0.04)?,
-            ema: params.f64_or("multifair_ema", 0.9)?,
-            modality: flag("multifair_modality")?,
-            group: flag("multifair_group")?,
-            per_sample: flag("multifair_per_sample")?,
-            priority: flag("multifair_priority")?,
-            smoothing: params.f64_or("multifair_smoothing", 0.5)?,
-            factor_max: params.f64_or("multifair_factor_max", 2.0)?,
-            fairness: params.f64_or("multifair_fairness", 0.5)?,
-            direction: params.f64_or("multifair_direction", 0.0)?,
-            log_every: params.f64_or("multifair_log_every", 10.0)?.max(1.0) as usize,
-            attributes: match params.get("multifair_attributes") {
-                None => Vec::new(),
-                Some(list) => list
-                    .split(',')
-                    .map(|item| {
-                        let (name, weight) = item.split_once(':').unwrap_or((item, "1"));
-                        let weight: f64 = weight.trim().parse().ok().filter(|w: &f64| *w > 0.0).ok_or_else(|| {
-                            format!("--set multifair_attributes={list}: '{item}' needs a positive weight (NAME:WEIGHT)")
-                        })?;
-                        Ok((name.trim().to_owned(), weight))
-                    })
-                    .collect::<Result<_, String>>()?,
-            },
-        })
+/// `race:1,gender:0.5` as (name, weight) pairs; empty: none (the run's attribute).
+fn parse_attributes(list: &str) -> Result<Vec<(String, f64)>, String> {
+    if list.trim().is_empty() {
+        return Ok(Vec::new());
     }
+    list.split(',')
+        .map(|item| {
+            let (name, weight) = item.split_once(':').unwrap_or((item, "1"));
+            let weight = weight.trim().parse().ok().filter(|w: &f64| *w > 0.0);
+            let weight = weight.ok_or_else(|| {
+                format!("multifair_attributes={list}: '{item}' needs a positive weight (NAME:WEIGHT)")
+            })?;
+            Ok((name.trim().to_owned(), weight))
+        })
+        .collect()
 }
 
 /// One attribute's group level: its codes seen so far (column k of the EMA belongs to
-/// `codes[k]`) and the EMA of the surrogate AUC per modality and group [M, K] (0.5 at the start).
+/// `codes[k]`) and the EMA of the surrogate AUC per modality and group [M, K] (0.5 at first).
 struct GroupLevel {
     /// Index of the attribute in the batch's codes, and its name for the logs.
     attribute: usize,
@@ -133,8 +109,26 @@ struct GroupLevel {
     ema: Option<Tensor<2>>,
 }
 
-/// The modulation of one step: weights [M, B] for the modalities' tokens, and statistics (per
-/// attribute level: group factors [M, K] and the priority flag).
+/// What a checkpoint keeps, on the host.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MultifairState {
+    steps: usize,
+    /// The (smoothed) modality AUCs [M].
+    auc: Option<Vec<f64>>,
+    levels: Vec<LevelState>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LevelState {
+    codes: Vec<i64>,
+    /// The EMA [M, K], row-major.
+    ema: Option<Vec<f64>>,
+}
+
+/// The modulation of one step: weights [M, B] for the modalities' tokens, the coefficients
+/// [M], and per attribute level its group factors [M, K] and priority flag [1].
 pub struct Modulation {
     pub weights: Tensor<2>,
     pub coeff: Tensor<1>,
@@ -142,101 +136,41 @@ pub struct Modulation {
     pub priority: Vec<Tensor<1>>,
 }
 
+/// One level's contribution: per-sample group weights [M, B], factors [M, K], priority [1].
+struct LevelWeights {
+    weights: Tensor<2>,
+    factors: Tensor<2>,
+    priority: Tensor<1>,
+}
+
 pub struct Multifair {
-    config: MultifairConfig,
+    h: MultifairHparams,
+    /// The parsed `multifair_attributes`.
+    attributes: Vec<(String, f64)>,
     /// The attributes whose groups are balanced (the first is the run's unless configured).
     levels: Vec<GroupLevel>,
     /// (Smoothed) AUC of each auxiliary head [M], 0.5 at the start.
     auc: Option<Tensor<1>>,
     /// Host copy from a checkpoint, turned into tensors at the first step.
-    restored: BTreeMap<String, f64>,
+    restored: MultifairState,
     steps: usize,
 }
 
-/// Pairwise "positive i beats negative j" statistics, per group: mean of `pair(s_i - s_j)` over
-/// positive i and negative j of each group (rows of `members`), and whether the group has both
-/// classes. `scores` [T, B] and `y` [T, B] (1 positive) hold one row per one-vs-rest task,
-/// `members` [K, B] (1 in the group); a group's value is the mean over the tasks it has both
-/// classes of (macro one-vs-rest), and it is valid when it has any.
-fn pairwise_by_group(
-    scores: Tensor<2>,
-    y: Tensor<2>,
-    members: Tensor<2>,
-    pair: impl Fn(Tensor<2>) -> Tensor<2>,
-) -> (Tensor<1>, Tensor<1>) {
-    let [tasks, b] = scores.dims();
-    let [k, _] = members.dims();
-    let one_task = |t: usize| {
-        let scores = scores.clone().slice([t..t + 1, 0..b]).reshape([b]);
-        let y = y.clone().slice([t..t + 1, 0..b]).reshape([b]);
-        let diff = scores.clone().reshape([b, 1]) - scores.reshape([1, b]); // s_i - s_j
-        let values = pair(diff); // [B, B]
-        let pos = members.clone() * y.clone().reshape([1, b]); // [K, B]
-        let neg = members.clone() * y.neg().add_scalar(1.0).reshape([1, b]);
-        let pairs = pos.clone().sum_dim(1) * neg.clone().sum_dim(1); // [K, 1]
-        let total = (pos.matmul(values) * neg).sum_dim(1); // [K, 1]
-        let valid = pairs.clone().greater_elem(0.0).float();
-        let mean = total / pairs.clamp_min(1.0);
-        (mean.reshape([k]), valid.reshape([k]))
-    };
-    if tasks == 1 {
-        return one_task(0);
-    }
-    let (mut sum, mut count) = (
-        Tensor::zeros([k], &members.device()),
-        Tensor::zeros([k], &members.device()),
-    );
-    for t in 0..tasks {
-        let (mean, valid) = one_task(t);
-        sum = sum + mean * valid.clone();
-        count = count + valid;
-    }
-    (
-        sum / count.clone().clamp_min(1.0),
-        count.greater_elem(0.0).float(),
-    )
-}
-
-/// ROC-AUC per group on the device, ties half; invalid groups get 0.
-fn auc_by_group(scores: Tensor<2>, y: Tensor<2>, members: Tensor<2>) -> (Tensor<1>, Tensor<1>) {
-    pairwise_by_group(scores, y, members, |d| {
-        d.sign().add_scalar(1.0).mul_scalar(0.5)
-    })
-}
-
-/// The reference's surrogate AUC per group: 1 - mean log(1 + exp(-(s_i - s_j))); 0.5 where a
-/// group lacks a class.
-fn surrogate_by_group(
-    scores: Tensor<2>,
-    y: Tensor<2>,
-    members: Tensor<2>,
-) -> (Tensor<1>, Tensor<1>) {
-    let (loss, valid) = pairwise_by_group(scores, y, members, |d| softplus(d.neg(), 1.0));
-    let value = loss.neg().add_scalar(1.0);
-    (
-        value.clone() * valid.clone() + valid.clone().neg().add_scalar(1.0).mul_scalar(0.5),
-        valid,
-    )
+/// `values` where `mask` is 1, `otherwise` where it is 0.
+fn select(mask: Tensor<2>, values: Tensor<2>, otherwise: Tensor<2>) -> Tensor<2> {
+    values * mask.clone() + otherwise * mask.neg().add_scalar(1.0)
 }
 
 impl Multifair {
-    pub fn new(config: MultifairConfig) -> Self {
-        Multifair {
-            config,
+    pub fn new(h: MultifairHparams) -> Result<Self, String> {
+        Ok(Multifair {
+            attributes: parse_attributes(&h.attributes)?,
+            h,
             levels: Vec::new(),
             auc: None,
-            restored: BTreeMap::new(),
+            restored: MultifairState::default(),
             steps: 0,
-        }
-    }
-
-    /// Checkpoint keys of level `l`: the first level keeps the single-attribute names.
-    fn key(l: usize, what: &str) -> String {
-        if l == 0 {
-            what.to_owned()
-        } else {
-            format!("{what}@{l}")
-        }
+        })
     }
 
     /// The single-attribute level used when no setup named the attributes (direct use).
@@ -244,7 +178,7 @@ impl Multifair {
         if self.levels.is_empty() {
             self.levels.push(GroupLevel {
                 attribute: 0,
-                name: "group".into(),
+                name: names::FIRST_LEVEL.into(),
                 weight: 1.0,
                 codes: Vec::new(),
                 ema: None,
@@ -254,14 +188,8 @@ impl Multifair {
     }
 
     fn restore_codes(&mut self) {
-        for (l, level) in self.levels.iter_mut().enumerate() {
-            level.codes = (0..)
-                .map_while(|i| {
-                    self.restored
-                        .get(&format!("{}.{i}", Multifair::key(l, "code")))
-                        .map(|&c| c as i64)
-                })
-                .collect();
+        for (level, saved) in self.levels.iter_mut().zip(&self.restored.levels) {
+            level.codes = saved.codes.clone();
         }
     }
 
@@ -296,28 +224,28 @@ impl Multifair {
 
     /// The modality AUCs [M], from the checkpoint at the first step.
     fn auc_state(&mut self, modalities: usize, device: &Device) -> Tensor<1> {
-        let restored = &self.restored;
+        let restored = self.restored.auc.as_deref().unwrap_or(&[]);
         self.auc.take().unwrap_or_else(|| {
             let auc: Vec<f32> = (0..modalities)
-                .map(|m| restored.get(&format!("auc.{m}")).copied().unwrap_or(0.5) as f32)
+                .map(|m| restored.get(m).copied().unwrap_or(0.5) as f32)
                 .collect();
             Tensor::<1>::from_floats(auc.as_slice(), device)
         })
     }
 
-    /// Level `l`'s EMA [M, K], from the checkpoint at the first step.
+    /// Level `l`'s EMA [M, K], from the checkpoint at the first step (0.5 for groups it lacks).
     fn ema_state(&mut self, l: usize, modalities: usize, device: &Device) -> Tensor<2> {
-        let restored = &self.restored;
+        let saved = self.restored.levels.get(l).cloned().unwrap_or_default();
         let level = &mut self.levels[l];
         let k = level.codes.len();
         level.ema.take().unwrap_or_else(|| {
-            let prefix = Multifair::key(l, "ema");
+            let (saved_k, values) = (saved.codes.len(), saved.ema.unwrap_or_default());
             let ema: Vec<f32> = (0..modalities)
                 .flat_map(|m| {
-                    let prefix = &prefix;
+                    let (codes, values) = (&saved.codes, &values);
                     level.codes.iter().map(move |g| {
-                        restored
-                            .get(&format!("{prefix}.{m}.{g}"))
+                        let j = codes.iter().position(|c| c == g);
+                        j.and_then(|j| values.get(m * saved_k + j))
                             .copied()
                             .unwrap_or(0.5) as f32
                     })
@@ -327,33 +255,118 @@ impl Multifair {
         })
     }
 
+    /// Step 2: B_m [M] from each head's AUC progress; `judged` [M, B] marks the samples each
+    /// head is judged on. A head whose batch lacks a class keeps its previous AUC.
+    fn modality_coefficients(&mut self, aux: &Tensor<3>, y: &Tensor<2>, judged: &Tensor<2>) -> Tensor<1> {
+        let [m, t, b] = aux.dims();
+        let device = aux.device();
+        let (batch_auc, valid): (Vec<_>, Vec<_>) = (0..m)
+            .map(|i| {
+                let head = aux.clone().slice([i..i + 1, 0..t, 0..b]).reshape([t, b]);
+                auc_by_group(head, y.clone(), judged.clone().slice([i..i + 1, 0..b]))
+            })
+            .unzip();
+        let prev = self.auc_state(m, &device);
+        let (batch_auc, valid) = (Tensor::cat(batch_auc, 0), Tensor::cat(valid, 0));
+        let batch_auc = batch_auc * valid.clone() + prev.clone() * valid.neg().add_scalar(1.0);
+        let s = self.h.smoothing;
+        let auc = prev.clone().mul_scalar(s) + batch_auc.mul_scalar(1.0 - s);
+        let delta = (auc.clone() - prev).abs();
+        let total = delta.clone().sum().add_scalar(1e-8);
+        self.auc = Some(auc);
+        if !self.h.modality {
+            return Tensor::ones([m], &device);
+        }
+        (total.clone().expand([m]) - delta) / total.expand([m])
+    }
+
+    /// Step 3 for level `l` with the batch's `codes`: the EMA update, the group factors, the
+    /// priority, and the per-sample (or batch) group weights.
+    fn group_weights(
+        &mut self,
+        l: usize,
+        codes: &[i64],
+        aux: &Tensor<3>,
+        fused: &Tensor<2>,
+        y: &Tensor<2>,
+        judged: &Tensor<2>,
+    ) -> LevelWeights {
+        let (h, device, [m, t, b]) = (self.h.clone(), aux.device(), aux.dims());
+        let (members, present) = self.members(l, codes, &device);
+        let k = self.levels[l].codes.len();
+        let ema_prev = self.ema_state(l, m, &device);
+        let surrogate: Vec<Tensor<1>> = (0..m)
+            .map(|i| {
+                let head = aux.clone().slice([i..i + 1, 0..t, 0..b]).reshape([t, b]);
+                let judged = members.clone() * judged.clone().slice([i..i + 1, 0..b]).expand([k, b]);
+                surrogate_by_group(head, y.clone(), judged).0
+            })
+            .collect();
+        let surrogate = Tensor::stack::<2>(surrogate, 0); // [M, K]
+        let present_mk = present.clone().reshape([1, k]).expand([m, k]);
+        let updated = ema_prev.clone().mul_scalar(h.ema) + surrogate.mul_scalar(1.0 - h.ema);
+        let ema = select(present_mk.clone(), updated, ema_prev);
+        let n_present = present.clone().sum().clamp_min(1.0).reshape([1, 1]);
+        let mean = (ema.clone() * present_mk).sum_dim(1) / n_present.expand([m, 1]); // [M, 1]
+        let mut factors = (mean.expand([m, k]) - ema.clone())
+            .mul_scalar(h.beta / h.tau.max(1e-4))
+            .add_scalar(1.0);
+        if h.factor_max > 0.0 {
+            factors = factors.clamp(1.0 / h.factor_max, h.factor_max);
+        }
+        if !h.group {
+            factors = Tensor::ones([m, k], &device);
+        }
+        self.levels[l].ema = Some(ema);
+
+        // Priority: the fused prediction's group-AUC gap over the groups in the batch.
+        let (fused_auc, fused_valid) = auc_by_group(fused.clone(), y.clone(), members.clone());
+        let fused_auc =
+            fused_auc * fused_valid.clone() + fused_valid.neg().add_scalar(1.0).mul_scalar(0.5);
+        let absent = present.neg().add_scalar(1.0);
+        let high = (fused_auc.clone() + absent.clone().mul_scalar(-1e9)).max();
+        let low = (fused_auc + absent.mul_scalar(1e9)).min();
+        let priority = if h.priority {
+            (high - low).greater_elem(h.tau).float()
+        } else {
+            Tensor::ones([1], &device)
+        };
+
+        // Per-sample factor f_m(g_n) (1 for unknown codes), or the batch factor F_m.
+        let known = members.clone().sum_dim(0); // [1, B]
+        let per_sample =
+            factors.clone().matmul(members) + known.clone().neg().add_scalar(1.0).expand([m, b]);
+        let weights = if h.per_sample {
+            per_sample
+        } else {
+            let n_known = known.clone().sum().clamp_min(1.0).reshape([1, 1]);
+            (per_sample * known.expand([m, b]))
+                .sum_dim(1)
+                .div(n_known.expand([m, 1]))
+                .expand([m, b])
+        };
+        let p = priority.clone().reshape([1, 1]).expand([m, b]);
+        LevelWeights {
+            weights: weights * p.clone() + p.neg().add_scalar(1.0),
+            factors,
+            priority,
+        }
+    }
+
     /// The step's modulation for a two-class label and one attribute whose codes are `groups`
     /// (direct use, as in the golden tests): positive-class probabilities of the heads [M, B]
     /// and of the fusion [B], labels y [B]; see [`Multifair::modulate_levels`].
-    pub fn modulate(
-        &mut self,
-        aux: Tensor<2>,
-        fused: Tensor<1>,
-        y: Tensor<1>,
-        groups: &[i64],
-    ) -> Modulation {
+    pub fn modulate(&mut self, aux: Tensor<2>, fused: Tensor<1>, y: Tensor<1>, groups: &[i64]) -> Modulation {
         self.ensure_levels();
         let ([m, b], t) = (aux.dims(), 1);
-        self.modulate_levels(
-            aux.reshape([m, t, b]),
-            fused.reshape([t, b]),
-            y.reshape([t, b]),
-            &[groups],
-            None,
-        )
+        let (aux, fused, y) = (aux.reshape([m, t, b]), fused.reshape([t, b]), y.reshape([t, b]));
+        self.modulate_levels(aux, fused, y, &[groups], None)
     }
 
-    /// The step's modulation from each auxiliary head's and the fused probabilities of every
-    /// one-vs-rest task ([M, T, B] and [T, B], no gradient; T = 1 for two classes), the tasks'
-    /// targets y [T, B] and, per attribute level, the batch's codes. AUCs are macro averages
-    /// over the tasks. The per-sample group factors of the levels are averaged with their
-    /// weights. With `available` [B, M] (missing modalities), each head's AUCs count only the
-    /// samples that have its modality.
+    /// Steps 2–4 from each auxiliary head's and the fused probabilities of every one-vs-rest
+    /// task ([M, T, B] and [T, B], no gradient; T = 1 for two classes), the tasks' targets y
+    /// [T, B] and, per attribute level, the batch's codes. With `available` [B, M] (missing
+    /// modalities), each head is judged only on the samples that have its modality.
     pub fn modulate_levels(
         &mut self,
         aux: Tensor<3>,
@@ -362,115 +375,25 @@ impl Multifair {
         groups: &[&[i64]],
         available: Option<Tensor<2>>,
     ) -> Modulation {
-        let device = aux.device();
-        let cfg = self.config.clone();
-        let [m, t, b] = aux.dims();
-        let head = |i: usize| aux.clone().slice([i..i + 1, 0..t, 0..b]).reshape([t, b]);
-        // [M, B]: the samples each head is judged on.
-        let judged = match available {
-            Some(a) => a.transpose(),
-            None => Tensor::<2>::ones([m, b], &device),
-        };
-        let judged_row = |i: usize| judged.clone().slice([i..i + 1, 0..b]);
-
-        // Modality level: AUC progress of each head (the previous value where a class is missing).
-        let mut raw = Vec::with_capacity(m);
-        for i in 0..m {
-            raw.push(auc_by_group(head(i), y.clone(), judged_row(i)));
-        }
-        let prev = self.auc_state(m, &device);
-        let batch_auc = Tensor::cat(raw.iter().map(|(a, _)| a.clone()).collect(), 0);
-        let valid = Tensor::cat(raw.into_iter().map(|(_, v)| v).collect(), 0);
-        let batch_auc = batch_auc * valid.clone() + prev.clone() * valid.neg().add_scalar(1.0);
-        let auc =
-            prev.clone().mul_scalar(cfg.smoothing) + batch_auc.mul_scalar(1.0 - cfg.smoothing);
-        let delta = (auc.clone() - prev).abs();
-        let s = delta.clone().sum().add_scalar(1e-8);
-        let coeff = if cfg.modality {
-            (s.clone().expand([m]) - delta) / s.expand([m])
-        } else {
-            Tensor::ones([m], &device)
-        };
-        self.auc = Some(auc);
-
-        // Group level, per attribute: EMA of surrogate group AUCs for the groups in the batch.
-        let mut combined = Tensor::<2>::zeros([m, b], &device);
-        let mut total_weight = 0.0;
-        let (mut all_factors, mut priorities) = (Vec::new(), Vec::new());
+        let [m, _, b] = aux.dims();
+        let judged = available.map_or_else(|| Tensor::ones([m, b], &aux.device()), |a| a.transpose());
+        let coeff = self.modality_coefficients(&aux, &y, &judged);
+        let mut combined = Tensor::<2>::zeros([m, b], &aux.device());
+        let (mut factors, mut priority, mut total_weight) = (Vec::new(), Vec::new(), 0.0);
         for (l, codes) in groups.iter().enumerate() {
-            let (members, present) = self.members(l, codes, &device);
-            let k = self.levels[l].codes.len();
-            let ema_prev = self.ema_state(l, m, &device);
-            let surrogate: Vec<Tensor<1>> = (0..m)
-                .map(|i| {
-                    let judged = members.clone() * judged_row(i).expand([k, b]);
-                    surrogate_by_group(head(i), y.clone(), judged).0
-                })
-                .collect();
-            let surrogate = Tensor::stack::<2>(surrogate, 0); // [M, K]
-            let present_mk = present.clone().reshape([1, k]).expand([m, k]);
-            let updated =
-                ema_prev.clone().mul_scalar(cfg.ema) + surrogate.mul_scalar(1.0 - cfg.ema);
-            let ema =
-                updated * present_mk.clone() + ema_prev * present_mk.clone().neg().add_scalar(1.0);
-            let n_present = present.clone().sum().clamp_min(1.0).reshape([1, 1]);
-            let mean = (ema.clone() * present_mk.clone()).sum_dim(1) / n_present.expand([m, 1]); // [M, 1]
-            let mut factors = (mean.expand([m, k]) - ema.clone())
-                .mul_scalar(cfg.beta / cfg.tau.max(1e-4))
-                .add_scalar(1.0);
-            if cfg.factor_max > 0.0 {
-                factors = factors.clamp(1.0 / cfg.factor_max, cfg.factor_max);
-            }
-            if !cfg.group {
-                factors = Tensor::ones([m, k], &device);
-            }
-            self.levels[l].ema = Some(ema);
-
-            // Priority: the fused prediction's group-AUC gap over the groups in the batch.
-            let (fused_auc, fused_valid) = auc_by_group(fused.clone(), y.clone(), members.clone());
-            let fused_auc =
-                fused_auc * fused_valid.clone() + fused_valid.neg().add_scalar(1.0).mul_scalar(0.5);
-            let high =
-                (fused_auc.clone() + present.clone().neg().add_scalar(1.0).mul_scalar(-1e9)).max();
-            let low = (fused_auc + present.clone().neg().add_scalar(1.0).mul_scalar(1e9)).min();
-            let priority = if cfg.priority {
-                (high - low).greater_elem(cfg.tau).float()
-            } else {
-                Tensor::ones([1], &device)
-            };
-
-            // Per-sample factor f_m(g_n) (1 for unknown codes), or the batch factor F_m.
-            let known = members.clone().sum_dim(0); // [1, B]
-            let per_sample = factors.clone().matmul(members)
-                + known.clone().neg().add_scalar(1.0).expand([m, b]);
-            let group_weight = if cfg.per_sample {
-                per_sample
-            } else {
-                let n_known = known.clone().sum().clamp_min(1.0).reshape([1, 1]);
-                (per_sample * known.expand([m, b]))
-                    .sum_dim(1)
-                    .div(n_known.expand([m, 1]))
-                    .expand([m, b])
-            };
-            let p = priority.clone().reshape([1, 1]).expand([m, b]);
-            let group_weight = group_weight * p.clone() + p.neg().add_scalar(1.0);
+            let level = self.group_weights(l, codes, &aux, &fused, &y, &judged);
             let w = self.levels[l].weight;
-            combined = combined + group_weight.mul_scalar(w);
+            combined = combined + level.weights.mul_scalar(w);
             total_weight += w;
-            all_factors.push(factors);
-            priorities.push(priority);
+            factors.push(level.factors);
+            priority.push(level.priority);
         }
-        let weights = combined.div_scalar(total_weight.max(1e-12))
-            * coeff
-                .clone()
-                .reshape([m, 1])
-                .expand([m, b])
-                .mul_scalar(cfg.rho);
+        let rho_b = coeff.clone().reshape([m, 1]).expand([m, b]).mul_scalar(self.h.rho);
         Modulation {
-            weights,
+            weights: combined.div_scalar(total_weight.max(1e-12)) * rho_b,
             coeff,
-            factors: all_factors,
-            priority: priorities,
+            factors,
+            priority,
         }
     }
 
@@ -480,7 +403,77 @@ impl Multifair {
         let high = (value.clone() + valid.clone().neg().add_scalar(1.0).mul_scalar(-1e9)).max();
         let low = (value + valid.clone().neg().add_scalar(1.0).mul_scalar(1e9)).min();
         let two_groups = valid.sum().greater_elem(1.5).float();
-        relu((high - low).sub_scalar(self.config.tau)) * two_groups
+        relu((high - low).sub_scalar(self.h.tau)) * two_groups
+    }
+
+    /// The fairness loss of each level, averaged with the levels' weights.
+    fn levels_fairness_loss(&mut self, probs: Tensor<2>, y: &Tensor<2>, codes: &[&[i64]]) -> Tensor<1> {
+        let total_weight: f64 = self.levels.iter().map(|l| l.weight).sum();
+        let mut loss = Tensor::<1>::zeros([1], &y.device());
+        for (l, level_codes) in codes.iter().enumerate() {
+            let (members, _) = self.members(l, level_codes, &y.device());
+            let weight = self.levels[l].weight / total_weight;
+            loss = loss + self.fairness_loss(probs.clone(), y.clone(), members).mul_scalar(weight);
+        }
+        loss
+    }
+
+    /// Step 5's direction term: sum_m B_m (1 - cos(G_fused, G_m)) over closed-form last-layer
+    /// gradients; only the fused side carries gradient.
+    fn direction_term(
+        hidden: Tensor<2>,
+        fused_logits: Tensor<2>,
+        aux_hidden: Vec<Tensor<2>>,
+        aux_logits: &[Tensor<2>],
+        coeff: &Tensor<1>,
+        onehot: &Tensor<2>,
+    ) -> Tensor<1> {
+        let g_fused = last_layer_gradient(hidden, fused_logits, onehot.clone());
+        let terms: Vec<Tensor<1>> = aux_hidden
+            .into_iter()
+            .zip(aux_logits)
+            .enumerate()
+            .map(|(i, (h, u))| {
+                let g = last_layer_gradient(h, u.clone(), onehot.clone()).detach();
+                let b_m = coeff.clone().slice([i..i + 1]).detach();
+                cosine(g_fused.clone(), g).neg().add_scalar(1.0) * b_m
+            })
+            .collect();
+        Tensor::cat(terms, 0).sum()
+    }
+
+    /// Every `log_every` steps: coefficients, each level's factors and priority, and the
+    /// extra losses, read back to the host.
+    fn log_stats(&self, modulation: Modulation, extra: [(&str, Option<Tensor<1>>); 2]) -> BTreeMap<String, f64> {
+        let mut stats = BTreeMap::new();
+        if self.steps % self.h.log_every.max(1) != 0 {
+            return stats;
+        }
+        let host = |t: Tensor<1>| to_host(t).unwrap_or_default();
+        let m = modulation.coeff.dims()[0];
+        for (i, c) in host(modulation.coeff).iter().enumerate() {
+            stats.insert(names::coeff(i), *c);
+        }
+        let levels = modulation.factors.into_iter().zip(modulation.priority);
+        for (l, (factors, priority)) in levels.enumerate() {
+            let level = &self.levels[l];
+            let tag = if l == 0 { names::FIRST_LEVEL } else { level.name.as_str() };
+            let k = level.codes.len();
+            let factors = host(factors.reshape([m * k]));
+            for i in 0..m {
+                for (j, &code) in level.codes.iter().enumerate() {
+                    stats.insert(names::factor(i, tag, code), factors[i * k + j]);
+                }
+            }
+            let name = if l == 0 { names::PRIORITY.to_owned() } else { format!("{}_{tag}", names::PRIORITY) };
+            stats.insert(name, host(priority)[0]);
+        }
+        for (name, value) in extra {
+            if let Some(value) = value {
+                stats.insert(name.to_owned(), host(value)[0]);
+            }
+        }
+        stats
     }
 }
 
@@ -497,31 +490,18 @@ impl Method for Multifair {
     }
 
     fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
-        let named: Vec<(String, f64)> = if self.config.attributes.is_empty() {
-            vec![(setup.attributes[setup.attribute].clone(), 1.0)]
-        } else {
-            self.config.attributes.clone()
+        let named = match self.attributes.is_empty() {
+            true => vec![(setup.attributes[setup.attribute].clone(), 1.0)],
+            false => self.attributes.clone(),
         };
         self.levels = named
             .into_iter()
             .map(|(name, weight)| {
-                let attribute = setup
-                    .attributes
-                    .iter()
-                    .position(|a| *a == name)
-                    .ok_or_else(|| {
-                        format!(
-                            "--set multifair_attributes: no attribute '{name}'; available: {}",
-                            setup.attributes.join(", ")
-                        )
-                    })?;
-                Ok(GroupLevel {
-                    attribute,
-                    name,
-                    weight,
-                    codes: Vec::new(),
-                    ema: None,
-                })
+                let attribute = setup.attributes.iter().position(|a| *a == name).ok_or_else(|| {
+                    let known = setup.attributes.join(", ");
+                    format!("--set multifair_attributes: no attribute '{name}'; available: {known}")
+                })?;
+                Ok(GroupLevel { attribute, name, weight, codes: Vec::new(), ema: None })
             })
             .collect::<Result<_, String>>()?;
         self.restore_codes();
@@ -529,178 +509,87 @@ impl Method for Multifair {
     }
 
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
+        // 1. Encode; statistics from the heads and a detached pass of the fusion.
         let tokens = model.encode(batch.inputs.clone());
         let aux_hidden = model.aux_hidden(&tokens);
         let aux_logits = model.aux_classify(&aux_hidden);
-        let [b, _] = batch.onehot.dims();
-        let y = task_targets(batch.onehot.clone()); // [T, B]
-        // Statistics from a detached pass of the fusion (same forward values, no second graph).
+        let (y, available) = (task_targets(batch.onehot.clone()), batch.available.as_ref());
         let detached: Vec<Tensor<2>> = tokens.iter().map(|t| t.clone().detach()).collect();
-        let available = batch.available.as_ref();
-        let fused_plain = task_probabilities(
-            model
-                .fuse(&detached, Some(&batch.group_ids), available)
-                .detach(),
-        );
-        let aux = Tensor::stack::<3>(
-            aux_logits
-                .iter()
-                .map(|l| task_probabilities(l.clone().detach()))
-                .collect(),
-            0,
-        );
+        let fused_plain = model.fuse(&detached, Some(&batch.group_ids), available).detach();
+        let aux = aux_logits.iter().map(|l| task_probabilities(l.clone().detach())).collect();
         self.ensure_levels();
-        let codes: Vec<&[i64]> = self
-            .levels
-            .iter()
-            .map(|level| {
-                batch
-                    .codes
-                    .get(level.attribute)
-                    .map_or(&batch.groups[..], |c| &c[..])
-            })
+        let codes: Vec<&[i64]> = (self.levels.iter())
+            .map(|level| batch.codes.get(level.attribute).map_or(&batch.groups[..], |c| &c[..]))
             .collect();
-        let modulation =
-            self.modulate_levels(aux, fused_plain, y.clone(), &codes, available.cloned());
-        let m = tokens.len();
-        let scaled: Vec<Tensor<2>> = tokens
-            .iter()
-            .enumerate()
+        // 2–4. The modulation, applied to the tokens through the scaling identity.
+        let modulation = self.modulate_levels(
+            Tensor::stack::<3>(aux, 0),
+            task_probabilities(fused_plain),
+            y.clone(),
+            &codes,
+            available.cloned(),
+        );
+        let b = y.dims()[1];
+        let scaled: Vec<Tensor<2>> = (tokens.iter().enumerate())
             .map(|(i, t)| {
-                let w = modulation
-                    .weights
-                    .clone()
-                    .slice([i..i + 1, 0..b])
-                    .reshape([b, 1]);
+                let w = modulation.weights.clone().slice([i..i + 1, 0..b]).reshape([b, 1]);
                 scale_gradient(t.clone(), w)
             })
             .collect();
+        // 5. The loss and its one backward pass.
         let hidden = model.fused_hidden(&scaled, Some(&batch.group_ids), available);
         let fused_logits = model.head.classify(hidden.clone());
         let fused = cross_entropy(fused_logits.clone(), batch.onehot.clone());
+        let direction = (self.h.direction > 0.0).then(|| {
+            let (logits, coeff) = (fused_logits.clone(), &modulation.coeff);
+            Self::direction_term(hidden, logits, aux_hidden, &aux_logits, coeff, &batch.onehot)
+        });
+        let fairness = (self.h.fairness > 0.0).then(|| {
+            self.levels_fairness_loss(task_probabilities(fused_logits), &y, &codes)
+        });
         let mut total = fused.clone();
-        let direction = (self.config.direction > 0.0).then(|| {
-            let g_fused = last_layer_gradient(hidden, fused_logits.clone(), batch.onehot.clone());
-            let terms: Vec<Tensor<1>> = aux_hidden
-                .into_iter()
-                .zip(&aux_logits)
-                .enumerate()
-                .map(|(i, (h, u))| {
-                    let g = last_layer_gradient(h, u.clone(), batch.onehot.clone()).detach();
-                    let b_m = modulation.coeff.clone().slice([i..i + 1]).detach();
-                    cosine(g_fused.clone(), g).neg().add_scalar(1.0) * b_m
-                })
-                .collect();
-            Tensor::cat(terms, 0).sum()
-        });
         if let Some(term) = &direction {
-            total = total + term.clone().mul_scalar(self.config.direction);
+            total = total + term.clone().mul_scalar(self.h.direction);
         }
-        // The fairness loss of each level, averaged with the levels' weights.
-        let fairness = (self.config.fairness > 0.0).then(|| {
-            let probs = task_probabilities(fused_logits);
-            let total_weight: f64 = self.levels.iter().map(|l| l.weight).sum();
-            let mut loss = Tensor::<1>::zeros([1], &y.device());
-            for (l, level_codes) in codes.iter().enumerate() {
-                let (members, _) = self.members(l, level_codes, &y.device());
-                let weight = self.levels[l].weight / total_weight;
-                loss = loss
-                    + self
-                        .fairness_loss(probs.clone(), y.clone(), members)
-                        .mul_scalar(weight);
-            }
-            loss
-        });
         if let Some(loss) = &fairness {
-            total = total + loss.clone().mul_scalar(self.config.fairness);
+            total = total + loss.clone().mul_scalar(self.h.fairness);
         }
         total = total + batch.aux_loss(&aux_logits);
         let grads = GradientsParams::from_grads(total.backward(), model);
         self.steps += 1;
-        let mut stats = BTreeMap::new();
-        if self.steps % self.config.log_every == 0 {
-            let host = |t: Tensor<1>| to_host(t).unwrap_or_default();
-            for (i, c) in host(modulation.coeff).iter().enumerate() {
-                stats.insert(format!("coeff_{i}"), *c);
-            }
-            // The first level keeps the single-attribute names (`factor_M_group_G`, `priority`).
-            for (l, (factors, priority)) in modulation
-                .factors
-                .into_iter()
-                .zip(modulation.priority)
-                .enumerate()
-            {
-                let level = &self.levels[l];
-                let tag = if l == 0 {
-                    "group".to_owned()
-                } else {
-                    level.name.clone()
-                };
-                let k = level.codes.len();
-                let factors = host(factors.reshape([m * k]));
-                for i in 0..m {
-                    for (j, code) in level.codes.iter().enumerate() {
-                        stats.insert(format!("factor_{i}_{tag}_{code}"), factors[i * k + j]);
-                    }
-                }
-                let name = if l == 0 {
-                    "priority".to_owned()
-                } else {
-                    format!("priority_{tag}")
-                };
-                stats.insert(name, host(priority)[0]);
-            }
-            if let Some(loss) = fairness {
-                stats.insert("fairness_loss".into(), host(loss)[0]);
-            }
-            if let Some(term) = direction {
-                stats.insert("direction_loss".into(), host(term)[0]);
-            }
-        }
-        StepOutput {
-            grads,
-            loss: fused.detach(),
-            stats,
-        }
+        let extra = [(names::FAIRNESS_LOSS, fairness), (names::DIRECTION_LOSS, direction)];
+        let stats = self.log_stats(modulation, extra);
+        StepOutput { grads, loss: fused.detach(), stats }
     }
 
-    fn state(&self) -> BTreeMap<String, f64> {
-        let mut out = self.restored.clone();
+    fn state(&self) -> serde_json::Value {
         let host = |t: Tensor<1>| to_host(t).unwrap_or_default();
+        let mut state = self.restored.clone();
+        state.steps = self.steps;
         if let Some(auc) = &self.auc {
-            for (m, a) in host(auc.clone()).iter().enumerate() {
-                out.insert(format!("auc.{m}"), *a);
-            }
+            state.auc = Some(host(auc.clone()));
         }
-        for (l, level) in self.levels.iter().enumerate() {
+        state.levels.resize(self.levels.len(), LevelState::default());
+        for (saved, level) in state.levels.iter_mut().zip(&self.levels) {
+            // Codes grow only inside a step, after which the EMA is on the device.
+            saved.codes = level.codes.clone();
             if let Some(ema) = &level.ema {
                 let [m, k] = ema.dims();
-                let values = host(ema.clone().reshape([m * k]));
-                for i in 0..m {
-                    for (j, code) in level.codes.iter().enumerate() {
-                        out.insert(
-                            format!("{}.{i}.{code}", Multifair::key(l, "ema")),
-                            values[i * k + j],
-                        );
-                    }
-                }
-            }
-            for (i, code) in level.codes.iter().enumerate() {
-                out.insert(format!("{}.{i}", Multifair::key(l, "code")), *code as f64);
+                saved.ema = Some(host(ema.clone().reshape([m * k])));
             }
         }
-        out.insert("steps".into(), self.steps as f64);
-        out
+        write_state(&state)
     }
 
-    fn load_state(&mut self, state: &BTreeMap<String, f64>) {
-        self.steps = state.get("steps").copied().unwrap_or(0.0) as usize;
-        self.restored = state.clone();
+    fn load_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+        self.restored = read_state(state)?;
+        self.steps = self.restored.steps;
         self.auc = None;
         for level in &mut self.levels {
             level.ema = None;
         }
         self.restore_codes();
+        Ok(())
     }
 }
 
@@ -710,6 +599,10 @@ mod tests {
 
     fn host2(t: Tensor<2>) -> Vec<f32> {
         t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    fn hparams(pairs: serde_json::Value) -> Result<MultifairHparams, String> {
+        MultifairHparams::from_value(&pairs)
     }
 
     #[test]
@@ -737,12 +630,10 @@ mod tests {
             classes: 2,
         };
         let weights = |attributes: &str, codes: &[&[i64]]| {
-            let mut params = Params::default();
-            params
-                .0
-                .insert("multifair_attributes".into(), attributes.into());
-            params.0.insert("multifair_priority".into(), "false".into());
-            let mut method = Multifair::new(MultifairConfig::from_params(&params).unwrap());
+            let h = hparams(serde_json::json!({
+                "multifair_attributes": attributes, "multifair_priority": false
+            }));
+            let mut method = Multifair::new(h.unwrap()).unwrap();
             method.prepare(&setup).unwrap();
             host2(
                 method
@@ -760,55 +651,15 @@ mod tests {
         // The levels differ, so the average is not either one.
         assert!(r.iter().zip(&g).any(|(a, b)| (a - b).abs() > 1e-3));
 
-        let mut params = Params::default();
-        params
-            .0
-            .insert("multifair_attributes".into(), "race:1,income:2".into());
-        let mut method = Multifair::new(MultifairConfig::from_params(&params).unwrap());
+        let h = hparams(serde_json::json!({"multifair_attributes": "race:1,income:2"}));
+        let mut method = Multifair::new(h.unwrap()).unwrap();
         let err = method.prepare(&setup).err().unwrap();
         assert!(
             err.contains("no attribute 'income'; available: race, gender"),
             "{err}"
         );
-        params
-            .0
-            .insert("multifair_attributes".into(), "race:-1".into());
-        assert!(MultifairConfig::from_params(&params).is_err());
-    }
-
-    #[test]
-    fn multi_class_aucs_are_macro_one_vs_rest() {
-        let device = Device::flex();
-        // Three classes, six samples: each task's scores are the class's probabilities.
-        let labels = [0usize, 1, 2, 0, 1, 2];
-        let probs = [
-            [0.7, 0.2, 0.1],
-            [0.3, 0.4, 0.3],
-            [0.2, 0.3, 0.5],
-            [0.4, 0.5, 0.1],
-            [0.1, 0.8, 0.1],
-            [0.5, 0.1, 0.4],
-        ];
-        let scores: Vec<f32> = (0..3)
-            .flat_map(|c| probs.iter().map(move |p| p[c] as f32))
-            .collect();
-        let targets: Vec<f32> = (0..3)
-            .flat_map(|c| labels.iter().map(move |&y| (y == c) as u8 as f32))
-            .collect();
-        let scores = Tensor::<1>::from_floats(scores.as_slice(), &device).reshape([3, 6]);
-        let targets = Tensor::<1>::from_floats(targets.as_slice(), &device).reshape([3, 6]);
-        let everyone = Tensor::<2>::ones([1, 6], &device);
-        let (auc, valid) = auc_by_group(scores, targets, everyone);
-        let macro_auc = (0..3)
-            .map(|c| {
-                let s: Vec<f64> = probs.iter().map(|p| p[c]).collect();
-                let y: Vec<bool> = labels.iter().map(|&l| l == c).collect();
-                multifair_metrics::auc(&s, &y).unwrap()
-            })
-            .sum::<f64>()
-            / 3.0;
-        assert!((host2(auc.reshape([1, 1]))[0] as f64 - macro_auc).abs() < 1e-6);
-        assert_eq!(host2(valid.reshape([1, 1])), [1.0]);
+        let h = hparams(serde_json::json!({"multifair_attributes": "race:-1"}));
+        assert!(Multifair::new(h.unwrap()).is_err());
     }
 
     #[test]
@@ -833,8 +684,7 @@ mod tests {
             ];
             (aux[8 + 3], aux[8 + 6]) = (missing_scores[0], missing_scores[1]);
             let aux = Tensor::<1>::from_floats(aux.as_slice(), &device).reshape([2, 1, 8]);
-            let config = MultifairConfig::from_params(&Params::default()).unwrap();
-            let mut method = Multifair::new(config);
+            let mut method = Multifair::new(MultifairHparams::default()).unwrap();
             method.ensure_levels();
             let available = masked.then(|| mask.clone());
             let m = method.modulate_levels(aux, fused.clone(), y.clone(), &[&groups], available);
@@ -842,5 +692,23 @@ mod tests {
         };
         assert_eq!(run([0.0, 1.0], true), run([1.0, 0.0], true));
         assert_ne!(run([0.0, 1.0], false), run([1.0, 0.0], false));
+    }
+
+    #[test]
+    fn state_round_trips_through_a_checkpoint() {
+        let device = Device::flex();
+        let aux = Tensor::<1>::from_floats([0.9, 0.2, 0.8, 0.3, 0.6, 0.7, 0.2, 0.9], &device)
+            .reshape([2, 4]);
+        let fused = Tensor::<1>::from_floats([0.8, 0.3, 0.7, 0.4], &device);
+        let y = Tensor::<1>::from_floats([1.0, 0.0, 1.0, 0.0], &device);
+        let mut a = Multifair::new(MultifairHparams::default()).unwrap();
+        a.modulate(aux.clone(), fused.clone(), y.clone(), &[0, 1, 1, 0]);
+        let mut b = Multifair::new(MultifairHparams::default()).unwrap();
+        b.load_state(a.state()).unwrap();
+        let next = |m: &mut Multifair| {
+            host2(m.modulate(aux.clone(), fused.clone(), y.clone(), &[1, 0, 2, 0]).weights)
+        };
+        assert_eq!(next(&mut a), next(&mut b));
+        assert!(b.load_state(serde_json::json!({"steps": 1, "aucs": []})).is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! MultiFair as the reference implementation's training step really behaves (Zubair et al.,
-//! IEEE TMI 2026; DESIGN §6, steps 1–5), two modalities and two or more groups:
+//! IEEE TMI 2026; docs/algorithm.md, steps 1–5), two modalities and two or more groups:
 //!
 //! 1. auxiliary heads on detached features (their own AdamW, in the engine);
 //! 2. batch AUC A_m of each head (the previous one when the batch has one class),
@@ -23,51 +23,53 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use crate::clip::scale_grads;
+use crate::hparams::{Hparams, Range};
+use crate::stats as names;
 use crate::{
-    DeviceBatch, Method, Params, Setup, StepOutput, cross_entropy, positive_probability, to_host,
+    DeviceBatch, Method, Setup, StepOutput, cross_entropy, hparams, positive_probability, read_state,
+    to_host, write_state,
 };
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "multifair_ref",
     about: "MultiFair, the reference implementation's step (two modalities)",
-    keys: &[
-        ("multifair_rho", "1.2"),
-        ("multifair_beta", "0.3 (FairVLMed: 0.5)"),
-        ("multifair_tau", "0.04 (FairVLMed: 0.07)"),
-        ("multifair_ema", "0.9"),
-    ],
+    hparams: RefHparams::HPARAMS,
+    defaults: RefHparams::defaults,
     // The reference's main(): AdamW, aux heads 1e-5 against 3e-5 (the engine's `paper`
-    // rates), weight decay 6e-3 / 3e-3, warm-up + cosine.
-    defaults: &[
+    // rates), weight decay 6e-3 / 3e-3.
+    engine_defaults: &[
         ("optimizer", "adamw"),
         ("weight_decay", "6e-3"),
         ("aux_weight_decay", "3e-3"),
         ("clip", "0.8"),
     ],
     presets: &[],
-    build: |params: &Params| {
+    build: |h| {
         Ok(Box::new(MultifairRef {
-            hparams: RefHparams {
-                rho: params.f64_or("multifair_rho", 1.2)?,
-                beta: params.f64_or("multifair_beta", 0.3)?,
-                tau: params.f64_or("multifair_tau", 0.04)?,
-                ema: params.f64_or("multifair_ema", 0.9)?,
-            },
+            hparams: RefHparams::from_value(h)?,
             state: RefState::default(),
         }))
     },
 };
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RefHparams {
-    pub rho: f64,
-    pub beta: f64,
-    pub tau: f64,
-    pub ema: f64,
+hparams! {
+    /// The reference's hyperparameters (its FairVision `main()`; FairVLMed: beta 0.5, tau 0.07).
+    #[derive(Copy)]
+    pub struct RefHparams {
+        /// Scale of the encoders' gradients, rho B_m.
+        rho as "multifair_rho": f64 = 1.2, Range::Uniform(0.8, 1.6);
+        /// Strength of the group factors.
+        beta as "multifair_beta": f64 = 0.3, Range::Uniform(0.1, 1.0);
+        /// Fairness threshold on the fused group-AUC gap (and the factors' scale).
+        tau as "multifair_tau": f64 = 0.04, Range::LogUniform(0.01, 0.2);
+        /// Decay of the group AUCs' moving average.
+        ema as "multifair_ema": f64 = 0.9, Range::Choice(&["0.8", "0.9", "0.95"]);
+    }
 }
 
-/// What the reference carries from step to step.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What the reference carries from step to step (and a checkpoint keeps).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RefState {
     /// Previous batch AUC per modality (0.5 before the first batch).
     pub auc_prev: Vec<f64>,
@@ -311,15 +313,15 @@ impl Method for MultifairRef {
             .zip(&stats.encoder_grad_scale)
             .enumerate()
         {
-            out.insert(format!("coeff_{m}"), *b);
+            out.insert(names::coeff(m), *b);
             out.insert(format!("encoder_scale_{m}"), *s);
         }
         for (m, factors) in stats.modulation_factor.iter().enumerate() {
             for (g, f) in factors {
-                out.insert(format!("factor_{m}_group_{g}"), *f);
+                out.insert(names::factor(m, names::FIRST_LEVEL, *g), *f);
             }
         }
-        out.insert("priority".into(), stats.fairness_priority as u8 as f64);
+        out.insert(names::PRIORITY.into(), stats.fairness_priority as u8 as f64);
         out.insert("fairness_gap".into(), stats.fairness_gap);
         out.insert("fused_gap".into(), stats.fused_gap);
         StepOutput {
@@ -329,41 +331,12 @@ impl Method for MultifairRef {
         }
     }
 
-    fn state(&self) -> BTreeMap<String, f64> {
-        let mut out = BTreeMap::new();
-        for (m, a) in self.state.auc_prev.iter().enumerate() {
-            out.insert(format!("auc_prev.{m}"), *a);
-        }
-        for (m, ema) in self.state.ema.iter().enumerate() {
-            for (g, e) in ema {
-                out.insert(format!("ema.{m}.{g}"), *e);
-            }
-        }
-        out
+    fn state(&self) -> serde_json::Value {
+        write_state(&self.state)
     }
 
-    fn load_state(&mut self, state: &BTreeMap<String, f64>) {
-        let mut restored = RefState::default();
-        for (key, &value) in state {
-            let parts: Vec<&str> = key.split('.').collect();
-            match parts.as_slice() {
-                ["auc_prev", m] => {
-                    let m: usize = m.parse().unwrap_or(0);
-                    restored
-                        .auc_prev
-                        .resize(restored.auc_prev.len().max(m + 1), 0.5);
-                    restored.auc_prev[m] = value;
-                }
-                ["ema", m, g] => {
-                    let m: usize = m.parse().unwrap_or(0);
-                    restored
-                        .ema
-                        .resize(restored.ema.len().max(m + 1), BTreeMap::new());
-                    restored.ema[m].insert(g.parse().unwrap_or(0), value);
-                }
-                _ => {}
-            }
-        }
-        self.state = restored;
+    fn load_state(&mut self, state: serde_json::Value) -> Result<(), String> {
+        self.state = read_state(state)?;
+        Ok(())
     }
 }

@@ -18,19 +18,29 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::{finish, forward};
-use crate::{DeviceBatch, Method, Params, Setup, StepOutput, to_host};
+use crate::hparams::{Hparams, Range};
+use crate::{DeviceBatch, Method, Setup, StepOutput, hparams, to_host};
+
+hparams! {
+    pub struct OgmGeHparams {
+        /// Strength of the slow-down of the dominant modality, k = 1 - tanh(alpha ratio).
+        alpha as "ogm_alpha": f64 = 0.1, Range::LogUniform(0.01, 1.0);
+        /// First epoch of modulation (0-based).
+        start as "ogm_start": usize = 0, Range::Fixed;
+        /// Last epoch of modulation (inclusive).
+        end as "ogm_end": usize = 50, Range::Fixed;
+        /// Generalisation enhancement: Gaussian noise on the encoder gradients (false: OGM).
+        noise as "ogm_noise": bool = true, Range::Choice(&["true", "false"]);
+    }
+}
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "ogm_ge",
     about: "OGM-GE (Peng et al., CVPR 2022): slows the dominant encoder, adds gradient noise",
-    keys: &[
-        ("ogm_alpha", "0.1"),
-        ("ogm_start", "0"),
-        ("ogm_end", "50"),
-        ("ogm_noise", "true (GE; false: OGM)"),
-    ],
+    hparams: OgmGeHparams::HPARAMS,
+    defaults: OgmGeHparams::defaults,
     // The paper's code: SGD 1e-3, momentum 0.9, weight decay 1e-4, StepLR(70, 0.1).
-    defaults: &[
+    engine_defaults: &[
         ("optimizer", "sgd"),
         ("lr", "1e-3"),
         ("momentum", "0.9"),
@@ -42,22 +52,13 @@ pub const INFO: MethodInfo = MethodInfo {
         ("warmup_epochs", "0"),
     ],
     presets: &[],
-    build: |params: &Params| {
-        let count = |key: &str, default: usize| {
-            params.get(key).map_or(Ok(default), |v| {
-                v.parse()
-                    .map_err(|_| format!("--set {key}={v}: expected a count"))
-            })
-        };
+    build: |h| {
+        let h = OgmGeHparams::from_value(h)?;
         Ok(Box::new(OgmGe {
-            alpha: params.f64_or("ogm_alpha", 0.1)?,
-            start: count("ogm_start", 0)?,
-            end: count("ogm_end", 50)?,
-            noise: match params.get("ogm_noise") {
-                None | Some("true") => true,
-                Some("false") => false,
-                Some(v) => return Err(format!("--set ogm_noise={v}: expected true or false")),
-            },
+            alpha: h.alpha,
+            start: h.start,
+            end: h.end,
+            noise: h.noise,
             epoch: 0,
         }))
     },
@@ -164,7 +165,7 @@ impl Method for OgmGe {
         for (m, (s, k)) in scores.iter().zip(&k).enumerate() {
             out.stats.insert(format!("score_{m}"), *s);
             out.stats
-                .insert(format!("coeff_{m}"), if active { *k } else { 1.0 });
+                .insert(crate::stats::coeff(m), if active { *k } else { 1.0 });
         }
         out
     }

@@ -10,22 +10,36 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::{finish, forward};
-use crate::{DeviceBatch, Method, Params, Setup, StepOutput};
+use crate::hparams::{Hparams, Range};
+use crate::{DeviceBatch, Method, Setup, StepOutput, hparams};
+
+/// How groups are balanced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReweightMode {
+    /// Inverse group-frequency loss weights.
+    Loss,
+    /// Batches that draw every group equally often.
+    Sample,
+}
+
+hparams! {
+    pub struct ReweightHparams {
+        /// loss (inverse-frequency weights) or sample (balanced group sampling).
+        mode as "reweight_mode": ReweightMode = ReweightMode::Loss, Range::Choice(&["loss", "sample"]);
+    }
+}
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "reweight",
     about: "group reweighting: inverse group-frequency loss weights or balanced group sampling",
-    keys: &[("reweight_mode", "loss (or sample)")],
-    defaults: &[],
+    hparams: ReweightHparams::HPARAMS,
+    defaults: ReweightHparams::defaults,
+    engine_defaults: &[],
     presets: &[],
-    build: |params: &Params| {
-        let sample = match params.get("reweight_mode") {
-            None | Some("loss") => false,
-            Some("sample") => true,
-            Some(v) => return Err(format!("--set reweight_mode={v}: expected loss or sample")),
-        };
+    build: |h| {
         Ok(Box::new(Reweight {
-            sample,
+            sample: ReweightHparams::from_value(h)?.mode == ReweightMode::Sample,
             weights: Vec::new(),
         }))
     },

@@ -7,17 +7,26 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::{finish, forward};
-use crate::{DeviceBatch, Method, Params, StepOutput};
+use crate::hparams::{Hparams, Range};
+use crate::{DeviceBatch, Method, StepOutput, hparams};
+
+hparams! {
+    pub struct UnimodalHparams {
+        /// The modality trained alone (null: the dataset's first).
+        modality as "unimodal_modality": Option<String> = None, Range::Fixed;
+    }
+}
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "unimodal",
     about: "a single modality (unimodal_modality), the baseline each modality reaches alone",
-    keys: &[("unimodal_modality", "the dataset's first modality")],
-    defaults: &[],
+    hparams: UnimodalHparams::HPARAMS,
+    defaults: UnimodalHparams::defaults,
+    engine_defaults: &[],
     presets: &[],
-    build: |params: &Params| {
+    build: |h| {
         Ok(Box::new(Unimodal {
-            modality: params.get("unimodal_modality").map(str::to_owned),
+            modality: UnimodalHparams::from_value(h)?.modality,
         }))
     },
 };

@@ -1,0 +1,138 @@
+//! Typed hyperparameters, declared once per method: one line per key with its default and the
+//! range a tuner draws it from (DomainBed's `hparams_registry`). The [`hparams!`] macro turns the
+//! lines into a serde struct (unknown keys refused, every key defaulted), its `Default`, and the
+//! list of [`Hparam`]s that `train --help` prints and the tuner reads.
+
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+/// Where a tuner draws a hyperparameter from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Range {
+    /// Uniform on [lo, hi].
+    Uniform(f64, f64),
+    /// 10^u with u uniform on [log10 lo, log10 hi].
+    LogUniform(f64, f64),
+    /// Whole numbers lo..=hi.
+    Int(i64, i64),
+    /// One of these values, written as `--set` reads them.
+    Choice(&'static [&'static str]),
+    /// Not tuned.
+    Fixed,
+}
+
+impl Range {
+    /// The range as help text shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            Range::Uniform(lo, hi) => format!("uniform [{lo}, {hi}]"),
+            Range::LogUniform(lo, hi) => format!("log-uniform [{lo}, {hi}]"),
+            Range::Int(lo, hi) => format!("integer [{lo}, {hi}]"),
+            Range::Choice(values) => format!("one of {}", values.join(", ")),
+            Range::Fixed => "not tuned".into(),
+        }
+    }
+}
+
+impl Serialize for Range {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.describe().serialize(s)
+    }
+}
+
+/// One declared hyperparameter.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Hparam {
+    /// The `--set` key (prefixed with the method's name).
+    pub key: &'static str,
+    pub range: Range,
+    pub doc: &'static str,
+}
+
+/// A method's hyperparameter struct as declared by [`hparams!`].
+pub trait Hparams: Serialize + DeserializeOwned + Default {
+    const HPARAMS: &'static [Hparam];
+
+    /// The defaults as JSON, one entry per key.
+    fn defaults() -> Value {
+        serde_json::to_value(Self::default()).expect("hyperparameters serialise")
+    }
+
+    /// Reads resolved values (as [`Hparams::defaults`] writes them).
+    fn from_value(value: &Value) -> Result<Self, String> {
+        serde_path_to_error::deserialize(value.clone()).map_err(|e| match e.path().to_string() {
+            path if path == "." => e.inner().to_string(),
+            path => format!("{path}: {}", e.inner()),
+        })
+    }
+}
+
+/// Declares a hyperparameter struct: `field as "key": Type = default, range;` per line, each
+/// with a doc comment.
+#[macro_export]
+macro_rules! hparams {
+    ($(#[$meta:meta])* pub struct $name:ident {
+        $( $(#[doc = $doc:literal])+ $field:ident as $key:literal : $ty:ty = $default:expr, $range:expr; )*
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct $name {
+            $( $(#[doc = $doc])+ #[serde(rename = $key)] pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        impl $crate::hparams::Hparams for $name {
+            const HPARAMS: &'static [$crate::hparams::Hparam] = &[
+                $( $crate::hparams::Hparam {
+                    key: $key,
+                    range: $range,
+                    doc: concat!($($doc),+),
+                }, )*
+            ];
+        }
+    };
+}
+
+hparams! {
+    /// A method without hyperparameters.
+    pub struct NoHparams {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    hparams! {
+        /// Two keys, for the tests.
+        pub struct Example {
+            /// A rate.
+            rate as "ex_rate": f64 = 0.5, Range::Uniform(0.0, 1.0);
+            /// A switch.
+            on as "ex_on": bool = true, Range::Choice(&["true", "false"]);
+        }
+    }
+
+    #[test]
+    fn defaults_are_declared_once_and_misspelt_keys_are_refused_with_the_valid_ones() {
+        assert_eq!(
+            Example::defaults(),
+            serde_json::json!({"ex_rate": 0.5, "ex_on": true})
+        );
+        let e = Example::from_value(&serde_json::json!({"ex_ratee": 1})).unwrap_err();
+        assert!(
+            e.contains("unknown field `ex_ratee`, expected `ex_rate` or `ex_on`"),
+            "{e}"
+        );
+        let e = Example::from_value(&serde_json::json!({"ex_on": "yes"})).unwrap_err();
+        assert!(e.starts_with("ex_on: invalid type"), "{e}");
+        assert_eq!(Example::HPARAMS[1].key, "ex_on");
+        assert_eq!(Example::HPARAMS[0].doc, " A rate.");
+    }
+}

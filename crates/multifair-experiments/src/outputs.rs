@@ -1,0 +1,111 @@
+//! What a run writes besides its checkpoint: `run.json`, `predictions.csv` (the input format of
+//! `multifair evaluate`) and `test.json` (its report, plus the selection and the modality x
+//! group report).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use multifair_core::ovr_tasks;
+use multifair_metrics::Predictions;
+use multifair_models::MultimodalModel;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::evaluate::{PredictionTable, report_json};
+use crate::score::Scored;
+use crate::setup::Run;
+
+pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+impl Run {
+    /// `run.json`: the resolved configuration, the model, the training groups, the imported
+    /// weights and the versions.
+    pub fn write_run_json(&self, out: &Path, imported: &[Value]) -> anyhow::Result<()> {
+        let config = &self.config;
+        write_json(
+            &out.join("run.json"),
+            &json!({
+                "config": config,
+                "model": &self.model_config,
+                "modalities": self.model_config.names(),
+                "train_groups": {
+                    "attribute": &config.attribute,
+                    "counts": &self.setup.group_counts,
+                    "unknown": self.setup.unknown,
+                },
+                "pretrained": imported,
+                "git_commit": git_commit(),
+                "versions": {"multifair": env!("CARGO_PKG_VERSION"), "burn": "0.22.1"},
+            }),
+        )
+    }
+
+    /// `predictions.csv` of the test split (two classes: `prob` is class 1's probability; more:
+    /// one `prob_C` column per class), and the same predictions as a table, from memory.
+    fn write_predictions(&self, out: &Path, scored: &Scored) -> anyhow::Result<PredictionTable> {
+        let classes = self.schema.classes.len();
+        let path = out.join("predictions.csv");
+        let mut csv = csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;
+        let mut header: Vec<String> = match classes {
+            2 => vec!["prob".into()],
+            _ => (0..classes).map(|c| format!("prob_{c}")).collect(),
+        };
+        header.push("label".into());
+        header.extend(self.schema.attributes.iter().map(|a| a.name.clone()));
+        csv.write_record(&header)?;
+        for (i, probs) in scored.probs.iter().enumerate() {
+            let mut row: Vec<String> = ovr_tasks(classes).map(|c| probs[c].to_string()).collect();
+            row.push(scored.labels[i].to_string());
+            row.extend(scored.codes.iter().map(|c| c[i].to_string()));
+            csv.write_record(&row)?;
+        }
+        csv.flush().with_context(|| format!("writing {}", path.display()))?;
+        let tasks = ovr_tasks(classes)
+            .map(|c| {
+                let p = scored.probs.iter().map(|p| p[c]).collect();
+                let y = scored.labels.iter().map(|&l| l as usize == c).collect();
+                Predictions::new(p, y, 0.5)
+            })
+            .collect::<Result<_, _>>()?;
+        let attributes = (self.schema.attributes.iter().zip(&scored.codes))
+            .map(|(a, codes)| (a.name.clone(), codes.clone()))
+            .collect();
+        Ok(PredictionTable { tasks, attributes })
+    }
+
+    /// Writes `predictions.csv` and `test.json` for the selected epoch's `model`; returns the
+    /// report.
+    pub fn write_test(&self, out: &Path, model: &MultimodalModel, selected: Option<usize>) -> anyhow::Result<Value> {
+        let scored = self.score(model, &self.test, None)?;
+        let table = self.write_predictions(out, &scored)?;
+        let mut test = report_json(&table, None)?;
+        let classes = &self.schema.classes;
+        if classes.len() > 2 {
+            test["classes"] = json!(classes);
+        }
+        // A manifest names its groups; tables use the names.
+        let named: BTreeMap<&str, &[String]> = (self.schema.attributes.iter())
+            .filter(|a| !a.groups.is_empty())
+            .map(|a| (a.name.as_str(), a.groups.as_slice()))
+            .collect();
+        if !named.is_empty() {
+            test["group_names"] = json!(named);
+        }
+        let c = &self.config;
+        test["selected_epoch"] = json!(selected);
+        test["selection"] =
+            json!({"metric": c.engine.selection.name(), "attribute": c.attribute, "split": "val"});
+        test["modality_group_report"] = self.modality_group_report(model, &scored)?;
+        write_json(&out.join("test.json"), &test)?;
+        Ok(test)
+    }
+}

@@ -1,0 +1,164 @@
+//! Scoring a model on a split: its predictions, the validation summary that model selection
+//! reads, and the modality x group report of the test split.
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
+use multifair_core::{ovr_tasks, to_host};
+use multifair_data::DatasetKind;
+use multifair_data::loader::Loader;
+use multifair_metrics::{GroupFrame, Predictions};
+use multifair_models::MultimodalModel;
+use serde_json::{Value, json};
+
+use crate::config::Selection;
+use crate::evaluate::macro_mean;
+use crate::setup::Run;
+
+/// A split's predictions: fused and each modality's auxiliary class probabilities, labels and
+/// attribute codes.
+pub struct Scored {
+    /// Fused class probabilities, [sample][class].
+    pub probs: Vec<Vec<f64>>,
+    /// Each modality's auxiliary class probabilities, [modality][sample][class].
+    pub aux: Vec<Vec<Vec<f64>>>,
+    /// Class index of each sample.
+    pub labels: Vec<u8>,
+    /// Codes, [attribute][sample].
+    pub codes: Vec<Vec<i64>>,
+}
+
+/// One one-vs-rest task of scored samples: class `c`'s probabilities and who has class `c`
+/// (for two classes the only task is class 1: the usual binary problem).
+fn task(probs: &[Vec<f64>], labels: &[u8], c: usize) -> anyhow::Result<Predictions> {
+    let p = probs.iter().map(|p| p[c]).collect();
+    let y = labels.iter().map(|&l| l as usize == c).collect();
+    Ok(Predictions::new(p, y, 0.5)?)
+}
+
+/// Each one-vs-rest task's group frame over `codes`.
+fn task_frames(probs: &[Vec<f64>], labels: &[u8], codes: &[i64], classes: usize) -> anyhow::Result<Vec<GroupFrame>> {
+    ovr_tasks(classes)
+        .map(|c| Ok(GroupFrame::new(&task(probs, labels, c)?, codes)?))
+        .collect()
+}
+
+/// Group code -> the group's AUC, macro-averaged over the tasks' frames.
+fn group_aucs(frames: &[GroupFrame]) -> BTreeMap<String, Option<f64>> {
+    (frames[0].groups.keys())
+        .map(|c| {
+            let per_task = frames.iter().map(|f| f.groups.get(c).and_then(|g| g.auc));
+            (c.to_string(), macro_mean(per_task))
+        })
+        .collect()
+}
+
+/// Cross-entropy of fused probabilities (what ReduceLROnPlateau watches); for two classes from
+/// the positive probability, as the binary reports read it.
+fn mean_loss(probs: &[Vec<f64>], labels: &[u8]) -> f64 {
+    let total: f64 = (probs.iter().zip(labels))
+        .map(|(p, &y)| {
+            let p_true = if p.len() == 2 && y == 0 { 1.0 - p[1] } else { p[y as usize] };
+            -p_true.clamp(1e-7, 1.0).ln()
+        })
+        .sum();
+    total / probs.len().max(1) as f64
+}
+
+impl Run {
+    /// Scores every sample of `loader` with the model in evaluation mode; `zero` takes one
+    /// modality out (for the modality x group report): as missing where the model learned with
+    /// missing modalities (manifests), else as a blank input.
+    pub fn score(&self, model: &MultimodalModel, loader: &Loader, zero: Option<usize>) -> anyhow::Result<Scored> {
+        let model = model.valid();
+        let classes = self.model_config.classes;
+        let mut scored = Scored {
+            probs: Vec::new(),
+            aux: vec![Vec::new(); self.modality_slots.len()],
+            labels: Vec::new(),
+            codes: vec![Vec::new(); self.schema.attributes.len()],
+        };
+        let host = |logits: Tensor<2>| -> anyhow::Result<Vec<Vec<f64>>> {
+            let flat = to_host(softmax(logits, 1).flatten::<1>(0, 1)).map_err(anyhow::Error::msg)?;
+            Ok(flat.chunks(classes).map(<[f64]>::to_vec).collect())
+        };
+        let masked = self.config.dataset == DatasetKind::Manifest;
+        let (drop, blank) = (zero.filter(|_| masked), zero.filter(|_| !masked));
+        // Inputs move to the evaluation (non-autodiff) device with the model.
+        let plain = self.device.clone().inner();
+        for batch in loader.epoch(0) {
+            let batch = batch?;
+            let db = self.device_batch(&batch, drop)?;
+            let inputs = (db.inputs.into_iter().enumerate())
+                .map(|(j, input)| input.to_device(&plain, blank == Some(j)))
+                .collect();
+            let groups = db.group_ids.to_device(&plain);
+            let available = db.available.map(|a| a.to_device(&plain));
+            let tokens = model.encode(inputs);
+            scored.probs.extend(host(model.fuse(&tokens, Some(&groups), available.as_ref()))?);
+            for (j, logits) in model.aux_logits(&tokens).into_iter().enumerate() {
+                scored.aux[j].extend(host(logits)?);
+            }
+            scored.labels.extend(&batch.labels);
+            for (a, codes) in batch.codes.into_iter().enumerate() {
+                scored.codes[a].extend(codes);
+            }
+        }
+        Ok(scored)
+    }
+
+    /// The selection score (higher is better) and the validation summary for `metrics.jsonl`.
+    pub fn validate(&self, scored: &Scored) -> anyhow::Result<(f64, Value)> {
+        let classes = self.model_config.classes;
+        let frames = |a: usize| task_frames(&scored.probs, &scored.labels, &scored.codes[a], classes);
+        let selected = frames(self.setup.attribute)?;
+        let auc = macro_mean(selected.iter().map(|f| f.overall.auc));
+        let es_auc = macro_mean(selected.iter().map(GroupFrame::es_auc));
+        let dto = ((1.0 - auc.unwrap_or(0.5)).powi(2) + (1.0 - es_auc.unwrap_or(0.0)).powi(2)).sqrt();
+        let score = match self.config.engine.selection {
+            Selection::Auc => auc.unwrap_or(0.5),
+            Selection::EsAuc => es_auc.unwrap_or(0.0),
+            Selection::Dto => -dto,
+        };
+        let mut gaps = serde_json::Map::new();
+        for (a, attribute) in self.schema.attributes.iter().enumerate() {
+            let gap = macro_mean(frames(a)?.iter().map(GroupFrame::auc_gap));
+            gaps.insert(attribute.name.clone(), json!(gap));
+        }
+        let mut aux = serde_json::Map::new();
+        for (name, probs) in self.model_config.names().iter().zip(&scored.aux) {
+            let per_task = ovr_tasks(classes)
+                .map(|c| Ok(task(probs, &scored.labels, c)?.auc()))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            aux.insert(name.to_string(), json!(macro_mean(per_task)));
+        }
+        let summary = json!({
+            "loss": mean_loss(&scored.probs, &scored.labels), "auc": auc, "es_auc": es_auc,
+            "dto": dto, "group_auc": group_aucs(&selected), "auc_gap": gaps, "aux_auc": aux,
+        });
+        Ok((score, summary))
+    }
+
+    /// Per modality: its auxiliary head's AUC per group, and the fused AUC per group with that
+    /// modality taken out — which modality fails which group.
+    pub fn modality_group_report(&self, model: &MultimodalModel, scored: &Scored) -> anyhow::Result<Value> {
+        let groups = |probs: &[Vec<f64>]| -> anyhow::Result<Value> {
+            let mut out = serde_json::Map::new();
+            for (a, attribute) in self.schema.attributes.iter().enumerate() {
+                let frames = task_frames(probs, &scored.labels, &scored.codes[a], self.model_config.classes)?;
+                let overall = macro_mean(frames.iter().map(|f| f.overall.auc));
+                out.insert(attribute.name.clone(), json!({"overall": overall, "groups": group_aucs(&frames)}));
+            }
+            Ok(Value::Object(out))
+        };
+        let mut report = serde_json::Map::new();
+        for (j, name) in self.model_config.names().iter().enumerate() {
+            let without = self.score(model, &self.test, Some(j))?;
+            let entry = json!({"aux": groups(&scored.aux[j])?, "fused_without": groups(&without.probs)?});
+            report.insert(name.to_string(), entry);
+        }
+        Ok(Value::Object(report))
+    }
+}

@@ -1,0 +1,173 @@
+//! A run's setup: the dataset's splits and loaders, the method's view of the data, the model's
+//! configuration (pretrained encoders sized from their folders), and device batches.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::tensor::Device;
+use multifair_core::{DeviceBatch, Method, Setup};
+use multifair_data::loader::{Batch, Loader, LoaderConfig, ModalityBatch};
+use multifair_data::preprocess::Augment;
+use multifair_data::tokenizer;
+use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind, Schema, SplitIndex};
+use multifair_models::pretrained::size_encoder;
+use multifair_models::{EncoderConfig, ModalityInput, ModelConfig};
+
+use crate::config::TrainConfig;
+
+/// A run's data, model configuration and device.
+pub struct Run {
+    pub config: TrainConfig,
+    pub device: Device,
+    pub schema: Schema,
+    /// Positions of the model's modalities in the dataset's batches.
+    pub modality_slots: Vec<usize>,
+    pub model_config: ModelConfig,
+    /// Training samples per group of the run's attribute, and how many have an unknown code.
+    pub setup: Setup,
+    /// (model modality index, name, folder) of each pretrained encoder.
+    pub pretrained: Vec<(usize, String, PathBuf)>,
+    pub train: Loader,
+    pub val: Loader,
+    pub test: Loader,
+}
+
+/// Training samples per group code of `attribute`, and how many have an unknown code.
+fn group_counts(train: &SplitIndex, attribute: usize) -> (Vec<usize>, usize) {
+    let (mut counts, mut unknown) = (Vec::new(), 0);
+    for sample in &train.samples {
+        match usize::try_from(sample.codes[attribute]) {
+            Ok(g) => {
+                counts.resize(counts.len().max(g + 1), 0);
+                counts[g] += 1;
+            }
+            Err(_) => unknown += 1,
+        }
+    }
+    (counts, unknown)
+}
+
+impl Run {
+    pub fn new(config: TrainConfig, method: &mut dyn Method) -> anyhow::Result<Self> {
+        let (kind, engine) = (config.dataset, &config.engine);
+        let index = DatasetIndex::open(kind, &config.data_dir, BadFilePolicy::Fail)?;
+        let [train_split, val_split, test_split] = index.train_val_test()?;
+        let schema = index.schema.clone();
+        let manifest = kind == DatasetKind::Manifest;
+        let tokenizer =
+            tokenizer::for_dataset(&schema, &train_split, engine.text_weights.as_deref(), manifest)
+                .map_err(anyhow::Error::msg)?;
+        let vocab = tokenizer.as_ref().map_or(0, |t| t.vocab_size());
+        let attribute = schema.attribute(&config.attribute).with_context(|| {
+            let names: Vec<&str> = schema.attributes.iter().map(|a| a.name.as_str()).collect();
+            format!("unknown attribute '{}'; available: {}", config.attribute, names.join(", "))
+        })?;
+        let names: Vec<String> = schema.modalities.iter().map(|m| m.name.clone()).collect();
+        let chosen = method.modalities(&names).map_err(anyhow::Error::msg)?;
+        let modality_slots: Vec<usize> = (chosen.iter())
+            .map(|c| names.iter().position(|n| n == c).expect("chosen from names"))
+            .collect();
+        let (group_counts, unknown) = group_counts(&train_split, attribute);
+        let setup = Setup {
+            modalities: modality_slots.len(),
+            attributes: schema.attributes.iter().map(|a| a.name.clone()).collect(),
+            attribute,
+            group_counts,
+            unknown,
+            classes: schema.classes.len(),
+        };
+        method
+            .prepare(&setup)
+            .map_err(|e| anyhow::anyhow!("{} on {}: {e}", config.method, kind.name()))?;
+
+        let mut base = LoaderConfig::new(engine.batch_size, engine.image_size, engine.slices);
+        (base.seed, base.workers, base.max_tokens) = (config.seed, engine.workers, engine.max_tokens);
+        let mut train_config = base.clone();
+        (train_config.shuffle, train_config.augment) = (true, Some(Augment::default()));
+        if method.balanced_sampling() {
+            train_config.balance_attribute = Some(attribute);
+        }
+        let loader = |s: &SplitIndex, cfg: LoaderConfig| -> anyhow::Result<Loader> {
+            Loader::new(&schema, s, cfg, tokenizer.clone()).map_err(anyhow::Error::msg)
+        };
+        let (model_config, pretrained) =
+            Self::model_config(&config, &schema, &modality_slots, &setup, method, vocab)?;
+        Ok(Run {
+            train: loader(&train_split, train_config)?,
+            val: loader(&val_split, base.clone())?,
+            test: loader(&test_split, base)?,
+            device: config.device.device()?.autodiff(),
+            config,
+            schema,
+            modality_slots,
+            model_config,
+            setup,
+            pretrained,
+        })
+    }
+
+    /// The model over the chosen modalities: a FIN layer if the method asks, tabular widths
+    /// from the data, and pretrained encoders sized from their folders' config.json.
+    fn model_config(
+        config: &TrainConfig,
+        schema: &Schema,
+        slots: &[usize],
+        setup: &Setup,
+        method: &dyn Method,
+        vocab: usize,
+    ) -> anyhow::Result<(ModelConfig, Vec<(usize, String, PathBuf)>)> {
+        let engine = &config.engine;
+        let kinds: Vec<(&str, &str)> = (slots.iter())
+            .map(|&i| (schema.modalities[i].name.as_str(), schema.modalities[i].kind.name()))
+            .collect();
+        let classes = schema.classes.len();
+        let mut model = config.model.model(&kinds, engine.image_size, engine.slices, vocab, classes);
+        if method.fair_norm() {
+            model.fin_groups = Some(setup.group_counts.len());
+        }
+        for ((_, encoder), &i) in model.modalities.iter_mut().zip(slots) {
+            if let (EncoderConfig::Tabular(c), Some(t)) = (encoder, &schema.modalities[i].tabular) {
+                c.inputs = t.width();
+            }
+        }
+        let mut pretrained = Vec::new();
+        for (j, (name, encoder)) in model.modalities.iter_mut().enumerate() {
+            for (key, folder) in engine.weights() {
+                if size_encoder(encoder, key, folder, engine.image_size, vocab)
+                    .map_err(anyhow::Error::msg)?
+                {
+                    pretrained.push((j, name.clone(), folder.to_path_buf()));
+                }
+            }
+        }
+        Ok((model, pretrained))
+    }
+
+    /// The model's inputs from a loader batch, on the device; `drop` marks one model modality
+    /// missing for every sample.
+    pub fn device_batch(&self, batch: &Batch, drop: Option<usize>) -> anyhow::Result<DeviceBatch> {
+        let device = &self.device;
+        let inputs = (self.modality_slots.iter())
+            .map(|&i| {
+                let (name, modality) = &batch.modalities[i];
+                let input = match modality {
+                    m @ ModalityBatch::Float { shape, .. } if shape.len() == 2 => {
+                        m.float_tensor(device).map(ModalityInput::Rows)
+                    }
+                    m @ ModalityBatch::Float { .. } => m.float_tensor(device).map(ModalityInput::Pixels),
+                    m @ ModalityBatch::Tokens { .. } => {
+                        m.token_tensors(device).map(|(ids, mask)| ModalityInput::Tokens(ids, mask))
+                    }
+                };
+                input.with_context(|| format!("modality {name}: a batch of unexpected shape"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let available: Vec<Vec<bool>> = (self.modality_slots.iter().enumerate())
+            .map(|(j, &i)| batch.available[i].iter().map(|&a| a && drop != Some(j)).collect())
+            .collect();
+        let classes = self.schema.classes.len();
+        let (labels, codes) = (&batch.labels, batch.codes.clone());
+        let db = DeviceBatch::with_classes(inputs, labels, classes, codes, self.setup.attribute, device);
+        Ok(db.with_available(&available))
+    }
+}
