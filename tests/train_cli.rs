@@ -413,18 +413,26 @@ fn demo_at_a_small_scale_prints_the_tables_and_the_two_checks() {
     ]));
     let text = String::from_utf8_lossy(&result.stdout);
     for needle in [
-        "| race | AUC | ES-AUC |",
-        "| oracle (latent severity) |",
-        "| fusion ERM |",
-        "| SLO alone |",
-        "| OCT alone |",
+        "| method | AUC | ES-AUC | AUC race=0 |",
+        "| erm |",
+        "| slo |",
+        "| oct |",
+        "| multifair |",
+        "Oracle (latent severity): AUC",
         "Modality imbalance:",
         "Unfairness:",
+        "MultiFair against fusion ERM:",
     ] {
         assert!(text.contains(needle), "{needle} not in {text}");
     }
     assert_eq!(read(&out.join("summary.md")).trim(), text.trim());
-    for run in ["erm", "unimodal-slo", "unimodal-oct"] {
-        assert!(out.join(run).join("test.json").is_file(), "{run}");
+    // The demo is a sweep: its plan names the four runs, each finished.
+    let plan: Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
+    let runs = plan["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    for run in runs {
+        let folder = out.join(run["folder"].as_str().unwrap());
+        assert!(folder.join("test.json").is_file(), "{run}");
+        assert_eq!(run["seed"], 0);
     }
 }

@@ -1,4 +1,4 @@
-//! Gradient scaling without hooks (DESIGN §2): `z * w + z.detach() * (1 - w)` has the value of
+//! Gradient scaling without hooks (docs/algorithm.md, "Gradient scaling"): `z * w + z.detach() * (1 - w)` has the value of
 //! `z` and passes `w * dL/dz` back into whatever produced `z`. Applied to a modality's features
 //! it scales that encoder's gradient, per sample, within the one backward pass.
 

@@ -1,4 +1,4 @@
-//! The three datasets' on-disk layouts (DESIGN §3), indexed without loading images.
+//! The three datasets' on-disk layouts (docs/data-formats.md), indexed without loading images.
 //!
 //! Indexing reads each npz's scalars (label, attribute codes, note) and the headers of its image
 //! arrays, so a bad file is found before training starts; pixels are read (and checked for NaN)

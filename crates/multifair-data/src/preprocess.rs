@@ -1,4 +1,4 @@
-//! The reference preprocessing (DESIGN §3): OCT slice sampling, bilinear resize and per-slice
+//! The reference preprocessing (docs/data-formats.md): OCT slice sampling, bilinear resize and per-slice
 //! z-score; fundus resize, train-time flip and colour jitter, ImageNet normalisation.
 
 use rand::Rng;

@@ -1,4 +1,4 @@
-//! The synthetic benchmark (DESIGN §4; generative model in `datasets/synthetic.md`), written in
+//! The synthetic benchmark (generative model in `datasets/synthetic.md`), written in
 //! the real datasets' layouts and keys so that it exercises the same loaders.
 //!
 //! A latent severity drives the label and both modalities. The *easy* modality (SLO fundus, or

@@ -262,6 +262,7 @@ impl TrainConfig {
             .collect::<Map<_, _>>();
         (info.build)(&Value::Object(hparams.clone())).map_err(|e| {
             let key = e.split(':').next().unwrap_or_default();
+            let e = e.strip_prefix(&format!("{key}: ")).unwrap_or(&e);
             let context = match given.get(key) {
                 Some(v) => format!("--set {key}={}: method '{method}'", show(v)),
                 None => format!("method '{method}'"),

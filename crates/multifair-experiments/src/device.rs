@@ -84,8 +84,9 @@ pub fn parse(name: &str) -> anyhow::Result<Device> {
 #[allow(deprecated)] // burn 0.22 marks libtorch deprecated; it is still the fast CPU/CUDA path here.
 fn libtorch_device(spec: DeviceSpec) -> anyhow::Result<Device> {
     Ok(match spec {
+        DeviceSpec::Flex => Device::flex(),
+        DeviceSpec::Libtorch => Device::libtorch(),
         DeviceSpec::LibtorchCuda(index) => Device::libtorch_cuda(index),
-        _ => Device::libtorch(),
     })
 }
 

@@ -1,4 +1,4 @@
-//! `multifair evaluate`: a predictions CSV in, the fairness report (DESIGN §8) out.
+//! `multifair evaluate`: a predictions CSV in, the fairness report (docs/architecture.md, "The command") out.
 //!
 //! Input: columns `prob` and `label`, and one integer column per sensitive attribute, under any
 //! other name (-1 = unknown). Every bad cell is an error naming the file, the row and the column.
@@ -207,7 +207,7 @@ fn csv_problem(error: &csv::Error) -> String {
     }
 }
 
-/// The report printed by `multifair evaluate` (DESIGN §8).
+/// The report printed by `multifair evaluate` (docs/architecture.md, "The command").
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub n: usize,
@@ -255,7 +255,7 @@ pub struct OverallIntervals {
     pub level: f64,
 }
 
-/// The report of a table as JSON: the binary report (DESIGN §8), or for several classes the
+/// The report of a table as JSON: the binary report (docs/architecture.md, "The command"), or for several classes the
 /// mean of the classes' one-vs-rest reports with each under `one_vs_rest` (by class index) —
 /// intervals stay in the per-class reports, since a mean of bounds is not an interval.
 pub fn report_json(

@@ -1,4 +1,4 @@
-//! MultiFair's architecture in burn (DESIGN §5). Every encoder maps a modality's batch to
+//! MultiFair's architecture in burn (docs/architecture.md, "Models"). Every encoder maps a modality's batch to
 //! features [B, d]; the fusion model projects them to tokens, fuses them with a transformer and
 //! classifies token 0; auxiliary heads read each modality's detached token.
 
