@@ -431,6 +431,7 @@ mod tests {
         for h in Engine::HPARAMS.iter().chain(REGISTRY.iter().flat_map(|m| m.hparams)) {
             assert!(help.contains(h.key), "{}", h.key);
         }
-        assert!(help.contains("multifair_rho           1.2"), "{help}");
+        let rho = help.lines().find(|l| l.trim_start().starts_with("multifair_rho ")).unwrap();
+        assert!(rho.contains(" 1.2 ") && rho.contains("[uniform [0.8, 1.6]]"), "{rho}");
     }
 }
