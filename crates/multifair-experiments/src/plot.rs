@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
+use multifair_core::stats;
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -559,22 +560,14 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 })
             })
             .unwrap_or_default();
-        let modality = |i: &str| {
-            i.parse::<usize>()
-                .ok()
-                .and_then(|i| modalities.get(i).cloned())
-                .unwrap_or_else(|| i.to_owned())
-        };
+        let modality = |i: usize| modalities.get(i).cloned().unwrap_or_else(|| i.to_string());
         let name = |key: &str| -> Option<String> {
-            if let Some(i) = key.strip_prefix("coeff_") {
+            if let Some(i) = stats::parse_coeff(key) {
                 return Some(format!("B {}", modality(i)));
             }
-            let (i, group) = key.strip_prefix("factor_")?.split_once("_group_")?;
-            Some(format!(
-                "f {}, {attribute}={}",
-                modality(i),
-                tag(&names, group)
-            ))
+            let (i, group) = stats::parse_factor(key)?;
+            let group = tag(&names, &group.to_string());
+            Some(format!("f {}, {attribute}={group}", modality(i)))
         };
         let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
         for line in text

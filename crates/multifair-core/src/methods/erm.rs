@@ -11,18 +11,10 @@ use super::MethodInfo;
 use crate::hparams::{Hparams, NoHparams};
 use crate::{DeviceBatch, Method, StepOutput, cross_entropy_per_sample};
 
-pub const INFO: MethodInfo = MethodInfo {
-    name: "erm",
-    about: "fusion model, empirical risk minimisation",
-    hparams: NoHparams::HPARAMS,
-    defaults: NoHparams::defaults,
-    engine_defaults: &[],
-    presets: &[],
-    build: |h| {
-        NoHparams::from_value(h)?;
-        Ok(Box::new(Erm))
-    },
-};
+pub const INFO: MethodInfo = super::plain("erm", "fusion model, empirical risk minimisation", |h| {
+    NoHparams::from_value(h)?;
+    Ok(Box::new(Erm))
+});
 
 pub struct Erm;
 

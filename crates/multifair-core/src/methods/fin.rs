@@ -10,18 +10,14 @@ use super::erm::erm_step;
 use crate::hparams::{Hparams, NoHparams};
 use crate::{DeviceBatch, Method, Setup, StepOutput};
 
-pub const INFO: MethodInfo = MethodInfo {
-    name: "fin",
-    about: "FIN (Luo et al., WACV 2024): per-group learnable normalisation of the fused feature",
-    hparams: NoHparams::HPARAMS,
-    defaults: NoHparams::defaults,
-    engine_defaults: &[],
-    presets: &[],
-    build: |h| {
+pub const INFO: MethodInfo = super::plain(
+    "fin",
+    "FIN (Luo et al., WACV 2024): per-group learnable normalisation of the fused feature",
+    |h| {
         NoHparams::from_value(h)?;
         Ok(Box::new(Fin))
     },
-};
+);
 
 pub struct Fin;
 

@@ -19,7 +19,7 @@ pub use unimodal::Unimodal;
 use serde_json::Value;
 
 use crate::Method;
-use crate::hparams::Hparam;
+use crate::hparams::{Hparam, Hparams, NoHparams};
 
 /// A registered method: its name, the paper it comes from, its hyperparameters, and how to
 /// build it.
@@ -55,6 +55,24 @@ pub const REGISTRY: &[MethodInfo] = &[
     fin::INFO,
     fis::INFO,
 ];
+
+/// The registry entry of a method without hyperparameters, paper settings or presets; `build`
+/// still refuses any key (`NoHparams`).
+const fn plain(
+    name: &'static str,
+    about: &'static str,
+    build: fn(&Value) -> Result<Box<dyn Method>, String>,
+) -> MethodInfo {
+    MethodInfo {
+        name,
+        about,
+        hparams: NoHparams::HPARAMS,
+        defaults: NoHparams::defaults,
+        engine_defaults: &[],
+        presets: &[],
+        build,
+    }
+}
 
 /// The registered method `name`; an unknown name is an error listing the registered ones.
 pub fn info(name: &str) -> Result<&'static MethodInfo, String> {
