@@ -58,7 +58,9 @@ fn two_epochs_write_every_output_and_predictions_reevaluate_to_test_json() {
     assert_eq!(lines.len(), 2);
     assert!(lines[1]["val"]["aux_auc"]["oct"].is_number());
     assert!(out.join("model.safetensors").is_file());
-    assert!(out.join("checkpoint/state.json").is_file());
+    assert_eq!(read(&out.join("checkpoint/LATEST")), "epoch-0002");
+    assert!(out.join("checkpoint/epoch-0002/state.json").is_file());
+    assert!(!out.join("lock").exists());
 
     let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
     assert_eq!(test["n"], 32);

@@ -14,6 +14,10 @@ use crate::npz::{Npz, NpzError};
 /// The code of an unknown attribute value; counted, never mapped to a group.
 pub const UNKNOWN: i64 = -1;
 
+/// The largest group code accepted (the datasets use 0..=4): a larger one is a damaged file, and
+/// per-group state is sized by the largest code.
+pub const MAX_GROUP_CODE: i64 = 255;
+
 /// Label key of every dataset.
 pub const LABEL_KEY: &str = "glaucoma";
 
@@ -588,11 +592,11 @@ pub fn read_record(
                 .scalar_i64()
                 .map_err(|e| value_error(path, attribute.key, e.to_string()))?,
         };
-        if code < UNKNOWN {
+        if !(UNKNOWN..=MAX_GROUP_CODE).contains(&code) {
             return Err(value_error(
                 path,
                 attribute.key,
-                format!("code {code}; codes are >= 0, or -1 for unknown"),
+                format!("code {code}; codes are 0..={MAX_GROUP_CODE}, or -1 for unknown"),
             ));
         }
         codes.push(code);
@@ -700,6 +704,7 @@ fn read_notes(
         .from_path(&path)
         .map_err(|e| error(format!("cannot read: {e}")))?;
     let mut notes = HashMap::new();
+    let mut rows: HashMap<String, usize> = HashMap::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| error(format!("row {}: {e}", i + 1)))?;
         let (Some(file), Some(text)) = (record.get(0), record.get(2)) else {
@@ -708,7 +713,23 @@ fn read_notes(
                 i + 1
             )));
         };
-        notes.insert(file.trim().to_owned(), text.to_owned());
+        // A number where the note belongs: the columns are not the expected ones.
+        if text.trim().parse::<f64>().is_ok() {
+            return Err(error(format!(
+                "row {}: column 2 holds the number '{}', not a note; the file name goes in column 0 and the note in column 2",
+                i + 1,
+                crate::shown(text.trim())
+            )));
+        }
+        let file = file.trim().to_owned();
+        if let Some(first) = rows.insert(file.clone(), i + 1) {
+            return Err(error(format!(
+                "rows {first} and {}: '{}' appears twice; each file needs one note",
+                i + 1,
+                crate::shown(&file)
+            )));
+        }
+        notes.insert(file, text.to_owned());
     }
     Ok(Some(notes))
 }

@@ -21,3 +21,14 @@ pub mod loader;
 pub mod preprocess;
 pub mod synthetic;
 pub mod tokenizer;
+
+/// `text` as an error message quotes it: cut to a few hundred bytes (a damaged file can hold a
+/// gigabyte in one field).
+pub fn shown(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.len() <= MAX {
+        return text.to_owned();
+    }
+    let cut = (0..=MAX).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    format!("{}... ({} bytes)", &text[..cut], text.len())
+}

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::shown;
+
 use crate::datasets::{
     AttributeSpec, DataError, DatasetIndex, DatasetKind, Entry, ModalityKind, ModalitySpec,
     SampleRecord, Schema, Split, SplitIndex, UNKNOWN,
@@ -54,6 +56,17 @@ pub struct ManifestToml {
     pub attributes: Vec<AttributeToml>,
     #[serde(rename = "modality", default)]
     pub modalities: Vec<ModalityToml>,
+    /// Allow file paths that leave the manifest's folder (`../`, absolute, links out).
+    #[serde(default)]
+    pub allow_outside: bool,
+}
+
+/// Whether `path` (which exists) lies inside `root`, links resolved.
+fn inside(path: &Path, root: &Path) -> bool {
+    match (path.canonicalize(), root.canonicalize()) {
+        (Ok(path), Ok(root)) => path.starts_with(root),
+        _ => false,
+    }
 }
 
 fn default_id() -> String {
@@ -259,6 +272,12 @@ fn check_spec(spec: &ManifestToml) -> Result<(Schema, Vec<Source>), Vec<String>>
                 a.name
             ));
         }
+        for u in a.unknown.iter().map(Scalar::text).filter(|u| groups.contains(u)) {
+            problems.push(format!(
+                "attribute '{}': '{u}' is listed as unknown and declared as a group; it can be only one",
+                a.name
+            ));
+        }
         attributes.push(AttributeSpec {
             name: a.name.clone(),
             key: a.column.clone().unwrap_or_else(|| a.name.clone()),
@@ -346,6 +365,31 @@ fn duplicate<'a>(names: impl Iterator<Item = &'a String>) -> Option<&'a String> 
     names.into_iter().find(|n| !seen.insert(n.as_str()))
 }
 
+/// A JSON object's entries in order, duplicates kept (a map would keep the last silently).
+struct Pairs(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Pairs;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    pairs.push(entry);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
 /// The manifest's cells as text, with the line each row starts on.
 struct Table {
     path: PathBuf,
@@ -371,6 +415,9 @@ impl Table {
                     .iter()
                     .map(|h| h.trim().to_owned())
                     .collect();
+                if let Some(d) = duplicate(columns.iter()) {
+                    return Err(error(format!("header: column '{}' appears twice", shown(d))));
+                }
                 let mut rows = Vec::new();
                 for record in reader.records() {
                     let record = record.map_err(|e| error(e.to_string()))?;
@@ -392,14 +439,12 @@ impl Table {
                     if line.trim().is_empty() {
                         continue;
                     }
-                    let value: serde_json::Value = serde_json::from_str(line)
-                        .map_err(|e| error(format!("line {}: {e}", i + 1)))?;
-                    let serde_json::Value::Object(object) = value else {
-                        return Err(error(format!(
-                            "line {}: expected one JSON object per line",
-                            i + 1
-                        )));
-                    };
+                    let pairs: Pairs = serde_json::from_str(line)
+                        .map_err(|e| error(format!("line {}: {e} (expected one JSON object per line)", i + 1)))?;
+                    if let Some(d) = duplicate(pairs.0.iter().map(|(k, _)| k)) {
+                        return Err(error(format!("line {}: key '{}' appears twice", i + 1, shown(d))));
+                    }
+                    let object: serde_json::Map<String, serde_json::Value> = pairs.0.into_iter().collect();
                     for key in object.keys() {
                         if !columns.contains(key) {
                             columns.push(key.clone());
@@ -501,7 +546,7 @@ fn read_rows(
         if id.is_empty() {
             problems.push(format!("{}: empty id", at(&spec.id)));
         } else if !ids.insert(id.clone()) {
-            problems.push(format!("{}: id '{id}' appears twice", at(&spec.id)));
+            problems.push(format!("{}: id '{}' appears twice", at(&spec.id), shown(&id)));
         }
         let split = match cell(split_col) {
             "train" => Some(Split::Train),
@@ -509,8 +554,9 @@ fn read_rows(
             "test" => Some(Split::Test),
             other => {
                 problems.push(format!(
-                    "{}: unknown split '{other}'; expected train, val or test",
-                    at(&spec.split)
+                    "{}: unknown split '{}'; expected train, val or test",
+                    at(&spec.split),
+                    shown(other)
                 ));
                 None
             }
@@ -520,8 +566,9 @@ fn read_rows(
             Some(i) => i as u8,
             None => {
                 problems.push(format!(
-                    "{}: label '{label}' is not one of the declared labels ({})",
+                    "{}: label '{}' is not one of the declared labels ({})",
                     at(&spec.label),
+                    shown(label),
                     schema.classes.join(", ")
                 ));
                 0
@@ -537,8 +584,9 @@ fn read_rows(
                 g as i64
             } else {
                 problems.push(format!(
-                    "{}: group '{value}' is not declared for attribute '{}' (declared: {}; empty or -1 = unknown)",
+                    "{}: group '{}' is not declared for attribute '{}' (declared: {}; empty or -1 = unknown)",
                     at(&attribute.key),
+                    shown(value),
                     attribute.name,
                     attribute.groups.join(", ")
                 ));
@@ -559,7 +607,13 @@ fn read_rows(
                     relative => {
                         let path = root.join(relative);
                         if !path.is_file() {
-                            problems.push(format!("{}: no such file {}", at(c), path.display()));
+                            problems.push(format!("{}: no such file {}", at(c), shown(&path.display().to_string())));
+                        } else if !spec.allow_outside && !inside(&path, root) {
+                            problems.push(format!(
+                                "{}: '{}' leaves the manifest's folder (set allow_outside = true in the TOML to allow paths outside it)",
+                                at(c),
+                                shown(relative)
+                            ));
                         }
                         Entry::File(path)
                     }
@@ -575,8 +629,9 @@ fn read_rows(
                                 Ok(v) if v.is_finite() => Some(v),
                                 _ => {
                                     problems.push(format!(
-                                        "{}: '{text}' is not a finite number (leave the cell empty for a missing value)",
-                                        at(name)
+                                        "{}: '{}' is not a finite number (leave the cell empty for a missing value)",
+                                        at(name),
+                                        shown(text)
                                     ));
                                     None
                                 }

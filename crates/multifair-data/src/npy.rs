@@ -94,7 +94,8 @@ impl Dtype {
         if rest.starts_with('O') {
             return Err(NpyError::Pickled);
         }
-        let (kind, size) = rest.split_at(rest.len().min(1));
+        // The kind is one character (not necessarily one byte: damaged headers hold anything).
+        let (kind, size) = rest.split_at(rest.chars().next().map_or(0, char::len_utf8));
         let size: usize = size.parse().map_err(|_| unsupported())?;
         let dtype = match (kind, size) {
             ("b", 1) => Dtype::Bool,

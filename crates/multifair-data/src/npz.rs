@@ -1,7 +1,7 @@
 //! `.npz` archives: a zip of `.npy` members (stored or deflated), read one key at a time.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use zip::ZipArchive;
@@ -28,7 +28,13 @@ pub enum NpzErrorKind {
     MissingKey(Vec<String>),
     #[error("{0}")]
     Npy(#[from] NpyError),
+    #[error("the member is {0} bytes uncompressed, more than the {MAX_MEMBER_BYTES} this reader accepts")]
+    TooLarge(u64),
 }
+
+/// The largest member (uncompressed) read: a FairVision volume is 8 MB; anything near this is
+/// a damaged or hostile file, refused before it is inflated.
+pub const MAX_MEMBER_BYTES: u64 = 1 << 30;
 
 /// An open npz archive.
 pub struct Npz<R = BufReader<File>> {
@@ -106,11 +112,24 @@ impl<R: Read + Seek> Npz<R> {
             })
     }
 
-    /// The raw bytes of one `.npy` member.
+    /// The raw bytes of one `.npy` member, its zip CRC checked (the zip reader checks it at the
+    /// end of the member). The declared size is checked against the limit first, and no more
+    /// than it is inflated.
     fn member_bytes(&mut self, key: &str) -> Result<Vec<u8>, NpzError> {
         let mut member = self.member(key)?;
-        let mut bytes = Vec::with_capacity(member.size().min(1 << 30) as usize);
-        let read = member.read_to_end(&mut bytes);
+        let size = member.size();
+        if size > MAX_MEMBER_BYTES {
+            drop(member);
+            return Err(self.error(key, NpzErrorKind::TooLarge(size)));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        let read = (&mut member).take(size + 1).read_to_end(&mut bytes).and_then(|_| {
+            let mut rest = [0u8; 1];
+            match bytes.len() as u64 > size || member.read(&mut rest)? > 0 {
+                true => Err(std::io::Error::other("the member holds more data than its zip entry declares")),
+                false => Ok(()),
+            }
+        });
         drop(member);
         read.map_err(|e| self.error(key, NpzErrorKind::Zip(e.to_string())))?;
         Ok(bytes)
@@ -158,9 +177,8 @@ impl<R: Read + Seek> Npz<R> {
 
 impl<R: Read + Seek> Npz<R> {
     /// Rows `indices` (along axis 0; any order, repeats allowed) of the C-order array `key`, as
-    /// an array of shape [indices.len(), ...]. Only those rows are read where the member is
-    /// stored; a deflated member is decompressed up to the last row needed. (The zip CRC of a
-    /// partly read member cannot be checked; the sizes are.)
+    /// an array of shape [indices.len(), ...]. Only those rows are kept, but the member is read
+    /// to its end, so that its zip CRC is checked: corrupted pixels are an error, never data.
     pub fn read_rows(&mut self, key: &str, indices: &[usize]) -> Result<NpyArray, NpzError> {
         let header = self.header(key)?;
         if header.fortran_order
@@ -181,8 +199,11 @@ impl<R: Read + Seek> Npz<R> {
                 NpyError::Value(format!("row {bad} of an array with {rows} rows")),
             ));
         }
-        let member_size = self.member(key)?.size() as usize;
-        let found = member_size.saturating_sub(header.data_offset);
+        let member_size = self.member(key)?.size();
+        if member_size > MAX_MEMBER_BYTES {
+            return Err(self.error(key, NpzErrorKind::TooLarge(member_size)));
+        }
+        let found = (member_size as usize).saturating_sub(header.data_offset);
         if found != expected {
             return Err(npy_error(
                 self,
@@ -198,39 +219,20 @@ impl<R: Read + Seek> Npz<R> {
         wanted.dedup();
         let mut bytes = vec![0u8; wanted.len() * row_bytes];
         let name = format!("{key}.npy");
-        let read = match self.archive.by_name_seek(&name) {
-            Ok(mut member) => wanted
-                .iter()
-                .zip(bytes.chunks_mut(row_bytes.max(1)))
-                .try_for_each(|(&row, out)| {
-                    member.seek(SeekFrom::Start(
-                        (header.data_offset + row * row_bytes) as u64,
-                    ))?;
-                    member.read_exact(out)
-                }),
-            Err(_) => {
-                let mut member = self.archive.by_name(&name).map_err(std::io::Error::other);
-                match &mut member {
-                    Ok(member) => {
-                        let skip = |member: &mut zip::read::ZipFile<'_, R>, n: usize| {
-                            std::io::copy(&mut member.take(n as u64), &mut std::io::sink())
-                                .map(|_| ())
-                        };
-                        let mut position = 0;
-                        let mut result = skip(member, header.data_offset);
-                        for (&row, out) in wanted.iter().zip(bytes.chunks_mut(row_bytes.max(1))) {
-                            if result.is_err() {
-                                break;
-                            }
-                            result = skip(member, (row - position) * row_bytes)
-                                .and_then(|_| member.read_exact(out));
-                            position = row + 1;
-                        }
-                        result
-                    }
-                    Err(e) => Err(std::io::Error::other(e.to_string())),
+        let read = match self.archive.by_name(&name) {
+            Ok(mut member) => {
+                let mut position = 0;
+                let mut result = skip(&mut member, header.data_offset);
+                for (&row, out) in wanted.iter().zip(bytes.chunks_mut(row_bytes.max(1))) {
+                    result = result
+                        .and_then(|()| skip(&mut member, (row - position) * row_bytes))
+                        .and_then(|()| member.read_exact(out));
+                    position = row + 1;
                 }
+                // The rest, unread, so that the zip reader checks the member's CRC.
+                result.and_then(|()| std::io::copy(&mut member, &mut std::io::sink()).map(|_| ()))
             }
+            Err(e) => Err(std::io::Error::other(e.to_string())),
         };
         read.map_err(|e| self.error(key, NpzErrorKind::Zip(e.to_string())))?;
         let unique = NpyArray {
@@ -255,6 +257,11 @@ impl<R: Read + Seek> Npz<R> {
             .collect();
         select_rows(&unique, &positions).map_err(|e| npy_error(self, e))
     }
+}
+
+/// Reads and drops `n` bytes.
+fn skip(reader: &mut impl Read, n: usize) -> std::io::Result<()> {
+    std::io::copy(&mut reader.take(n as u64), &mut std::io::sink()).map(|_| ())
 }
 
 /// Rows `indices` of `array` along axis 0.

@@ -263,6 +263,9 @@ fn parse_set(pair: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("'{pair}' is not key=value"))
 }
 
+/// Bootstrap resamples `evaluate` accepts (a larger number would run for hours).
+const MAX_BOOTSTRAP: usize = 100_000;
+
 pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Evaluate {
@@ -271,6 +274,10 @@ pub fn run() -> anyhow::Result<()> {
             bootstrap,
             seed,
         } => {
+            anyhow::ensure!(
+                bootstrap <= MAX_BOOTSTRAP,
+                "--bootstrap {bootstrap}: at most {MAX_BOOTSTRAP} resamples (1000 already give intervals to about 0.01)"
+            );
             let table = PredictionTable::read(&predictions, threshold)?;
             let config = (bootstrap > 0).then(|| BootstrapConfig::new(bootstrap, seed));
             print_json(&report_json(&table, config.as_ref())?)
@@ -362,8 +369,7 @@ pub fn run() -> anyhow::Result<()> {
         } => {
             let text = crate::table::render(&crate::table::load(&results)?, format)?;
             match out {
-                Some(path) => std::fs::write(&path, text)
-                    .with_context(|| format!("writing {}", path.display()))?,
+                Some(path) => crate::durable::write(&path, text.as_bytes())?,
                 None => print!("{text}"),
             }
             Ok(())

@@ -148,6 +148,11 @@ impl Engine {
     }
 }
 
+/// Bounds on input sizes: far above any real use, far below an allocation that fails.
+const MAX_IMAGE_SIZE: usize = 2048;
+const MAX_SLICES: usize = 512;
+const MAX_TOKENS: usize = 8192;
+
 /// The settings a model size brings over the engine's defaults.
 fn model_layer(model: ModelSize) -> Vec<(&'static str, String)> {
     match model {
@@ -291,13 +296,34 @@ impl TrainConfig {
         Ok(config)
     }
 
-    /// Checks what the types cannot: counts, rates and folders.
+    /// Checks what the types cannot: ranges of counts and rates, and folders.
     fn check(&self) -> anyhow::Result<()> {
         let e = &self.engine;
-        ensure!(
-            self.epochs > 0 && e.batch_size > 0 && e.step_size > 0,
-            "batch size, epochs and step_size must be at least 1"
-        );
+        ensure!(self.epochs > 0, "--epochs must be at least 1");
+        let rates = [("lr", Some(e.lr)), ("encoder_lr", e.encoder_lr), ("fusion_lr", e.fusion_lr), ("aux_lr", e.aux_lr)];
+        let rates = rates.into_iter().filter_map(|(k, v)| Some((k, v?)));
+        let non_negative = [("weight_decay", e.weight_decay), ("aux_weight_decay", e.aux_weight_decay), ("clip", e.clip)];
+        for (key, value) in rates.chain(non_negative) {
+            ensure!(value.is_finite() && value >= 0.0, "--set {key}={value}: must be a finite number >= 0");
+        }
+        let open_unit = [("momentum", e.momentum), ("betas", e.betas.0), ("betas", e.betas.1)];
+        for (key, value) in open_unit {
+            ensure!((0.0..1.0).contains(&value), "--set {key}: {value} must lie in [0, 1)");
+        }
+        for (key, value) in [("eps", e.eps), ("gamma", e.gamma), ("plateau_factor", e.plateau_factor)] {
+            ensure!(value.is_finite() && value > 0.0, "--set {key}={value}: must be a finite number > 0");
+        }
+        let counts = [
+            ("batch_size", e.batch_size, 65_536),
+            ("step_size", e.step_size, usize::MAX),
+            ("image_size", e.image_size, MAX_IMAGE_SIZE),
+            ("slices", e.slices, MAX_SLICES),
+            ("max_tokens", e.max_tokens, MAX_TOKENS),
+            ("workers", e.workers.max(1), 256),
+        ];
+        for (key, value, max) in counts {
+            ensure!((1..=max).contains(&value), "--set {key}={value}: must lie in 1..={max}");
+        }
         for (key, folder) in e.weights() {
             ensure!(
                 folder.is_dir(),

@@ -496,4 +496,34 @@ mod tests {
         assert!(json["attributes"]["race"]["ci"]["es_auc"]["low"].is_number());
         assert!(json["attributes"]["race"]["ci"]["group_auc"]["2"]["high"].is_number());
     }
+
+    /// Seeded mutations of a valid predictions file (bytes overwritten, lines cut or doubled,
+    /// huge numbers): every one is read or refused, never a panic.
+    #[test]
+    fn damaged_prediction_files_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut valid = String::from("prob_0,prob_1,prob_2,label,race,site\n");
+        for i in 0..40 {
+            valid += &format!("0.2,0.3,0.5,{},{},{}\n", i % 3, i % 4 - 1, i % 2);
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+        for _ in 0..500 {
+            let mut bytes = valid.clone().into_bytes();
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..bytes.len());
+                match rng.random_range(0..4) {
+                    0 => bytes[i] = rng.random_range(32..127),
+                    1 => bytes.truncate(i),
+                    2 => bytes.splice(i..i, b"1e308,-99999999999999999999".iter().copied()).for_each(drop),
+                    _ => bytes.splice(i..i, b"\n,,\n".iter().copied()).for_each(drop),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let result = std::panic::catch_unwind(|| parse(&text).map(|t| report_json(&t, None)));
+            assert!(result.is_ok(), "panicked on:\n{text}");
+        }
+    }
 }

@@ -5,20 +5,20 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Context;
 use multifair_core::ovr_tasks;
 use multifair_metrics::Predictions;
 use multifair_models::MultimodalModel;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::durable;
 use crate::evaluate::{PredictionTable, report_json};
 use crate::score::Scored;
 use crate::setup::Run;
 
+/// Writes `value` as pretty JSON to `path`, atomically.
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+    durable::write(path, (serde_json::to_string_pretty(value)? + "\n").as_bytes())
 }
 
 fn git_commit() -> Option<String> {
@@ -53,8 +53,7 @@ impl Run {
     /// one `prob_C` column per class), and the same predictions as a table, from memory.
     fn write_predictions(&self, out: &Path, scored: &Scored) -> anyhow::Result<PredictionTable> {
         let classes = self.schema.classes.len();
-        let path = out.join("predictions.csv");
-        let mut csv = csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;
+        let mut csv = csv::Writer::from_writer(Vec::new());
         let mut header: Vec<String> = match classes {
             2 => vec!["prob".into()],
             _ => (0..classes).map(|c| format!("prob_{c}")).collect(),
@@ -68,7 +67,8 @@ impl Run {
             row.extend(scored.codes.iter().map(|c| c[i].to_string()));
             csv.write_record(&row)?;
         }
-        csv.flush().with_context(|| format!("writing {}", path.display()))?;
+        let bytes = csv.into_inner().map_err(|e| anyhow::anyhow!("predictions.csv: {e}"))?;
+        durable::write(&out.join("predictions.csv"), &bytes)?;
         let tasks = ovr_tasks(classes)
             .map(|c| {
                 let p = scored.probs.iter().map(|p| p[c]).collect();

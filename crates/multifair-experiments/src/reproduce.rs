@@ -100,8 +100,7 @@ pub fn reproduce(
     let tables = crate::table::load(out)?;
     for format in Format::ALL {
         let path = out.join(format!("table.{}", format.extension()));
-        std::fs::write(&path, crate::table::render(&tables, format)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::durable::write(&path, crate::table::render(&tables, format)?.as_bytes())?;
     }
     let written = crate::plot::plot(out, figures)?;
     eprintln!(

@@ -133,12 +133,13 @@ impl Run {
         let mut pretrained = Vec::new();
         for (j, (name, encoder)) in model.modalities.iter_mut().enumerate() {
             for (key, folder) in engine.weights() {
-                if size_encoder(encoder, key, folder, engine.image_size, vocab)
+                if size_encoder(encoder, key, folder, engine.image_size, vocab, engine.max_tokens)
                     .map_err(anyhow::Error::msg)?
                 {
                     pretrained.push((j, name.clone(), folder.to_path_buf()));
                 }
             }
+            encoder.check_inputs(engine.max_tokens).map_err(anyhow::Error::msg)?;
         }
         Ok((model, pretrained))
     }

@@ -5,7 +5,7 @@
 //! parallel) or as a Slurm array script.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::device::DeviceSpec;
+use crate::durable::{LOCKED_EXIT, RunLock};
 
 /// One row of a spec: a label, a registered method and its `--set` pairs.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -121,8 +122,11 @@ pub struct PlannedRun {
 }
 
 impl PlannedRun {
+    /// Whether the run has finished: its `test.json` parses (a torn or empty one left by a
+    /// kill or a full disk does not count).
     pub fn finished(&self, out: &Path) -> bool {
-        out.join(&self.folder).join("test.json").is_file()
+        let text = std::fs::read_to_string(out.join(&self.folder).join("test.json"));
+        text.is_ok_and(|t| serde_json::from_str::<serde_json::Value>(&t).is_ok_and(|v| v.is_object()))
     }
 
     /// The `multifair train` arguments of this run, writing under `out`.
@@ -271,10 +275,7 @@ pub fn command_line(run: &PlannedRun, out: &Path) -> anyhow::Result<String> {
 /// Writes `out/sweep.json` and returns the runs still to do.
 pub fn write_plan(plan: &Plan, out: &Path) -> anyhow::Result<Vec<PlannedRun>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(
-        out.join("sweep.json"),
-        serde_json::to_string_pretty(plan)? + "\n",
-    )?;
+    crate::outputs::write_json(&out.join("sweep.json"), plan)?;
     Ok(plan
         .runs
         .iter()
@@ -297,6 +298,14 @@ pub fn sweep_local(
     eprintln!("{}: {} runs, {} to do", spec.name, plan.runs.len(), todo.len());
     run_local(&todo, out, jobs)?;
     Ok(plan)
+}
+
+/// How a run of a local sweep ended.
+enum Outcome {
+    Trained,
+    /// Another process holds the run's lock (its PID when known).
+    Locked(u32),
+    Failed,
 }
 
 /// Runs `todo` with `jobs` worker processes; each run's output goes to `FOLDER/train.log`.
@@ -327,30 +336,41 @@ pub fn run_local(todo: &[PlannedRun], out: &Path, jobs: usize) -> anyhow::Result
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(run) = todo.get(i) else { break };
-                    let result = (|| -> anyhow::Result<bool> {
-                        let folder = out.join(&run.folder);
+                    let folder = out.join(&run.folder);
+                    let name = format!("{} / {} / seed {}", run.label, run.attribute, run.seed_index);
+                    let result = (|| -> anyhow::Result<Outcome> {
+                        if let Some(pid) = RunLock::held(&folder) {
+                            return Ok(Outcome::Locked(pid));
+                        }
+                        // Another sweep on this folder may have finished it meanwhile.
+                        if run.finished(out) {
+                            return Ok(Outcome::Trained);
+                        }
                         std::fs::create_dir_all(&folder)?;
-                        let log = std::fs::File::create(folder.join("train.log"))?;
+                        // Appended, never truncated: another process may be writing to it.
+                        let log = std::fs::OpenOptions::new().create(true).append(true).open(folder.join("train.log"))?;
                         let status = Command::new(&exe)
                             .args(run.args(out))
                             .stdout(log.try_clone()?)
                             .stderr(log)
                             .status()?;
-                        Ok(status.success())
+                        Ok(match status.code() {
+                            Some(0) => Outcome::Trained,
+                            Some(code) if code == LOCKED_EXIT as i32 => Outcome::Locked(0),
+                            _ => Outcome::Failed,
+                        })
                     })();
                     match result {
-                        Ok(true) => {}
-                        Ok(false) => failures.lock().unwrap().push(format!(
-                            "{} / {} / seed {}: see {}",
-                            run.label,
-                            run.attribute,
-                            run.seed_index,
-                            out.join(&run.folder).join("train.log").display()
+                        Ok(Outcome::Trained) => {}
+                        Ok(Outcome::Locked(pid)) => {
+                            let by = if pid > 0 { format!(" (process {pid})") } else { String::new() };
+                            eprintln!("{name}: skipped, another process is training it{by}");
+                        }
+                        Ok(Outcome::Failed) => failures.lock().unwrap().push(format!(
+                            "{name}: see {}",
+                            folder.join("train.log").display()
                         )),
-                        Err(e) => failures.lock().unwrap().push(format!(
-                            "{} / {} / seed {}: {e}",
-                            run.label, run.attribute, run.seed_index
-                        )),
+                        Err(e) => failures.lock().unwrap().push(format!("{name}: {e}")),
                     }
                     bar.set_message(run.label.clone());
                     bar.inc(1);
@@ -436,12 +456,10 @@ pub fn emit(
         Emit::Slurm if lines.is_empty() => Ok("0 runs to do: no script written\n".into()),
         Emit::Slurm => {
             let commands = out.join("commands.txt");
-            let mut f = std::fs::File::create(&commands)?;
-            for l in &lines {
-                writeln!(f, "{l}")?;
-            }
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            crate::durable::write(&commands, text.as_bytes())?;
             let script = out.join("sweep.sbatch");
-            std::fs::write(&script, slurm_script(name, &commands, lines.len(), jobs))?;
+            crate::durable::write(&script, slurm_script(name, &commands, lines.len(), jobs).as_bytes())?;
             Ok(format!(
                 "{} runs to do: sbatch {}\n",
                 lines.len(),

@@ -4,11 +4,11 @@
 //! modules; this file reads top to bottom.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,7 +19,8 @@ use multifair_models::pretrained::load_encoder;
 use serde_json::{Value, json};
 
 pub use crate::config::TrainConfig;
-use crate::checkpoint::{Checkpoint, CheckpointState};
+use crate::checkpoint::{Checkpoint, CheckpointState, truncate_metrics};
+use crate::durable::{self, RunLock};
 use crate::optim::Optimizers;
 use crate::setup::Run;
 
@@ -55,6 +56,8 @@ const LOSS_READ_EVERY: usize = 20;
 pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::Result<Value> {
     let mut method = create(&config.method, &config.hparams).map_err(anyhow::Error::msg)?;
     let run = Run::new(config.clone(), method.as_mut())?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let _lock = RunLock::take(out)?;
     let checkpoint = Checkpoint::new(out)?;
     let device = run.device.clone();
     device.seed(config.seed);
@@ -63,16 +66,17 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
     if !checkpoint.exists() {
         (model, imported) = run.load_pretrained(model, options)?;
     }
-    let optim = Optimizers::new(&config);
-    let (mut state, mut model, mut optim) = match checkpoint.resume(&config, model.clone(), optim, method.as_mut())? {
+    let fresh = || Optimizers::new(&config);
+    let (mut state, mut model, mut optim) = match checkpoint.resume(&config, &model, fresh, method.as_mut())? {
         Some((state, model, optim)) => {
             options.say(format!("resuming {} after epoch {}", out.display(), state.epochs_done));
+            truncate_metrics(&out.join("metrics.jsonl"), state.epochs_done)?;
             (state, model, optim)
         }
         None => {
             // A fresh run: earlier logs in this folder belong to another run.
             let _ = std::fs::remove_file(out.join("metrics.jsonl"));
-            (CheckpointState::new(config.clone()), model, Optimizers::new(&config))
+            (CheckpointState::new(config.clone()), model, fresh())
         }
     };
     run.write_run_json(out, &imported)?;
@@ -254,8 +258,10 @@ impl Run {
         let improved = score > state.best_score;
         if improved {
             (state.best_score, state.best_epoch) = (score, Some(epoch + 1));
-            let mut store = SafetensorsStore::from_file(out.join("model.safetensors")).overwrite(true);
-            model.save_into(&mut store).map_err(|e| anyhow::anyhow!("writing model.safetensors: {e:?}"))?;
+            durable::persist(&out.join("model.safetensors"), |tmp| {
+                let mut store = SafetensorsStore::from_file(tmp).overwrite(true);
+                model.save_into(&mut store).map_err(|e| anyhow::anyhow!("{e:?}"))
+            })?;
         }
         let without_improvement = epoch + 1 - state.best_epoch.unwrap_or(0);
         let patience = config.engine.early_stopping;
@@ -266,9 +272,7 @@ impl Run {
             "epochs_without_improvement": without_improvement, "early_stop": stop,
             "seconds": started.elapsed().as_secs_f64(),
         });
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl"))?;
-        write!(file, "{}", log.step_lines)?;
-        writeln!(file, "{line}")?;
+        durable::append(&out.join("metrics.jsonl"), &format!("{}{line}\n", log.step_lines))?;
         let selection = config.engine.selection.name();
         options.say(format!(
             "epoch {}/{}: train loss {:.4}, val AUC {:.4}, {selection} {:.4}{} ({:.1} s)",

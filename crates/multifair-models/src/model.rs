@@ -67,6 +67,33 @@ pub enum ModalityInput {
     Rows(Tensor<2>),
 }
 
+impl EncoderConfig {
+    /// Checks the input sizes against the encoder: a ViT's image size must be a positive
+    /// multiple of its patch size, a text encoder must have a position for every token.
+    pub fn check_inputs(&self, max_tokens: usize) -> Result<(), String> {
+        let vit = match self {
+            EncoderConfig::Image(c) => Some(c),
+            EncoderConfig::Volume(c) => Some(&c.slice),
+            EncoderConfig::Text(c) if c.max_positions < max_tokens => {
+                return Err(format!(
+                    "--set max_tokens={max_tokens}: the text encoder has {} positions",
+                    c.max_positions
+                ));
+            }
+            _ => None,
+        };
+        match vit {
+            Some(c) if c.image_size == 0 || c.image_size % c.patch_size != 0 => Err(format!(
+                "--set image_size={}: must be a positive multiple of the ViT's patch size {} (e.g. {})",
+                c.image_size,
+                c.patch_size,
+                c.patch_size * (c.image_size / c.patch_size).max(1)
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl ModalityInput {
     /// The input on `device`; `blank` zeroes pixels or replaces tokens with padding ids (mask
     /// kept), so that the modality says nothing about the sample. Rows come only from

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::store::{
-    KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    ApplyError, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
 use burn::tensor::Device;
 use serde_json::Value;
@@ -261,7 +261,20 @@ fn import<M: ModuleSnapshot>(
         problems.push(format!("unexpected: {key} (no parameter of ours takes it)"));
     }
     for e in &result.errors {
-        problems.push(format!("mismatch: {e}"));
+        // Named by the file's own tensor name, with ours beside it.
+        problems.push(match e {
+            ApplyError::ShapeMismatch { path, expected, found } => format!(
+                "mismatch: {} has shape {:?} in the file; ours ({path}) needs {:?}",
+                original(path),
+                found.as_slice(),
+                expected.as_slice()
+            ),
+            ApplyError::DTypeMismatch { path, expected, found } => format!(
+                "mismatch: {} is {found:?} in the file; ours ({path}) needs {expected:?}",
+                original(path)
+            ),
+            other => format!("mismatch: {other}"),
+        });
     }
     if !problems.is_empty() {
         return Err(format!(
@@ -294,6 +307,7 @@ pub fn size_encoder(
     folder: &Path,
     image_size: usize,
     vocab: usize,
+    max_tokens: usize,
 ) -> Result<bool, String> {
     let kind = WEIGHT_KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind);
     let vit = |channels: usize| -> Result<VitConfig, String> {
@@ -319,6 +333,14 @@ pub fn size_encoder(
                     "--set {key}={}: config.json has {} tokens, its tokenizer {vocab}",
                     folder.display(),
                     c.vocab_size
+                ));
+            }
+            if c.max_positions < max_tokens {
+                return Err(format!(
+                    "--set {key}={}: the model has {} positions (max_position_embeddings), fewer than max_tokens={max_tokens}; set --set max_tokens={} or less",
+                    folder.display(),
+                    c.max_positions,
+                    c.max_positions
                 ));
             }
         }

@@ -167,8 +167,10 @@ fn bad_imports_list_every_problem() {
     let wider = variant("wider", "hf-bert", |c| c["intermediate_size"] = 48.into());
     let err = load_bert(&wider, &device).unwrap_err();
     assert_eq!(err.matches("mismatch:").count(), 6, "{err}");
+    // Named by the file's own tensor name, with ours beside it.
     assert!(
-        err.contains("'encoder.layers.1.pwff.linear_outer.weight'"),
+        err.contains("mismatch: encoder.layer.1.output.dense.weight has shape")
+            && err.contains("ours (encoder.layers.1.pwff.linear_outer.weight) needs"),
         "{err}"
     );
     // Configuration and folder errors name the file and the field.
