@@ -75,6 +75,18 @@ fn temporary(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp"))
 }
 
+/// Removes the temporaries a killed write left in `folder` (`.NAME.tmp`).
+pub fn remove_temporaries(folder: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(folder).with_context(|| format!("reading {}", folder.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with('.') && name.ends_with(".tmp") && path.is_file() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Flushes a folder's entries (the renames into it) to disk.
 pub fn sync_folder(folder: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]

@@ -146,7 +146,7 @@ impl PredictionTable {
                 file: file(),
                 row,
                 column: header[col].clone(),
-                value: record[col].to_owned(),
+                value: multifair_data::shown(&record[col]),
                 problem,
             };
             for (values, &col) in probs.iter_mut().zip(&prob_cols) {

@@ -58,6 +58,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
     let run = Run::new(config.clone(), method.as_mut())?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let _lock = RunLock::take(out)?;
+    durable::remove_temporaries(out)?;
     let checkpoint = Checkpoint::new(out)?;
     let device = run.device.clone();
     device.seed(config.seed);
