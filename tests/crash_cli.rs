@@ -69,6 +69,12 @@ fn a_run_killed_after_any_write_resumes_to_the_same_test_json() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().all(|n| !n.contains(".tmp")) && names.len() <= 3, "{names:?}");
+        let stray: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(stray.is_empty(), "killed after write {n}: {stray:?}");
         std::fs::remove_dir_all(&out).unwrap();
     }
     // run.json, and per epoch the best model, the log, the checkpoint and its pointer, then

@@ -118,6 +118,24 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// One line per run of a sweep: status (finished, running, interrupted, failed with its
+    /// error, pending), epochs done, selected epoch, validation and test AUC, ES-AUC, wall time.
+    Runs {
+        results: PathBuf,
+        /// Keep runs whose label, method, attribute, seed or status equals the value.
+        #[arg(long = "where", value_name = "KEY=VALUE")]
+        filters: Vec<String>,
+        /// Highest first.
+        #[arg(long, value_enum)]
+        sort: Option<crate::runs::SortKey>,
+        #[arg(long, value_enum, default_value = "md")]
+        format: crate::runs::RunsFormat,
+    },
+    /// Sends a sweep's results to a tracking tool.
+    Export {
+        #[command(subcommand)]
+        target: ExportTarget,
+    },
     /// Figures of a sweep's results (SVG and PNG): ROC per group, group AUC bars, training
     /// dynamics, modality x group heat map.
     Plot {
@@ -194,6 +212,25 @@ enum Command {
         /// flex, libtorch or libtorch-cuda:N (the libtorch ones need the `tch` feature).
         #[arg(long, default_value = "flex")]
         device: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportTarget {
+    /// An MLflow tracking server, over its REST API: one experiment per results folder, a
+    /// parent run per row and attribute, a child run per seed. Exporting again adds only runs
+    /// finished since.
+    Mlflow {
+        results: PathBuf,
+        /// e.g. http://127.0.0.1:5000
+        #[arg(long)]
+        tracking_uri: String,
+        /// Default: the spec's name.
+        #[arg(long)]
+        experiment: Option<String>,
+        /// A folder of figures (from `multifair plot`) to attach to the parent runs.
+        #[arg(long)]
+        figures: Option<PathBuf>,
     },
 }
 
@@ -372,6 +409,32 @@ pub fn run() -> anyhow::Result<()> {
                 Some(path) => crate::durable::write(&path, text.as_bytes())?,
                 None => print!("{text}"),
             }
+            Ok(())
+        }
+        Command::Runs {
+            results,
+            filters,
+            sort,
+            format,
+        } => {
+            let lines = crate::runs::list(&results, &filters, sort)?;
+            print!("{}", crate::runs::render(&lines, format)?);
+            Ok(())
+        }
+        Command::Export {
+            target:
+                ExportTarget::Mlflow {
+                    results,
+                    tracking_uri,
+                    experiment,
+                    figures,
+                },
+        } => {
+            let done = crate::mlflow::export(&results, &tracking_uri, experiment.as_deref(), figures.as_deref())?;
+            eprintln!(
+                "exported to {tracking_uri}: {} new row run(s), {} new seed run(s), {} already there, {} not finished yet",
+                done.parents, done.children, done.already, done.unfinished
+            );
             Ok(())
         }
         Command::Plot { results, out } => {

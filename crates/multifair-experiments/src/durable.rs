@@ -68,11 +68,15 @@ fn kill_self() -> ! {
     std::process::abort()
 }
 
-/// A file's temporary sibling: `.NAME.tmp` in the same folder (so the rename stays on one file
-/// system).
+/// Temporaries made by this process so far (their names must not collide across threads).
+static TEMPORARIES: AtomicUsize = AtomicUsize::new(0);
+
+/// A file's temporary sibling: `.NAME.PID-N.tmp` in the same folder (so the rename stays on one
+/// file system), unique to the writer (two sweeps may write one `sweep.json` at once).
 fn temporary(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
+    let n = TEMPORARIES.fetch_add(1, Ordering::SeqCst);
+    path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
 }
 
 /// Removes the temporaries a killed write left in `folder` (`.NAME.tmp`).
@@ -218,7 +222,8 @@ mod tests {
         write(&path, b"one").unwrap();
         write(&path, b"two").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
-        assert!(!temporary(&path).exists());
+        let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["a.json"]);
         // A lock is exclusive while held, stale once its process is gone, released on drop.
         let lock = RunLock::take(&dir).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("lock")).unwrap(), std::process::id().to_string());

@@ -207,11 +207,6 @@ fn draw_bars<DB: DrawingBackend>(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let lo = bars
-        .iter()
-        .map(|(_, _, m, h)| m - h)
-        .fold(1.0f64, f64::min)
-        .min(0.5);
     let width = labels.len() as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption(
@@ -221,7 +216,8 @@ fn draw_bars<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0f64..width, (lo - 0.02)..1f64)
+        // Bars start at 0 on the whole AUC scale, so that a bar's height is its value.
+        .build_cartesian_2d(0f64..width, 0f64..1f64)
         .map_err(err)?;
     let names = labels.clone();
     chart
@@ -253,7 +249,7 @@ fn draw_bars<DB: DrawingBackend>(
             .collect();
         chart
             .draw_series(mine.iter().map(|&(x, m, _)| {
-                Rectangle::new([(x, lo - 0.02), (x + slot * 0.9, m)], color.filled())
+                Rectangle::new([(x, 0.0), (x + slot * 0.9, m)], color.filled())
             }))
             .map_err(err)?
             .label(format!("{attribute}={group}"))
@@ -265,6 +261,11 @@ fn draw_bars<DB: DrawingBackend>(
             }))
             .map_err(err)?;
     }
+    // Chance: an AUC of 0.5, dashed.
+    let chance = DashedLineSeries::new([(0.0, 0.5), (width, 0.5)], 6, 4, BLACK.stroke_width(1));
+    chart.draw_series(chance).map_err(err)?.label("chance (AUC 0.5)").legend(|(x, y)| {
+        PathElement::new([(x, y), (x + 10, y)], BLACK.stroke_width(1))
+    });
     legend(&mut chart, SeriesLabelPosition::UpperRight, 12)
 }
 

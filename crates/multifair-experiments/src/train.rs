@@ -23,6 +23,7 @@ use crate::checkpoint::{Checkpoint, CheckpointState, truncate_metrics};
 use crate::durable::{self, RunLock};
 use crate::optim::Optimizers;
 use crate::setup::Run;
+use crate::tensorboard::{EventWriter, flatten_leaves, flatten_numbers};
 
 /// Options that control a run but not its result.
 #[derive(Debug, Clone, Default)]
@@ -81,6 +82,10 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         }
     };
     run.write_run_json(out, &imported)?;
+    let mut tb = EventWriter::create(&out.join("tb"))?;
+    let mut hparams = Vec::new();
+    flatten_leaves("", &serde_json::to_value(&config)?, &mut hparams);
+    tb.hparams(&hparams, &out.display().to_string())?;
 
     let last_epoch = state.stopped_early.unwrap_or(config.epochs);
     for epoch in state.epochs_done..last_epoch {
@@ -91,7 +96,8 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         let started = Instant::now();
         let trained = run.train_epoch(epoch, model, &mut optim, method.as_mut(), &state, &checkpoint, options)?;
         model = trained.model;
-        let stop = run.end_epoch(epoch, &model, &mut state, trained.log, started, out, options)?;
+        let logs = Logs { out, tb: &mut tb, started };
+        let stop = run.end_epoch(epoch, &model, &mut state, trained.log, logs, options)?;
         state.method_state = method.state();
         checkpoint.save(&state, &model, &optim)?;
         if stop {
@@ -118,9 +124,22 @@ struct EpochLog {
     train_loss: f64,
     /// Each method statistic averaged over the steps that logged it.
     stats: BTreeMap<String, f64>,
-    /// Per-step lines (`{"step", "epoch", "stats"}`), written with the epoch's line so that a
-    /// resumed run does not repeat them.
-    step_lines: String,
+    /// The steps that logged statistics: (global step, unix ms, statistics), written with the
+    /// epoch's line so that a resumed run does not repeat them.
+    steps: Vec<(usize, u64, BTreeMap<String, f64>)>,
+}
+
+/// Where an epoch's line goes: `metrics.jsonl` in `out`, and the TensorBoard events.
+struct Logs<'a> {
+    out: &'a Path,
+    tb: &'a mut EventWriter,
+    started: Instant,
+}
+
+/// Milliseconds since the Unix epoch (the times in `metrics.jsonl`).
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| d.as_millis() as u64)
 }
 
 struct Trained {
@@ -208,7 +227,7 @@ impl Run {
         let bar = progress_bar(epoch, config.epochs, steps_per_epoch, options);
         let (mut pending, mut steps) = (PendingLosses::default(), 0usize);
         let mut stats_sum: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-        let mut step_lines = String::new();
+        let mut logged = Vec::new();
         for (b, batch) in self.train.epoch(epoch as u64).enumerate() {
             let step = epoch * steps_per_epoch + b;
             let batch = self.device_batch(&batch?, None)?;
@@ -221,36 +240,34 @@ impl Run {
                 pending.read(epoch, checkpoint)?;
             }
             steps += 1;
-            if !output.stats.is_empty() {
-                let line = json!({"step": step + 1, "epoch": epoch + 1, "stats": &output.stats});
-                step_lines += &format!("{line}\n");
-            }
-            for (k, v) in output.stats {
-                let entry = stats_sum.entry(k).or_default();
+            for (k, v) in &output.stats {
+                let entry = stats_sum.entry(k.clone()).or_default();
                 (entry.0, entry.1) = (entry.0 + v, entry.1 + 1);
+            }
+            if !output.stats.is_empty() {
+                logged.push((step + 1, unix_ms(), output.stats));
             }
             bar.inc(1);
         }
         pending.read(epoch, checkpoint)?;
         bar.finish_and_clear();
         let stats = stats_sum.into_iter().map(|(k, (sum, n))| (k, sum / n as f64)).collect();
-        let log = EpochLog { train_loss: pending.sum / steps.max(1) as f64, stats, step_lines };
+        let log = EpochLog { train_loss: pending.sum / steps.max(1) as f64, stats, steps: logged };
         Ok(Trained { model, log })
     }
 
     /// Validation, model selection, the schedule's epoch update, early stopping and the
     /// epoch's line in `metrics.jsonl`. Returns whether training stops here.
-    #[allow(clippy::too_many_arguments)]
     fn end_epoch(
         &self,
         epoch: usize,
         model: &MultimodalModel,
         state: &mut CheckpointState,
         log: EpochLog,
-        started: Instant,
-        out: &Path,
+        logs: Logs,
         options: &RunOptions,
     ) -> anyhow::Result<bool> {
+        let (out, started) = (logs.out, logs.started);
         let (config, steps_per_epoch) = (&self.config, self.train.len());
         let (score, val) = self.validate(&self.score(model, &self.val, None)?)?;
         let last_step = (epoch + 1) * steps_per_epoch - 1;
@@ -271,9 +288,9 @@ impl Run {
             "epoch": epoch + 1, "train_loss": log.train_loss, "lr": lr,
             "val": val, "method": log.stats, "selected": improved,
             "epochs_without_improvement": without_improvement, "early_stop": stop,
-            "seconds": started.elapsed().as_secs_f64(),
+            "seconds": started.elapsed().as_secs_f64(), "time": unix_ms(),
         });
-        durable::append(&out.join("metrics.jsonl"), &format!("{}{line}\n", log.step_lines))?;
+        write_epoch_logs(epoch, &line, &log.steps, out, logs.tb)?;
         let selection = config.engine.selection.name();
         options.say(format!(
             "epoch {}/{}: train loss {:.4}, val AUC {:.4}, {selection} {:.4}{} ({:.1} s)",
@@ -292,4 +309,31 @@ impl Run {
         }
         Ok(stop)
     }
+}
+
+/// The epoch's step lines and its line, appended to `metrics.jsonl` at once; the same numbers
+/// as TensorBoard scalars (per-step statistics under `step/` at the global step, the epoch's
+/// under their JSON paths at the epoch).
+fn write_epoch_logs(
+    epoch: usize,
+    line: &Value,
+    steps: &[(usize, u64, BTreeMap<String, f64>)],
+    out: &Path,
+    tb: &mut EventWriter,
+) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for (step, time, stats) in steps {
+        text += &format!("{}\n", json!({"step": step, "epoch": epoch + 1, "stats": stats, "time": time}));
+        let scalars: Vec<(String, f64)> = stats.iter().map(|(k, v)| (format!("step/{k}"), *v)).collect();
+        tb.scalars(*step as i64, *time as f64 / 1000.0, &scalars)?;
+    }
+    text += &format!("{line}\n");
+    durable::append(&out.join("metrics.jsonl"), &text)?;
+    let mut scalars = Vec::new();
+    for key in ["train_loss", "lr", "val", "method"] {
+        flatten_numbers(key, &line[key], &mut scalars);
+    }
+    let time = line["time"].as_f64().unwrap_or_default() / 1000.0;
+    tb.scalars(epoch as i64 + 1, time, &scalars)?;
+    tb.flush()
 }
