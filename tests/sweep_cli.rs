@@ -241,3 +241,25 @@ fn reproduce_without_data_says_it_is_gated_and_uses_the_synthetic_benchmark() {
     assert!(figures.join("roc-race.png").is_file());
     assert!(String::from_utf8_lossy(&run.stdout).contains("| erm | "));
 }
+
+#[test]
+fn dry_runs_print_resolved_configurations_and_train_nothing() {
+    let (out, data, spec) = setup("dry-run");
+    let printed = sweep(&spec, &data, &out, &["--dry-run"]);
+    let runs: Vec<Value> = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(runs.len(), 2 * 2 * 2);
+    let oct = runs.iter().find(|r| r["label"] == "oct").unwrap();
+    assert_eq!(oct["config"]["hparams"]["unimodal_modality"], "oct");
+    assert_eq!(oct["config"]["engine"]["batch_size"], 16);
+    assert!(!out.join("sweep.json").exists() && !out.join("runs").exists());
+    // train --dry-run: run.json's config, paper settings of the method applied.
+    let run = out.join("one");
+    let printed = multifair(&[
+        "train", "--dataset", "fairvision", "--data-dir", data.to_str().unwrap(), "--method", "ogm_ge",
+        "--set", "lr=0.5", "--out", run.to_str().unwrap(), "--dry-run",
+    ]);
+    let config: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(config["config"]["engine"]["optimizer"], "sgd");
+    assert_eq!(config["config"]["engine"]["lr"], 0.5);
+    assert!(!run.exists());
+}

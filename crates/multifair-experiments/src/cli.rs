@@ -100,6 +100,20 @@ enum Command {
         #[command(flatten)]
         sweep: SweepArgs,
     },
+    /// Equal-budget tuning: per row, N configurations drawn from the declared ranges, each
+    /// trained on the first seed and scored on validation; then the spec's seeds on each row's
+    /// choice. Writes OUT/tuned.json and OUT/tuned.md (the table and the chosen values).
+    Tune {
+        /// A spec file, or the name of a built-in one.
+        spec: String,
+        #[arg(long)]
+        trials: usize,
+        /// local: run here; shell or slurm: emit the phase not done yet, then run tune again.
+        #[arg(long, value_enum, default_value = "local")]
+        emit: Emit,
+        #[command(flatten)]
+        sweep: SweepArgs,
+    },
     /// Runs a built-in spec (table1, table2, ablation, demo, cohort) and writes its tables and figures.
     Reproduce {
         name: String,
@@ -201,6 +215,9 @@ enum Command {
         /// Stop after this many epochs, leaving a checkpoint (rerun to resume).
         #[arg(long, hide = true)]
         stop_after: Option<usize>,
+        /// Print the resolved configuration (run.json's `config`) as JSON and train nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Dataset tools.
     Data {
@@ -258,6 +275,10 @@ pub struct SweepArgs {
     /// The real dataset (else the dataset's environment variable, else the synthetic benchmark).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Print every planned run's resolved configuration as JSON and train nothing (the
+    /// synthetic data are still written if they are needed and missing).
+    #[arg(long)]
+    dry_run: bool,
     /// Seeds per method and attribute (default: the spec's).
     #[arg(long)]
     seeds: Option<usize>,
@@ -362,14 +383,13 @@ pub fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sweep { spec, emit, sweep } => {
-            let spec = if std::path::Path::new(&spec).is_file() {
-                crate::sweep::Spec::load(std::path::Path::new(&spec))?
-            } else {
-                crate::reproduce::builtin(&spec)?
-            };
+            let spec = load_spec(&spec)?;
             let out = sweep.out(&spec);
             let data = crate::reproduce::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
             let overrides = sweep.overrides();
+            if sweep.dry_run {
+                return print_json(&crate::sweep::plan(&spec, &data, &overrides)?.runs);
+            }
             if emit == Emit::Local {
                 crate::sweep::sweep_local(&spec, &data, &overrides, &out, sweep.jobs)?;
                 return Ok(());
@@ -380,6 +400,21 @@ pub fn run() -> anyhow::Result<()> {
             print!("{}", crate::sweep::emit(emit, &todo, &out, &spec.name, sweep.jobs)?);
             Ok(())
         }
+        Command::Tune {
+            spec,
+            trials,
+            emit,
+            sweep,
+        } => {
+            let spec = load_spec(&spec)?;
+            let out = sweep.out(&spec);
+            let data = crate::reproduce::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
+            let overrides = sweep.overrides();
+            if let Some(text) = crate::tune::tune(&spec, &data, &overrides, &out, trials, sweep.jobs, emit)? {
+                println!("{text}");
+            }
+            Ok(())
+        }
         Command::Reproduce {
             name,
             sweep,
@@ -387,6 +422,10 @@ pub fn run() -> anyhow::Result<()> {
         } => {
             let spec = crate::reproduce::builtin(&name)?;
             let out = sweep.out(&spec);
+            if sweep.dry_run {
+                let data = crate::reproduce::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
+                return print_json(&crate::sweep::plan(&spec, &data, &sweep.overrides())?.runs);
+            }
             let figures = figures.unwrap_or_else(|| PathBuf::from("figures").join(&spec.name));
             let table = crate::reproduce::reproduce(
                 &spec,
@@ -504,6 +543,7 @@ pub fn run() -> anyhow::Result<()> {
             sets,
             out,
             stop_after,
+            dry_run,
         } => {
             let attribute = match attribute {
                 Some(a) => a,
@@ -518,6 +558,9 @@ pub fn run() -> anyhow::Result<()> {
             let config = TrainConfig::resolve(
                 dataset, data_dir, &method, &attribute, seed, epochs, model, device, &sets,
             )?;
+            if dry_run {
+                return print_json(&serde_json::json!({ "config": config }));
+            }
             train(
                 config,
                 &out,
@@ -608,6 +651,14 @@ pub fn run() -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// A spec file, or the name of a built-in one.
+fn load_spec(spec: &str) -> anyhow::Result<crate::sweep::Spec> {
+    match std::path::Path::new(spec).is_file() {
+        true => crate::sweep::Spec::load(std::path::Path::new(spec)),
+        false => crate::reproduce::builtin(spec),
     }
 }
 

@@ -64,6 +64,7 @@ pub fn spec(options: &CompareOptions, dataset: DatasetKind) -> anyhow::Result<Sp
         epochs: options.epochs,
         model: ModelSize::Tiny,
         set,
+        tune: None,
         runs: rows,
     })
 }

@@ -21,3 +21,4 @@ pub mod sweep;
 pub mod table;
 pub mod tensorboard;
 pub mod train;
+pub mod tune;

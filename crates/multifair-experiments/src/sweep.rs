@@ -54,6 +54,10 @@ pub struct Spec {
     /// `--set` pairs for every run.
     #[serde(default)]
     pub set: BTreeMap<String, toml::Value>,
+    /// The keys `multifair tune` draws (default: each method's declared ranges, and the
+    /// engine's `lr` and `weight_decay`); keys the spec or a row sets are never tuned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tune: Option<Vec<String>>,
     pub runs: Vec<SpecRow>,
 }
 
