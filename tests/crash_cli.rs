@@ -118,20 +118,9 @@ fn a_full_disk_fails_naming_the_file_and_the_rerun_finishes() {
     }
 }
 
-const SPEC: &str = r#"
-name = "crash"
-dataset = "fairvision"
-attributes = ["race"]
-seeds = 2
-epochs = 1
-[set]
-image_size = 16
-slices = 4
-batch_size = 16
-[[runs]]
-label = "erm"
-method = "erm"
-"#;
+fn crash_spec() -> String {
+    common::small_spec("crash", 2, 1, "[[runs]]\nlabel = \"erm\"\nmethod = \"erm\"\n")
+}
 
 fn sweep_command(spec: &Path, data: &Path, out: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_multifair"));
@@ -145,7 +134,7 @@ fn a_torn_test_json_is_not_finished_and_the_table_recovers() {
     let data = data("torn-sweep-data");
     let dir = scratch("torn-sweep");
     let spec = dir.join("crash.toml");
-    std::fs::write(&spec, SPEC).unwrap();
+    std::fs::write(&spec, crash_spec()).unwrap();
     let out = dir.join("results");
     ok(sweep_command(&spec, &data, &out).output().unwrap());
     let plan: Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
@@ -164,7 +153,7 @@ fn two_sweeps_on_one_folder_train_each_run_once() {
     let data = data("concurrent-data");
     let dir = scratch("concurrent");
     let spec = dir.join("crash.toml");
-    std::fs::write(&spec, SPEC).unwrap();
+    std::fs::write(&spec, crash_spec()).unwrap();
     let out = dir.join("results");
     let children: Vec<_> = (0..2)
         .map(|_| sweep_command(&spec, &data, &out).stderr(Stdio::piped()).spawn().unwrap())

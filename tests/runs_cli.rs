@@ -8,16 +8,7 @@ use std::process::Command;
 use common::{multifair, ok, read, scratch, small_fairvision};
 use serde_json::Value;
 
-const SPEC: &str = r#"
-name = "statuses"
-dataset = "fairvision"
-attributes = ["race"]
-seeds = 1
-epochs = 2
-[set]
-image_size = 16
-slices = 4
-batch_size = 16
+const RUNS: &str = r#"
 [[runs]]
 label = "done"
 method = "erm"
@@ -35,7 +26,7 @@ fn runs_lists_finished_interrupted_and_failed_runs() {
     let dir = scratch("runs");
     let data = dir.join("data");
     small_fairvision(&data, 5);
-    std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
+    std::fs::write(dir.join("spec.toml"), common::small_spec("statuses", 1, 2, RUNS)).unwrap();
     let out = dir.join("results");
     let (spec, data, out_s) = (dir.join("spec.toml"), data.to_str().unwrap().to_owned(), out.to_str().unwrap().to_owned());
     // The sweep's own commands, run by hand: one whole, one stopped after an epoch, one failing.

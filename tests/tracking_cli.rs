@@ -63,20 +63,7 @@ fn start_server(python: &Path, dir: &Path) -> (Server, String) {
     panic!("mlflow server did not answer /health: {}", std::fs::read_to_string(dir.join("server.err")).unwrap_or_default());
 }
 
-const SPEC: &str = r#"
-name = "tracking"
-dataset = "fairvision"
-attributes = ["race"]
-seeds = 2
-epochs = 1
-[set]
-image_size = 16
-slices = 4
-batch_size = 16
-[[runs]]
-label = "multifair"
-method = "multifair"
-"#;
+const RUNS: &str = "[[runs]]\nlabel = \"multifair\"\nmethod = \"multifair\"\n";
 
 #[test]
 fn a_sweep_exports_to_mlflow_and_reads_back_in_tensorboard() {
@@ -91,7 +78,7 @@ fn a_sweep_exports_to_mlflow_and_reads_back_in_tensorboard() {
     let dir = scratch("tracking");
     let data = dir.join("data");
     small_fairvision(&data, 6);
-    std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
+    std::fs::write(dir.join("spec.toml"), common::small_spec("tracking", 2, 1, RUNS)).unwrap();
     let results = dir.join("results");
     let results_s = results.to_str().unwrap();
     multifair(&["sweep", dir.join("spec.toml").to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--out", results_s]);

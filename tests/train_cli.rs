@@ -438,3 +438,29 @@ fn demo_at_a_small_scale_prints_the_tables_and_the_two_checks() {
         assert_eq!(run["seed"], 0);
     }
 }
+
+#[test]
+fn step_mode_and_modulation_diagnostics_are_logged_and_plotted() {
+    let data = data("diagnostics");
+    let dir = scratch("diagnostics-sweep");
+    let spec = dir.join("spec.toml");
+    let runs = "[[runs]]\nlabel = 'mf'\nmethod = 'multifair'\n\
+                set = { multifair_apply = 'step', multifair_log_every = 1, diagnostics_every = 1 }\n";
+    std::fs::write(&spec, common::small_spec("diag", 1, 2, runs)).unwrap();
+    let out = dir.join("results");
+    ok(multifair(&["sweep", spec.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--out", out.to_str().unwrap()]));
+    let plan: Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
+    let folder = out.join(plan["runs"][0]["folder"].as_str().unwrap());
+    let lines: Vec<Value> = read(&folder.join("metrics.jsonl")).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let epoch = lines.iter().find(|l| l.get("step").is_none()).unwrap();
+    for key in ["update_0", "update_1", "update_unmodulated_0", "update_unmodulated_1", "coeff_0"] {
+        let v = epoch["method"][key].as_f64().unwrap_or_else(|| panic!("{key} in {epoch}"));
+        assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
+    }
+    let run: Value = serde_json::from_str(&read(&folder.join("run.json"))).unwrap();
+    assert_eq!(run["config"]["hparams"]["multifair_apply"], "step");
+    let figures = dir.join("figures");
+    ok(multifair(&["plot", out.to_str().unwrap(), "--out", figures.to_str().unwrap()]));
+    let png = std::fs::read(figures.join("modulation-mf.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}

@@ -6,30 +6,14 @@ mod common;
 use common::{read, run_ok as multifair, scratch, small_fairvision};
 use serde_json::Value;
 
-const SPEC: &str = r#"
-name = "tuning"
-dataset = "fairvision"
-attributes = ["race"]
-seeds = 2
-epochs = 1
-[set]
-image_size = 16
-slices = 4
-batch_size = 16
-[[runs]]
-label = "erm"
-method = "erm"
-[[runs]]
-label = "dro"
-method = "group_dro"
-"#;
+const RUNS: &str = "[[runs]]\nlabel = \"erm\"\nmethod = \"erm\"\n[[runs]]\nlabel = \"dro\"\nmethod = \"group_dro\"\n";
 
 #[test]
 fn tune_chooses_on_validation_then_runs_the_seeds_and_resumes() {
     let dir = scratch("tune");
     let data = dir.join("data");
     small_fairvision(&data, 8);
-    std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
+    std::fs::write(dir.join("spec.toml"), common::small_spec("tuning", 2, 1, RUNS)).unwrap();
     let out = dir.join("results");
     let spec = dir.join("spec.toml");
     let args = ["tune", spec.to_str().unwrap(), "--trials", "3", "--data-dir", data.to_str().unwrap(),

@@ -62,3 +62,11 @@ pub fn small_fairvision(dir: &Path, seed: u64) {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// A spec on `small_fairvision` data (race, 16 px, 4 slices, batch 16) with these `[[runs]]`.
+pub fn small_spec(name: &str, seeds: usize, epochs: usize, runs: &str) -> String {
+    format!(
+        "name = \"{name}\"\ndataset = \"fairvision\"\nattributes = [\"race\"]\nseeds = {seeds}\n\
+         epochs = {epochs}\n[set]\nimage_size = 16\nslices = 4\nbatch_size = 16\n{runs}"
+    )
+}

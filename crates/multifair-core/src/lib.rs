@@ -173,6 +173,9 @@ pub struct StepOutput {
     pub grads: GradientsParams,
     pub loss: Tensor<1>,
     pub stats: BTreeMap<String, f64>,
+    /// Factors on each modality encoder's learning rate, for a method that modulates the step
+    /// rather than the gradient (adaptive optimizers cancel a constant gradient scale).
+    pub encoder_steps: Option<Vec<f64>>,
 }
 
 /// A training method.

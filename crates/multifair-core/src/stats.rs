@@ -22,6 +22,23 @@ pub const FAIRNESS_LOSS: &str = "fairness_loss";
 /// The generalised method's direction term.
 pub const DIRECTION_LOSS: &str = "direction_loss";
 
+/// Modality m's encoder update relative to its parameters, ||delta theta|| / ||theta||, of the
+/// real step (`update_{m}`) or of the counterfactual unmodulated one (`update_unmodulated_{m}`).
+pub fn update(m: usize, unmodulated: bool) -> String {
+    match unmodulated {
+        true => format!("update_unmodulated_{m}"),
+        false => format!("update_{m}"),
+    }
+}
+
+/// The modality and kind of an [`update`] name.
+pub fn parse_update(key: &str) -> Option<(usize, bool)> {
+    match key.strip_prefix("update_unmodulated_") {
+        Some(m) => Some((m.parse().ok()?, true)),
+        None => Some((key.strip_prefix("update_")?.parse().ok()?, false)),
+    }
+}
+
 /// The modality of a [`coeff`] name.
 pub fn parse_coeff(key: &str) -> Option<usize> {
     key.strip_prefix("coeff_")?.parse().ok()
@@ -44,5 +61,7 @@ mod tests {
         assert_eq!(parse_factor(&factor(1, FIRST_LEVEL, 2)), Some((1, 2)));
         assert_eq!(parse_factor(&factor(1, "gender", 2)), None);
         assert_eq!(parse_coeff("coeff_x"), None);
+        assert_eq!(parse_update(&update(2, true)), Some((2, true)));
+        assert_eq!(parse_update(&update(0, false)), Some((0, false)));
     }
 }

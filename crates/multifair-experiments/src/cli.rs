@@ -91,7 +91,7 @@ enum Command {
     /// Expands a spec (experiments/*.toml) into methods x attributes x seeds; runs whose
     /// folder already holds test.json are skipped, interrupted ones resume.
     Sweep {
-        /// A spec file, or the name of a built-in one (table1, table2, ablation, demo, cohort).
+        /// A spec file, or the name of a built-in one (table1, table2, ablation, demo, cohort, modulation).
         spec: String,
         /// local: run here with --jobs processes; shell: print one command per run;
         /// slurm: write OUT/sweep.sbatch (an array job) and OUT/commands.txt.
@@ -114,7 +114,7 @@ enum Command {
         #[command(flatten)]
         sweep: SweepArgs,
     },
-    /// Runs a built-in spec (table1, table2, ablation, demo, cohort) and writes its tables and figures.
+    /// Runs a built-in spec (table1, table2, ablation, demo, cohort, modulation) and writes its tables and figures.
     Reproduce {
         name: String,
         #[command(flatten)]
@@ -410,6 +410,10 @@ pub fn run() -> anyhow::Result<()> {
             let out = sweep.out(&spec);
             let data = crate::reproduce::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
             let overrides = sweep.overrides();
+            if sweep.dry_run {
+                let trials = crate::tune::trial_spec(&spec, trials)?;
+                return print_json(&crate::sweep::plan(&trials, &data, &overrides)?.runs);
+            }
             if let Some(text) = crate::tune::tune(&spec, &data, &overrides, &out, trials, sweep.jobs, emit)? {
                 println!("{text}");
             }

@@ -114,6 +114,9 @@ hparams! {
         slices as "slices": usize = ModelSize::Tiny.inputs().1, Range::Fixed;
         /// Tokens per note.
         max_tokens as "max_tokens": usize = 128, Range::Fixed;
+        /// Steps between modulation diagnostics (encoder update / parameter norm, real and
+        /// unmodulated); 0: off. The counterfactual step draws its own dropout masks.
+        diagnostics_every as "diagnostics_every": usize = 0, Range::Fixed;
         /// A local Hugging Face ViT folder for the image encoders.
         fundus_weights as "fundus_weights": Option<PathBuf> = None, Range::Fixed;
         /// A local Hugging Face ViT folder for the OCT slice encoder.

@@ -7,6 +7,7 @@ pub mod config;
 pub mod compare;
 pub mod demo;
 pub mod device;
+pub mod diagnostics;
 pub mod durable;
 pub mod evaluate;
 pub mod mlflow;

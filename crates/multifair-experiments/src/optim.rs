@@ -51,6 +51,7 @@ pub fn build_optimizer(config: &TrainConfig, weight_decay: f64) -> ModuleOptimiz
 }
 
 /// The model's optimizer and the auxiliary heads' own one.
+#[derive(Clone)]
 pub struct Optimizers {
     main: ModuleOptimizer,
     aux: ModuleOptimizer,
@@ -70,6 +71,13 @@ impl ModuleVisitor for MoveGrads<'_> {
     }
 }
 
+/// The gradients of the parameters `visit` walks, moved out of `grads`.
+fn take(grads: &mut GradientsParams, visit: impl FnOnce(&mut MoveGrads)) -> GradientsParams {
+    let mut mover = MoveGrads { from: grads, to: GradientsParams::new() };
+    visit(&mut mover);
+    mover.to
+}
+
 impl Optimizers {
     pub fn new(config: &TrainConfig) -> Self {
         Optimizers {
@@ -78,7 +86,8 @@ impl Optimizers {
         }
     }
 
-    /// One step of every group at its rate times the schedule's `factor`. A parameter without a
+    /// One step of every group at its rate times the schedule's `factor`; `encoder_steps`
+    /// multiplies each modality encoder's (and its projection's) rate. A parameter without a
     /// gradient in a call keeps its value and state, so the groups can step one after another.
     pub fn step(
         &mut self,
@@ -86,19 +95,31 @@ impl Optimizers {
         factor: f64,
         model: MultimodalModel,
         mut grads: GradientsParams,
+        encoder_steps: Option<&[f64]>,
     ) -> MultimodalModel {
-        let mut mover = MoveGrads {
-            from: &mut grads,
-            to: GradientsParams::new(),
-        };
-        model.aux.visit(&mut mover);
-        let aux = std::mem::replace(&mut mover.to, GradientsParams::new());
-        model.encoders.visit(&mut mover);
-        model.projections.visit(&mut mover);
-        let encoders = mover.to;
+        let aux = take(&mut grads, |m| model.aux.visit(m));
         let e = &config.engine;
-        let model = self.main.step(e.encoder_lr() * factor, model, encoders);
-        let model = self.main.step(e.fusion_lr() * factor, model, grads);
+        let mut model = match encoder_steps {
+            None => {
+                let encoders = take(&mut grads, |m| {
+                    model.encoders.visit(m);
+                    model.projections.visit(m);
+                });
+                self.main.step(e.encoder_lr() * factor, model, encoders)
+            }
+            Some(scales) => {
+                let mut model = model;
+                for (j, scale) in scales.iter().enumerate() {
+                    let encoder = take(&mut grads, |m| {
+                        model.encoders[j].visit(m);
+                        model.projections[j].visit(m);
+                    });
+                    model = self.main.step(e.encoder_lr() * factor * scale, model, encoder);
+                }
+                model
+            }
+        };
+        model = self.main.step(e.fusion_lr() * factor, model, grads);
         self.aux.step(e.aux_lr() * factor, model, aux)
     }
 
@@ -272,6 +293,34 @@ mod tests {
             tiny = optim.step(0.1, tiny, grads);
         }
         tiny.w.val().into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// The first update of `optim` from w = [1, -2] with gradient `scale` * [0.5, 0.25].
+    fn first_update(mut optim: ModuleOptimizer, scale: f32) -> Vec<f32> {
+        let device = Device::flex().autodiff();
+        let tiny = Tiny { w: Param::from_tensor(Tensor::from_floats([1.0, -2.0], &device)) };
+        let mut grads = GradientsParams::new();
+        grads.register(tiny.w.id, Tensor::<1>::from_floats([0.5 * scale, 0.25 * scale], &device));
+        let w = optim.step(0.1, tiny, grads).w.val().into_data().try_to_vec::<f32>().unwrap();
+        vec![w[0] - 1.0, w[1] + 2.0]
+    }
+
+    /// Why MultiFair's gradient scale can vanish: under Adam(W) a constant per-tensor scale of
+    /// the gradient leaves the update as it is (up to eps); under SGD it scales the update.
+    #[test]
+    fn adam_cancels_a_gradient_scale_and_sgd_passes_it_on() {
+        for optimizer in ["adam", "adamw"] {
+            let c = config(&[("optimizer", optimizer), ("weight_decay", "0")]);
+            let (one, scaled) = (first_update(build_optimizer(&c, 0.0), 1.0), first_update(build_optimizer(&c, 0.0), 0.3));
+            for (a, b) in one.iter().zip(&scaled) {
+                assert!((a - b).abs() < 1e-6, "{optimizer}: {one:?} vs {scaled:?}");
+            }
+        }
+        let c = config(&[("optimizer", "sgd"), ("momentum", "0.9")]);
+        let (one, scaled) = (first_update(build_optimizer(&c, 0.0), 1.0), first_update(build_optimizer(&c, 0.0), 0.3));
+        for (a, b) in one.iter().zip(&scaled) {
+            assert!((0.3 * a - b).abs() < 1e-7, "sgd: {one:?} vs {scaled:?}");
+        }
     }
 
     fn assert_close(got: &[f32], want: &[f64]) {

@@ -571,6 +571,8 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
             Some(format!("f {}, {attribute}={group}", modality(i)))
         };
         let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        // Modulation diagnostics (`diagnostics_every`): update / parameter norm per encoder.
+        let mut updates: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
         for line in text
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -582,6 +584,10 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 for (k, v) in stats {
                     if let (Some(label), Some(v)) = (name(k), v.as_f64()) {
                         series.entry(label).or_default().push((epoch, v));
+                    }
+                    if let (Some((i, plain)), Some(v)) = (stats::parse_update(k), v.as_f64()) {
+                        let kind = if plain { "unmodulated step" } else { "step" };
+                        updates.entry(format!("{} ({kind})", modality(i))).or_default().push((epoch, v));
                     }
                 }
             }
@@ -600,6 +606,16 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 draw_lines,
                 &series,
                 &format!("{label}: modality coefficients, group factors, val gap")
+            ));
+        }
+        if !updates.is_empty() {
+            let updates: Series = updates.into_iter().collect();
+            written.extend(both!(
+                &out.join(format!("modulation-{label}")),
+                (1000, 600),
+                draw_lines,
+                &updates,
+                &format!("{label}: encoder update / parameter norm, real and unmodulated step")
             ));
         }
     }

@@ -23,6 +23,10 @@ pub const SPECS: &[(&str, &str)] = &[
     ),
     ("demo", include_str!("../../../experiments/demo.toml")),
     ("cohort", include_str!("../../../experiments/cohort.toml")),
+    (
+        "modulation",
+        include_str!("../../../experiments/modulation.toml"),
+    ),
 ];
 
 pub fn builtin(name: &str) -> anyhow::Result<Spec> {
@@ -110,4 +114,22 @@ pub fn reproduce(
         figures.display()
     );
     crate::table::render(&tables, Format::Md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::plan;
+
+    #[test]
+    fn every_built_in_spec_parses_and_plans() {
+        for (name, _) in SPECS {
+            let spec = builtin(name).unwrap();
+            // Built-in specs name registered methods and valid settings.
+            let data = std::path::Path::new("unused");
+            if spec.dataset != DatasetKind::Manifest {
+                plan(&spec, data, &Overrides::default()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            }
+        }
+    }
 }

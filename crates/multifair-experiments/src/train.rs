@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 pub use crate::config::TrainConfig;
 use crate::checkpoint::{Checkpoint, CheckpointState, truncate_metrics};
+use crate::diagnostics::diagnose;
 use crate::durable::{self, RunLock};
 use crate::optim::Optimizers;
 use crate::setup::Run;
@@ -234,7 +235,12 @@ impl Run {
             let mut output = method.step(&model, &batch);
             clip_grad_norm(&model, &mut output.grads, config.engine.clip);
             let factor = state.schedule.factor(config, step, steps_per_epoch);
-            model = optim.step(config, factor, model, output.grads);
+            let every = config.engine.diagnostics_every;
+            let before = (every > 0 && (step + 1) % every == 0).then(|| (model.clone(), optim.clone()));
+            model = optim.step(config, factor, model, output.grads, output.encoder_steps.as_deref());
+            if let Some((before, optim_before)) = before {
+                output.stats.extend(diagnose(config, factor, &before, &model, optim_before, &batch)?);
+            }
             pending.losses.push((step, b, output.loss));
             if pending.losses.len() == LOSS_READ_EVERY {
                 pending.read(epoch, checkpoint)?;

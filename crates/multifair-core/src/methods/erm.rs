@@ -50,6 +50,7 @@ pub(crate) fn finish(
     let loss = forward.per_sample.mean();
     let grads = GradientsParams::from_grads((objective + forward.aux_loss).backward(), model);
     StepOutput {
+        encoder_steps: None,
         grads,
         loss: loss.detach(),
         stats,

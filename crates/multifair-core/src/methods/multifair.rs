@@ -68,7 +68,20 @@ hparams! {
         attributes as "multifair_attributes": String = String::new(), Range::Fixed;
         /// Steps between logged statistics.
         log_every as "multifair_log_every": usize = 10, Range::Fixed;
+        /// Where rho B_m acts: the encoder's gradient (gradient) or its learning rate (step);
+        /// the group factors act inside the batch's gradient either way.
+        apply as "multifair_apply": Apply = Apply::Gradient, Range::Choice(&["gradient", "step"]);
     }
+}
+
+/// Where the modality coefficients act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Apply {
+    /// On each encoder's gradient (the reference's; Adam and AdamW nearly cancel it).
+    Gradient,
+    /// On each encoder's step: its learning rate times rho B_m, which adaptive optimizers keep.
+    Step,
 }
 
 pub const INFO: MethodInfo = MethodInfo {
@@ -127,10 +140,12 @@ struct LevelState {
     ema: Option<Vec<f64>>,
 }
 
-/// The modulation of one step: weights [M, B] for the modalities' tokens, the coefficients
-/// [M], and per attribute level its group factors [M, K] and priority flag [1].
+/// The modulation of one step: weights [M, B] for the modalities' tokens (rho B_m times the
+/// group part), the group part alone [M, B], the coefficients [M], and per attribute level its
+/// group factors [M, K] and priority flag [1].
 pub struct Modulation {
     pub weights: Tensor<2>,
+    pub group: Tensor<2>,
     pub coeff: Tensor<1>,
     pub factors: Vec<Tensor<2>>,
     pub priority: Vec<Tensor<1>>,
@@ -389,8 +404,10 @@ impl Multifair {
             priority.push(level.priority);
         }
         let rho_b = coeff.clone().reshape([m, 1]).expand([m, b]).mul_scalar(self.h.rho);
+        let group = combined.div_scalar(total_weight.max(1e-12));
         Modulation {
-            weights: combined.div_scalar(total_weight.max(1e-12)) * rho_b,
+            weights: group.clone() * rho_b,
+            group,
             coeff,
             factors,
             priority,
@@ -530,11 +547,16 @@ impl Method for Multifair {
             available.cloned(),
         );
         let b = y.dims()[1];
+        // In step mode rho B_m goes to the encoders' learning rates (one host read).
+        let (weights, encoder_steps) = match self.h.apply {
+            Apply::Gradient => (modulation.weights.clone(), None),
+            Apply::Step => {
+                let coeff = to_host(modulation.coeff.clone()).unwrap_or_default();
+                (modulation.group.clone(), Some(coeff.iter().map(|c| c * self.h.rho).collect()))
+            }
+        };
         let scaled: Vec<Tensor<2>> = (tokens.iter().enumerate())
-            .map(|(i, t)| {
-                let w = modulation.weights.clone().slice([i..i + 1, 0..b]).reshape([b, 1]);
-                scale_gradient(t.clone(), w)
-            })
+            .map(|(i, t)| scale_gradient(t.clone(), weights.clone().slice([i..i + 1, 0..b]).reshape([b, 1])))
             .collect();
         // 5. The loss and its one backward pass.
         let hidden = model.fused_hidden(&scaled, Some(&batch.group_ids), available);
@@ -559,7 +581,7 @@ impl Method for Multifair {
         self.steps += 1;
         let extra = [(names::FAIRNESS_LOSS, fairness), (names::DIRECTION_LOSS, direction)];
         let stats = self.log_stats(modulation, extra);
-        StepOutput { grads, loss: fused.detach(), stats }
+        StepOutput { grads, loss: fused.detach(), stats, encoder_steps }
     }
 
     fn state(&self) -> serde_json::Value {
@@ -692,6 +714,27 @@ mod tests {
         };
         assert_eq!(run([0.0, 1.0], true), run([1.0, 0.0], true));
         assert_ne!(run([0.0, 1.0], false), run([1.0, 0.0], false));
+    }
+
+    #[test]
+    fn the_weights_are_the_group_part_times_rho_b() {
+        let device = Device::flex();
+        let aux = Tensor::<1>::from_floats([0.9, 0.2, 0.8, 0.3, 0.6, 0.7, 0.2, 0.9], &device).reshape([2, 4]);
+        let fused = Tensor::<1>::from_floats([0.8, 0.3, 0.7, 0.4], &device);
+        let y = Tensor::<1>::from_floats([1.0, 0.0, 1.0, 0.0], &device);
+        let mut method = Multifair::new(MultifairHparams::default()).unwrap();
+        let m = method.modulate(aux, fused, y, &[0, 1, 1, 0]);
+        let coeff = to_host(m.coeff.clone()).unwrap();
+        let (weights, group) = (host2(m.weights), host2(m.group));
+        for i in 0..2 {
+            for n in 0..4 {
+                let want = group[i * 4 + n] as f64 * 1.2 * coeff[i];
+                assert!((weights[i * 4 + n] as f64 - want).abs() < 1e-6);
+            }
+        }
+        let h = MultifairHparams::from_value(&serde_json::json!({"multifair_apply": "step"})).unwrap();
+        assert_eq!(h.apply, Apply::Step);
+        assert!(MultifairHparams::from_value(&serde_json::json!({"multifair_apply": "steps"})).is_err());
     }
 
     #[test]

@@ -325,6 +325,7 @@ impl Method for MultifairRef {
         out.insert("fairness_gap".into(), stats.fairness_gap);
         out.insert("fused_gap".into(), stats.fused_gap);
         StepOutput {
+            encoder_steps: None,
             grads,
             loss: fused.detach(),
             stats: out,
