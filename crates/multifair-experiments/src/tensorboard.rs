@@ -120,6 +120,15 @@ impl EventWriter {
         Ok(writer)
     }
 
+    /// A run's event file (`RUN/tb/`), opened with its resolved configuration as hparams.
+    pub fn for_run(out: &Path, config: &Value) -> anyhow::Result<Self> {
+        let mut writer = EventWriter::create(&out.join("tb"))?;
+        let mut hparams = Vec::new();
+        flatten_leaves("", config, &mut hparams);
+        writer.hparams(&hparams, &out.display().to_string())?;
+        Ok(writer)
+    }
+
     fn event(&mut self, event: Message) -> anyhow::Result<()> {
         let data = event.0;
         let len = (data.len() as u64).to_le_bytes();

@@ -24,7 +24,7 @@ use crate::diagnostics::diagnose;
 use crate::durable::{self, RunLock};
 use crate::optim::Optimizers;
 use crate::setup::Run;
-use crate::tensorboard::{EventWriter, flatten_leaves, flatten_numbers};
+use crate::tensorboard::{EventWriter, flatten_numbers};
 
 /// Options that control a run but not its result.
 #[derive(Debug, Clone, Default)]
@@ -83,10 +83,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         }
     };
     run.write_run_json(out, &imported)?;
-    let mut tb = EventWriter::create(&out.join("tb"))?;
-    let mut hparams = Vec::new();
-    flatten_leaves("", &serde_json::to_value(&config)?, &mut hparams);
-    tb.hparams(&hparams, &out.display().to_string())?;
+    let mut tb = EventWriter::for_run(out, &serde_json::to_value(&config)?)?;
 
     let last_epoch = state.stopped_early.unwrap_or(config.epochs);
     for epoch in state.epochs_done..last_epoch {

@@ -252,3 +252,27 @@ fn minilm_sentence_embeddings_match_sentence_transformers() {
     let norm = pooled.clone().powf_scalar(2.0).sum_dim(1).sqrt();
     assert_close(&host(pooled / norm), &floats(&case["embeddings"]), 1e-4);
 }
+
+/// A BERT with fewer positions than the run's tokens is refused with both numbers (it would
+/// index past its position table), and so is a ViT size that is not a multiple of its patch.
+#[test]
+fn inputs_beyond_a_pretrained_model_are_refused_with_the_numbers() {
+    use multifair_models::EncoderConfig;
+    use multifair_models::presets::ModelSize;
+    use multifair_models::pretrained::size_encoder;
+
+    let config = ModelSize::Tiny.model(&[("notes", "text")], 32, 2, 64, 2);
+    let mut encoder = config.modalities[0].1.clone();
+    let folder = fixtures().join("hf-bert");
+    let err = size_encoder(&mut encoder, "text_weights", &folder, 32, 64, 128).unwrap_err();
+    assert!(
+        err.contains("the model has 32 positions (max_position_embeddings), fewer than max_tokens=128")
+            && err.contains("--set max_tokens=32"),
+        "{err}"
+    );
+    assert!(size_encoder(&mut encoder, "text_weights", &folder, 32, 64, 32).unwrap());
+    let image = ModelSize::Tiny.model(&[("slo", "image")], 36, 2, 0, 2).modalities[0].1.clone();
+    let err = image.check_inputs(16).unwrap_err();
+    assert!(err.contains("--set image_size=36: must be a positive multiple of the ViT's patch size 8 (e.g. 32)"), "{err}");
+    assert!(matches!(image, EncoderConfig::Image(_)));
+}
