@@ -21,6 +21,19 @@ reproduce name *ARGS:
 sweep spec *ARGS:
     cargo run --release -- sweep {{spec}} {{ARGS}}
 
+# Equal-budget tuning of a spec's rows, then its seeds on the chosen settings:
+# `just tune experiments/ablation.toml --trials 8 --jobs 2`.
+tune spec *ARGS:
+    cargo run --release -- tune {{spec}} {{ARGS}}
+
+# A sweep's runs with their status: `just runs results/table1 --where status=failed`.
+runs results *ARGS:
+    cargo run --release -- runs {{results}} {{ARGS}}
+
+# Install mlflow and tensorboard (pinned) for the tracking test and for looking at sweeps.
+setup-tracking:
+    scripts/setup-tracking.sh
+
 # Train one run, e.g. `just train --dataset fairvision --data-dir DIR --method erm --out results/run`.
 train *ARGS:
     cargo run --release -- train {{ARGS}}
