@@ -571,7 +571,8 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
             Some(format!("f {}, {attribute}={group}", modality(i)))
         };
         let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-        // Modulation diagnostics (`diagnostics_every`): update / parameter norm per encoder.
+        // Modulation diagnostics (`diagnostics_every`): each encoder's update relative to the
+        // unmodulated step's, per epoch (1: nothing of the modulation reached the weights).
         let mut updates: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
         for line in text
             .lines()
@@ -585,9 +586,11 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                     if let (Some(label), Some(v)) = (name(k), v.as_f64()) {
                         series.entry(label).or_default().push((epoch, v));
                     }
-                    if let (Some((i, plain)), Some(v)) = (stats::parse_update(k), v.as_f64()) {
-                        let kind = if plain { "unmodulated step" } else { "step" };
-                        updates.entry(format!("{} ({kind})", modality(i))).or_default().push((epoch, v));
+                    if let (Some((i, false)), Some(real)) = (stats::parse_update(k), v.as_f64())
+                        && let Some(plain) = stats.get(&stats::update(i, true)).and_then(Value::as_f64)
+                    {
+                        let ratio = real / plain.max(1e-30);
+                        updates.entry(format!("{} update / unmodulated update", modality(i))).or_default().push((epoch, ratio));
                     }
                 }
             }
@@ -615,7 +618,7 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 (1000, 600),
                 draw_lines,
                 &updates,
-                &format!("{label}: encoder update / parameter norm, real and unmodulated step")
+                &format!("{label}: encoder update relative to the unmodulated step's (1: modulation cancelled)")
             ));
         }
     }
