@@ -264,3 +264,55 @@ fn a_single_modality_trains_only_on_rows_that_have_it() {
     let (a, b) = (grads(0.0, method.as_mut()), grads(5.0, method.as_mut()));
     assert!(a > 0.0 && (a - b).abs() <= 1e-6 * a, "{a} vs {b}");
 }
+
+/// Visits a module's gradients, summed per parameter, in order.
+struct Grads<'a>(&'a GradientsParams, Vec<f64>);
+
+impl ModuleVisitor for Grads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let g = self.0.get::<D>(param.id).map(|g| g.sum().into_scalar::<f32>() as f64);
+        self.1.push(g.unwrap_or(f64::NAN));
+    }
+}
+
+fn grads_of(module: &impl Module, grads: &GradientsParams) -> Vec<f64> {
+    let mut visitor = Grads(grads, Vec::new());
+    module.visit(&mut visitor);
+    visitor.1
+}
+
+/// As the original code, `multifair_ref` and `cggm` scale the encoders' own parameters and
+/// leave the projections into the fusion as fusion ERM's gradient has them (scaling those too
+/// is a key of ours, off by default).
+#[test]
+fn the_reference_modulation_leaves_the_projections_unscaled() {
+    let device = Device::flex().autodiff();
+    for name in ["multifair_ref", "cggm"] {
+        let info = REGISTRY.iter().find(|m| m.name == name).unwrap();
+        let (mut method, _) = method_and_model(info, &device);
+        // Without dropout, so that both steps see the same forward pass.
+        let mut config = ModelSize::Tiny.model(&[("slo", "image"), ("oct", "volume")], 16, 3, 0, 2);
+        config.dropout = 0.0;
+        for (_, encoder) in config.modalities.iter_mut() {
+            match encoder {
+                EncoderConfig::Image(c) => c.dropout = 0.0,
+                EncoderConfig::Volume(c) => c.slice.dropout = 0.0,
+                _ => {}
+            }
+        }
+        let model = config.init(&device);
+        let mut erm = create("erm", &serde_json::json!({})).unwrap();
+        let batch = batch(2, &device);
+        let modulated = method.step(&model, &batch).grads;
+        let plain = erm.step(&model, &batch).grads;
+        for j in 0..2 {
+            let (a, b) = (grads_of(&model.projections[j], &modulated), grads_of(&model.projections[j], &plain));
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() <= 1e-5 * y.abs().max(1e-3), "{name}: projection {j}: {x} vs {y}");
+            }
+            // The encoders' gradients are scaled (by rho B_m, not 1).
+            let (a, b) = (grads_of(&model.encoders[j], &modulated), grads_of(&model.encoders[j], &plain));
+            assert!(a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-6 * y.abs().max(1e-3)), "{name}: encoder {j} unscaled");
+        }
+    }
+}

@@ -121,7 +121,8 @@ fn choose(spec: &Spec, trials: &Plan, trials_out: &Path) -> anyhow::Result<BTree
     for row in &spec.runs {
         let mut scores = Vec::new();
         let mut best: Option<(usize, f64, &crate::sweep::PlannedRun)> = None;
-        for (k, run) in trials.runs.iter().filter(|r| r.label.starts_with(&format!("{}.trial", row.label))).enumerate() {
+        let labels: Vec<String> = (0..trials.spec.runs.len()).map(|k| trial_label(&row.label, k)).collect();
+        for (k, run) in trials.runs.iter().filter(|r| labels.contains(&r.label)).enumerate() {
             let score = trial_score(&trials_out.join(&run.folder), run.config.engine.selection);
             scores.push(score);
             if let Some(s) = score
@@ -157,6 +158,12 @@ pub fn tune(
     emitting: Emit,
 ) -> anyhow::Result<Option<String>> {
     anyhow::ensure!(trials > 0, "--trials must be at least 1");
+    // `--methods` keeps rows before their trials are drawn; `--seeds` applies to the final runs.
+    let mut spec = spec.clone();
+    if let Some(labels) = &overrides.labels {
+        spec = plan(&spec, data, &Overrides { labels: Some(labels.clone()), ..Overrides::default() })?.spec;
+    }
+    let (spec, overrides) = (&spec, &Overrides { labels: None, ..overrides.clone() });
     let trials_spec = trial_spec(spec, trials)?;
     let trials_out = out.join("trials");
     let trials_overrides = Overrides { seeds: None, ..overrides.clone() };

@@ -63,6 +63,7 @@ pub const INFO: MethodInfo = MethodInfo {
             rho: h.rho,
             lambda: h.lambda,
             gradients: h.direction == Direction::Gradients,
+            scale_projections: h.scale_projections,
             state: CggmState::default(),
         }))
     },
@@ -103,6 +104,8 @@ hparams! {
         lambda as "cggm_lambda": f64 = 0.15, Range::LogUniform(0.01, 0.5);
         /// weights or gradients (see the module's notes).
         direction as "cggm_direction": Direction = Direction::Weights, Range::Choice(&["weights", "gradients"]);
+        /// Scale the modalities' projections too (ours); CGGM's code scales the encoders only.
+        scale_projections as "cggm_scale_projections": bool = false, Range::Fixed;
     }
 }
 
@@ -118,6 +121,7 @@ pub struct Cggm {
     rho: f64,
     lambda: f64,
     gradients: bool,
+    scale_projections: bool,
     state: CggmState,
 }
 
@@ -215,7 +219,9 @@ impl Method for Cggm {
         let mut out = finish(model, forward, objective, BTreeMap::new());
         for (j, bj) in b.iter().enumerate() {
             scale_grads(&model.encoders[j], &mut out.grads, self.rho * bj);
-            scale_grads(&model.projections[j], &mut out.grads, self.rho * bj);
+            if self.scale_projections {
+                scale_grads(&model.projections[j], &mut out.grads, self.rho * bj);
+            }
             out.stats.insert(crate::stats::coeff(j), *bj);
             out.stats.insert(format!("accuracy_{j}"), acc[j]);
         }

@@ -8,7 +8,8 @@
 //!    positive i and negative j (0.5 for a group lacking a class), EMA 0.9 from 0.5;
 //! 4. f_mg = 1 + beta (mean_g E_mg - E_mg) / max(tau, 1e-4), F_m = sum_g (n_g / n) f_mg;
 //!    priority when the fused prediction's group-AUC gap exceeds tau;
-//! 5. loss = CE(fused); encoder m's gradient times rho B_m, and times F_m under priority.
+//! 5. loss = CE(fused); encoder m's gradient times rho B_m, and times F_m under priority (the
+//!    encoder's own parameters: its projection into the fusion is left as it is).
 //!
 //! The reference also adds lambda_gm L_gm and lambda_f G to the loss, but both are constants
 //! without gradient (L_gm is always 0: a parameter-name lookup never matches), so this step
@@ -64,6 +65,9 @@ hparams! {
         tau as "multifair_tau": f64 = 0.04, Range::LogUniform(0.01, 0.2);
         /// Decay of the group AUCs' moving average.
         ema as "multifair_ema": f64 = 0.9, Range::Choice(&["0.8", "0.9", "0.95"]);
+        /// Scale the modalities' projections too (ours); the reference scales the encoders'
+        /// parameters only (it matches their names: fundus_encoder, oct_slice_encoder, ...).
+        scale_projections as "multifair_scale_projections": bool = false, Range::Fixed;
     }
 }
 
@@ -304,7 +308,9 @@ impl Method for MultifairRef {
         let mut grads = GradientsParams::from_grads((fused.clone() + aux).backward(), model);
         for (m, &scale) in stats.encoder_grad_scale.iter().enumerate() {
             scale_grads(&model.encoders[m], &mut grads, scale);
-            scale_grads(&model.projections[m], &mut grads, scale);
+            if self.hparams.scale_projections {
+                scale_grads(&model.projections[m], &mut grads, scale);
+            }
         }
         let mut out = BTreeMap::new();
         for (m, (b, s)) in stats
