@@ -84,6 +84,7 @@ fn reference_steps_match_the_golden_vectors() {
             beta: hp["fairness_modulation"].as_f64().unwrap(),
             tau: hp["fairness_threshold"].as_f64().unwrap(),
             ema: hp["ema_decay"].as_f64().unwrap(),
+            ..RefHparams::default()
         };
         let Case {
             codes,
