@@ -34,7 +34,10 @@ fn compare_trains_once_tabulates_and_reruns_only_what_is_missing() {
     ];
     let first = multifair(&args);
     let table = String::from_utf8_lossy(&first.stdout).into_owned();
-    assert!(table.contains("| erm |") && table.contains("| group_dro |"), "{table}");
+    assert!(
+        table.contains("| erm |") && table.contains("| group_dro |"),
+        "{table}"
+    );
     assert_eq!(read(&out.join("summary.md")).trim(), table.trim());
     // The plan holds seeds 0 and 1, and group_dro's own setting.
     let plan: Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
@@ -43,7 +46,10 @@ fn compare_trains_once_tabulates_and_reruns_only_what_is_missing() {
     let seeds: Vec<u64> = runs.iter().map(|r| r["seed"].as_u64().unwrap()).collect();
     assert_eq!(seeds, [0, 1, 0, 1]);
     let dro = runs.iter().find(|r| r["label"] == "group_dro").unwrap();
-    let run: Value = serde_json::from_str(&read(&out.join(dro["folder"].as_str().unwrap()).join("run.json"))).unwrap();
+    let run: Value = serde_json::from_str(&read(
+        &out.join(dro["folder"].as_str().unwrap()).join("run.json"),
+    ))
+    .unwrap();
     assert_eq!(run["config"]["hparams"]["group_dro_eta"], 0.1);
 
     // Rerun: nothing to train, the same table.
@@ -51,7 +57,10 @@ fn compare_trains_once_tabulates_and_reruns_only_what_is_missing() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("4 runs, 0 to do"));
     assert_eq!(String::from_utf8_lossy(&again.stdout), table);
     // Without one run's test.json, only that run is redone (from its checkpoint).
-    let erm1 = runs.iter().find(|r| r["label"] == "erm" && r["seed"] == 1).unwrap();
+    let erm1 = runs
+        .iter()
+        .find(|r| r["label"] == "erm" && r["seed"] == 1)
+        .unwrap();
     std::fs::remove_file(out.join(erm1["folder"].as_str().unwrap()).join("test.json")).unwrap();
     let third = multifair(&args);
     assert!(String::from_utf8_lossy(&third.stderr).contains("4 runs, 1 to do"));

@@ -23,9 +23,23 @@ fn data(name: &str) -> PathBuf {
 fn train(data: &Path, out: &Path, fault: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_multifair"));
     command.args([
-        "train", "--dataset", "fairvision", "--data-dir", data.to_str().unwrap(), "--method",
-        "multifair", "--epochs", "2", "--set", "image_size=16", "--set", "slices=4", "--set",
-        "batch_size=16", "--out", out.to_str().unwrap(),
+        "train",
+        "--dataset",
+        "fairvision",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--method",
+        "multifair",
+        "--epochs",
+        "2",
+        "--set",
+        "image_size=16",
+        "--set",
+        "slices=4",
+        "--set",
+        "batch_size=16",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     if let Some(fault) = fault {
         command.env("MULTIFAIR_FAULT", fault);
@@ -41,7 +55,12 @@ fn logged_epochs(out: &Path) -> Vec<u64> {
         .filter(|l| l.get("step").is_none())
         .map(|l| l["epoch"].as_u64().unwrap())
         .collect();
-    assert_eq!(epochs, (1..=epochs.len() as u64).collect::<Vec<_>>(), "{}", out.display());
+    assert_eq!(
+        epochs,
+        (1..=epochs.len() as u64).collect::<Vec<_>>(),
+        "{}",
+        out.display()
+    );
     epochs
 }
 
@@ -58,7 +77,12 @@ fn a_run_killed_after_any_write_resumes_to_the_same_test_json() {
         if killed.status.success() {
             break; // fewer than n writes: every point has been tried
         }
-        assert_eq!(killed.status.code(), None, "write {n}: not killed: {}", String::from_utf8_lossy(&killed.stderr));
+        assert_eq!(
+            killed.status.code(),
+            None,
+            "write {n}: not killed: {}",
+            String::from_utf8_lossy(&killed.stderr)
+        );
         kills += 1;
         ok(train(&data, &out, None));
         assert_eq!(read(&out.join("test.json")), want, "killed after write {n}");
@@ -68,7 +92,10 @@ fn a_run_killed_after_any_write_resumes_to_the_same_test_json() {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(names.iter().all(|n| !n.contains(".tmp")) && names.len() <= 3, "{names:?}");
+        assert!(
+            names.iter().all(|n| !n.contains(".tmp")) && names.len() <= 3,
+            "{names:?}"
+        );
         let stray: Vec<String> = std::fs::read_dir(&out)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -94,9 +121,18 @@ fn an_empty_or_torn_checkpoint_falls_back_to_the_previous_one() {
     std::fs::write(out.join("checkpoint/LATEST"), "").unwrap();
     let resumed = ok(train(&data, &out, None));
     let log = String::from_utf8_lossy(&resumed.stderr);
-    assert!(log.contains("LATEST is empty") && log.contains("epoch-0002/state.json: unreadable"), "{log}");
-    assert!(log.contains("resuming") && log.contains("after epoch 1"), "{log}");
-    assert_eq!(read(&out.join("test.json")), read(&reference.join("test.json")));
+    assert!(
+        log.contains("LATEST is empty") && log.contains("epoch-0002/state.json: unreadable"),
+        "{log}"
+    );
+    assert!(
+        log.contains("resuming") && log.contains("after epoch 1"),
+        "{log}"
+    );
+    assert_eq!(
+        read(&out.join("test.json")),
+        read(&reference.join("test.json"))
+    );
     assert_eq!(logged_epochs(&out), [1, 2]);
 }
 
@@ -110,22 +146,43 @@ fn a_full_disk_fails_naming_the_file_and_the_rerun_finishes() {
         let failed = train(&data, &out, Some(&format!("full-after:{n}")));
         assert!(!failed.status.success());
         let err = String::from_utf8_lossy(&failed.stderr);
-        assert!(err.contains("error: writing ") && err.contains("No space left on device"), "{err}");
-        assert!(err.contains(out.to_str().unwrap()), "the file is named: {err}");
+        assert!(
+            err.contains("error: writing ") && err.contains("No space left on device"),
+            "{err}"
+        );
+        assert!(
+            err.contains(out.to_str().unwrap()),
+            "the file is named: {err}"
+        );
         ok(train(&data, &out, None));
-        assert_eq!(read(&out.join("test.json")), read(&reference.join("test.json")), "full after {n}");
+        assert_eq!(
+            read(&out.join("test.json")),
+            read(&reference.join("test.json")),
+            "full after {n}"
+        );
         assert_eq!(logged_epochs(&out), [1, 2]);
     }
 }
 
 fn crash_spec() -> String {
-    common::small_spec("crash", 2, 1, "[[runs]]\nlabel = \"erm\"\nmethod = \"erm\"\n")
+    common::small_spec(
+        "crash",
+        2,
+        1,
+        "[[runs]]\nlabel = \"erm\"\nmethod = \"erm\"\n",
+    )
 }
 
 fn sweep_command(spec: &Path, data: &Path, out: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_multifair"));
-    command.args(["sweep", spec.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--out",
-                  out.to_str().unwrap()]);
+    command.args([
+        "sweep",
+        spec.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     command
 }
 
@@ -141,11 +198,18 @@ fn a_torn_test_json_is_not_finished_and_the_table_recovers() {
     let folder = out.join(plan["runs"][0]["folder"].as_str().unwrap());
     let test = read(&folder.join("test.json"));
     // What a full disk leaves: the first 4096 bytes of the file.
-    std::fs::write(folder.join("test.json"), &test.as_bytes()[..test.len().min(4096) / 2]).unwrap();
+    std::fs::write(
+        folder.join("test.json"),
+        &test.as_bytes()[..test.len().min(4096) / 2],
+    )
+    .unwrap();
     let again = ok(sweep_command(&spec, &data, &out).output().unwrap());
     assert!(String::from_utf8_lossy(&again.stderr).contains("2 runs, 1 to do"));
     assert_eq!(read(&folder.join("test.json")), test);
-    ok(Command::new(env!("CARGO_BIN_EXE_multifair")).args(["table", out.to_str().unwrap()]).output().unwrap());
+    ok(Command::new(env!("CARGO_BIN_EXE_multifair"))
+        .args(["table", out.to_str().unwrap()])
+        .output()
+        .unwrap());
 }
 
 #[test]
@@ -156,11 +220,20 @@ fn two_sweeps_on_one_folder_train_each_run_once() {
     std::fs::write(&spec, crash_spec()).unwrap();
     let out = dir.join("results");
     let children: Vec<_> = (0..2)
-        .map(|_| sweep_command(&spec, &data, &out).stderr(Stdio::piped()).spawn().unwrap())
+        .map(|_| {
+            sweep_command(&spec, &data, &out)
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for child in children {
         let result = child.wait_with_output().unwrap();
-        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
     }
     let plan: Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
     for run in plan["runs"].as_array().unwrap() {
@@ -181,17 +254,38 @@ fn out_of_range_settings_are_refused_naming_the_key() {
     for (set, want) in [
         ("lr=-1", "--set lr=-1: must be a finite number >= 0"),
         ("momentum=1.5", "--set momentum: 1.5 must lie in [0, 1)"),
-        ("weight_decay=-0.1", "--set weight_decay=-0.1: must be a finite number >= 0"),
+        (
+            "weight_decay=-0.1",
+            "--set weight_decay=-0.1: must be a finite number >= 0",
+        ),
         ("clip=-1", "--set clip=-1: must be a finite number >= 0"),
         ("eps=0", "--set eps=0: must be a finite number > 0"),
-        ("lr=nan", "--set lr=nan: invalid type: string \"nan\", expected f64"),
+        (
+            "lr=nan",
+            "--set lr=nan: invalid type: string \"nan\", expected f64",
+        ),
         ("image_size=0", "--set image_size=0: must lie in 1..=2048"),
-        ("image_size=100000", "--set image_size=100000: must lie in 1..=2048"),
-        ("image_size=7", "--set image_size=7: must be a positive multiple of the ViT's patch size 8 (e.g. 8)"),
+        (
+            "image_size=100000",
+            "--set image_size=100000: must lie in 1..=2048",
+        ),
+        (
+            "image_size=7",
+            "--set image_size=7: must be a positive multiple of the ViT's patch size 8 (e.g. 8)",
+        ),
     ] {
         let result = Command::new(env!("CARGO_BIN_EXE_multifair"))
-            .args(["train", "--dataset", "fairvision", "--data-dir", data.to_str().unwrap(), "--set", set,
-                   "--out", out.to_str().unwrap()])
+            .args([
+                "train",
+                "--dataset",
+                "fairvision",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--set",
+                set,
+                "--out",
+                out.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&result.stderr);
@@ -214,14 +308,30 @@ fn a_closed_pipe_ends_quietly_and_the_bootstrap_is_bounded() {
         env!("CARGO_BIN_EXE_multifair"),
         csv.display()
     );
-    let result = Command::new("bash").args(["-o", "pipefail", "-c", &shell]).output().unwrap();
-    let err = String::from_utf8_lossy(&result.stderr);
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(matches!(result.status.code(), Some(0) | Some(141)), "{:?}: {err}", result.status);
-    let result = Command::new(env!("CARGO_BIN_EXE_multifair"))
-        .args(["evaluate", "--predictions", csv.to_str().unwrap(), "--bootstrap", "1000000000"])
+    let result = Command::new("bash")
+        .args(["-o", "pipefail", "-c", &shell])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&result.stderr);
-    assert!(err.contains("--bootstrap 1000000000: at most 100000 resamples"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        matches!(result.status.code(), Some(0) | Some(141)),
+        "{:?}: {err}",
+        result.status
+    );
+    let result = Command::new(env!("CARGO_BIN_EXE_multifair"))
+        .args([
+            "evaluate",
+            "--predictions",
+            csv.to_str().unwrap(),
+            "--bootstrap",
+            "1000000000",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        err.contains("--bootstrap 1000000000: at most 100000 resamples"),
+        "{err}"
+    );
 }

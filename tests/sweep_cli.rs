@@ -255,8 +255,18 @@ fn dry_runs_print_resolved_configurations_and_train_nothing() {
     // train --dry-run: run.json's config, paper settings of the method applied.
     let run = out.join("one");
     let printed = multifair(&[
-        "train", "--dataset", "fairvision", "--data-dir", data.to_str().unwrap(), "--method", "ogm_ge",
-        "--set", "lr=0.5", "--out", run.to_str().unwrap(), "--dry-run",
+        "train",
+        "--dataset",
+        "fairvision",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--method",
+        "ogm_ge",
+        "--set",
+        "lr=0.5",
+        "--out",
+        run.to_str().unwrap(),
+        "--dry-run",
     ]);
     let config: Value = serde_json::from_slice(&printed.stdout).unwrap();
     assert_eq!(config["config"]["engine"]["optimizer"], "sgd");

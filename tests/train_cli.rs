@@ -185,7 +185,10 @@ fn plateau_schedule_state_resumes_exactly_and_early_stopping_is_logged() {
     let run: Value = serde_json::from_str(&read(&a.join("run.json"))).unwrap();
     assert_eq!(run["config"]["engine"]["optimizer"], "adam");
     assert_eq!(run["config"]["engine"]["schedule"], "plateau");
-    assert_eq!(run["config"]["engine"]["betas"], serde_json::json!([0.8, 0.99]));
+    assert_eq!(
+        run["config"]["engine"]["betas"],
+        serde_json::json!([0.8, 0.99])
+    );
     assert_eq!(run["config"]["engine"]["encoder_lr"], 1e-3);
 
     // With every rate at 0 the validation score never improves after epoch 1, so patience 1
@@ -335,7 +338,10 @@ fn bad_configuration_is_refused_clearly() {
     let err =
         |extra: &[&str]| String::from_utf8_lossy(&train(&data, &out, extra).stderr).into_owned();
     let msg = err(&["--set", "lr=fast"]);
-    assert!(msg.contains("--set lr=fast: invalid type: string \"fast\", expected f64"), "{msg}");
+    assert!(
+        msg.contains("--set lr=fast: invalid type: string \"fast\", expected f64"),
+        "{msg}"
+    );
     let msg = err(&["--set", "colour=blue"]);
     assert!(
         msg.contains("--set colour=blue: method 'erm': unknown field `colour`")
@@ -345,15 +351,23 @@ fn bad_configuration_is_refused_clearly() {
     // Misspelt values and keys, refused by the types with the valid ones listed.
     for (set, want) in [
         ("optimizer=sgdd", "expected one of `adamw`, `adam`, `sgd`"),
-        ("schedule=cosin", "expected one of `cosine`, `constant`, `step`, `plateau`"),
+        (
+            "schedule=cosin",
+            "expected one of `cosine`, `constant`, `step`, `plateau`",
+        ),
         ("selection=aucc", "expected one of `auc`, `es_auc`, `dto`"),
     ] {
         let msg = err(&["--set", set]);
-        assert!(msg.contains(&format!("--set {set}: unknown variant")) && msg.contains(want), "{msg}");
+        assert!(
+            msg.contains(&format!("--set {set}: unknown variant")) && msg.contains(want),
+            "{msg}"
+        );
     }
     let msg = err(&["--method", "multifair", "--set", "multifair_rhoo=1"]);
     assert!(
-        msg.contains("unknown field `multifair_rhoo`, expected one of `multifair_rho`, `multifair_beta`"),
+        msg.contains(
+            "unknown field `multifair_rhoo`, expected one of `multifair_rho`, `multifair_beta`"
+        ),
         "{msg}"
     );
     let out2 = multifair(&[
@@ -448,19 +462,42 @@ fn step_mode_and_modulation_diagnostics_are_logged_and_plotted() {
                 set = { multifair_apply = 'step', multifair_log_every = 1, diagnostics_every = 1 }\n";
     std::fs::write(&spec, common::small_spec("diag", 1, 2, runs)).unwrap();
     let out = dir.join("results");
-    ok(multifair(&["sweep", spec.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--out", out.to_str().unwrap()]));
+    ok(multifair(&[
+        "sweep",
+        spec.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
     let plan: Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
     let folder = out.join(plan["runs"][0]["folder"].as_str().unwrap());
-    let lines: Vec<Value> = read(&folder.join("metrics.jsonl")).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = read(&folder.join("metrics.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let epoch = lines.iter().find(|l| l.get("step").is_none()).unwrap();
-    for key in ["update_0", "update_1", "update_unmodulated_0", "update_unmodulated_1", "coeff_0"] {
-        let v = epoch["method"][key].as_f64().unwrap_or_else(|| panic!("{key} in {epoch}"));
+    for key in [
+        "update_0",
+        "update_1",
+        "update_unmodulated_0",
+        "update_unmodulated_1",
+        "coeff_0",
+    ] {
+        let v = epoch["method"][key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {epoch}"));
         assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
     }
     let run: Value = serde_json::from_str(&read(&folder.join("run.json"))).unwrap();
     assert_eq!(run["config"]["hparams"]["multifair_apply"], "step");
     let figures = dir.join("figures");
-    ok(multifair(&["plot", out.to_str().unwrap(), "--out", figures.to_str().unwrap()]));
+    ok(multifair(&[
+        "plot",
+        out.to_str().unwrap(),
+        "--out",
+        figures.to_str().unwrap(),
+    ]));
     let png = std::fs::read(figures.join("modulation-mf.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 }

@@ -70,7 +70,6 @@ pub fn surrogate_by_group(
     )
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

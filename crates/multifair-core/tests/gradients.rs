@@ -270,7 +270,10 @@ struct Grads<'a>(&'a GradientsParams, Vec<f64>);
 
 impl ModuleVisitor for Grads<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let g = self.0.get::<D>(param.id).map(|g| g.sum().into_scalar::<f32>() as f64);
+        let g = self
+            .0
+            .get::<D>(param.id)
+            .map(|g| g.sum().into_scalar::<f32>() as f64);
         self.1.push(g.unwrap_or(f64::NAN));
     }
 }
@@ -306,13 +309,27 @@ fn the_reference_modulation_leaves_the_projections_unscaled() {
         let modulated = method.step(&model, &batch).grads;
         let plain = erm.step(&model, &batch).grads;
         for j in 0..2 {
-            let (a, b) = (grads_of(&model.projections[j], &modulated), grads_of(&model.projections[j], &plain));
+            let (a, b) = (
+                grads_of(&model.projections[j], &modulated),
+                grads_of(&model.projections[j], &plain),
+            );
             for (x, y) in a.iter().zip(&b) {
-                assert!((x - y).abs() <= 1e-5 * y.abs().max(1e-3), "{name}: projection {j}: {x} vs {y}");
+                assert!(
+                    (x - y).abs() <= 1e-5 * y.abs().max(1e-3),
+                    "{name}: projection {j}: {x} vs {y}"
+                );
             }
             // The encoders' gradients are scaled (by rho B_m, not 1).
-            let (a, b) = (grads_of(&model.encoders[j], &modulated), grads_of(&model.encoders[j], &plain));
-            assert!(a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-6 * y.abs().max(1e-3)), "{name}: encoder {j} unscaled");
+            let (a, b) = (
+                grads_of(&model.encoders[j], &modulated),
+                grads_of(&model.encoders[j], &plain),
+            );
+            assert!(
+                a.iter()
+                    .zip(&b)
+                    .any(|(x, y)| (x - y).abs() > 1e-6 * y.abs().max(1e-3)),
+                "{name}: encoder {j} unscaled"
+            );
         }
     }
 }

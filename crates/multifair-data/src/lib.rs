@@ -29,6 +29,9 @@ pub fn shown(text: &str) -> String {
     if text.len() <= MAX {
         return text.to_owned();
     }
-    let cut = (0..=MAX).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let cut = (0..=MAX)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
     format!("{}... ({} bytes)", &text[..cut], text.len())
 }

@@ -272,7 +272,12 @@ fn check_spec(spec: &ManifestToml) -> Result<(Schema, Vec<Source>), Vec<String>>
                 a.name
             ));
         }
-        for u in a.unknown.iter().map(Scalar::text).filter(|u| groups.contains(u)) {
+        for u in a
+            .unknown
+            .iter()
+            .map(Scalar::text)
+            .filter(|u| groups.contains(u))
+        {
             problems.push(format!(
                 "attribute '{}': '{u}' is listed as unknown and declared as a group; it can be only one",
                 a.name
@@ -378,7 +383,10 @@ impl<'de> Deserialize<'de> for Pairs {
                 f.write_str("a JSON object")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Pairs, A::Error> {
                 let mut pairs = Vec::new();
                 while let Some(entry) = map.next_entry()? {
                     pairs.push(entry);
@@ -416,7 +424,10 @@ impl Table {
                     .map(|h| h.trim().to_owned())
                     .collect();
                 if let Some(d) = duplicate(columns.iter()) {
-                    return Err(error(format!("header: column '{}' appears twice", shown(d))));
+                    return Err(error(format!(
+                        "header: column '{}' appears twice",
+                        shown(d)
+                    )));
                 }
                 let mut rows = Vec::new();
                 for record in reader.records() {
@@ -439,12 +450,21 @@ impl Table {
                     if line.trim().is_empty() {
                         continue;
                     }
-                    let pairs: Pairs = serde_json::from_str(line)
-                        .map_err(|e| error(format!("line {}: {e} (expected one JSON object per line)", i + 1)))?;
+                    let pairs: Pairs = serde_json::from_str(line).map_err(|e| {
+                        error(format!(
+                            "line {}: {e} (expected one JSON object per line)",
+                            i + 1
+                        ))
+                    })?;
                     if let Some(d) = duplicate(pairs.0.iter().map(|(k, _)| k)) {
-                        return Err(error(format!("line {}: key '{}' appears twice", i + 1, shown(d))));
+                        return Err(error(format!(
+                            "line {}: key '{}' appears twice",
+                            i + 1,
+                            shown(d)
+                        )));
                     }
-                    let object: serde_json::Map<String, serde_json::Value> = pairs.0.into_iter().collect();
+                    let object: serde_json::Map<String, serde_json::Value> =
+                        pairs.0.into_iter().collect();
                     for key in object.keys() {
                         if !columns.contains(key) {
                             columns.push(key.clone());
@@ -546,7 +566,11 @@ fn read_rows(
         if id.is_empty() {
             problems.push(format!("{}: empty id", at(&spec.id)));
         } else if !ids.insert(id.clone()) {
-            problems.push(format!("{}: id '{}' appears twice", at(&spec.id), shown(&id)));
+            problems.push(format!(
+                "{}: id '{}' appears twice",
+                at(&spec.id),
+                shown(&id)
+            ));
         }
         let split = match cell(split_col) {
             "train" => Some(Split::Train),
@@ -607,7 +631,11 @@ fn read_rows(
                     relative => {
                         let path = root.join(relative);
                         if !path.is_file() {
-                            problems.push(format!("{}: no such file {}", at(c), shown(&path.display().to_string())));
+                            problems.push(format!(
+                                "{}: no such file {}",
+                                at(c),
+                                shown(&path.display().to_string())
+                            ));
                         } else if !spec.allow_outside && !inside(&path, root) {
                             problems.push(format!(
                                 "{}: '{}' leaves the manifest's folder (set allow_outside = true in the TOML to allow paths outside it)",

@@ -28,7 +28,9 @@ pub enum NpzErrorKind {
     MissingKey(Vec<String>),
     #[error("{0}")]
     Npy(#[from] NpyError),
-    #[error("the member is {0} bytes uncompressed, more than the {MAX_MEMBER_BYTES} this reader accepts")]
+    #[error(
+        "the member is {0} bytes uncompressed, more than the {MAX_MEMBER_BYTES} this reader accepts"
+    )]
     TooLarge(u64),
 }
 
@@ -123,13 +125,18 @@ impl<R: Read + Seek> Npz<R> {
             return Err(self.error(key, NpzErrorKind::TooLarge(size)));
         }
         let mut bytes = Vec::with_capacity(size as usize);
-        let read = (&mut member).take(size + 1).read_to_end(&mut bytes).and_then(|_| {
-            let mut rest = [0u8; 1];
-            match bytes.len() as u64 > size || member.read(&mut rest)? > 0 {
-                true => Err(std::io::Error::other("the member holds more data than its zip entry declares")),
-                false => Ok(()),
-            }
-        });
+        let read = (&mut member)
+            .take(size + 1)
+            .read_to_end(&mut bytes)
+            .and_then(|_| {
+                let mut rest = [0u8; 1];
+                match bytes.len() as u64 > size || member.read(&mut rest)? > 0 {
+                    true => Err(std::io::Error::other(
+                        "the member holds more data than its zip entry declares",
+                    )),
+                    false => Ok(()),
+                }
+            });
         drop(member);
         read.map_err(|e| self.error(key, NpzErrorKind::Zip(e.to_string())))?;
         Ok(bytes)

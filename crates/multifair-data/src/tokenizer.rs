@@ -283,7 +283,9 @@ pub fn for_dataset(
     }
     if let Some(folder) = folder {
         let t = WordPiece::from_folder(folder);
-        return t.map(Some).map_err(|e| format!("--set text_weights={}: {e}", folder.display()));
+        return t
+            .map(Some)
+            .map_err(|e| format!("--set text_weights={}: {e}", folder.display()));
     }
     if !manifest {
         return Ok(Some(WordPiece::builtin(&crate::synthetic::NOTE_WORDS)));

@@ -17,11 +17,16 @@ use rand_chacha::ChaCha8Rng;
 const TIME: Duration = Duration::from_secs(20);
 
 fn cases() -> usize {
-    std::env::var("MULTIFAIR_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000)
+    std::env::var("MULTIFAIR_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
 }
 
 fn folder(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz").join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("fuzz")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -52,7 +57,11 @@ fn mutate(bytes: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
             }
             4 => {
                 // A digit run replaced by a huge number (sizes, codes, shapes).
-                if let Some(i) = out.iter().position(|b| b.is_ascii_digit()).map(|p| p + at(rng, 4)) {
+                if let Some(i) = out
+                    .iter()
+                    .position(|b| b.is_ascii_digit())
+                    .map(|p| p + at(rng, 4))
+                {
                     let i = i.min(out.len());
                     out.splice(i..i, b"99999999999999999999".iter().copied());
                 }
@@ -78,9 +87,13 @@ fn fuzz(name: &str, seed_bytes: &[u8], mut read: impl FnMut(&[u8])) {
         }
         let bytes = mutate(seed_bytes, &mut rng);
         if catch_unwind(AssertUnwindSafe(|| read(&bytes))).is_err() {
-            let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-{name}-{case}.bin"));
+            let path =
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-{name}-{case}.bin"));
             std::fs::write(&path, &bytes).unwrap();
-            panic!("{name}: case {case} panicked; the input is in {}", path.display());
+            panic!(
+                "{name}: case {case} panicked; the input is in {}",
+                path.display()
+            );
         }
         done += 1;
     }
@@ -89,13 +102,55 @@ fn fuzz(name: &str, seed_bytes: &[u8], mut read: impl FnMut(&[u8])) {
 
 fn arrays() -> Vec<(&'static str, NpyArray)> {
     vec![
-        ("oct_bscans", NpyArray { shape: vec![4, 6, 6], data: ArrayData::U8((0..144).map(|i| i as u8).collect()) }),
-        ("slo_fundus", NpyArray { shape: vec![6, 6], data: ArrayData::F32(vec![0.5; 36]) }),
-        ("glaucoma", NpyArray { shape: vec![], data: ArrayData::I64(vec![1]) }),
-        ("race", NpyArray { shape: vec![], data: ArrayData::I64(vec![2]) }),
-        ("male", NpyArray { shape: vec![], data: ArrayData::Bool(vec![true]) }),
-        ("hispanic", NpyArray { shape: vec![], data: ArrayData::I64(vec![0]) }),
-        ("language", NpyArray { shape: vec![], data: ArrayData::I64(vec![-1]) }),
+        (
+            "oct_bscans",
+            NpyArray {
+                shape: vec![4, 6, 6],
+                data: ArrayData::U8((0..144).map(|i| i as u8).collect()),
+            },
+        ),
+        (
+            "slo_fundus",
+            NpyArray {
+                shape: vec![6, 6],
+                data: ArrayData::F32(vec![0.5; 36]),
+            },
+        ),
+        (
+            "glaucoma",
+            NpyArray {
+                shape: vec![],
+                data: ArrayData::I64(vec![1]),
+            },
+        ),
+        (
+            "race",
+            NpyArray {
+                shape: vec![],
+                data: ArrayData::I64(vec![2]),
+            },
+        ),
+        (
+            "male",
+            NpyArray {
+                shape: vec![],
+                data: ArrayData::Bool(vec![true]),
+            },
+        ),
+        (
+            "hispanic",
+            NpyArray {
+                shape: vec![],
+                data: ArrayData::I64(vec![0]),
+            },
+        ),
+        (
+            "language",
+            NpyArray {
+                shape: vec![],
+                data: ArrayData::I64(vec![-1]),
+            },
+        ),
     ]
 }
 
@@ -119,7 +174,8 @@ fn npz_reader_never_panics() {
         write_npz(&path, &refs, compressed).unwrap();
         let valid = std::fs::read(&path).unwrap();
         fuzz(&format!("npz-{compressed}"), &valid, |bytes| {
-            let Ok(mut npz) = Npz::from_reader(Path::new("fuzz.npz"), Cursor::new(bytes.to_vec())) else {
+            let Ok(mut npz) = Npz::from_reader(Path::new("fuzz.npz"), Cursor::new(bytes.to_vec()))
+            else {
                 return;
             };
             for key in npz.keys() {

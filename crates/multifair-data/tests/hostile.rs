@@ -9,20 +9,31 @@ use multifair_data::npz::{Npz, write_npz};
 use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind};
 
 fn folder(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile").join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("hostile")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 fn scalar(v: i64) -> NpyArray {
-    NpyArray { shape: vec![], data: ArrayData::I64(vec![v]) }
+    NpyArray {
+        shape: vec![],
+        data: ArrayData::I64(vec![v]),
+    }
 }
 
 /// A FairVision sample with `race` = `race_code`.
 fn sample(path: &Path, race_code: i64, compressed: bool) {
-    let oct = NpyArray { shape: vec![4, 6, 6], data: ArrayData::U8((0..144).map(|i| i as u8).collect()) };
-    let slo = NpyArray { shape: vec![6, 6], data: ArrayData::U8(vec![7; 36]) };
+    let oct = NpyArray {
+        shape: vec![4, 6, 6],
+        data: ArrayData::U8((0..144).map(|i| i as u8).collect()),
+    };
+    let slo = NpyArray {
+        shape: vec![6, 6],
+        data: ArrayData::U8(vec![7; 36]),
+    };
     let (label, race, zero) = (scalar(1), scalar(race_code), scalar(0));
     let arrays = [
         ("oct_bscans", &oct),
@@ -42,11 +53,15 @@ fn group_codes_out_of_range_are_refused_naming_file_and_key() {
     for code in [1i64 << 62, 1 << 31, 256, -2] {
         let path = dir.join(format!("data_{code}.npz"));
         sample(&path, code, true);
-        let message = read_record(DatasetKind::FairVision, &path, None).unwrap_err().to_string();
+        let message = read_record(DatasetKind::FairVision, &path, None)
+            .unwrap_err()
+            .to_string();
         assert!(
             message.contains(&format!("{}", path.display()))
                 && message.contains("key 'race'")
-                && message.contains(&format!("code {code}; codes are 0..=255, or -1 for unknown")),
+                && message.contains(&format!(
+                    "code {code}; codes are 0..=255, or -1 for unknown"
+                )),
             "{message}"
         );
     }
@@ -60,7 +75,10 @@ fn corrupted_pixels_fail_the_zip_crc_instead_of_training() {
         sample(&path, 0, compressed);
         let mut bytes = std::fs::read(&path).unwrap();
         // Flip one byte inside the OCT member's data (the first member, after its npy header).
-        let at = bytes.windows(6).position(|w| w == b"\x93NUMPY").map(|p| p + 200);
+        let at = bytes
+            .windows(6)
+            .position(|w| w == b"\x93NUMPY")
+            .map(|p| p + 200);
         let at = match (compressed, at) {
             (false, Some(at)) => at,
             // Deflated: a byte in the middle of the first member's stream.
@@ -70,7 +88,10 @@ fn corrupted_pixels_fail_the_zip_crc_instead_of_training() {
         std::fs::write(&path, &bytes).unwrap();
         let read = Npz::open(&path).and_then(|mut npz| npz.read_rows("oct_bscans", &[0, 2]));
         let message = read.map(|_| ()).unwrap_err().to_string();
-        assert!(message.contains(&path.display().to_string()) && message.contains("oct_bscans"), "{message}");
+        assert!(
+            message.contains(&path.display().to_string()) && message.contains("oct_bscans"),
+            "{message}"
+        );
     }
 }
 
@@ -95,7 +116,10 @@ fn a_header_claiming_a_trillion_elements_is_refused_before_allocating() {
     bytes = patched;
     std::fs::write(&path, &bytes).unwrap();
     let mut npz = Npz::open(&path).unwrap();
-    for result in [npz.read("oct_bscans").map(|_| ()), npz.read_rows("oct_bscans", &[0, 999_999]).map(|_| ())] {
+    for result in [
+        npz.read("oct_bscans").map(|_| ()),
+        npz.read_rows("oct_bscans", &[0, 999_999]).map(|_| ()),
+    ] {
         let message = result.unwrap_err().to_string();
         assert!(message.contains("oct_bscans"), "{message}");
     }
@@ -129,6 +153,9 @@ fn notes_csv_with_swapped_columns_or_duplicate_rows_is_refused() {
             .map(|_| ())
             .unwrap_err()
             .to_string();
-        assert!(message.contains("gpt-4_summarized_notes.csv") && message.contains(want), "{message}");
+        assert!(
+            message.contains("gpt-4_summarized_notes.csv") && message.contains(want),
+            "{message}"
+        );
     }
 }

@@ -365,7 +365,10 @@ fn the_shipped_example_is_what_the_generator_writes() {
 
 #[test]
 fn a_value_both_unknown_and_a_declared_group_is_refused() {
-    let toml = TOML.replace("groups = [\"f\", \"m\"]", "groups = [\"f\", \"m\"]\nunknown = [\"m\", \"?\"]");
+    let toml = TOML.replace(
+        "groups = [\"f\", \"m\"]",
+        "groups = [\"f\", \"m\"]\nunknown = [\"m\", \"?\"]",
+    );
     let found = problems(&write("unknown-group", &toml, &GOOD));
     assert!(
         found.iter().any(|p| p == "attribute 'sex': 'm' is listed as unknown and declared as a group; it can be only one"),
@@ -377,9 +380,20 @@ fn a_value_both_unknown_and_a_declared_group_is_refused() {
 fn duplicate_columns_and_keys_are_refused_not_first_wins() {
     let dir = write("dup-column", TOML, &GOOD);
     let text = std::fs::read_to_string(dir.join("m.csv")).unwrap();
-    std::fs::write(dir.join("m.csv"), text.replacen("id,split,label,sex,xray,a,b", "id,split,label,sex,xray,a,a", 1)).unwrap();
+    std::fs::write(
+        dir.join("m.csv"),
+        text.replacen(
+            "id,split,label,sex,xray,a,b",
+            "id,split,label,sex,xray,a,a",
+            1,
+        ),
+    )
+    .unwrap();
     let message = open(&dir).unwrap_err().to_string();
-    assert!(message.contains("header: column 'a' appears twice"), "{message}");
+    assert!(
+        message.contains("header: column 'a' appears twice"),
+        "{message}"
+    );
 
     let dir = folder("dup-key");
     std::fs::write(dir.join("manifest.toml"), TOML.replace("m.csv", "m.jsonl")).unwrap();
@@ -389,13 +403,18 @@ fn duplicate_columns_and_keys_are_refused_not_first_wins() {
     )
     .unwrap();
     let message = open(&dir).unwrap_err().to_string();
-    assert!(message.contains("line 1: key 'sex' appears twice"), "{message}");
+    assert!(
+        message.contains("line 1: key 'sex' appears twice"),
+        "{message}"
+    );
 }
 
 #[test]
 fn paths_that_leave_the_folder_are_refused_unless_allowed() {
     let outside = folder("outside-target");
-    image::RgbImage::new(4, 4).save(outside.join("y.png")).unwrap();
+    image::RgbImage::new(4, 4)
+        .save(outside.join("y.png"))
+        .unwrap();
     let mut rows = GOOD;
     rows[0][4] = "../outside-target/y.png";
     let absolute = outside.join("y.png").display().to_string();
@@ -403,8 +422,14 @@ fn paths_that_leave_the_folder_are_refused_unless_allowed() {
     let dir = write("outside", TOML, &rows);
     let found = problems(&dir);
     for (row, path) in [(1, "../outside-target/y.png"), (2, absolute.as_str())] {
-        let want = format!("row {row} (line {}), column 'xray': '{path}' leaves the manifest's folder", row + 1);
-        assert!(found.iter().any(|p| p.starts_with(&want)), "{want}: {found:?}");
+        let want = format!(
+            "row {row} (line {}), column 'xray': '{path}' leaves the manifest's folder",
+            row + 1
+        );
+        assert!(
+            found.iter().any(|p| p.starts_with(&want)),
+            "{want}: {found:?}"
+        );
     }
     // A link out of the folder is caught too.
     #[cfg(unix)]
@@ -413,9 +438,17 @@ fn paths_that_leave_the_folder_are_refused_unless_allowed() {
         rows[0][4] = "link.png";
         let dir = write("outside-link", TOML, &rows);
         std::os::unix::fs::symlink(outside.join("y.png"), dir.join("link.png")).unwrap();
-        assert!(problems(&dir).iter().any(|p| p.contains("'link.png' leaves the manifest's folder")));
+        assert!(
+            problems(&dir)
+                .iter()
+                .any(|p| p.contains("'link.png' leaves the manifest's folder"))
+        );
     }
-    let dir = write("outside-allowed", &format!("allow_outside = true\n{TOML}"), &rows);
+    let dir = write(
+        "outside-allowed",
+        &format!("allow_outside = true\n{TOML}"),
+        &rows,
+    );
     open(&dir).unwrap();
 }
 
@@ -426,5 +459,9 @@ fn a_huge_field_is_quoted_cut() {
     rows[0][1] = &huge;
     let found = problems(&write("huge-field", TOML, &rows));
     let split = found.iter().find(|p| p.contains("unknown split")).unwrap();
-    assert!(split.len() < 600 && split.contains("... (100000 bytes)"), "{}", split.len());
+    assert!(
+        split.len() < 600 && split.contains("... (100000 bytes)"),
+        "{}",
+        split.len()
+    );
 }

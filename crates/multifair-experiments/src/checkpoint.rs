@@ -63,12 +63,17 @@ impl Checkpoint {
     /// The checkpoint folder of run folder `out`, with stale temporary folders removed.
     pub fn new(out: &Path) -> anyhow::Result<Self> {
         let folder = out.join("checkpoint");
-        std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
         for entry in std::fs::read_dir(&folder)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
                 let path = entry.path();
-                let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
                 removed.with_context(|| format!("removing {}", path.display()))?;
             }
         }
@@ -81,10 +86,17 @@ impl Checkpoint {
 
     /// The committed epoch folders, newest first.
     fn epochs(&self) -> Vec<PathBuf> {
-        let mut found: Vec<PathBuf> = (std::fs::read_dir(&self.folder).into_iter().flatten().flatten())
-            .map(|e| e.path())
-            .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("epoch-")))
-            .collect();
+        let mut found: Vec<PathBuf> = (std::fs::read_dir(&self.folder)
+            .into_iter()
+            .flatten()
+            .flatten())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("epoch-"))
+        })
+        .collect();
         found.sort();
         found.reverse();
         found
@@ -98,14 +110,25 @@ impl Checkpoint {
     /// The checkpoints to try, in order: the one `LATEST` names, then the others, newest first.
     fn candidates(&self) -> Vec<PathBuf> {
         let latest = self.folder.join("LATEST");
-        let named = std::fs::read_to_string(&latest).ok().map(|t| t.trim().to_owned());
+        let named = std::fs::read_to_string(&latest)
+            .ok()
+            .map(|t| t.trim().to_owned());
         let mut out = Vec::new();
         match named.as_deref() {
-            Some(name) if !name.is_empty() && self.folder.join(name).is_dir() => out.push(self.folder.join(name)),
-            _ if latest.exists() => eprintln!("{} is empty or names no checkpoint; using the newest complete one", latest.display()),
+            Some(name) if !name.is_empty() && self.folder.join(name).is_dir() => {
+                out.push(self.folder.join(name))
+            }
+            _ if latest.exists() => eprintln!(
+                "{} is empty or names no checkpoint; using the newest complete one",
+                latest.display()
+            ),
             _ => {}
         }
-        let rest: Vec<PathBuf> = self.epochs().into_iter().filter(|p| !out.contains(p)).collect();
+        let rest: Vec<PathBuf> = self
+            .epochs()
+            .into_iter()
+            .filter(|p| !out.contains(p))
+            .collect();
         out.extend(rest);
         out
     }
@@ -126,7 +149,10 @@ impl Checkpoint {
             let state = match state {
                 Ok(state) => state,
                 Err(e) => {
-                    eprintln!("{}: unreadable ({e}); trying the previous checkpoint", state_path.display());
+                    eprintln!(
+                        "{}: unreadable ({e}); trying the previous checkpoint",
+                        state_path.display()
+                    );
                     continue;
                 }
             };
@@ -148,14 +174,22 @@ impl Checkpoint {
                         .map_err(|e| anyhow::anyhow!("{}: {e}", state_path.display()))?;
                     return Ok(Some((state, model, optim)));
                 }
-                Err(e) => eprintln!("{}: {e:#}; trying the previous checkpoint", folder.display()),
+                Err(e) => eprintln!(
+                    "{}: {e:#}; trying the previous checkpoint",
+                    folder.display()
+                ),
             }
         }
         Ok(None)
     }
 
     /// Commits epoch `state.epochs_done`'s checkpoint, then drops all but the newest two.
-    pub fn save(&self, state: &CheckpointState, model: &MultimodalModel, optim: &Optimizers) -> anyhow::Result<()> {
+    pub fn save(
+        &self,
+        state: &CheckpointState,
+        model: &MultimodalModel,
+        optim: &Optimizers,
+    ) -> anyhow::Result<()> {
         let name = epoch_name(state.epochs_done);
         let tmp = self.folder.join(format!("{name}.tmp"));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -164,7 +198,8 @@ impl Checkpoint {
             .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", tmp.join("model.bpk").display()))?;
         optim.save(&tmp)?;
         let text = serde_json::to_string_pretty(state)? + "\n";
-        std::fs::write(tmp.join("state.json"), text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(tmp.join("state.json"), text)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         let committed = self.folder.join(&name);
         let _ = std::fs::remove_dir_all(&committed);
         durable::commit_folder(&tmp, &committed)?;
@@ -184,7 +219,9 @@ pub fn truncate_metrics(path: &Path, epochs_done: usize) -> anyhow::Result<()> {
     };
     let kept: String = (text.lines())
         .filter(|line| {
-            let epoch = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["epoch"].as_u64());
+            let epoch = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["epoch"].as_u64());
             epoch.is_some_and(|e| e as usize <= epochs_done)
         })
         .map(|line| format!("{line}\n"))

@@ -396,8 +396,16 @@ pub fn run() -> anyhow::Result<()> {
             }
             let plan = crate::sweep::plan(&spec, &data, &overrides)?;
             let todo = crate::sweep::write_plan(&plan, &out)?;
-            eprintln!("{}: {} runs, {} to do", spec.name, plan.runs.len(), todo.len());
-            print!("{}", crate::sweep::emit(emit, &todo, &out, &spec.name, sweep.jobs)?);
+            eprintln!(
+                "{}: {} runs, {} to do",
+                spec.name,
+                plan.runs.len(),
+                todo.len()
+            );
+            print!(
+                "{}",
+                crate::sweep::emit(emit, &todo, &out, &spec.name, sweep.jobs)?
+            );
             Ok(())
         }
         Command::Tune {
@@ -414,7 +422,9 @@ pub fn run() -> anyhow::Result<()> {
                 let trials = crate::tune::trial_spec(&spec, trials)?;
                 return print_json(&crate::sweep::plan(&trials, &data, &overrides)?.runs);
             }
-            if let Some(text) = crate::tune::tune(&spec, &data, &overrides, &out, trials, sweep.jobs, emit)? {
+            if let Some(text) =
+                crate::tune::tune(&spec, &data, &overrides, &out, trials, sweep.jobs, emit)?
+            {
                 println!("{text}");
             }
             Ok(())
@@ -473,7 +483,12 @@ pub fn run() -> anyhow::Result<()> {
                     figures,
                 },
         } => {
-            let done = crate::mlflow::export(&results, &tracking_uri, experiment.as_deref(), figures.as_deref())?;
+            let done = crate::mlflow::export(
+                &results,
+                &tracking_uri,
+                experiment.as_deref(),
+                figures.as_deref(),
+            )?;
             eprintln!(
                 "exported to {tracking_uri}: {} new row run(s), {} new seed run(s), {} already there, {} not finished yet",
                 done.parents, done.children, done.already, done.unfinished

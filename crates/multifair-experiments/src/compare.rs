@@ -39,7 +39,11 @@ pub fn spec(options: &CompareOptions, dataset: DatasetKind) -> anyhow::Result<Sp
     );
     let mut set = BTreeMap::new();
     let mut rows: Vec<SpecRow> = (options.methods.iter())
-        .map(|m| SpecRow { label: m.clone(), method: m.clone(), set: BTreeMap::new() })
+        .map(|m| SpecRow {
+            label: m.clone(),
+            method: m.clone(),
+            set: BTreeMap::new(),
+        })
         .collect();
     for (key, value) in &options.sets {
         let value = toml::Value::String(value.clone());
@@ -55,7 +59,11 @@ pub fn spec(options: &CompareOptions, dataset: DatasetKind) -> anyhow::Result<Sp
     }
     Ok(Spec {
         name: "compare".into(),
-        description: format!("{} over seeds 0..{}", options.methods.join(", "), options.seeds),
+        description: format!(
+            "{} over seeds 0..{}",
+            options.methods.join(", "),
+            options.seeds
+        ),
         dataset,
         attributes: vec![options.attribute.clone()],
         seeds: options.seeds,
@@ -79,7 +87,10 @@ pub fn run(options: &CompareOptions) -> anyhow::Result<String> {
         }
     };
     let spec = spec(options, dataset)?;
-    let overrides = Overrides { device: Some(options.device), ..Overrides::default() };
+    let overrides = Overrides {
+        device: Some(options.device),
+        ..Overrides::default()
+    };
     sweep_local(&spec, &data, &overrides, &options.out, 1)?;
     let mut text = crate::table::render(&crate::table::load(&options.out)?, Format::Md)?;
     if let Some(meta) = meta {

@@ -238,50 +238,20 @@ impl TrainConfig {
         let names = attribute_names(dataset, &data_dir)?;
         if !names.iter().any(|a| a == attribute) {
             let known = names.join(", ");
-            bail!("unknown attribute '{attribute}' for {}; available: {known}", dataset.name());
+            bail!(
+                "unknown attribute '{attribute}' for {}; available: {known}",
+                dataset.name()
+            );
         }
-        let preset = sets.iter().rev().find(|(k, _)| k == "preset").map(|(_, v)| v.clone());
-        let preset_pairs = match &preset {
-            None => &[][..],
-            Some(name) => preset_pairs(info, name)?,
-        };
-        let layers = model_layer(model)
-            .into_iter()
-            .chain(info.engine_defaults.iter().map(|(k, v)| (*k, v.to_string())))
-            .chain(preset_pairs.iter().map(|(k, v)| (*k, v.to_string())))
-            .chain(sets.iter().filter(|(k, _)| k != "preset").map(|(k, v)| (k.as_str(), v.clone())));
-        let (mut engine, mut hparams, mut given) = (Map::new(), Map::new(), Map::new());
-        let engine_keys = Engine::HPARAMS.iter().map(|h| h.key);
-        let engine_keys: Vec<&str> = engine_keys.collect();
-        for (key, text) in layers {
-            let value = set_value(&text);
-            given.insert(key.to_owned(), value.clone());
-            // Keys that are not the engine's go to the method, whose type refuses unknown ones.
-            let target = if engine_keys.contains(&key) { &mut engine } else { &mut hparams };
-            target.insert(key.to_owned(), value);
-        }
+        let preset = sets.iter().rev().find(|(k, _)| k == "preset");
+        let preset = preset.map(|(_, v)| v.clone());
+        let layers = layers(model, info, preset.as_deref(), sets)?;
+        let (engine, hparams, given) = split(layers);
         let engine: Engine = typed(engine, &given)?;
-        let hparams = (info.defaults)()
-            .as_object()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .chain(hparams)
-            .collect::<Map<_, _>>();
-        (info.build)(&Value::Object(hparams.clone())).map_err(|e| {
-            let key = e.split(':').next().unwrap_or_default();
-            let e = e.strip_prefix(&format!("{key}: ")).unwrap_or(&e);
-            let context = match given.get(key) {
-                Some(v) => format!("--set {key}={}: method '{method}'", show(v)),
-                None => format!("method '{method}'"),
-            };
-            let hint = if e.contains("unknown field") {
-                format!("; engine keys: {}", engine_keys.join(", "))
-            } else {
-                String::new()
-            };
-            anyhow::anyhow!("{context}: {e}{hint}")
-        })?;
+        let defaults = (info.defaults)().as_object().cloned().unwrap_or_default();
+        let hparams: Map<String, Value> = defaults.into_iter().chain(hparams).collect();
+        (info.build)(&Value::Object(hparams.clone()))
+            .map_err(|e| method_error(method, &e, &given))?;
         let config = TrainConfig {
             dataset,
             data_dir,
@@ -303,18 +273,44 @@ impl TrainConfig {
     fn check(&self) -> anyhow::Result<()> {
         let e = &self.engine;
         ensure!(self.epochs > 0, "--epochs must be at least 1");
-        let rates = [("lr", Some(e.lr)), ("encoder_lr", e.encoder_lr), ("fusion_lr", e.fusion_lr), ("aux_lr", e.aux_lr)];
+        let rates = [
+            ("lr", Some(e.lr)),
+            ("encoder_lr", e.encoder_lr),
+            ("fusion_lr", e.fusion_lr),
+            ("aux_lr", e.aux_lr),
+        ];
         let rates = rates.into_iter().filter_map(|(k, v)| Some((k, v?)));
-        let non_negative = [("weight_decay", e.weight_decay), ("aux_weight_decay", e.aux_weight_decay), ("clip", e.clip)];
+        let non_negative = [
+            ("weight_decay", e.weight_decay),
+            ("aux_weight_decay", e.aux_weight_decay),
+            ("clip", e.clip),
+        ];
         for (key, value) in rates.chain(non_negative) {
-            ensure!(value.is_finite() && value >= 0.0, "--set {key}={value}: must be a finite number >= 0");
+            ensure!(
+                value.is_finite() && value >= 0.0,
+                "--set {key}={value}: must be a finite number >= 0"
+            );
         }
-        let open_unit = [("momentum", e.momentum), ("betas", e.betas.0), ("betas", e.betas.1)];
+        let open_unit = [
+            ("momentum", e.momentum),
+            ("betas", e.betas.0),
+            ("betas", e.betas.1),
+        ];
         for (key, value) in open_unit {
-            ensure!((0.0..1.0).contains(&value), "--set {key}: {value} must lie in [0, 1)");
+            ensure!(
+                (0.0..1.0).contains(&value),
+                "--set {key}: {value} must lie in [0, 1)"
+            );
         }
-        for (key, value) in [("eps", e.eps), ("gamma", e.gamma), ("plateau_factor", e.plateau_factor)] {
-            ensure!(value.is_finite() && value > 0.0, "--set {key}={value}: must be a finite number > 0");
+        for (key, value) in [
+            ("eps", e.eps),
+            ("gamma", e.gamma),
+            ("plateau_factor", e.plateau_factor),
+        ] {
+            ensure!(
+                value.is_finite() && value > 0.0,
+                "--set {key}={value}: must be a finite number > 0"
+            );
         }
         let counts = [
             ("batch_size", e.batch_size, 65_536),
@@ -325,7 +321,10 @@ impl TrainConfig {
             ("workers", e.workers.max(1), 256),
         ];
         for (key, value, max) in counts {
-            ensure!((1..=max).contains(&value), "--set {key}={value}: must lie in 1..={max}");
+            ensure!(
+                (1..=max).contains(&value),
+                "--set {key}={value}: must lie in 1..={max}"
+            );
         }
         for (key, folder) in e.weights() {
             ensure!(
@@ -338,13 +337,79 @@ impl TrainConfig {
     }
 }
 
+/// The layers in order, as (key, `--set` text): the model size's settings, the method's paper
+/// settings, the preset's, then the command line's.
+fn layers<'a>(
+    model: ModelSize,
+    info: &MethodInfo,
+    preset: Option<&str>,
+    sets: &'a [(String, String)],
+) -> anyhow::Result<Vec<(&'a str, String)>> {
+    let preset = match preset {
+        None => &[][..],
+        Some(name) => preset_pairs(info, name)?,
+    };
+    let fixed = info.engine_defaults.iter().chain(preset);
+    Ok(model_layer(model)
+        .into_iter()
+        .chain(fixed.map(|(k, v)| (*k, v.to_string())))
+        .chain((sets.iter().filter(|(k, _)| k != "preset")).map(|(k, v)| (k.as_str(), v.clone())))
+        .collect())
+}
+
+/// Layered pairs as JSON: the engine's keys, the rest (the method's type refuses unknown
+/// ones), and the last value given for every key (to name it in errors).
+fn split(
+    layers: Vec<(&str, String)>,
+) -> (Map<String, Value>, Map<String, Value>, Map<String, Value>) {
+    let (mut engine, mut method, mut given) = (Map::new(), Map::new(), Map::new());
+    for (key, text) in layers {
+        let value = set_value(&text);
+        given.insert(key.to_owned(), value.clone());
+        let target = match Engine::HPARAMS.iter().any(|h| h.key == key) {
+            true => &mut engine,
+            false => &mut method,
+        };
+        target.insert(key.to_owned(), value);
+    }
+    (engine, method, given)
+}
+
+/// A method's refusal of its hyperparameters, with the `--set` pair that caused it and, for
+/// an unknown key, the engine's keys too.
+fn method_error(method: &str, e: &str, given: &Map<String, Value>) -> anyhow::Error {
+    let key = e.split(':').next().unwrap_or_default();
+    let e = e.strip_prefix(&format!("{key}: ")).unwrap_or(e);
+    let context = match given.get(key) {
+        Some(v) => format!("--set {key}={}: method '{method}'", show(v)),
+        None => format!("method '{method}'"),
+    };
+    let hint = match e.contains("unknown field") {
+        true => {
+            let keys: Vec<&str> = Engine::HPARAMS.iter().map(|h| h.key).collect();
+            format!("; engine keys: {}", keys.join(", "))
+        }
+        false => String::new(),
+    };
+    anyhow::anyhow!("{context}: {e}{hint}")
+}
+
 /// The `--set` pairs of `info`'s preset `name`.
-fn preset_pairs(info: &MethodInfo, name: &str) -> anyhow::Result<&'static [(&'static str, &'static str)]> {
+fn preset_pairs(
+    info: &MethodInfo,
+    name: &str,
+) -> anyhow::Result<&'static [(&'static str, &'static str)]> {
     let names: Vec<&str> = info.presets.iter().map(|(n, _)| *n).collect();
     match info.presets.iter().find(|(n, _)| *n == name) {
         Some((_, pairs)) => Ok(pairs),
-        None if names.is_empty() => bail!("--set preset={name}: method '{}' has no presets", info.name),
-        None => bail!("--set preset={name}: method '{}' has presets {}", info.name, names.join(", ")),
+        None if names.is_empty() => {
+            bail!("--set preset={name}: method '{}' has no presets", info.name)
+        }
+        None => bail!(
+            "--set preset={name}: method '{}' has presets {}",
+            info.name,
+            names.join(", ")
+        ),
     }
 }
 
@@ -355,7 +420,11 @@ pub fn attribute_names(dataset: DatasetKind, data_dir: &Path) -> anyhow::Result<
         let toml = manifest::read_toml(data_dir)?;
         toml.attributes.into_iter().map(|a| a.name).collect()
     } else {
-        dataset.attributes().iter().map(|a| a.name.to_owned()).collect()
+        dataset
+            .attributes()
+            .iter()
+            .map(|a| a.name.to_owned())
+            .collect()
     })
 }
 
@@ -364,7 +433,13 @@ fn help_block(hparams: &[Hparam], defaults: &Value) -> String {
     let mut text = String::new();
     for h in hparams {
         let default = show(&defaults[h.key]);
-        text += &format!("  {:<22} {:<12} {} [{}]\n", h.key, default, h.doc.trim(), h.range.describe());
+        text += &format!(
+            "  {:<22} {:<12} {} [{}]\n",
+            h.key,
+            default,
+            h.doc.trim(),
+            h.range.describe()
+        );
     }
     text
 }
@@ -394,8 +469,10 @@ mod tests {
     use super::*;
 
     fn resolve(method: &str, sets: &[(&str, &str)]) -> anyhow::Result<TrainConfig> {
-        let sets: Vec<(String, String)> =
-            sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let sets: Vec<(String, String)> = sets
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         TrainConfig::resolve(
             DatasetKind::FairVision,
             PathBuf::from("unused"),
@@ -418,35 +495,86 @@ mod tests {
 
     #[test]
     fn misspelt_keys_and_values_are_refused_by_the_types_with_the_valid_ones() {
-        refused("erm", "optimizer", "sgdd", &[
-            "--set optimizer=sgdd", "unknown variant `sgdd`, expected one of `adamw`, `adam`, `sgd`",
-        ]);
-        refused("erm", "schedule", "cosin", &[
-            "--set schedule=cosin", "expected one of `cosine`, `constant`, `step`, `plateau`",
-        ]);
-        refused("erm", "selection", "aucc", &["expected one of `auc`, `es_auc`, `dto`"]);
-        refused("multifair", "multifair_rhoo", "1", &[
-            "--set multifair_rhoo=1",
-            "unknown field `multifair_rhoo`, expected one of `multifair_rho`",
-            "engine keys: lr, encoder_lr",
-        ]);
-        refused("multifair", "multifair_modality", "maybe", &["--set multifair_modality=maybe", "expected a boolean"]);
-        refused("erm", "batch_size", "many", &["--set batch_size=many", "expected usize"]);
-        refused("cggm", "preset", "imagenet", &["has presets food101, mosi, iemocap"]);
+        refused(
+            "erm",
+            "optimizer",
+            "sgdd",
+            &[
+                "--set optimizer=sgdd",
+                "unknown variant `sgdd`, expected one of `adamw`, `adam`, `sgd`",
+            ],
+        );
+        refused(
+            "erm",
+            "schedule",
+            "cosin",
+            &[
+                "--set schedule=cosin",
+                "expected one of `cosine`, `constant`, `step`, `plateau`",
+            ],
+        );
+        refused(
+            "erm",
+            "selection",
+            "aucc",
+            &["expected one of `auc`, `es_auc`, `dto`"],
+        );
+        refused(
+            "multifair",
+            "multifair_rhoo",
+            "1",
+            &[
+                "--set multifair_rhoo=1",
+                "unknown field `multifair_rhoo`, expected one of `multifair_rho`",
+                "engine keys: lr, encoder_lr",
+            ],
+        );
+        refused(
+            "multifair",
+            "multifair_modality",
+            "maybe",
+            &["--set multifair_modality=maybe", "expected a boolean"],
+        );
+        refused(
+            "erm",
+            "batch_size",
+            "many",
+            &["--set batch_size=many", "expected usize"],
+        );
+        refused(
+            "cggm",
+            "preset",
+            "imagenet",
+            &["has presets food101, mosi, iemocap"],
+        );
     }
 
     #[test]
     fn layers_apply_in_order_and_values_are_typed() {
-        let c = resolve("ogm_ge", &[("lr", "0.02"), ("betas", "0.8,0.99"), ("ogm_noise", "false")]).unwrap();
+        let c = resolve(
+            "ogm_ge",
+            &[
+                ("lr", "0.02"),
+                ("betas", "0.8,0.99"),
+                ("ogm_noise", "false"),
+            ],
+        )
+        .unwrap();
         // The method's paper settings over the engine's defaults, the command line over both.
-        assert_eq!((c.engine.optimizer, c.engine.schedule, c.engine.lr), (Optimizer::Sgd, Schedule::Step, 0.02));
+        assert_eq!(
+            (c.engine.optimizer, c.engine.schedule, c.engine.lr),
+            (Optimizer::Sgd, Schedule::Step, 0.02)
+        );
         assert_eq!(c.engine.betas, (0.8, 0.99));
         assert_eq!(c.hparams["ogm_noise"], Value::Bool(false));
         assert_eq!(c.hparams["ogm_alpha"], serde_json::json!(0.1));
         assert_eq!(c.engine.aux_lr(), 0.02 / 3.0);
         // A preset between the paper settings and the command line.
         let c = resolve("cggm", &[("preset", "mosi"), ("batch_size", "8")]).unwrap();
-        assert_eq!((c.engine.optimizer, c.engine.batch_size), (Optimizer::Adam, 8));
+        assert_eq!(
+            (c.engine.optimizer, c.engine.batch_size),
+            (Optimizer::Adam, 8)
+        );
         assert_eq!(c.hparams["cggm_rho"], serde_json::json!(1.3));
         assert_eq!(c.preset.as_deref(), Some("mosi"));
         // The config reads back from its JSON (run.json, checkpoints).
@@ -457,10 +585,19 @@ mod tests {
     #[test]
     fn help_lists_every_declared_key_with_its_default() {
         let help = keys_help();
-        for h in Engine::HPARAMS.iter().chain(REGISTRY.iter().flat_map(|m| m.hparams)) {
+        for h in Engine::HPARAMS
+            .iter()
+            .chain(REGISTRY.iter().flat_map(|m| m.hparams))
+        {
             assert!(help.contains(h.key), "{}", h.key);
         }
-        let rho = help.lines().find(|l| l.trim_start().starts_with("multifair_rho ")).unwrap();
-        assert!(rho.contains(" 1.2 ") && rho.contains("[uniform [0.8, 1.6]]"), "{rho}");
+        let rho = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("multifair_rho "))
+            .unwrap();
+        assert!(
+            rho.contains(" 1.2 ") && rho.contains("[uniform [0.8, 1.6]]"),
+            "{rho}"
+        );
     }
 }

@@ -32,10 +32,15 @@ pub fn benchmark(data: &Path, samples: usize, seed: u64) -> anyhow::Result<Value
         config.n_train = samples;
         config.n_val = samples / 4;
         config.n_test = samples / 2;
-        eprintln!("writing the synthetic FairVision-format benchmark to {}", data.display());
+        eprintln!(
+            "writing the synthetic FairVision-format benchmark to {}",
+            data.display()
+        );
         generate(&config, data).with_context(|| format!("writing {}", data.display()))?;
     }
-    Ok(serde_json::from_str(&std::fs::read_to_string(data.join("meta.json"))?)?)
+    Ok(serde_json::from_str(&std::fs::read_to_string(
+        data.join("meta.json"),
+    )?)?)
 }
 
 pub fn run(options: &DemoOptions) -> anyhow::Result<String> {
@@ -59,9 +64,12 @@ fn fmt(v: &Value) -> String {
 /// The oracle's test AUC (the latent severity's) overall and per group of `attribute`.
 pub fn oracle_line(meta: &Value, attribute: &str) -> String {
     let oracle = &meta["oracle_auc"];
-    let groups: Vec<String> = (oracle["attributes"][attribute].as_object().into_iter().flatten())
-        .map(|(code, auc)| format!("{attribute}={code} {}", fmt(auc)))
-        .collect();
+    let groups: Vec<String> = (oracle["attributes"][attribute]
+        .as_object()
+        .into_iter()
+        .flatten())
+    .map(|(code, auc)| format!("{attribute}={code} {}", fmt(auc)))
+    .collect();
     format!(
         "\nOracle (latent severity): AUC {}; {}.\n",
         fmt(&oracle["overall"]),
@@ -72,9 +80,14 @@ pub fn oracle_line(meta: &Value, attribute: &str) -> String {
 /// The problem MultiFair addresses and what it changed, read off the runs' test reports.
 fn findings(meta: &Value, plan: &Plan, out: &Path) -> anyhow::Result<String> {
     let test = |label: &str| -> anyhow::Result<Value> {
-        let run = plan.runs.iter().find(|r| r.label == label).context(label.to_owned())?;
+        let run = plan
+            .runs
+            .iter()
+            .find(|r| r.label == label)
+            .context(label.to_owned())?;
         let path = out.join(&run.folder).join("test.json");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         Ok(serde_json::from_str(&text)?)
     };
     let (erm, oct, multifair) = (test("erm")?, test("oct")?, test("multifair")?);

@@ -30,7 +30,8 @@ impl ModuleVisitor for Squares<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let flat: Tensor<1> = param.val().detach().flatten(0, D - 1);
         if let Some(before) = self.other.get(self.at) {
-            self.diffs.push((flat.clone() - before.clone()).powf_scalar(2.0).sum());
+            self.diffs
+                .push((flat.clone() - before.clone()).powf_scalar(2.0).sum());
             self.values.push(before.clone().powf_scalar(2.0).sum());
         }
         self.at += 1;
@@ -41,7 +42,13 @@ impl ModuleVisitor for Squares<'_> {
 /// The flattened parameters of a module, in visiting order.
 fn parameters(module: &impl Module) -> Vec<Tensor<1>> {
     let mut collect = Vec::new();
-    let mut visitor = Squares { other: Vec::new(), at: 0, values: Vec::new(), diffs: Vec::new(), collect: &mut collect };
+    let mut visitor = Squares {
+        other: Vec::new(),
+        at: 0,
+        values: Vec::new(),
+        diffs: Vec::new(),
+        collect: &mut collect,
+    };
     module.visit(&mut visitor);
     collect
 }
@@ -51,7 +58,13 @@ pub fn update_ratios(before: &MultimodalModel, after: &MultimodalModel) -> Vec<f
     let mut ratios = Vec::new();
     for (b, a) in before.encoders.iter().zip(&after.encoders) {
         let mut sink = Vec::new();
-        let mut visitor = Squares { other: parameters(b), at: 0, values: Vec::new(), diffs: Vec::new(), collect: &mut sink };
+        let mut visitor = Squares {
+            other: parameters(b),
+            at: 0,
+            values: Vec::new(),
+            diffs: Vec::new(),
+            collect: &mut sink,
+        };
         a.visit(&mut visitor);
         let total = |t: Vec<Tensor<1>>| to_host(Tensor::cat(t, 0).sum()).map_or(f64::NAN, |v| v[0]);
         ratios.push((total(visitor.diffs) / total(visitor.values).max(1e-30)).sqrt());
@@ -78,7 +91,10 @@ pub fn diagnose(
     let mut plain = erm.step(before, batch);
     clip_grad_norm(before, &mut plain.grads, config.engine.clip);
     let counterfactual = optim_before.step(config, factor, before.clone(), plain.grads, None);
-    for (m, r) in update_ratios(before, &counterfactual).into_iter().enumerate() {
+    for (m, r) in update_ratios(before, &counterfactual)
+        .into_iter()
+        .enumerate()
+    {
         out.insert(stats::update(m, true), r);
     }
     Ok(out)

@@ -74,16 +74,24 @@ static TEMPORARIES: AtomicUsize = AtomicUsize::new(0);
 /// A file's temporary sibling: `.NAME.PID-N.tmp` in the same folder (so the rename stays on one
 /// file system), unique to the writer (two sweeps may write one `sweep.json` at once).
 fn temporary(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let n = TEMPORARIES.fetch_add(1, Ordering::SeqCst);
     path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
 }
 
 /// Removes the temporaries a killed write left in `folder` (`.NAME.tmp`).
 pub fn remove_temporaries(folder: &Path) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(folder).with_context(|| format!("reading {}", folder.display()))? {
+    for entry in
+        std::fs::read_dir(folder).with_context(|| format!("reading {}", folder.display()))?
+    {
         let path = entry?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with('.') && name.ends_with(".tmp") && path.is_file() {
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
@@ -126,7 +134,9 @@ pub fn commit_folder(from: &Path, to: &Path) -> anyhow::Result<()> {
     before_write(to)?;
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let path = entry?.path();
-        File::open(&path).and_then(|f| f.sync_all()).with_context(|| format!("writing {}", path.display()))?;
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     sync_folder(from)?;
     std::fs::rename(from, to).with_context(|| format!("writing {}", to.display()))?;
@@ -162,7 +172,9 @@ pub struct RunLock {
 
 /// Another live process holds a run's lock.
 #[derive(Debug, thiserror::Error)]
-#[error("{folder} is being trained by process {pid} (lock file {folder}/lock); run it again once that process ends")]
+#[error(
+    "{folder} is being trained by process {pid} (lock file {folder}/lock); run it again once that process ends"
+)]
 pub struct Locked {
     pub folder: String,
     pub pid: u32,
@@ -178,17 +190,25 @@ impl RunLock {
         for _ in 0..2 {
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
-                    write!(file, "{}", std::process::id()).with_context(|| format!("writing {}", path.display()))?;
+                    write!(file, "{}", std::process::id())
+                        .with_context(|| format!("writing {}", path.display()))?;
                     return Ok(RunLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok());
+                    let holder = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| t.trim().parse().ok());
                     match holder {
                         Some(pid) if pid != std::process::id() && alive(pid) => {
-                            return Err(Locked { folder: folder.display().to_string(), pid }.into());
+                            return Err(Locked {
+                                folder: folder.display().to_string(),
+                                pid,
+                            }
+                            .into());
                         }
                         // Stale (its process is gone) or half-written: take it over.
-                        _ => std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?,
+                        _ => std::fs::remove_file(&path)
+                            .with_context(|| format!("removing {}", path.display()))?,
                     }
                 }
                 Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
@@ -199,7 +219,11 @@ impl RunLock {
 
     /// Whether `folder` is locked by a live process other than this one.
     pub fn held(folder: &Path) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(folder.join("lock")).ok()?.trim().parse().ok()?;
+        let pid: u32 = std::fs::read_to_string(folder.join("lock"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         (pid != std::process::id() && alive(pid)).then_some(pid)
     }
 }
@@ -222,11 +246,17 @@ mod tests {
         write(&path, b"one").unwrap();
         write(&path, b"two").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
-        let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, ["a.json"]);
         // A lock is exclusive while held, stale once its process is gone, released on drop.
         let lock = RunLock::take(&dir).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.join("lock")).unwrap(), std::process::id().to_string());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("lock")).unwrap(),
+            std::process::id().to_string()
+        );
         drop(lock);
         assert!(!dir.join("lock").exists());
         std::fs::write(dir.join("lock"), "4294967295").unwrap();

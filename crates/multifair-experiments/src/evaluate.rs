@@ -514,7 +514,9 @@ mod tests {
                 match rng.random_range(0..4) {
                     0 => bytes[i] = rng.random_range(32..127),
                     1 => bytes.truncate(i),
-                    2 => bytes.splice(i..i, b"1e308,-99999999999999999999".iter().copied()).for_each(drop),
+                    2 => bytes
+                        .splice(i..i, b"1e308,-99999999999999999999".iter().copied())
+                        .for_each(drop),
                     _ => bytes.splice(i..i, b"\n,,\n".iter().copied()).for_each(drop),
                 }
                 if bytes.is_empty() {

@@ -3,8 +3,8 @@
 
 pub mod checkpoint;
 pub mod cli;
-pub mod config;
 pub mod compare;
+pub mod config;
 pub mod demo;
 pub mod device;
 pub mod diagnostics;

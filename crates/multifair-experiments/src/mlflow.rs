@@ -34,8 +34,13 @@ struct Client {
 
 impl Client {
     fn new(uri: &str) -> Self {
-        let config = ureq::Agent::config_builder().http_status_as_error(false).build();
-        Client { base: uri.trim_end_matches('/').to_owned(), agent: config.into() }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build();
+        Client {
+            base: uri.trim_end_matches('/').to_owned(),
+            agent: config.into(),
+        }
     }
 
     /// A REST call; an error status is an error with the server's message.
@@ -61,42 +66,83 @@ impl Client {
     fn ok(&self, method: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
         let (status, value) = self.call(method, path, body)?;
         if !(200..300).contains(&status) {
-            bail!("{method} {}/api/2.0/mlflow/{path}: HTTP {status}: {value}", self.base);
+            bail!(
+                "{method} {}/api/2.0/mlflow/{path}: HTTP {status}: {value}",
+                self.base
+            );
         }
         Ok(value)
     }
 
     /// The experiment `name`, created if missing.
     fn experiment(&self, name: &str) -> anyhow::Result<String> {
-        let (status, found) = self.call("GET", "experiments/get-by-name", &json!({"experiment_name": name}))?;
+        let (status, found) = self.call(
+            "GET",
+            "experiments/get-by-name",
+            &json!({"experiment_name": name}),
+        )?;
         if status == 200 {
-            return Ok(found["experiment"]["experiment_id"].as_str().unwrap_or_default().to_owned());
+            return Ok(found["experiment"]["experiment_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned());
         }
         let created = self.ok("POST", "experiments/create", &json!({"name": name}))?;
-        Ok(created["experiment_id"].as_str().unwrap_or_default().to_owned())
+        Ok(created["experiment_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
     }
 
     /// The run of `experiment` whose tag `key` is `value`.
     fn find(&self, experiment: &str, key: &str, value: &str) -> anyhow::Result<Option<Value>> {
         let filter = format!("tags.`{key}` = '{value}'");
-        let found = self.ok("POST", "runs/search", &json!({"experiment_ids": [experiment], "filter": filter, "max_results": 2}))?;
+        let found = self.ok(
+            "POST",
+            "runs/search",
+            &json!({"experiment_ids": [experiment], "filter": filter, "max_results": 2}),
+        )?;
         Ok(found["runs"].as_array().and_then(|r| r.first()).cloned())
     }
 
-    fn create_run(&self, experiment: &str, name: &str, tags: &[(String, String)]) -> anyhow::Result<Value> {
-        let tags: Vec<Value> = tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+    fn create_run(
+        &self,
+        experiment: &str,
+        name: &str,
+        tags: &[(String, String)],
+    ) -> anyhow::Result<Value> {
+        let tags: Vec<Value> = tags
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
         let body = json!({"experiment_id": experiment, "run_name": name, "start_time": now_ms(), "tags": tags});
         Ok(self.ok("POST", "runs/create", &body)?["run"].clone())
     }
 
     /// Params and metrics in batches within the API's limits.
-    fn log(&self, run_id: &str, params: &[(String, String)], metrics: &[Value]) -> anyhow::Result<()> {
+    fn log(
+        &self,
+        run_id: &str,
+        params: &[(String, String)],
+        metrics: &[Value],
+    ) -> anyhow::Result<()> {
         for chunk in params.chunks(MAX_PARAMS) {
-            let params: Vec<Value> = chunk.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
-            self.ok("POST", "runs/log-batch", &json!({"run_id": run_id, "params": params}))?;
+            let params: Vec<Value> = chunk
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect();
+            self.ok(
+                "POST",
+                "runs/log-batch",
+                &json!({"run_id": run_id, "params": params}),
+            )?;
         }
         for chunk in metrics.chunks(MAX_METRICS) {
-            self.ok("POST", "runs/log-batch", &json!({"run_id": run_id, "metrics": chunk}))?;
+            self.ok(
+                "POST",
+                "runs/log-batch",
+                &json!({"run_id": run_id, "metrics": chunk}),
+            )?;
         }
         Ok(())
     }
@@ -110,11 +156,21 @@ impl Client {
     fn upload(&self, run: &Value, file: &Path, name: &str) -> anyhow::Result<()> {
         let uri = run["info"]["artifact_uri"].as_str().unwrap_or_default();
         let Some(rest) = uri.strip_prefix("mlflow-artifacts:") else {
-            bail!("artifact store '{uri}' is not served by the tracking server; start it with --serve-artifacts");
+            bail!(
+                "artifact store '{uri}' is not served by the tracking server; start it with --serve-artifacts"
+            );
         };
-        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{}/{name}", self.base, rest.trim_start_matches('/'));
+        let url = format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{}/{name}",
+            self.base,
+            rest.trim_start_matches('/')
+        );
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let response = self.agent.put(&url).send(&bytes[..]).with_context(|| format!("PUT {url}"))?;
+        let response = self
+            .agent
+            .put(&url)
+            .send(&bytes[..])
+            .with_context(|| format!("PUT {url}"))?;
         if !response.status().is_success() {
             bail!("PUT {url}: HTTP {}", response.status());
         }
@@ -132,7 +188,13 @@ fn now_ms() -> u64 {
 pub fn sanitise(key: &str) -> String {
     let clean: String = key
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "_-./ ".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-./ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     clean.chars().take(MAX_KEY).collect()
 }
@@ -144,7 +206,9 @@ pub fn params_of(run_json: &Value) -> Vec<(String, String)> {
     flatten_leaves("", run_json, &mut leaves);
     let mut params: BTreeMap<String, String> = BTreeMap::new();
     for (key, value) in leaves {
-        let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+        let text = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_owned);
         params.insert(sanitise(&key), text.chars().take(MAX_VALUE).collect());
     }
     params.into_iter().collect()
@@ -159,7 +223,10 @@ fn metric(key: &str, value: f64, step: u64, timestamp: u64) -> Value {
 /// `test/` at the selected epoch.
 pub fn metrics_of(metrics: &str, test: &Value) -> Vec<Value> {
     let mut out = Vec::new();
-    for line in metrics.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+    for line in metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
         let time = line["time"].as_u64().unwrap_or_else(now_ms);
         if let Some(step) = line["step"].as_u64() {
             let mut stats = Vec::new();
@@ -177,13 +244,23 @@ pub fn metrics_of(metrics: &str, test: &Value) -> Vec<Value> {
     let mut values = Vec::new();
     flatten_numbers("test", test, &mut values);
     let epoch = test["selected_epoch"].as_u64().unwrap_or_default();
-    out.extend(values.into_iter().map(|(k, v)| metric(&k, v, epoch, now_ms())));
+    out.extend(
+        values
+            .into_iter()
+            .map(|(k, v)| metric(&k, v, epoch, now_ms())),
+    );
     out
 }
 
 fn git_commit() -> String {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output();
-    out.ok().filter(|o| o.status.success()).map_or("unknown".into(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output();
+    out.ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".into(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        })
 }
 
 /// What an export did.
@@ -198,48 +275,59 @@ pub struct Exported {
 
 /// Exports the sweep in `results` into `experiment` (default: the spec's name) on `uri`;
 /// `figures` adds a folder of figures to the parent runs.
-pub fn export(results: &Path, uri: &str, experiment: Option<&str>, figures: Option<&Path>) -> anyhow::Result<Exported> {
+pub fn export(
+    results: &Path,
+    uri: &str,
+    experiment: Option<&str>,
+    figures: Option<&Path>,
+) -> anyhow::Result<Exported> {
     let plan_path = results.join("sweep.json");
     let text = std::fs::read_to_string(&plan_path)
         .with_context(|| format!("reading {} (run a sweep first)", plan_path.display()))?;
-    let plan: Plan = serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_path.display()))?;
+    let plan: Plan =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_path.display()))?;
     let client = Client::new(uri);
     let experiment = client.experiment(experiment.unwrap_or(&plan.spec.name))?;
     let tables = crate::table::load(results)?;
-    let (md, csv) = (results.join(".export-table.md"), results.join(".export-table.csv"));
-    crate::durable::write(&md, crate::table::render(&tables, crate::table::Format::Md)?.as_bytes())?;
-    crate::durable::write(&csv, crate::table::render(&tables, crate::table::Format::Csv)?.as_bytes())?;
+    let (md, csv) = (
+        results.join(".export-table.md"),
+        results.join(".export-table.csv"),
+    );
+    crate::durable::write(
+        &md,
+        crate::table::render(&tables, crate::table::Format::Md)?.as_bytes(),
+    )?;
+    crate::durable::write(
+        &csv,
+        crate::table::render(&tables, crate::table::Format::Csv)?.as_bytes(),
+    )?;
     let mut done = Exported::default();
     let mut groups: BTreeMap<(String, String), Vec<&PlannedRun>> = BTreeMap::new();
     for run in &plan.runs {
-        groups.entry((run.label.clone(), run.attribute.clone())).or_default().push(run);
+        groups
+            .entry((run.label.clone(), run.attribute.clone()))
+            .or_default()
+            .push(run);
     }
     for ((label, attribute), runs) in groups {
         let key = format!("{}/{label}/{attribute}", plan.spec.name);
         let parent = match client.find(&experiment, ROW_TAG, &key)? {
             Some(parent) => parent,
             None => {
-                let tags = vec![(ROW_TAG.to_owned(), key.clone()), ("mlflow.note.content".into(), plan.spec.description.clone())];
-                let parent = client.create_run(&experiment, &format!("{label} / {attribute}"), &tags)?;
-                let id = parent["info"]["run_id"].as_str().unwrap_or_default().to_owned();
-                let spec = serde_json::to_value(&plan.spec)?;
-                let mut params = params_of(&json!({"spec": spec}));
-                params.retain(|(k, _)| !k.starts_with("spec.runs"));
-                params.push(("row.label".into(), label.clone()));
-                params.push(("row.method".into(), runs[0].method.clone()));
-                params.push(("row.attribute".into(), attribute.clone()));
-                client.log(&id, &params, &[])?;
-                client.upload(&parent, &md, "table.md")?;
-                client.upload(&parent, &csv, "table.csv")?;
-                for figure in figure_files(figures)? {
-                    let name = format!("figures/{}", figure.file_name().unwrap_or_default().to_string_lossy());
-                    client.upload(&parent, &figure, &name)?;
-                }
                 done.parents += 1;
-                parent
+                let row = Row {
+                    key: &key,
+                    label: &label,
+                    attribute: &attribute,
+                    method: &runs[0].method,
+                };
+                create_parent(&client, &experiment, &plan.spec, &row, [&md, &csv], figures)?
             }
         };
-        let parent_id = parent["info"]["run_id"].as_str().unwrap_or_default().to_owned();
+        let parent_id = parent["info"]["run_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let mut finished = Vec::new();
         for run in runs {
             if !run.finished(results) {
@@ -255,7 +343,11 @@ pub fn export(results: &Path, uri: &str, experiment: Option<&str>, figures: Opti
             finished.push(run);
         }
         // The row's statistics over its finished seeds (re-logged: the latest value wins).
-        client.log(&parent_id, &[], &row_metrics(&finished, results, &attribute)?)?;
+        client.log(
+            &parent_id,
+            &[],
+            &row_metrics(&finished, results, &attribute)?,
+        )?;
         client.finish(&parent_id)?;
     }
     let _ = std::fs::remove_file(md);
@@ -263,8 +355,57 @@ pub fn export(results: &Path, uri: &str, experiment: Option<&str>, figures: Opti
     Ok(done)
 }
 
+/// A table row and attribute: the parent run's identity.
+struct Row<'a> {
+    key: &'a str,
+    label: &'a str,
+    attribute: &'a str,
+    method: &'a str,
+}
+
+/// The parent run of a row: the spec and the row as params, the tables and figures as
+/// artifacts.
+fn create_parent(
+    client: &Client,
+    experiment: &str,
+    spec: &crate::sweep::Spec,
+    row: &Row,
+    tables: [&Path; 2],
+    figures: Option<&Path>,
+) -> anyhow::Result<Value> {
+    let tags = vec![
+        (ROW_TAG.to_owned(), row.key.to_owned()),
+        ("mlflow.note.content".into(), spec.description.clone()),
+    ];
+    let name = format!("{} / {}", row.label, row.attribute);
+    let parent = client.create_run(experiment, &name, &tags)?;
+    let id = parent["info"]["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut params = params_of(&json!({"spec": serde_json::to_value(spec)?}));
+    params.retain(|(k, _)| !k.starts_with("spec.runs"));
+    params.push(("row.label".into(), row.label.to_owned()));
+    params.push(("row.method".into(), row.method.to_owned()));
+    params.push(("row.attribute".into(), row.attribute.to_owned()));
+    client.log(&id, &params, &[])?;
+    client.upload(&parent, tables[0], "table.md")?;
+    client.upload(&parent, tables[1], "table.csv")?;
+    for figure in figure_files(figures)? {
+        let name = figure
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        client.upload(&parent, &figure, &format!("figures/{name}"))?;
+    }
+    Ok(parent)
+}
+
 fn figure_files(figures: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
-    let Some(folder) = figures else { return Ok(Vec::new()) };
+    let Some(folder) = figures else {
+        return Ok(Vec::new());
+    };
     let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
         .with_context(|| format!("reading {}", folder.display()))?
         .flatten()
@@ -276,13 +417,23 @@ fn figure_files(figures: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Mean and std over seeds of each test metric of a row, with the number of seeds.
-fn row_metrics(runs: &[&PlannedRun], results: &Path, attribute: &str) -> anyhow::Result<Vec<Value>> {
+fn row_metrics(
+    runs: &[&PlannedRun],
+    results: &Path,
+    attribute: &str,
+) -> anyhow::Result<Vec<Value>> {
     let mut by_key: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for run in runs {
-        let test: Value = serde_json::from_str(&std::fs::read_to_string(results.join(&run.folder).join("test.json"))?)?;
+        let test: Value = serde_json::from_str(&std::fs::read_to_string(
+            results.join(&run.folder).join("test.json"),
+        )?)?;
         let mut values = Vec::new();
-        flatten_numbers("", &json!({"auc": test["auc"], "es_auc": test["attributes"][attribute]["es_auc"],
-                                    "groups": test["attributes"][attribute]["groups"]}), &mut values);
+        flatten_numbers(
+            "",
+            &json!({"auc": test["auc"], "es_auc": test["attributes"][attribute]["es_auc"],
+                                    "groups": test["attributes"][attribute]["groups"]}),
+            &mut values,
+        );
         for (k, v) in values {
             by_key.entry(k).or_default().push(v);
         }
@@ -298,22 +449,52 @@ fn row_metrics(runs: &[&PlannedRun], results: &Path, attribute: &str) -> anyhow:
     Ok(out)
 }
 
-fn export_run(client: &Client, experiment: &str, parent: &str, run: &PlannedRun, results: &Path) -> anyhow::Result<()> {
+fn export_run(
+    client: &Client,
+    experiment: &str,
+    parent: &str,
+    run: &PlannedRun,
+    results: &Path,
+) -> anyhow::Result<()> {
     let folder = results.join(&run.folder);
-    let read = |name: &str| std::fs::read_to_string(folder.join(name)).with_context(|| format!("reading {}", folder.join(name).display()));
+    let read = |name: &str| {
+        std::fs::read_to_string(folder.join(name))
+            .with_context(|| format!("reading {}", folder.join(name).display()))
+    };
     let run_json: Value = serde_json::from_str(&read("run.json")?)?;
     let test: Value = serde_json::from_str(&read("test.json")?)?;
     let tags = vec![
         ("mlflow.parentRunId".to_owned(), parent.to_owned()),
         (HASH_TAG.to_owned(), run.id.clone()),
-        ("multifair.folder".to_owned(), run.folder.display().to_string()),
-        ("multifair.seed_index".to_owned(), run.seed_index.to_string()),
-        ("mlflow.source.git.commit".to_owned(), run_json["git_commit"].as_str().map_or_else(git_commit, str::to_owned)),
+        (
+            "multifair.folder".to_owned(),
+            run.folder.display().to_string(),
+        ),
+        (
+            "multifair.seed_index".to_owned(),
+            run.seed_index.to_string(),
+        ),
+        (
+            "mlflow.source.git.commit".to_owned(),
+            run_json["git_commit"]
+                .as_str()
+                .map_or_else(git_commit, str::to_owned),
+        ),
     ];
-    let name = format!("{} / {} / seed {}", run.label, run.attribute, run.seed_index);
+    let name = format!(
+        "{} / {} / seed {}",
+        run.label, run.attribute, run.seed_index
+    );
     let created = client.create_run(experiment, &name, &tags)?;
-    let id = created["info"]["run_id"].as_str().unwrap_or_default().to_owned();
-    client.log(&id, &params_of(&run_json), &metrics_of(&read("metrics.jsonl")?, &test))?;
+    let id = created["info"]["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    client.log(
+        &id,
+        &params_of(&run_json),
+        &metrics_of(&read("metrics.jsonl")?, &test),
+    )?;
     for file in ["run.json", "test.json", "predictions.csv", "metrics.jsonl"] {
         client.upload(&created, &folder.join(file), file)?;
     }
@@ -327,7 +508,10 @@ mod tests {
     #[test]
     fn keys_are_sanitised_and_values_cut_to_the_limits() {
         assert_eq!(sanitise("val/group_auc/0"), "val/group_auc/0");
-        assert_eq!(sanitise("config.hparams.multifair_attributes:x"), "config.hparams.multifair_attributes_x");
+        assert_eq!(
+            sanitise("config.hparams.multifair_attributes:x"),
+            "config.hparams.multifair_attributes_x"
+        );
         assert_eq!(sanitise(&"k".repeat(300)).len(), MAX_KEY);
         let params = params_of(&json!({"a": {"b": "text", "c": [1, 2]}, "d": "x".repeat(7000)}));
         assert_eq!(params[0], ("a.b".to_owned(), "text".to_owned()));
@@ -342,8 +526,18 @@ mod tests {
             "{\"epoch\": 1, \"train_loss\": 0.7, \"lr\": 0.1, \"val\": {\"auc\": 0.6}, \"method\": {}, \"time\": 2000}\n"
         );
         let metrics = metrics_of(log, &json!({"auc": 0.55, "selected_epoch": 1}));
-        assert_eq!(metrics[0], json!({"key": "step/coeff_0", "value": 0.5, "step": 3, "timestamp": 1000}));
-        assert!(metrics.contains(&json!({"key": "val/auc", "value": 0.6, "step": 1, "timestamp": 2000})));
-        assert!(metrics.iter().any(|m| m["key"] == "test/auc" && m["value"] == 0.55 && m["step"] == 1));
+        assert_eq!(
+            metrics[0],
+            json!({"key": "step/coeff_0", "value": 0.5, "step": 3, "timestamp": 1000})
+        );
+        assert!(
+            metrics
+                .contains(&json!({"key": "val/auc", "value": 0.6, "step": 1, "timestamp": 2000}))
+        );
+        assert!(
+            metrics
+                .iter()
+                .any(|m| m["key"] == "test/auc" && m["value"] == 0.55 && m["step"] == 1)
+        );
     }
 }

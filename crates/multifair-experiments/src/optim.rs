@@ -73,7 +73,10 @@ impl ModuleVisitor for MoveGrads<'_> {
 
 /// The gradients of the parameters `visit` walks, moved out of `grads`.
 fn take(grads: &mut GradientsParams, visit: impl FnOnce(&mut MoveGrads)) -> GradientsParams {
-    let mut mover = MoveGrads { from: grads, to: GradientsParams::new() };
+    let mut mover = MoveGrads {
+        from: grads,
+        to: GradientsParams::new(),
+    };
     visit(&mut mover);
     mover.to
 }
@@ -114,7 +117,9 @@ impl Optimizers {
                         model.encoders[j].visit(m);
                         model.projections[j].visit(m);
                     });
-                    model = self.main.step(e.encoder_lr() * factor * scale, model, encoder);
+                    model = self
+                        .main
+                        .step(e.encoder_lr() * factor * scale, model, encoder);
                 }
                 model
             }
@@ -255,19 +260,31 @@ mod tests {
     fn paper_defaults_then_presets_then_the_command_line() {
         // OGM-GE's paper defaults replace the engine's.
         let c = resolve("ogm_ge", &[]).unwrap();
-        assert_eq!((c.engine.optimizer, c.engine.lr, c.engine.momentum), (Optimizer::Sgd, 1e-3, 0.9));
+        assert_eq!(
+            (c.engine.optimizer, c.engine.lr, c.engine.momentum),
+            (Optimizer::Sgd, 1e-3, 0.9)
+        );
         // A CGGM preset sets its code's optimizer, rates, schedule and method keys...
         let c = resolve("cggm", &[("preset", "food101")]).unwrap();
         let e = &c.engine;
         assert_eq!(c.preset.as_deref(), Some("food101"));
-        assert_eq!((e.optimizer, e.lr, e.aux_lr()), (Optimizer::Adamw, 1e-3, 5e-4));
+        assert_eq!(
+            (e.optimizer, e.lr, e.aux_lr()),
+            (Optimizer::Adamw, 1e-3, 5e-4)
+        );
         assert_eq!((e.weight_decay, e.aux_weight_decay), (6e-3, 3e-3));
-        assert_eq!((e.schedule, e.plateau_patience, e.warmup_epochs), (Schedule::Plateau, 10, 0));
+        assert_eq!(
+            (e.schedule, e.plateau_patience, e.warmup_epochs),
+            (Schedule::Plateau, 10, 0)
+        );
         assert_eq!(e.batch_size, 128);
         assert_eq!(c.hparams["cggm_lambda"], 0.05);
         let c = resolve("cggm", &[("preset", "iemocap")]).unwrap();
         let e = &c.engine;
-        assert_eq!((e.optimizer, e.weight_decay, e.batch_size), (Optimizer::Adam, 0.0, 64));
+        assert_eq!(
+            (e.optimizer, e.weight_decay, e.batch_size),
+            (Optimizer::Adam, 0.0, 64)
+        );
         assert_eq!(c.hparams["cggm_lambda"], 0.2);
         // ...and the command line still wins, wherever the preset key stands.
         let c = resolve("cggm", &[("lr", "2e-3"), ("preset", "mosi")]).unwrap();
@@ -275,9 +292,16 @@ mod tests {
         // Without a preset the run's config (and its folder hash) carries none.
         let c = resolve("cggm", &[]).unwrap();
         assert!(c.preset.is_none() && !serde_json::to_string(&c).unwrap().contains("preset"));
-        let err = resolve("cggm", &[("preset", "brats")]).unwrap_err().to_string();
-        assert_eq!(err, "--set preset=brats: method 'cggm' has presets food101, mosi, iemocap");
-        let err = resolve("erm", &[("preset", "food101")]).unwrap_err().to_string();
+        let err = resolve("cggm", &[("preset", "brats")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "--set preset=brats: method 'cggm' has presets food101, mosi, iemocap"
+        );
+        let err = resolve("erm", &[("preset", "food101")])
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "--set preset=food101: method 'erm' has no presets");
     }
 
@@ -298,10 +322,21 @@ mod tests {
     /// The first update of `optim` from w = [1, -2] with gradient `scale` * [0.5, 0.25].
     fn first_update(mut optim: ModuleOptimizer, scale: f32) -> Vec<f32> {
         let device = Device::flex().autodiff();
-        let tiny = Tiny { w: Param::from_tensor(Tensor::from_floats([1.0, -2.0], &device)) };
+        let tiny = Tiny {
+            w: Param::from_tensor(Tensor::from_floats([1.0, -2.0], &device)),
+        };
         let mut grads = GradientsParams::new();
-        grads.register(tiny.w.id, Tensor::<1>::from_floats([0.5 * scale, 0.25 * scale], &device));
-        let w = optim.step(0.1, tiny, grads).w.val().into_data().try_to_vec::<f32>().unwrap();
+        grads.register(
+            tiny.w.id,
+            Tensor::<1>::from_floats([0.5 * scale, 0.25 * scale], &device),
+        );
+        let w = optim
+            .step(0.1, tiny, grads)
+            .w
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         vec![w[0] - 1.0, w[1] + 2.0]
     }
 
@@ -311,13 +346,19 @@ mod tests {
     fn adam_cancels_a_gradient_scale_and_sgd_passes_it_on() {
         for optimizer in ["adam", "adamw"] {
             let c = config(&[("optimizer", optimizer), ("weight_decay", "0")]);
-            let (one, scaled) = (first_update(build_optimizer(&c, 0.0), 1.0), first_update(build_optimizer(&c, 0.0), 0.3));
+            let (one, scaled) = (
+                first_update(build_optimizer(&c, 0.0), 1.0),
+                first_update(build_optimizer(&c, 0.0), 0.3),
+            );
             for (a, b) in one.iter().zip(&scaled) {
                 assert!((a - b).abs() < 1e-6, "{optimizer}: {one:?} vs {scaled:?}");
             }
         }
         let c = config(&[("optimizer", "sgd"), ("momentum", "0.9")]);
-        let (one, scaled) = (first_update(build_optimizer(&c, 0.0), 1.0), first_update(build_optimizer(&c, 0.0), 0.3));
+        let (one, scaled) = (
+            first_update(build_optimizer(&c, 0.0), 1.0),
+            first_update(build_optimizer(&c, 0.0), 0.3),
+        );
         for (a, b) in one.iter().zip(&scaled) {
             assert!((0.3 * a - b).abs() < 1e-7, "sgd: {one:?} vs {scaled:?}");
         }

@@ -18,12 +18,20 @@ use crate::setup::Run;
 
 /// Writes `value` as pretty JSON to `path`, atomically.
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
-    durable::write(path, (serde_json::to_string_pretty(value)? + "\n").as_bytes())
+    durable::write(
+        path,
+        (serde_json::to_string_pretty(value)? + "\n").as_bytes(),
+    )
 }
 
 fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 impl Run {
@@ -67,7 +75,9 @@ impl Run {
             row.extend(scored.codes.iter().map(|c| c[i].to_string()));
             csv.write_record(&row)?;
         }
-        let bytes = csv.into_inner().map_err(|e| anyhow::anyhow!("predictions.csv: {e}"))?;
+        let bytes = csv
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("predictions.csv: {e}"))?;
         durable::write(&out.join("predictions.csv"), &bytes)?;
         let tasks = ovr_tasks(classes)
             .map(|c| {
@@ -84,7 +94,12 @@ impl Run {
 
     /// Writes `predictions.csv` and `test.json` for the selected epoch's `model`; returns the
     /// report.
-    pub fn write_test(&self, out: &Path, model: &MultimodalModel, selected: Option<usize>) -> anyhow::Result<Value> {
+    pub fn write_test(
+        &self,
+        out: &Path,
+        model: &MultimodalModel,
+        selected: Option<usize>,
+    ) -> anyhow::Result<Value> {
         let scored = self.score(model, &self.test, None)?;
         let table = self.write_predictions(out, &scored)?;
         let mut test = report_json(&table, None)?;

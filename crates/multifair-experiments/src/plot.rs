@@ -248,9 +248,11 @@ fn draw_bars<DB: DrawingBackend>(
             })
             .collect();
         chart
-            .draw_series(mine.iter().map(|&(x, m, _)| {
-                Rectangle::new([(x, 0.0), (x + slot * 0.9, m)], color.filled())
-            }))
+            .draw_series(
+                mine.iter().map(|&(x, m, _)| {
+                    Rectangle::new([(x, 0.0), (x + slot * 0.9, m)], color.filled())
+                }),
+            )
             .map_err(err)?
             .label(format!("{attribute}={group}"))
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
@@ -263,9 +265,11 @@ fn draw_bars<DB: DrawingBackend>(
     }
     // Chance: an AUC of 0.5, dashed.
     let chance = DashedLineSeries::new([(0.0, 0.5), (width, 0.5)], 6, 4, BLACK.stroke_width(1));
-    chart.draw_series(chance).map_err(err)?.label("chance (AUC 0.5)").legend(|(x, y)| {
-        PathElement::new([(x, y), (x + 10, y)], BLACK.stroke_width(1))
-    });
+    chart
+        .draw_series(chance)
+        .map_err(err)?
+        .label("chance (AUC 0.5)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 10, y)], BLACK.stroke_width(1)));
     legend(&mut chart, SeriesLabelPosition::UpperRight, 12)
 }
 
@@ -587,10 +591,14 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                         series.entry(label).or_default().push((epoch, v));
                     }
                     if let (Some((i, false)), Some(real)) = (stats::parse_update(k), v.as_f64())
-                        && let Some(plain) = stats.get(&stats::update(i, true)).and_then(Value::as_f64)
+                        && let Some(plain) =
+                            stats.get(&stats::update(i, true)).and_then(Value::as_f64)
                     {
                         let ratio = real / plain.max(1e-30);
-                        updates.entry(format!("{} update / unmodulated update", modality(i))).or_default().push((epoch, ratio));
+                        updates
+                            .entry(format!("{} update / unmodulated update", modality(i)))
+                            .or_default()
+                            .push((epoch, ratio));
                     }
                 }
             }

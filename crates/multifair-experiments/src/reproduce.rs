@@ -128,7 +128,8 @@ mod tests {
             // Built-in specs name registered methods and valid settings.
             let data = std::path::Path::new("unused");
             if spec.dataset != DatasetKind::Manifest {
-                plan(&spec, data, &Overrides::default()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                plan(&spec, data, &Overrides::default())
+                    .unwrap_or_else(|e| panic!("{name}: {e:#}"));
             }
         }
     }

@@ -90,9 +90,16 @@ fn line_of(run: &PlannedRun, out: &Path) -> RunLine {
     let test = read_json(&folder.join("test.json")).filter(Value::is_object);
     let last_log = std::fs::read_to_string(folder.join("train.log"))
         .ok()
-        .and_then(|t| t.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned));
-    let checkpointed = std::fs::read_dir(folder.join("checkpoint"))
-        .is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("epoch-")));
+        .and_then(|t| {
+            t.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+        });
+    let checkpointed = std::fs::read_dir(folder.join("checkpoint")).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("epoch-"))
+    });
     let (status, error) = match (RunLock::held(&folder), &test, last_log) {
         (Some(_), _, _) => (Status::Running, None),
         (None, Some(_), _) => (Status::Finished, None),
@@ -102,7 +109,11 @@ fn line_of(run: &PlannedRun, out: &Path) -> RunLine {
     };
     let selected_epoch = match &test {
         Some(t) => t["selected_epoch"].as_u64(),
-        None => epochs.iter().rev().find(|l| l["selected"] == true).and_then(|l| l["epoch"].as_u64()),
+        None => epochs
+            .iter()
+            .rev()
+            .find(|l| l["selected"] == true)
+            .and_then(|l| l["epoch"].as_u64()),
     };
     let val_auc = selected_epoch
         .and_then(|e| epochs.iter().find(|l| l["epoch"].as_u64() == Some(e)))
@@ -118,7 +129,9 @@ fn line_of(run: &PlannedRun, out: &Path) -> RunLine {
         selected_epoch,
         val_auc,
         test_auc: test.as_ref().and_then(|t| t["auc"].as_f64()),
-        es_auc: test.as_ref().and_then(|t| t["attributes"][&run.attribute]["es_auc"].as_f64()),
+        es_auc: test
+            .as_ref()
+            .and_then(|t| t["attributes"][&run.attribute]["es_auc"].as_f64()),
         wall_seconds: epochs.iter().filter_map(|l| l["seconds"].as_f64()).sum(),
         folder: run.folder.display().to_string(),
     }
@@ -126,11 +139,16 @@ fn line_of(run: &PlannedRun, out: &Path) -> RunLine {
 
 /// Every planned run of the sweep in `results`, filtered by `key=value` pairs (label, method,
 /// attribute, seed, status) and sorted.
-pub fn list(results: &Path, filters: &[String], sort: Option<SortKey>) -> anyhow::Result<Vec<RunLine>> {
+pub fn list(
+    results: &Path,
+    filters: &[String],
+    sort: Option<SortKey>,
+) -> anyhow::Result<Vec<RunLine>> {
     let plan_path = results.join("sweep.json");
     let text = std::fs::read_to_string(&plan_path)
         .with_context(|| format!("reading {} (run a sweep first)", plan_path.display()))?;
-    let plan: Plan = serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_path.display()))?;
+    let plan: Plan =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_path.display()))?;
     let mut lines: Vec<RunLine> = plan.runs.iter().map(|r| line_of(r, results)).collect();
     for filter in filters {
         let Some((key, value)) = filter.split_once('=') else {
@@ -142,8 +160,13 @@ pub fn list(results: &Path, filters: &[String], sort: Option<SortKey>) -> anyhow
                 "method" => l.method.clone(),
                 "attribute" => l.attribute.clone(),
                 "seed" => l.seed.to_string(),
-                "status" => serde_json::to_value(&l.status)?.as_str().unwrap_or_default().to_owned(),
-                other => bail!("--where {other}=...: expected one of label, method, attribute, seed, status"),
+                "status" => serde_json::to_value(&l.status)?
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                other => bail!(
+                    "--where {other}=...: expected one of label, method, attribute, seed, status"
+                ),
             })
         };
         let mut kept = Vec::new();
@@ -162,7 +185,11 @@ pub fn list(results: &Path, filters: &[String], sort: Option<SortKey>) -> anyhow
             SortKey::Wall => Some(l.wall_seconds),
             SortKey::Epochs => Some(l.epochs_done as f64),
         };
-        lines.sort_by(|a, b| value(b).unwrap_or(f64::NEG_INFINITY).total_cmp(&value(a).unwrap_or(f64::NEG_INFINITY)));
+        lines.sort_by(|a, b| {
+            value(b)
+                .unwrap_or(f64::NEG_INFINITY)
+                .total_cmp(&value(a).unwrap_or(f64::NEG_INFINITY))
+        });
     }
     Ok(lines)
 }
@@ -176,7 +203,18 @@ pub fn render(lines: &[RunLine], format: RunsFormat) -> anyhow::Result<String> {
     if format == RunsFormat::Json {
         return Ok(serde_json::to_string_pretty(lines)? + "\n");
     }
-    let header = ["label", "attribute", "seed", "status", "epochs", "selected", "val AUC", "test AUC", "ES-AUC", "wall s"];
+    let header = [
+        "label",
+        "attribute",
+        "seed",
+        "status",
+        "epochs",
+        "selected",
+        "val AUC",
+        "test AUC",
+        "ES-AUC",
+        "wall s",
+    ];
     let rows: Vec<Vec<String>> = (lines.iter())
         .map(|l| {
             let status = match &l.error {
@@ -203,9 +241,15 @@ pub fn render(lines: &[RunLine], format: RunsFormat) -> anyhow::Result<String> {
         for row in &rows {
             csv.write_record(row)?;
         }
-        return Ok(String::from_utf8(csv.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?);
+        return Ok(String::from_utf8(
+            csv.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?,
+        )?);
     }
-    let mut text = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    let mut text = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
     for row in rows {
         let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
         text += &format!("| {} |\n", cells.join(" | "));

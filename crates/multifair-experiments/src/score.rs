@@ -39,7 +39,12 @@ fn task(probs: &[Vec<f64>], labels: &[u8], c: usize) -> anyhow::Result<Predictio
 }
 
 /// Each one-vs-rest task's group frame over `codes`.
-fn task_frames(probs: &[Vec<f64>], labels: &[u8], codes: &[i64], classes: usize) -> anyhow::Result<Vec<GroupFrame>> {
+fn task_frames(
+    probs: &[Vec<f64>],
+    labels: &[u8],
+    codes: &[i64],
+    classes: usize,
+) -> anyhow::Result<Vec<GroupFrame>> {
     ovr_tasks(classes)
         .map(|c| Ok(GroupFrame::new(&task(probs, labels, c)?, codes)?))
         .collect()
@@ -60,7 +65,11 @@ fn group_aucs(frames: &[GroupFrame]) -> BTreeMap<String, Option<f64>> {
 fn mean_loss(probs: &[Vec<f64>], labels: &[u8]) -> f64 {
     let total: f64 = (probs.iter().zip(labels))
         .map(|(p, &y)| {
-            let p_true = if p.len() == 2 && y == 0 { 1.0 - p[1] } else { p[y as usize] };
+            let p_true = if p.len() == 2 && y == 0 {
+                1.0 - p[1]
+            } else {
+                p[y as usize]
+            };
             -p_true.clamp(1e-7, 1.0).ln()
         })
         .sum();
@@ -71,7 +80,12 @@ impl Run {
     /// Scores every sample of `loader` with the model in evaluation mode; `zero` takes one
     /// modality out (for the modality x group report): as missing where the model learned with
     /// missing modalities (manifests), else as a blank input.
-    pub fn score(&self, model: &MultimodalModel, loader: &Loader, zero: Option<usize>) -> anyhow::Result<Scored> {
+    pub fn score(
+        &self,
+        model: &MultimodalModel,
+        loader: &Loader,
+        zero: Option<usize>,
+    ) -> anyhow::Result<Scored> {
         let model = model.valid();
         let classes = self.model_config.classes;
         let mut scored = Scored {
@@ -81,7 +95,8 @@ impl Run {
             codes: vec![Vec::new(); self.schema.attributes.len()],
         };
         let host = |logits: Tensor<2>| -> anyhow::Result<Vec<Vec<f64>>> {
-            let flat = to_host(softmax(logits, 1).flatten::<1>(0, 1)).map_err(anyhow::Error::msg)?;
+            let flat =
+                to_host(softmax(logits, 1).flatten::<1>(0, 1)).map_err(anyhow::Error::msg)?;
             Ok(flat.chunks(classes).map(<[f64]>::to_vec).collect())
         };
         let masked = self.config.dataset == DatasetKind::Manifest;
@@ -97,7 +112,11 @@ impl Run {
             let groups = db.group_ids.to_device(&plain);
             let available = db.available.map(|a| a.to_device(&plain));
             let tokens = model.encode(inputs);
-            scored.probs.extend(host(model.fuse(&tokens, Some(&groups), available.as_ref()))?);
+            scored.probs.extend(host(model.fuse(
+                &tokens,
+                Some(&groups),
+                available.as_ref(),
+            ))?);
             for (j, logits) in model.aux_logits(&tokens).into_iter().enumerate() {
                 scored.aux[j].extend(host(logits)?);
             }
@@ -112,11 +131,13 @@ impl Run {
     /// The selection score (higher is better) and the validation summary for `metrics.jsonl`.
     pub fn validate(&self, scored: &Scored) -> anyhow::Result<(f64, Value)> {
         let classes = self.model_config.classes;
-        let frames = |a: usize| task_frames(&scored.probs, &scored.labels, &scored.codes[a], classes);
+        let frames =
+            |a: usize| task_frames(&scored.probs, &scored.labels, &scored.codes[a], classes);
         let selected = frames(self.setup.attribute)?;
         let auc = macro_mean(selected.iter().map(|f| f.overall.auc));
         let es_auc = macro_mean(selected.iter().map(GroupFrame::es_auc));
-        let dto = ((1.0 - auc.unwrap_or(0.5)).powi(2) + (1.0 - es_auc.unwrap_or(0.0)).powi(2)).sqrt();
+        let dto =
+            ((1.0 - auc.unwrap_or(0.5)).powi(2) + (1.0 - es_auc.unwrap_or(0.0)).powi(2)).sqrt();
         let score = match self.config.engine.selection {
             Selection::Auc => auc.unwrap_or(0.5),
             Selection::EsAuc => es_auc.unwrap_or(0.0),
@@ -143,20 +164,33 @@ impl Run {
 
     /// Per modality: its auxiliary head's AUC per group, and the fused AUC per group with that
     /// modality taken out — which modality fails which group.
-    pub fn modality_group_report(&self, model: &MultimodalModel, scored: &Scored) -> anyhow::Result<Value> {
+    pub fn modality_group_report(
+        &self,
+        model: &MultimodalModel,
+        scored: &Scored,
+    ) -> anyhow::Result<Value> {
         let groups = |probs: &[Vec<f64>]| -> anyhow::Result<Value> {
             let mut out = serde_json::Map::new();
             for (a, attribute) in self.schema.attributes.iter().enumerate() {
-                let frames = task_frames(probs, &scored.labels, &scored.codes[a], self.model_config.classes)?;
+                let frames = task_frames(
+                    probs,
+                    &scored.labels,
+                    &scored.codes[a],
+                    self.model_config.classes,
+                )?;
                 let overall = macro_mean(frames.iter().map(|f| f.overall.auc));
-                out.insert(attribute.name.clone(), json!({"overall": overall, "groups": group_aucs(&frames)}));
+                out.insert(
+                    attribute.name.clone(),
+                    json!({"overall": overall, "groups": group_aucs(&frames)}),
+                );
             }
             Ok(Value::Object(out))
         };
         let mut report = serde_json::Map::new();
         for (j, name) in self.model_config.names().iter().enumerate() {
             let without = self.score(model, &self.test, Some(j))?;
-            let entry = json!({"aux": groups(&scored.aux[j])?, "fused_without": groups(&without.probs)?});
+            let entry =
+                json!({"aux": groups(&scored.aux[j])?, "fused_without": groups(&without.probs)?});
             report.insert(name.to_string(), entry);
         }
         Ok(Value::Object(report))

@@ -54,18 +54,31 @@ impl Run {
         let [train_split, val_split, test_split] = index.train_val_test()?;
         let schema = index.schema.clone();
         let manifest = kind == DatasetKind::Manifest;
-        let tokenizer =
-            tokenizer::for_dataset(&schema, &train_split, engine.text_weights.as_deref(), manifest)
-                .map_err(anyhow::Error::msg)?;
+        let tokenizer = tokenizer::for_dataset(
+            &schema,
+            &train_split,
+            engine.text_weights.as_deref(),
+            manifest,
+        )
+        .map_err(anyhow::Error::msg)?;
         let vocab = tokenizer.as_ref().map_or(0, |t| t.vocab_size());
         let attribute = schema.attribute(&config.attribute).with_context(|| {
             let names: Vec<&str> = schema.attributes.iter().map(|a| a.name.as_str()).collect();
-            format!("unknown attribute '{}'; available: {}", config.attribute, names.join(", "))
+            format!(
+                "unknown attribute '{}'; available: {}",
+                config.attribute,
+                names.join(", ")
+            )
         })?;
         let names: Vec<String> = schema.modalities.iter().map(|m| m.name.clone()).collect();
         let chosen = method.modalities(&names).map_err(anyhow::Error::msg)?;
         let modality_slots: Vec<usize> = (chosen.iter())
-            .map(|c| names.iter().position(|n| n == c).expect("chosen from names"))
+            .map(|c| {
+                names
+                    .iter()
+                    .position(|n| n == c)
+                    .expect("chosen from names")
+            })
             .collect();
         let (group_counts, unknown) = group_counts(&train_split, attribute);
         let setup = Setup {
@@ -81,7 +94,8 @@ impl Run {
             .map_err(|e| anyhow::anyhow!("{} on {}: {e}", config.method, kind.name()))?;
 
         let mut base = LoaderConfig::new(engine.batch_size, engine.image_size, engine.slices);
-        (base.seed, base.workers, base.max_tokens) = (config.seed, engine.workers, engine.max_tokens);
+        (base.seed, base.workers, base.max_tokens) =
+            (config.seed, engine.workers, engine.max_tokens);
         let mut train_config = base.clone();
         (train_config.shuffle, train_config.augment) = (true, Some(Augment::default()));
         if method.balanced_sampling() {
@@ -118,10 +132,18 @@ impl Run {
     ) -> anyhow::Result<(ModelConfig, Vec<(usize, String, PathBuf)>)> {
         let engine = &config.engine;
         let kinds: Vec<(&str, &str)> = (slots.iter())
-            .map(|&i| (schema.modalities[i].name.as_str(), schema.modalities[i].kind.name()))
+            .map(|&i| {
+                (
+                    schema.modalities[i].name.as_str(),
+                    schema.modalities[i].kind.name(),
+                )
+            })
             .collect();
         let classes = schema.classes.len();
-        let mut model = config.model.model(&kinds, engine.image_size, engine.slices, vocab, classes);
+        let mut model =
+            config
+                .model
+                .model(&kinds, engine.image_size, engine.slices, vocab, classes);
         if method.fair_norm() {
             model.fin_groups = Some(setup.group_counts.len());
         }
@@ -133,13 +155,22 @@ impl Run {
         let mut pretrained = Vec::new();
         for (j, (name, encoder)) in model.modalities.iter_mut().enumerate() {
             for (key, folder) in engine.weights() {
-                if size_encoder(encoder, key, folder, engine.image_size, vocab, engine.max_tokens)
-                    .map_err(anyhow::Error::msg)?
+                if size_encoder(
+                    encoder,
+                    key,
+                    folder,
+                    engine.image_size,
+                    vocab,
+                    engine.max_tokens,
+                )
+                .map_err(anyhow::Error::msg)?
                 {
                     pretrained.push((j, name.clone(), folder.to_path_buf()));
                 }
             }
-            encoder.check_inputs(engine.max_tokens).map_err(anyhow::Error::msg)?;
+            encoder
+                .check_inputs(engine.max_tokens)
+                .map_err(anyhow::Error::msg)?;
         }
         Ok((model, pretrained))
     }
@@ -155,20 +186,28 @@ impl Run {
                     m @ ModalityBatch::Float { shape, .. } if shape.len() == 2 => {
                         m.float_tensor(device).map(ModalityInput::Rows)
                     }
-                    m @ ModalityBatch::Float { .. } => m.float_tensor(device).map(ModalityInput::Pixels),
-                    m @ ModalityBatch::Tokens { .. } => {
-                        m.token_tensors(device).map(|(ids, mask)| ModalityInput::Tokens(ids, mask))
+                    m @ ModalityBatch::Float { .. } => {
+                        m.float_tensor(device).map(ModalityInput::Pixels)
                     }
+                    m @ ModalityBatch::Tokens { .. } => m
+                        .token_tensors(device)
+                        .map(|(ids, mask)| ModalityInput::Tokens(ids, mask)),
                 };
                 input.with_context(|| format!("modality {name}: a batch of unexpected shape"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let available: Vec<Vec<bool>> = (self.modality_slots.iter().enumerate())
-            .map(|(j, &i)| batch.available[i].iter().map(|&a| a && drop != Some(j)).collect())
+            .map(|(j, &i)| {
+                batch.available[i]
+                    .iter()
+                    .map(|&a| a && drop != Some(j))
+                    .collect()
+            })
             .collect();
         let classes = self.schema.classes.len();
         let (labels, codes) = (&batch.labels, batch.codes.clone());
-        let db = DeviceBatch::with_classes(inputs, labels, classes, codes, self.setup.attribute, device);
+        let db =
+            DeviceBatch::with_classes(inputs, labels, classes, codes, self.setup.attribute, device);
         Ok(db.with_available(&available))
     }
 }

@@ -130,7 +130,9 @@ impl PlannedRun {
     /// kill or a full disk does not count).
     pub fn finished(&self, out: &Path) -> bool {
         let text = std::fs::read_to_string(out.join(&self.folder).join("test.json"));
-        text.is_ok_and(|t| serde_json::from_str::<serde_json::Value>(&t).is_ok_and(|v| v.is_object()))
+        text.is_ok_and(|t| {
+            serde_json::from_str::<serde_json::Value>(&t).is_ok_and(|v| v.is_object())
+        })
     }
 
     /// The `multifair train` arguments of this run, writing under `out`.
@@ -299,7 +301,12 @@ pub fn sweep_local(
 ) -> anyhow::Result<Plan> {
     let plan = plan(spec, data_dir, overrides)?;
     let todo = write_plan(&plan, out)?;
-    eprintln!("{}: {} runs, {} to do", spec.name, plan.runs.len(), todo.len());
+    eprintln!(
+        "{}: {} runs, {} to do",
+        spec.name,
+        plan.runs.len(),
+        todo.len()
+    );
     run_local(&todo, out, jobs)?;
     Ok(plan)
 }
@@ -310,6 +317,31 @@ enum Outcome {
     /// Another process holds the run's lock (its PID when known).
     Locked(u32),
     Failed,
+}
+
+/// One run of a local sweep in a child process, unless another process holds it or has
+/// finished it meanwhile.
+fn run_one(exe: &Path, run: &PlannedRun, out: &Path) -> anyhow::Result<Outcome> {
+    let folder = out.join(&run.folder);
+    if let Some(pid) = RunLock::held(&folder) {
+        return Ok(Outcome::Locked(pid));
+    }
+    if run.finished(out) {
+        return Ok(Outcome::Trained);
+    }
+    std::fs::create_dir_all(&folder)?;
+    // Appended, never truncated: another process may be writing to it.
+    let log =
+        (std::fs::OpenOptions::new().create(true).append(true)).open(folder.join("train.log"))?;
+    let status = (Command::new(exe).args(run.args(out)))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()?;
+    Ok(match status.code() {
+        Some(0) => Outcome::Trained,
+        Some(code) if code == LOCKED_EXIT as i32 => Outcome::Locked(0),
+        _ => Outcome::Failed,
+    })
 }
 
 /// Runs `todo` with `jobs` worker processes; each run's output goes to `FOLDER/train.log`.
@@ -341,33 +373,19 @@ pub fn run_local(todo: &[PlannedRun], out: &Path, jobs: usize) -> anyhow::Result
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(run) = todo.get(i) else { break };
                     let folder = out.join(&run.folder);
-                    let name = format!("{} / {} / seed {}", run.label, run.attribute, run.seed_index);
-                    let result = (|| -> anyhow::Result<Outcome> {
-                        if let Some(pid) = RunLock::held(&folder) {
-                            return Ok(Outcome::Locked(pid));
-                        }
-                        // Another sweep on this folder may have finished it meanwhile.
-                        if run.finished(out) {
-                            return Ok(Outcome::Trained);
-                        }
-                        std::fs::create_dir_all(&folder)?;
-                        // Appended, never truncated: another process may be writing to it.
-                        let log = std::fs::OpenOptions::new().create(true).append(true).open(folder.join("train.log"))?;
-                        let status = Command::new(&exe)
-                            .args(run.args(out))
-                            .stdout(log.try_clone()?)
-                            .stderr(log)
-                            .status()?;
-                        Ok(match status.code() {
-                            Some(0) => Outcome::Trained,
-                            Some(code) if code == LOCKED_EXIT as i32 => Outcome::Locked(0),
-                            _ => Outcome::Failed,
-                        })
-                    })();
+                    let name = format!(
+                        "{} / {} / seed {}",
+                        run.label, run.attribute, run.seed_index
+                    );
+                    let result = run_one(&exe, run, out);
                     match result {
                         Ok(Outcome::Trained) => {}
                         Ok(Outcome::Locked(pid)) => {
-                            let by = if pid > 0 { format!(" (process {pid})") } else { String::new() };
+                            let by = if pid > 0 {
+                                format!(" (process {pid})")
+                            } else {
+                                String::new()
+                            };
                             eprintln!("{name}: skipped, another process is training it{by}");
                         }
                         Ok(Outcome::Failed) => failures.lock().unwrap().push(format!(
@@ -463,7 +481,10 @@ pub fn emit(
             let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
             crate::durable::write(&commands, text.as_bytes())?;
             let script = out.join("sweep.sbatch");
-            crate::durable::write(&script, slurm_script(name, &commands, lines.len(), jobs).as_bytes())?;
+            crate::durable::write(
+                &script,
+                slurm_script(name, &commands, lines.len(), jobs).as_bytes(),
+            )?;
             Ok(format!(
                 "{} runs to do: sbatch {}\n",
                 lines.len(),
@@ -482,9 +503,17 @@ mod tests {
         let text = "name = 'x'\ndataset = 'fairvision'\nattributes = ['race']\nseeds = 1\n\
                     epochs = 1\nseedz = 3\n[[runs]]\nlabel = 'erm'\nmethod = 'erm'\n";
         let err = format!("{:#}", Spec::parse(text, "x.toml").unwrap_err());
-        assert!(err.contains("unknown field `seedz`, expected one of `name`"), "{err}");
-        let text = text.replace("seedz = 3\n", "").replace("'fairvision'", "'fairvison'");
+        assert!(
+            err.contains("unknown field `seedz`, expected one of `name`"),
+            "{err}"
+        );
+        let text = text
+            .replace("seedz = 3\n", "")
+            .replace("'fairvision'", "'fairvison'");
         let err = format!("{:#}", Spec::parse(&text, "x.toml").unwrap_err());
-        assert!(err.contains("unknown variant `fairvison`, expected one of `fairvision`"), "{err}");
+        assert!(
+            err.contains("unknown variant `fairvison`, expected one of `fairvision`"),
+            "{err}"
+        );
     }
 }

@@ -20,7 +20,11 @@ fn crc32c(bytes: &[u8]) -> u32 {
             let mut c = i as u32;
             let mut k = 0;
             while k < 8 {
-                c = if c & 1 == 1 { 0x82F6_3B78 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 == 1 {
+                    0x82F6_3B78 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
                 k += 1;
             }
             table[i] = c;
@@ -28,7 +32,9 @@ fn crc32c(bytes: &[u8]) -> u32 {
         }
         table
     };
-    !bytes.iter().fold(!0u32, |c, &b| TABLE[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8))
+    !bytes.iter().fold(!0u32, |c, &b| {
+        TABLE[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8)
+    })
 }
 
 /// TFRecord's masked CRC.
@@ -110,13 +116,22 @@ fn now() -> f64 {
 impl EventWriter {
     /// A new event file in `folder` (TensorBoard reads every file of a folder in order).
     pub fn create(folder: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-        let name = format!("events.out.tfevents.{}.{host}.{}", now() as u64, std::process::id());
+        let name = format!(
+            "events.out.tfevents.{}.{host}.{}",
+            now() as u64,
+            std::process::id()
+        );
         let path = folder.join(name);
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let mut writer = EventWriter { file, path };
-        writer.event(Message::default().double(1, now()).bytes(3, b"brain.Event:2"))?;
+        writer.event(
+            Message::default()
+                .double(1, now())
+                .bytes(3, b"brain.Event:2"),
+        )?;
         Ok(writer)
     }
 
@@ -137,38 +152,58 @@ impl EventWriter {
         record.extend(masked(&len).to_le_bytes());
         record.extend(&data);
         record.extend(masked(&data).to_le_bytes());
-        self.file.write_all(&record).with_context(|| format!("writing {}", self.path.display()))
+        self.file
+            .write_all(&record)
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 
     /// Scalars at `step`, stamped `wall_time` (seconds since the epoch).
-    pub fn scalars(&mut self, step: i64, wall_time: f64, values: &[(String, f64)]) -> anyhow::Result<()> {
+    pub fn scalars(
+        &mut self,
+        step: i64,
+        wall_time: f64,
+        values: &[(String, f64)],
+    ) -> anyhow::Result<()> {
         let mut summary = Message::default();
         for (tag, value) in values {
-            let v = Message::default().bytes(1, tag.as_bytes()).float(2, *value as f32);
+            let v = Message::default()
+                .bytes(1, tag.as_bytes())
+                .float(2, *value as f32);
             summary = summary.message(1, v);
         }
-        self.event(Message::default().double(1, wall_time).int(2, step).message(5, summary))
+        self.event(
+            Message::default()
+                .double(1, wall_time)
+                .int(2, step)
+                .message(5, summary),
+        )
     }
 
     /// The run's hyperparameters (the hparams plugin's session start), from flat key -> value.
     pub fn hparams(&mut self, hparams: &[(String, Value)], group: &str) -> anyhow::Result<()> {
         let mut start = Message::default();
         for (key, value) in hparams {
-            let entry = Message::default().bytes(1, key.as_bytes()).message(2, proto_value(value));
+            let entry = Message::default()
+                .bytes(1, key.as_bytes())
+                .message(2, proto_value(value));
             start = start.message(1, entry);
         }
         let start = start.bytes(4, group.as_bytes()).double(5, now());
         let content = Message::default().int(1, 0).message(3, start);
         let plugin = Message::default().bytes(1, b"hparams").bytes(2, &content.0);
         let metadata = Message::default().message(1, plugin);
-        let value = Message::default().bytes(1, b"_hparams_/session_start_info").message(9, metadata);
+        let value = Message::default()
+            .bytes(1, b"_hparams_/session_start_info")
+            .message(9, metadata);
         let summary = Message::default().message(1, value);
         self.event(Message::default().double(1, now()).message(5, summary))
     }
 
     /// Pushes what was written to the disk (once per epoch).
     pub fn flush(&mut self) -> anyhow::Result<()> {
-        self.file.sync_data().with_context(|| format!("writing {}", self.path.display()))
+        self.file
+            .sync_data()
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }
 
@@ -179,7 +214,11 @@ pub fn flatten_numbers(prefix: &str, value: &Value, out: &mut Vec<(String, f64)>
         Value::Bool(b) => out.push((prefix.to_owned(), *b as u8 as f64)),
         Value::Object(map) => {
             for (k, v) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}/{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}/{k}")
+                };
                 flatten_numbers(&key, v, out);
             }
         }
@@ -192,7 +231,11 @@ pub fn flatten_leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)
     match value {
         Value::Object(map) => {
             for (k, v) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten_leaves(&key, v, out);
             }
         }
@@ -210,7 +253,10 @@ mod tests {
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);
         assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
         let c = crc32c(b"");
-        assert_eq!(masked(b""), ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8));
+        assert_eq!(
+            masked(b""),
+            ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@ use multifair_models::MultimodalModel;
 use multifair_models::pretrained::load_encoder;
 use serde_json::{Value, json};
 
-pub use crate::config::TrainConfig;
 use crate::checkpoint::{Checkpoint, CheckpointState, truncate_metrics};
+pub use crate::config::TrainConfig;
 use crate::diagnostics::diagnose;
 use crate::durable::{self, RunLock};
 use crate::optim::Optimizers;
@@ -70,31 +70,50 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         (model, imported) = run.load_pretrained(model, options)?;
     }
     let fresh = || Optimizers::new(&config);
-    let (mut state, mut model, mut optim) = match checkpoint.resume(&config, &model, fresh, method.as_mut())? {
-        Some((state, model, optim)) => {
-            options.say(format!("resuming {} after epoch {}", out.display(), state.epochs_done));
-            truncate_metrics(&out.join("metrics.jsonl"), state.epochs_done)?;
-            (state, model, optim)
-        }
-        None => {
-            // A fresh run: earlier logs in this folder belong to another run.
-            let _ = std::fs::remove_file(out.join("metrics.jsonl"));
-            (CheckpointState::new(config.clone()), model, fresh())
-        }
-    };
+    let (mut state, mut model, mut optim) =
+        match checkpoint.resume(&config, &model, fresh, method.as_mut())? {
+            Some((state, model, optim)) => {
+                options.say(format!(
+                    "resuming {} after epoch {}",
+                    out.display(),
+                    state.epochs_done
+                ));
+                truncate_metrics(&out.join("metrics.jsonl"), state.epochs_done)?;
+                (state, model, optim)
+            }
+            None => {
+                // A fresh run: earlier logs in this folder belong to another run.
+                let _ = std::fs::remove_file(out.join("metrics.jsonl"));
+                (CheckpointState::new(config.clone()), model, fresh())
+            }
+        };
     run.write_run_json(out, &imported)?;
     let mut tb = EventWriter::for_run(out, &serde_json::to_value(&config)?)?;
 
     let last_epoch = state.stopped_early.unwrap_or(config.epochs);
     for epoch in state.epochs_done..last_epoch {
         if options.stop_after.is_some_and(|n| epoch >= n) {
-            options.say(format!("stopping after epoch {epoch} as asked; rerun the same command to resume"));
+            options.say(format!(
+                "stopping after epoch {epoch} as asked; rerun the same command to resume"
+            ));
             return Ok(Value::Null);
         }
         let started = Instant::now();
-        let trained = run.train_epoch(epoch, model, &mut optim, method.as_mut(), &state, &checkpoint, options)?;
+        let trained = run.train_epoch(
+            epoch,
+            model,
+            &mut optim,
+            method.as_mut(),
+            &state,
+            &checkpoint,
+            options,
+        )?;
         model = trained.model;
-        let logs = Logs { out, tb: &mut tb, started };
+        let logs = Logs {
+            out,
+            tb: &mut tb,
+            started,
+        };
         let stop = run.end_epoch(epoch, &model, &mut state, trained.log, logs, options)?;
         state.method_state = method.state();
         checkpoint.save(&state, &model, &optim)?;
@@ -103,11 +122,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         }
     }
 
-    // Test the selected epoch's model.
-    let mut best = run.model_config.init(&device);
-    (best.load_from(&mut SafetensorsStore::from_file(out.join("model.safetensors"))))
-        .map_err(|e| anyhow::anyhow!("reading model.safetensors: {e:?}"))?;
-    let test = run.write_test(out, &best, state.best_epoch)?;
+    let test = run.test_selected(out, state.best_epoch)?;
     options.say(format!(
         "test AUC {:.4} (epoch {} selected on validation); outputs in {}",
         test["auc"].as_f64().unwrap_or(f64::NAN),
@@ -164,9 +179,15 @@ impl PendingLosses {
             if !loss.is_finite() {
                 let saved = match epoch {
                     0 => "no epoch had finished, so there is no checkpoint".to_owned(),
-                    _ => format!("epoch {epoch}'s checkpoint is in {}", checkpoint.folder().display()),
+                    _ => format!(
+                        "epoch {epoch}'s checkpoint is in {}",
+                        checkpoint.folder().display()
+                    ),
                 };
-                bail!("loss is {loss} at epoch {} step {step} (batch {b} of the epoch); the run stops here ({saved})", epoch + 1);
+                bail!(
+                    "loss is {loss} at epoch {} step {step} (batch {b} of the epoch); the run stops here ({saved})",
+                    epoch + 1
+                );
             }
         }
         self.losses.clear();
@@ -187,20 +208,40 @@ fn progress_bar(epoch: usize, epochs: usize, steps: usize, options: &RunOptions)
 }
 
 impl Run {
+    /// The selected epoch's model (`model.safetensors`) on the test split: `predictions.csv`
+    /// and `test.json`.
+    fn test_selected(&self, out: &Path, selected: Option<usize>) -> anyhow::Result<Value> {
+        let mut best = self.model_config.init(&self.device);
+        let mut store = SafetensorsStore::from_file(out.join("model.safetensors"));
+        (best.load_from(&mut store))
+            .map_err(|e| anyhow::anyhow!("reading model.safetensors: {e:?}"))?;
+        self.write_test(out, &best, selected)
+    }
+
     /// Pretrained encoders from their folders, and what `run.json` records of each import.
-    fn load_pretrained(&self, mut model: MultimodalModel, options: &RunOptions) -> anyhow::Result<(MultimodalModel, Vec<Value>)> {
+    fn load_pretrained(
+        &self,
+        mut model: MultimodalModel,
+        options: &RunOptions,
+    ) -> anyhow::Result<(MultimodalModel, Vec<Value>)> {
         let mut imported = Vec::new();
         for (j, name, folder) in &self.pretrained {
-            let (encoder, report) =
-                load_encoder(&model.encoders[*j], folder, &self.device).map_err(anyhow::Error::msg)?;
+            let (encoder, report) = load_encoder(&model.encoders[*j], folder, &self.device)
+                .map_err(anyhow::Error::msg)?;
             model.encoders[*j] = encoder;
             let unused = match report.ignored.is_empty() {
                 true => String::new(),
                 false => format!(" (not used: {})", report.ignored.join(", ")),
             };
-            options.say(format!("{name}: {} tensors from {}{unused}", report.applied, report.file.display()));
-            imported.push(json!({"modality": name, "file": report.file, "tensors": report.applied,
-                                 "not_used": report.ignored}));
+            options.say(format!(
+                "{name}: {} tensors from {}{unused}",
+                report.applied,
+                report.file.display()
+            ));
+            imported.push(
+                json!({"modality": name, "file": report.file, "tensors": report.applied,
+                                 "not_used": report.ignored}),
+            );
         }
         Ok((model, imported))
     }
@@ -233,10 +274,24 @@ impl Run {
             clip_grad_norm(&model, &mut output.grads, config.engine.clip);
             let factor = state.schedule.factor(config, step, steps_per_epoch);
             let every = config.engine.diagnostics_every;
-            let before = (every > 0 && (step + 1) % every == 0).then(|| (model.clone(), optim.clone()));
-            model = optim.step(config, factor, model, output.grads, output.encoder_steps.as_deref());
+            let before =
+                (every > 0 && (step + 1) % every == 0).then(|| (model.clone(), optim.clone()));
+            model = optim.step(
+                config,
+                factor,
+                model,
+                output.grads,
+                output.encoder_steps.as_deref(),
+            );
             if let Some((before, optim_before)) = before {
-                output.stats.extend(diagnose(config, factor, &before, &model, optim_before, &batch)?);
+                output.stats.extend(diagnose(
+                    config,
+                    factor,
+                    &before,
+                    &model,
+                    optim_before,
+                    &batch,
+                )?);
             }
             pending.losses.push((step, b, output.loss));
             if pending.losses.len() == LOSS_READ_EVERY {
@@ -254,8 +309,15 @@ impl Run {
         }
         pending.read(epoch, checkpoint)?;
         bar.finish_and_clear();
-        let stats = stats_sum.into_iter().map(|(k, (sum, n))| (k, sum / n as f64)).collect();
-        let log = EpochLog { train_loss: pending.sum / steps.max(1) as f64, stats, steps: logged };
+        let stats = stats_sum
+            .into_iter()
+            .map(|(k, (sum, n))| (k, sum / n as f64))
+            .collect();
+        let log = EpochLog {
+            train_loss: pending.sum / steps.max(1) as f64,
+            stats,
+            steps: logged,
+        };
         Ok(Trained { model, log })
     }
 
@@ -275,13 +337,17 @@ impl Run {
         let (score, val) = self.validate(&self.score(model, &self.val, None)?)?;
         let last_step = (epoch + 1) * steps_per_epoch - 1;
         let lr = config.engine.lr * state.schedule.factor(config, last_step, steps_per_epoch);
-        state.schedule.end_epoch(config, val["loss"].as_f64().unwrap_or(f64::NAN));
+        state
+            .schedule
+            .end_epoch(config, val["loss"].as_f64().unwrap_or(f64::NAN));
         let improved = score > state.best_score;
         if improved {
             (state.best_score, state.best_epoch) = (score, Some(epoch + 1));
             durable::persist(&out.join("model.safetensors"), |tmp| {
                 let mut store = SafetensorsStore::from_file(tmp).overwrite(true);
-                model.save_into(&mut store).map_err(|e| anyhow::anyhow!("{e:?}"))
+                model
+                    .save_into(&mut store)
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))
             })?;
         }
         let without_improvement = epoch + 1 - state.best_epoch.unwrap_or(0);
@@ -326,8 +392,14 @@ fn write_epoch_logs(
 ) -> anyhow::Result<()> {
     let mut text = String::new();
     for (step, time, stats) in steps {
-        text += &format!("{}\n", json!({"step": step, "epoch": epoch + 1, "stats": stats, "time": time}));
-        let scalars: Vec<(String, f64)> = stats.iter().map(|(k, v)| (format!("step/{k}"), *v)).collect();
+        text += &format!(
+            "{}\n",
+            json!({"step": step, "epoch": epoch + 1, "stats": stats, "time": time})
+        );
+        let scalars: Vec<(String, f64)> = stats
+            .iter()
+            .map(|(k, v)| (format!("step/{k}"), *v))
+            .collect();
         tb.scalars(*step as i64, *time as f64 / 1000.0, &scalars)?;
     }
     text += &format!("{line}\n");

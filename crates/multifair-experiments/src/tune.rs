@@ -23,7 +23,11 @@ const ENGINE_TUNED: &[&str] = &["lr", "weight_decay"];
 
 /// A value drawn from `range`, as `--set` reads it.
 fn draw(range: &Range, rng: &mut ChaCha8Rng) -> Option<String> {
-    let short = |v: f64| format!("{:.3e}", v).parse::<f64>().map_or(v.to_string(), |v| v.to_string());
+    let short = |v: f64| {
+        format!("{:.3e}", v)
+            .parse::<f64>()
+            .map_or(v.to_string(), |v| v.to_string())
+    };
     Some(match *range {
         Range::Uniform(lo, hi) => short(rng.random_range(lo..=hi)),
         Range::LogUniform(lo, hi) => short(10f64.powf(rng.random_range(lo.log10()..=hi.log10()))),
@@ -44,13 +48,17 @@ fn tuned_keys(spec: &Spec, row: &SpecRow) -> anyhow::Result<Vec<&'static Hparam>
             .filter_map(|k| all.iter().find(|h| h.key == k).copied())
             .collect(),
         None => {
-            let engine = Engine::HPARAMS.iter().filter(|h| ENGINE_TUNED.contains(&h.key));
+            let engine = Engine::HPARAMS
+                .iter()
+                .filter(|h| ENGINE_TUNED.contains(&h.key));
             info.hparams.iter().chain(engine).collect()
         }
     };
     Ok(wanted
         .into_iter()
-        .filter(|h| h.range != Range::Fixed && !row.set.contains_key(h.key) && !spec.set.contains_key(h.key))
+        .filter(|h| {
+            h.range != Range::Fixed && !row.set.contains_key(h.key) && !spec.set.contains_key(h.key)
+        })
         .collect())
 }
 
@@ -73,10 +81,17 @@ pub fn trial_spec(spec: &Spec, trials: usize) -> anyhow::Result<Spec> {
                     set.insert(h.key.to_owned(), toml::Value::String(value));
                 }
             }
-            runs.push(SpecRow { label: trial_label(&row.label, k), method: row.method.clone(), set });
+            runs.push(SpecRow {
+                label: trial_label(&row.label, k),
+                method: row.method.clone(),
+                set,
+            });
         }
     }
-    let first_seed = *spec.seed_values().first().context("the spec has no seeds")?;
+    let first_seed = *spec
+        .seed_values()
+        .first()
+        .context("the spec has no seeds")?;
     Ok(Spec {
         name: format!("{}-trials", spec.name),
         description: format!("{trials} tuning trials per row of {}", spec.name),
@@ -99,7 +114,11 @@ pub fn trial_score(folder: &Path, selection: Selection) -> Option<f64> {
         .filter(|l| l.get("step").is_none() && l["selected"] == true)
         .last()?;
     let value = selected["val"][selection.name()].as_f64()?;
-    Some(if selection == Selection::Dto { -value } else { value })
+    Some(if selection == Selection::Dto {
+        -value
+    } else {
+        value
+    })
 }
 
 /// What tuning chose for one row.
@@ -116,13 +135,24 @@ pub struct Choice {
 
 /// Per row of `spec`, the trial of `trials` (planned into `trials_out`) with the best
 /// validation score.
-fn choose(spec: &Spec, trials: &Plan, trials_out: &Path) -> anyhow::Result<BTreeMap<String, Choice>> {
+fn choose(
+    spec: &Spec,
+    trials: &Plan,
+    trials_out: &Path,
+) -> anyhow::Result<BTreeMap<String, Choice>> {
     let mut chosen = BTreeMap::new();
     for row in &spec.runs {
         let mut scores = Vec::new();
         let mut best: Option<(usize, f64, &crate::sweep::PlannedRun)> = None;
-        let labels: Vec<String> = (0..trials.spec.runs.len()).map(|k| trial_label(&row.label, k)).collect();
-        for (k, run) in trials.runs.iter().filter(|r| labels.contains(&r.label)).enumerate() {
+        let labels: Vec<String> = (0..trials.spec.runs.len())
+            .map(|k| trial_label(&row.label, k))
+            .collect();
+        for (k, run) in trials
+            .runs
+            .iter()
+            .filter(|r| labels.contains(&r.label))
+            .enumerate()
+        {
             let score = trial_score(&trials_out.join(&run.folder), run.config.engine.selection);
             scores.push(score);
             if let Some(s) = score
@@ -131,7 +161,8 @@ fn choose(spec: &Spec, trials: &Plan, trials_out: &Path) -> anyhow::Result<BTree
                 best = Some((k, s, run));
             }
         }
-        let (trial, score, run) = best.with_context(|| format!("row '{}': no trial has finished", row.label))?;
+        let (trial, score, run) =
+            best.with_context(|| format!("row '{}': no trial has finished", row.label))?;
         let keys = tuned_keys(spec, row)?;
         let values = run
             .sets
@@ -140,9 +171,71 @@ fn choose(spec: &Spec, trials: &Plan, trials_out: &Path) -> anyhow::Result<BTree
             .cloned()
             .collect();
         let selection = run.config.engine.selection.name();
-        chosen.insert(row.label.clone(), Choice { trial, score, selection, values, scores });
+        chosen.insert(
+            row.label.clone(),
+            Choice {
+                trial,
+                score,
+                selection,
+                values,
+                scores,
+            },
+        );
     }
     Ok(chosen)
+}
+
+/// One phase's sweep: run locally, or emit what is left and return `None` (the phase is not
+/// done yet).
+fn phase(
+    spec: &Spec,
+    data: &Path,
+    overrides: &Overrides,
+    out: &Path,
+    jobs: usize,
+    emitting: Emit,
+) -> anyhow::Result<Option<Plan>> {
+    if emitting == Emit::Local {
+        return sweep_local(spec, data, overrides, out, jobs).map(Some);
+    }
+    let planned = plan(spec, data, overrides)?;
+    let todo = write_plan(&planned, out)?;
+    if todo.is_empty() {
+        return Ok(Some(planned));
+    }
+    eprintln!(
+        "{}: {} runs to do; run tune again once they have finished",
+        spec.name,
+        todo.len()
+    );
+    print!("{}", emit(emitting, &todo, out, &spec.name, jobs)?);
+    Ok(None)
+}
+
+/// The table of the tuned runs in `out`, and each row's chosen values.
+fn report(out: &Path, chosen: &BTreeMap<String, Choice>, trials: &Spec) -> anyhow::Result<String> {
+    let mut text = crate::table::render(&crate::table::load(out)?, crate::table::Format::Md)?;
+    text += &format!(
+        "\nChosen on the validation split ({} trials per row, seed {} and attribute {} only):\n\n",
+        trials.runs.len() / chosen.len().max(1),
+        trials.seed_values()[0],
+        trials.attributes[0]
+    );
+    for (label, choice) in chosen {
+        let values: Vec<String> = choice
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let score = choice.score.abs();
+        text += &format!(
+            "- {label}: trial {} (validation {} {score:.4}): {}\n",
+            choice.trial,
+            choice.selection,
+            values.join(" ")
+        );
+    }
+    Ok(text)
 }
 
 /// Runs the trials, chooses, runs the spec on the choices, and returns the table with the
@@ -161,50 +254,48 @@ pub fn tune(
     // `--methods` keeps rows before their trials are drawn; `--seeds` applies to the final runs.
     let mut spec = spec.clone();
     if let Some(labels) = &overrides.labels {
-        spec = plan(&spec, data, &Overrides { labels: Some(labels.clone()), ..Overrides::default() })?.spec;
+        let keep = Overrides {
+            labels: Some(labels.clone()),
+            ..Overrides::default()
+        };
+        spec = plan(&spec, data, &keep)?.spec;
     }
-    let (spec, overrides) = (&spec, &Overrides { labels: None, ..overrides.clone() });
-    let trials_spec = trial_spec(spec, trials)?;
-    let trials_out = out.join("trials");
-    let trials_overrides = Overrides { seeds: None, ..overrides.clone() };
-    let trials_plan = match emitting {
-        Emit::Local => sweep_local(&trials_spec, data, &trials_overrides, &trials_out, jobs)?,
-        _ => {
-            let trials_plan = plan(&trials_spec, data, &trials_overrides)?;
-            let todo = write_plan(&trials_plan, &trials_out)?;
-            if !todo.is_empty() {
-                eprintln!("{}: {} trials to do; run tune again once they have finished", trials_spec.name, todo.len());
-                print!("{}", emit(emitting, &todo, &trials_out, &trials_spec.name, jobs)?);
-                return Ok(None);
-            }
-            trials_plan
-        }
+    let overrides = Overrides {
+        labels: None,
+        ..overrides.clone()
     };
-    let chosen = choose(spec, &trials_plan, &trials_out)?;
+    let trials_spec = trial_spec(&spec, trials)?;
+    let (trials_out, trials_overrides) = (
+        out.join("trials"),
+        Overrides {
+            seeds: None,
+            ..overrides.clone()
+        },
+    );
+    let Some(trials_plan) = phase(
+        &trials_spec,
+        data,
+        &trials_overrides,
+        &trials_out,
+        jobs,
+        emitting,
+    )?
+    else {
+        return Ok(None);
+    };
+    let chosen = choose(&spec, &trials_plan, &trials_out)?;
     let mut tuned = spec.clone();
     for row in &mut tuned.runs {
         for (key, value) in &chosen[&row.label].values {
-            row.set.insert(key.clone(), toml::Value::String(value.clone()));
+            row.set
+                .insert(key.clone(), toml::Value::String(value.clone()));
         }
     }
     crate::outputs::write_json(&out.join("tuned.json"), &chosen)?;
-    if emitting == Emit::Local {
-        sweep_local(&tuned, data, overrides, out, jobs)?;
-    } else {
-        let final_plan = plan(&tuned, data, overrides)?;
-        let todo = write_plan(&final_plan, out)?;
-        if !todo.is_empty() {
-            print!("{}", emit(emitting, &todo, out, &tuned.name, jobs)?);
-            return Ok(None);
-        }
+    if phase(&tuned, data, &overrides, out, jobs, emitting)?.is_none() {
+        return Ok(None);
     }
-    let mut text = crate::table::render(&crate::table::load(out)?, crate::table::Format::Md)?;
-    text += &format!("\nChosen on the validation split ({} trials per row, seed {} and attribute {} only):\n\n",
-        trials, trials_spec.seed_values()[0], spec.attributes[0]);
-    for (label, choice) in &chosen {
-        let values: Vec<String> = choice.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        text += &format!("- {label}: trial {} (validation {} {:.4}): {}\n", choice.trial, choice.selection, choice.score.abs(), values.join(" "));
-    }
+    let text = report(out, &chosen, &trials_spec)?;
     crate::durable::write(&out.join("tuned.md"), text.as_bytes())?;
     Ok(Some(text))
 }
@@ -230,7 +321,10 @@ mod tests {
         // Best test AUC, worst validation: not chosen.
         let a = write("a", 0.55, 0.99);
         let b = write("b", 0.80, 0.40);
-        let (sa, sb) = (trial_score(&a, Selection::Auc), trial_score(&b, Selection::Auc));
+        let (sa, sb) = (
+            trial_score(&a, Selection::Auc),
+            trial_score(&b, Selection::Auc),
+        );
         assert_eq!((sa, sb), (Some(0.55), Some(0.80)));
         assert!(sb > sa);
         assert_eq!(trial_score(&dir.join("missing"), Selection::Auc), None);
@@ -241,7 +335,10 @@ mod tests {
     fn draws_stay_in_their_ranges_and_repeat_with_the_seed() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for _ in 0..200 {
-            let v: f64 = draw(&Range::LogUniform(1e-4, 1e-1), &mut rng).unwrap().parse().unwrap();
+            let v: f64 = draw(&Range::LogUniform(1e-4, 1e-1), &mut rng)
+                .unwrap()
+                .parse()
+                .unwrap();
             assert!((1e-4..=1e-1).contains(&v), "{v}");
             let c = draw(&Range::Choice(&["adamw", "sgd"]), &mut rng).unwrap();
             assert!(c == "adamw" || c == "sgd");

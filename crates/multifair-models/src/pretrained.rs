@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::store::{
-    ApplyError, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    ApplyError, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
 };
 use burn::tensor::Device;
 use serde_json::Value;
@@ -263,13 +264,21 @@ fn import<M: ModuleSnapshot>(
     for e in &result.errors {
         // Named by the file's own tensor name, with ours beside it.
         problems.push(match e {
-            ApplyError::ShapeMismatch { path, expected, found } => format!(
+            ApplyError::ShapeMismatch {
+                path,
+                expected,
+                found,
+            } => format!(
                 "mismatch: {} has shape {:?} in the file; ours ({path}) needs {:?}",
                 original(path),
                 found.as_slice(),
                 expected.as_slice()
             ),
-            ApplyError::DTypeMismatch { path, expected, found } => format!(
+            ApplyError::DTypeMismatch {
+                path,
+                expected,
+                found,
+            } => format!(
                 "mismatch: {} is {found:?} in the file; ours ({path}) needs {expected:?}",
                 original(path)
             ),
@@ -309,7 +318,10 @@ pub fn size_encoder(
     vocab: usize,
     max_tokens: usize,
 ) -> Result<bool, String> {
-    let kind = WEIGHT_KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind);
+    let kind = WEIGHT_KEYS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, kind)| *kind);
     let vit = |channels: usize| -> Result<VitConfig, String> {
         let mut c = vit_config(folder)?;
         if c.image_size != image_size {

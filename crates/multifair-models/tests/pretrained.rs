@@ -266,13 +266,23 @@ fn inputs_beyond_a_pretrained_model_are_refused_with_the_numbers() {
     let folder = fixtures().join("hf-bert");
     let err = size_encoder(&mut encoder, "text_weights", &folder, 32, 64, 128).unwrap_err();
     assert!(
-        err.contains("the model has 32 positions (max_position_embeddings), fewer than max_tokens=128")
-            && err.contains("--set max_tokens=32"),
+        err.contains(
+            "the model has 32 positions (max_position_embeddings), fewer than max_tokens=128"
+        ) && err.contains("--set max_tokens=32"),
         "{err}"
     );
     assert!(size_encoder(&mut encoder, "text_weights", &folder, 32, 64, 32).unwrap());
-    let image = ModelSize::Tiny.model(&[("slo", "image")], 36, 2, 0, 2).modalities[0].1.clone();
+    let image = ModelSize::Tiny
+        .model(&[("slo", "image")], 36, 2, 0, 2)
+        .modalities[0]
+        .1
+        .clone();
     let err = image.check_inputs(16).unwrap_err();
-    assert!(err.contains("--set image_size=36: must be a positive multiple of the ViT's patch size 8 (e.g. 32)"), "{err}");
+    assert!(
+        err.contains(
+            "--set image_size=36: must be a positive multiple of the ViT's patch size 8 (e.g. 32)"
+        ),
+        "{err}"
+    );
     assert!(matches!(image, EncoderConfig::Image(_)));
 }

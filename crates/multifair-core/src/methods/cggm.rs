@@ -24,9 +24,8 @@ use super::erm::{Forward, finish};
 use crate::clip::scale_grads;
 use crate::hparams::{Hparams, Range};
 use crate::{
-    DeviceBatch, Method, Setup, StepOutput, cosine, cross_entropy_per_sample, hparams, read_state,
-    write_state,
-    last_layer_gradient, to_host,
+    DeviceBatch, Method, Setup, StepOutput, cosine, cross_entropy_per_sample, hparams,
+    last_layer_gradient, read_state, to_host, write_state,
 };
 
 pub const INFO: MethodInfo = MethodInfo {
@@ -179,7 +178,11 @@ impl Method for Cggm {
             })
             .collect();
         let acc = to_host(Tensor::cat(correct, 0)).expect("accuracies");
-        let improvement: Vec<f64> = acc.iter().zip(&self.state.prev_acc).map(|(a, p)| a - p).collect();
+        let improvement: Vec<f64> = acc
+            .iter()
+            .zip(&self.state.prev_acc)
+            .map(|(a, p)| a - p)
+            .collect();
         let b = coefficients(&improvement);
 
         let mut direction: Option<Tensor<1>> = None;

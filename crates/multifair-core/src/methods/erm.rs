@@ -11,10 +11,11 @@ use super::MethodInfo;
 use crate::hparams::{Hparams, NoHparams};
 use crate::{DeviceBatch, Method, StepOutput, cross_entropy_per_sample};
 
-pub const INFO: MethodInfo = super::plain("erm", "fusion model, empirical risk minimisation", |h| {
-    NoHparams::from_value(h)?;
-    Ok(Box::new(Erm))
-});
+pub const INFO: MethodInfo =
+    super::plain("erm", "fusion model, empirical risk minimisation", |h| {
+        NoHparams::from_value(h)?;
+        Ok(Box::new(Erm))
+    });
 
 pub struct Erm;
 

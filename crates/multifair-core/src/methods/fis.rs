@@ -12,8 +12,8 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::{finish, forward};
-use crate::sinkhorn::sinkhorn_divergence;
 use crate::hparams::{Hparams, Range};
+use crate::sinkhorn::sinkhorn_divergence;
 use crate::{DeviceBatch, Method, StepOutput, hparams, to_host};
 
 hparams! {

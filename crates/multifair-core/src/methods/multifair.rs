@@ -104,7 +104,9 @@ fn parse_attributes(list: &str) -> Result<Vec<(String, f64)>, String> {
             let (name, weight) = item.split_once(':').unwrap_or((item, "1"));
             let weight = weight.trim().parse().ok().filter(|w: &f64| *w > 0.0);
             let weight = weight.ok_or_else(|| {
-                format!("multifair_attributes={list}: '{item}' needs a positive weight (NAME:WEIGHT)")
+                format!(
+                    "multifair_attributes={list}: '{item}' needs a positive weight (NAME:WEIGHT)"
+                )
             })?;
             Ok((name.trim().to_owned(), weight))
         })
@@ -272,7 +274,12 @@ impl Multifair {
 
     /// Step 2: B_m [M] from each head's AUC progress; `judged` [M, B] marks the samples each
     /// head is judged on. A head whose batch lacks a class keeps its previous AUC.
-    fn modality_coefficients(&mut self, aux: &Tensor<3>, y: &Tensor<2>, judged: &Tensor<2>) -> Tensor<1> {
+    fn modality_coefficients(
+        &mut self,
+        aux: &Tensor<3>,
+        y: &Tensor<2>,
+        judged: &Tensor<2>,
+    ) -> Tensor<1> {
         let [m, t, b] = aux.dims();
         let device = aux.device();
         let (batch_auc, valid): (Vec<_>, Vec<_>) = (0..m)
@@ -313,7 +320,8 @@ impl Multifair {
         let surrogate: Vec<Tensor<1>> = (0..m)
             .map(|i| {
                 let head = aux.clone().slice([i..i + 1, 0..t, 0..b]).reshape([t, b]);
-                let judged = members.clone() * judged.clone().slice([i..i + 1, 0..b]).expand([k, b]);
+                let judged =
+                    members.clone() * judged.clone().slice([i..i + 1, 0..b]).expand([k, b]);
                 surrogate_by_group(head, y.clone(), judged).0
             })
             .collect();
@@ -371,10 +379,20 @@ impl Multifair {
     /// The step's modulation for a two-class label and one attribute whose codes are `groups`
     /// (direct use, as in the golden tests): positive-class probabilities of the heads [M, B]
     /// and of the fusion [B], labels y [B]; see [`Multifair::modulate_levels`].
-    pub fn modulate(&mut self, aux: Tensor<2>, fused: Tensor<1>, y: Tensor<1>, groups: &[i64]) -> Modulation {
+    pub fn modulate(
+        &mut self,
+        aux: Tensor<2>,
+        fused: Tensor<1>,
+        y: Tensor<1>,
+        groups: &[i64],
+    ) -> Modulation {
         self.ensure_levels();
         let ([m, b], t) = (aux.dims(), 1);
-        let (aux, fused, y) = (aux.reshape([m, t, b]), fused.reshape([t, b]), y.reshape([t, b]));
+        let (aux, fused, y) = (
+            aux.reshape([m, t, b]),
+            fused.reshape([t, b]),
+            y.reshape([t, b]),
+        );
         self.modulate_levels(aux, fused, y, &[groups], None)
     }
 
@@ -391,7 +409,8 @@ impl Multifair {
         available: Option<Tensor<2>>,
     ) -> Modulation {
         let [m, _, b] = aux.dims();
-        let judged = available.map_or_else(|| Tensor::ones([m, b], &aux.device()), |a| a.transpose());
+        let judged =
+            available.map_or_else(|| Tensor::ones([m, b], &aux.device()), |a| a.transpose());
         let coeff = self.modality_coefficients(&aux, &y, &judged);
         let mut combined = Tensor::<2>::zeros([m, b], &aux.device());
         let (mut factors, mut priority, mut total_weight) = (Vec::new(), Vec::new(), 0.0);
@@ -403,7 +422,11 @@ impl Multifair {
             factors.push(level.factors);
             priority.push(level.priority);
         }
-        let rho_b = coeff.clone().reshape([m, 1]).expand([m, b]).mul_scalar(self.h.rho);
+        let rho_b = coeff
+            .clone()
+            .reshape([m, 1])
+            .expand([m, b])
+            .mul_scalar(self.h.rho);
         let group = combined.div_scalar(total_weight.max(1e-12));
         Modulation {
             weights: group.clone() * rho_b,
@@ -424,13 +447,21 @@ impl Multifair {
     }
 
     /// The fairness loss of each level, averaged with the levels' weights.
-    fn levels_fairness_loss(&mut self, probs: Tensor<2>, y: &Tensor<2>, codes: &[&[i64]]) -> Tensor<1> {
+    fn levels_fairness_loss(
+        &mut self,
+        probs: Tensor<2>,
+        y: &Tensor<2>,
+        codes: &[&[i64]],
+    ) -> Tensor<1> {
         let total_weight: f64 = self.levels.iter().map(|l| l.weight).sum();
         let mut loss = Tensor::<1>::zeros([1], &y.device());
         for (l, level_codes) in codes.iter().enumerate() {
             let (members, _) = self.members(l, level_codes, &y.device());
             let weight = self.levels[l].weight / total_weight;
-            loss = loss + self.fairness_loss(probs.clone(), y.clone(), members).mul_scalar(weight);
+            loss = loss
+                + self
+                    .fairness_loss(probs.clone(), y.clone(), members)
+                    .mul_scalar(weight);
         }
         loss
     }
@@ -461,7 +492,11 @@ impl Multifair {
 
     /// Every `log_every` steps: coefficients, each level's factors and priority, and the
     /// extra losses, read back to the host.
-    fn log_stats(&self, modulation: Modulation, extra: [(&str, Option<Tensor<1>>); 2]) -> BTreeMap<String, f64> {
+    fn log_stats(
+        &self,
+        modulation: Modulation,
+        extra: [(&str, Option<Tensor<1>>); 2],
+    ) -> BTreeMap<String, f64> {
         let mut stats = BTreeMap::new();
         if self.steps % self.h.log_every.max(1) != 0 {
             return stats;
@@ -474,7 +509,11 @@ impl Multifair {
         let levels = modulation.factors.into_iter().zip(modulation.priority);
         for (l, (factors, priority)) in levels.enumerate() {
             let level = &self.levels[l];
-            let tag = if l == 0 { names::FIRST_LEVEL } else { level.name.as_str() };
+            let tag = if l == 0 {
+                names::FIRST_LEVEL
+            } else {
+                level.name.as_str()
+            };
             let k = level.codes.len();
             let factors = host(factors.reshape([m * k]));
             for i in 0..m {
@@ -482,7 +521,11 @@ impl Multifair {
                     stats.insert(names::factor(i, tag, code), factors[i * k + j]);
                 }
             }
-            let name = if l == 0 { names::PRIORITY.to_owned() } else { format!("{}_{tag}", names::PRIORITY) };
+            let name = if l == 0 {
+                names::PRIORITY.to_owned()
+            } else {
+                format!("{}_{tag}", names::PRIORITY)
+            };
             stats.insert(name, host(priority)[0]);
         }
         for (name, value) in extra {
@@ -491,6 +534,52 @@ impl Multifair {
             }
         }
         stats
+    }
+}
+
+impl Multifair {
+    /// The batch's codes of each attribute level.
+    fn level_codes<'a>(&self, batch: &'a DeviceBatch) -> Vec<&'a [i64]> {
+        (self.levels.iter())
+            .map(|level| (batch.codes.get(level.attribute)).map_or(&batch.groups[..], |c| &c[..]))
+            .collect()
+    }
+
+    /// Steps 2–4 on this batch: statistics from the heads' probabilities and a detached pass
+    /// of the fusion (the same forward values, no second graph).
+    fn batch_modulation(
+        &mut self,
+        model: &MultimodalModel,
+        batch: &DeviceBatch,
+        tokens: &[Tensor<2>],
+        aux_logits: &[Tensor<2>],
+        y: &Tensor<2>,
+    ) -> Modulation {
+        let available = batch.available.as_ref();
+        let detached: Vec<Tensor<2>> = tokens.iter().map(|t| t.clone().detach()).collect();
+        let fused = model
+            .fuse(&detached, Some(&batch.group_ids), available)
+            .detach();
+        let aux = (aux_logits.iter())
+            .map(|l| task_probabilities(l.clone().detach()))
+            .collect();
+        self.ensure_levels();
+        let codes = self.level_codes(batch);
+        let (aux, fused) = (Tensor::stack::<3>(aux, 0), task_probabilities(fused));
+        self.modulate_levels(aux, fused, y.clone(), &codes, available.cloned())
+    }
+
+    /// Where the modulation acts: the tokens' weights, and in step mode rho B_m as the
+    /// encoders' learning-rate factors (one host read).
+    fn applied(&self, modulation: &Modulation) -> (Tensor<2>, Option<Vec<f64>>) {
+        match self.h.apply {
+            Apply::Gradient => (modulation.weights.clone(), None),
+            Apply::Step => {
+                let coeff = to_host(modulation.coeff.clone()).unwrap_or_default();
+                let steps = coeff.iter().map(|c| c * self.h.rho).collect();
+                (modulation.group.clone(), Some(steps))
+            }
+        }
     }
 }
 
@@ -511,62 +600,61 @@ impl Method for Multifair {
             true => vec![(setup.attributes[setup.attribute].clone(), 1.0)],
             false => self.attributes.clone(),
         };
-        self.levels = named
-            .into_iter()
-            .map(|(name, weight)| {
-                let attribute = setup.attributes.iter().position(|a| *a == name).ok_or_else(|| {
+        self.levels =
+            named
+                .into_iter()
+                .map(|(name, weight)| {
+                    let attribute = setup.attributes.iter().position(|a| *a == name).ok_or_else(|| {
                     let known = setup.attributes.join(", ");
                     format!("--set multifair_attributes: no attribute '{name}'; available: {known}")
                 })?;
-                Ok(GroupLevel { attribute, name, weight, codes: Vec::new(), ema: None })
-            })
-            .collect::<Result<_, String>>()?;
+                    Ok(GroupLevel {
+                        attribute,
+                        name,
+                        weight,
+                        codes: Vec::new(),
+                        ema: None,
+                    })
+                })
+                .collect::<Result<_, String>>()?;
         self.restore_codes();
         Ok(())
     }
 
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
-        // 1. Encode; statistics from the heads and a detached pass of the fusion.
+        // 1. Encode; the auxiliary heads on the detached tokens.
         let tokens = model.encode(batch.inputs.clone());
         let aux_hidden = model.aux_hidden(&tokens);
         let aux_logits = model.aux_classify(&aux_hidden);
-        let (y, available) = (task_targets(batch.onehot.clone()), batch.available.as_ref());
-        let detached: Vec<Tensor<2>> = tokens.iter().map(|t| t.clone().detach()).collect();
-        let fused_plain = model.fuse(&detached, Some(&batch.group_ids), available).detach();
-        let aux = aux_logits.iter().map(|l| task_probabilities(l.clone().detach())).collect();
-        self.ensure_levels();
-        let codes: Vec<&[i64]> = (self.levels.iter())
-            .map(|level| batch.codes.get(level.attribute).map_or(&batch.groups[..], |c| &c[..]))
-            .collect();
+        let y = task_targets(batch.onehot.clone());
         // 2–4. The modulation, applied to the tokens through the scaling identity.
-        let modulation = self.modulate_levels(
-            Tensor::stack::<3>(aux, 0),
-            task_probabilities(fused_plain),
-            y.clone(),
-            &codes,
-            available.cloned(),
-        );
+        let modulation = self.batch_modulation(model, batch, &tokens, &aux_logits, &y);
+        let (weights, encoder_steps) = self.applied(&modulation);
         let b = y.dims()[1];
-        // In step mode rho B_m goes to the encoders' learning rates (one host read).
-        let (weights, encoder_steps) = match self.h.apply {
-            Apply::Gradient => (modulation.weights.clone(), None),
-            Apply::Step => {
-                let coeff = to_host(modulation.coeff.clone()).unwrap_or_default();
-                (modulation.group.clone(), Some(coeff.iter().map(|c| c * self.h.rho).collect()))
-            }
-        };
         let scaled: Vec<Tensor<2>> = (tokens.iter().enumerate())
-            .map(|(i, t)| scale_gradient(t.clone(), weights.clone().slice([i..i + 1, 0..b]).reshape([b, 1])))
+            .map(|(i, t)| {
+                let w = weights.clone().slice([i..i + 1, 0..b]).reshape([b, 1]);
+                scale_gradient(t.clone(), w)
+            })
             .collect();
         // 5. The loss and its one backward pass.
+        let available = batch.available.as_ref();
         let hidden = model.fused_hidden(&scaled, Some(&batch.group_ids), available);
         let fused_logits = model.head.classify(hidden.clone());
         let fused = cross_entropy(fused_logits.clone(), batch.onehot.clone());
         let direction = (self.h.direction > 0.0).then(|| {
             let (logits, coeff) = (fused_logits.clone(), &modulation.coeff);
-            Self::direction_term(hidden, logits, aux_hidden, &aux_logits, coeff, &batch.onehot)
+            Self::direction_term(
+                hidden,
+                logits,
+                aux_hidden,
+                &aux_logits,
+                coeff,
+                &batch.onehot,
+            )
         });
         let fairness = (self.h.fairness > 0.0).then(|| {
+            let codes = self.level_codes(batch);
             self.levels_fairness_loss(task_probabilities(fused_logits), &y, &codes)
         });
         let mut total = fused.clone();
@@ -579,9 +667,18 @@ impl Method for Multifair {
         total = total + batch.aux_loss(&aux_logits);
         let grads = GradientsParams::from_grads(total.backward(), model);
         self.steps += 1;
-        let extra = [(names::FAIRNESS_LOSS, fairness), (names::DIRECTION_LOSS, direction)];
+        let extra = [
+            (names::FAIRNESS_LOSS, fairness),
+            (names::DIRECTION_LOSS, direction),
+        ];
         let stats = self.log_stats(modulation, extra);
-        StepOutput { grads, loss: fused.detach(), stats, encoder_steps }
+        let loss = fused.detach();
+        StepOutput {
+            grads,
+            loss,
+            stats,
+            encoder_steps,
+        }
     }
 
     fn state(&self) -> serde_json::Value {
@@ -591,7 +688,9 @@ impl Method for Multifair {
         if let Some(auc) = &self.auc {
             state.auc = Some(host(auc.clone()));
         }
-        state.levels.resize(self.levels.len(), LevelState::default());
+        state
+            .levels
+            .resize(self.levels.len(), LevelState::default());
         for (saved, level) in state.levels.iter_mut().zip(&self.levels) {
             // Codes grow only inside a step, after which the EMA is on the device.
             saved.codes = level.codes.clone();
@@ -719,7 +818,8 @@ mod tests {
     #[test]
     fn the_weights_are_the_group_part_times_rho_b() {
         let device = Device::flex();
-        let aux = Tensor::<1>::from_floats([0.9, 0.2, 0.8, 0.3, 0.6, 0.7, 0.2, 0.9], &device).reshape([2, 4]);
+        let aux = Tensor::<1>::from_floats([0.9, 0.2, 0.8, 0.3, 0.6, 0.7, 0.2, 0.9], &device)
+            .reshape([2, 4]);
         let fused = Tensor::<1>::from_floats([0.8, 0.3, 0.7, 0.4], &device);
         let y = Tensor::<1>::from_floats([1.0, 0.0, 1.0, 0.0], &device);
         let mut method = Multifair::new(MultifairHparams::default()).unwrap();
@@ -732,9 +832,12 @@ mod tests {
                 assert!((weights[i * 4 + n] as f64 - want).abs() < 1e-6);
             }
         }
-        let h = MultifairHparams::from_value(&serde_json::json!({"multifair_apply": "step"})).unwrap();
+        let h =
+            MultifairHparams::from_value(&serde_json::json!({"multifair_apply": "step"})).unwrap();
         assert_eq!(h.apply, Apply::Step);
-        assert!(MultifairHparams::from_value(&serde_json::json!({"multifair_apply": "steps"})).is_err());
+        assert!(
+            MultifairHparams::from_value(&serde_json::json!({"multifair_apply": "steps"})).is_err()
+        );
     }
 
     #[test]
@@ -749,9 +852,15 @@ mod tests {
         let mut b = Multifair::new(MultifairHparams::default()).unwrap();
         b.load_state(a.state()).unwrap();
         let next = |m: &mut Multifair| {
-            host2(m.modulate(aux.clone(), fused.clone(), y.clone(), &[1, 0, 2, 0]).weights)
+            host2(
+                m.modulate(aux.clone(), fused.clone(), y.clone(), &[1, 0, 2, 0])
+                    .weights,
+            )
         };
         assert_eq!(next(&mut a), next(&mut b));
-        assert!(b.load_state(serde_json::json!({"steps": 1, "aucs": []})).is_err());
+        assert!(
+            b.load_state(serde_json::json!({"steps": 1, "aucs": []}))
+                .is_err()
+        );
     }
 }

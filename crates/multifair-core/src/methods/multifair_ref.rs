@@ -27,8 +27,8 @@ use crate::clip::scale_grads;
 use crate::hparams::{Hparams, Range};
 use crate::stats as names;
 use crate::{
-    DeviceBatch, Method, Setup, StepOutput, cross_entropy, hparams, positive_probability, read_state,
-    to_host, write_state,
+    DeviceBatch, Method, Setup, StepOutput, cross_entropy, hparams, positive_probability,
+    read_state, to_host, write_state,
 };
 
 pub const INFO: MethodInfo = MethodInfo {
