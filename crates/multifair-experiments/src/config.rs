@@ -104,6 +104,12 @@ hparams! {
         batch_size as "batch_size": usize = 32, Range::Fixed;
         /// Global gradient-norm clipping.
         clip as "clip": f64 = 0.8, Range::Fixed;
+        /// Clip the auxiliary heads' gradients together with the model's (ours); false: the
+        /// model's only, as the reference's clip_grad_norm_(model.parameters()).
+        clip_aux as "clip_aux": bool = true, Range::Fixed;
+        /// The auxiliary heads follow the schedule too (ours); false: their rate stays constant,
+        /// as the reference schedules its main optimizer only.
+        schedule_aux as "schedule_aux": bool = true, Range::Fixed;
         /// auc, es_auc or dto on the validation split.
         selection as "selection": Selection = Selection::Auc, Range::Fixed;
         /// Loader threads.

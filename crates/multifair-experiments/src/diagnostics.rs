@@ -10,12 +10,11 @@ use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use multifair_core::clip::clip_grad_norm;
 use multifair_core::{DeviceBatch, create, stats, to_host};
 use multifair_models::MultimodalModel;
 
 use crate::config::TrainConfig;
-use crate::optim::Optimizers;
+use crate::optim::{Optimizers, clip_gradients};
 
 /// Sum of squares of the visited parameters, and of their difference from `other`'s.
 struct Squares<'a> {
@@ -89,7 +88,7 @@ pub fn diagnose(
     }
     let mut erm = create("erm", &serde_json::json!({})).map_err(anyhow::Error::msg)?;
     let mut plain = erm.step(before, batch);
-    clip_grad_norm(before, &mut plain.grads, config.engine.clip);
+    clip_gradients(config, before, &mut plain.grads);
     let counterfactual = optim_before.step(config, factor, before.clone(), plain.grads, None);
     for (m, r) in update_ratios(before, &counterfactual)
         .into_iter()

@@ -12,6 +12,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::Tensor;
+use multifair_core::clip::clip_grad_norm;
 use multifair_models::MultimodalModel;
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +72,25 @@ impl ModuleVisitor for MoveGrads<'_> {
     }
 }
 
+/// Clips `grads` to the engine's `clip` (torch's global norm); without `clip_aux` the
+/// auxiliary heads' gradients are left out of the norm and unclipped.
+pub fn clip_gradients(config: &TrainConfig, model: &MultimodalModel, grads: &mut GradientsParams) {
+    let e = &config.engine;
+    if e.clip_aux {
+        clip_grad_norm(model, grads, e.clip);
+        return;
+    }
+    let mut aux = take(grads, |m| model.aux.visit(m));
+    clip_grad_norm(model, grads, e.clip);
+    let rest = std::mem::replace(grads, GradientsParams::new());
+    let mut back = MoveGrads {
+        from: &mut aux,
+        to: rest,
+    };
+    model.aux.visit(&mut back);
+    *grads = back.to;
+}
+
 /// The gradients of the parameters `visit` walks, moved out of `grads`.
 fn take(grads: &mut GradientsParams, visit: impl FnOnce(&mut MoveGrads)) -> GradientsParams {
     let mut mover = MoveGrads {
@@ -125,7 +145,8 @@ impl Optimizers {
             }
         };
         model = self.main.step(e.fusion_lr() * factor, model, grads);
-        self.aux.step(e.aux_lr() * factor, model, aux)
+        let aux_factor = if e.schedule_aux { factor } else { 1.0 };
+        self.aux.step(e.aux_lr() * aux_factor, model, aux)
     }
 
     pub fn save(&self, folder: &Path) -> anyhow::Result<()> {
@@ -472,5 +493,123 @@ mod tests {
         s.end_epoch(&c, 1.0);
         s.end_epoch(&c, 0.99995);
         assert_eq!(s.plateau_bad_epochs, 1);
+    }
+
+    /// A tiny two-modality model, one ERM step's gradients on a random batch, and the sums of
+    /// |gradient| of the model's heads and of everything else.
+    fn model_and_grads(device: &Device) -> (MultimodalModel, GradientsParams) {
+        use burn::tensor::Distribution;
+        use multifair_core::DeviceBatch;
+        use multifair_models::ModalityInput;
+        let model = ModelSize::Tiny
+            .model(&[("slo", "image"), ("oct", "volume")], 16, 3, 0, 2)
+            .init(device);
+        let inputs = (0..2)
+            .map(|_| {
+                ModalityInput::Pixels(Tensor::random(
+                    [4, 3, 16, 16],
+                    Distribution::Normal(0.0, 1.0),
+                    device,
+                ))
+            })
+            .collect();
+        let batch = DeviceBatch::new(inputs, &[0, 1, 0, 1], vec![vec![0, 1, 0, 1]], 0, device);
+        let mut erm = multifair_core::create("erm", &serde_json::json!({})).unwrap();
+        (model.clone(), erm.step(&model, &batch).grads)
+    }
+
+    fn abs_sum(module: &impl Module, grads: &GradientsParams) -> f64 {
+        struct Sum<'a>(&'a GradientsParams, f64);
+        impl ModuleVisitor for Sum<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if let Some(g) = self.0.get::<D>(param.id) {
+                    self.1 += g.abs().sum().into_scalar::<f32>() as f64;
+                }
+            }
+        }
+        let mut sum = Sum(grads, 0.0);
+        module.visit(&mut sum);
+        sum.1
+    }
+
+    #[test]
+    fn without_clip_aux_the_heads_are_left_out_of_clipping() {
+        let device = Device::flex().autodiff();
+        let (model, grads) = model_and_grads(&device);
+        let (heads, encoders) = (
+            abs_sum(&model.aux, &grads),
+            abs_sum(&model.encoders, &grads),
+        );
+        for (clip_aux, heads_kept) in [("false", true), ("true", false)] {
+            let c = config(&[("clip", "1e-4"), ("clip_aux", clip_aux)]);
+            let mut g = grads_copy(&model, &grads, GradientsParams::new());
+            clip_gradients(&c, &model, &mut g);
+            let after = abs_sum(&model.aux, &g);
+            assert_eq!(
+                (after - heads).abs() < 1e-9 * heads.max(1.0),
+                heads_kept,
+                "clip_aux={clip_aux}"
+            );
+            assert!(
+                abs_sum(&model.encoders, &g) < 0.01 * encoders,
+                "clip_aux={clip_aux}"
+            );
+        }
+    }
+
+    /// A copy of `grads` for `model`'s parameters, added to `spare`.
+    fn grads_copy(
+        model: &MultimodalModel,
+        grads: &GradientsParams,
+        spare: GradientsParams,
+    ) -> GradientsParams {
+        struct Copy<'a>(&'a GradientsParams, GradientsParams);
+        impl ModuleVisitor for Copy<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if let Some(g) = self.0.get::<D>(param.id) {
+                    self.1.register::<D>(param.id, g);
+                }
+            }
+        }
+        let mut copy = Copy(grads, spare);
+        model.visit(&mut copy);
+        copy.1
+    }
+
+    #[test]
+    fn without_schedule_aux_the_heads_keep_their_rate() {
+        let device = Device::flex().autodiff();
+        let (model, grads) = model_and_grads(&device);
+        let heads_before = Fingerprint::of(&model.aux);
+        let encoders_before = Fingerprint::of(&model.encoders);
+        for (schedule_aux, heads_move) in [("false", true), ("true", false)] {
+            let c = config(&[("schedule_aux", schedule_aux)]);
+            let mut optim = Optimizers::new(&c);
+            let g = grads_copy(&model, &grads, GradientsParams::new());
+            // A schedule factor of 0: the model stands still; the heads move only off schedule.
+            let stepped = optim.step(&c, 0.0, model.clone(), g, None);
+            assert_eq!(Fingerprint::of(&stepped.encoders), encoders_before);
+            assert_eq!(
+                Fingerprint::of(&stepped.aux) != heads_before,
+                heads_move,
+                "schedule_aux={schedule_aux}"
+            );
+        }
+    }
+
+    struct Fingerprint(Vec<f32>);
+
+    impl Fingerprint {
+        fn of(module: &impl Module) -> Vec<f32> {
+            let mut f = Fingerprint(Vec::new());
+            module.visit(&mut f);
+            f.0
+        }
+    }
+
+    impl ModuleVisitor for Fingerprint {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(param.val().sum().into_scalar::<f32>());
+        }
     }
 }

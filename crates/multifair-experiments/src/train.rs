@@ -12,7 +12,6 @@ use anyhow::{Context, bail};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
-use multifair_core::clip::clip_grad_norm;
 use multifair_core::{Method, create, to_host};
 use multifair_models::MultimodalModel;
 use multifair_models::pretrained::load_encoder;
@@ -22,7 +21,7 @@ use crate::checkpoint::{Checkpoint, CheckpointState, truncate_metrics};
 pub use crate::config::TrainConfig;
 use crate::diagnostics::diagnose;
 use crate::durable::{self, RunLock};
-use crate::optim::Optimizers;
+use crate::optim::{Optimizers, clip_gradients};
 use crate::setup::Run;
 use crate::tensorboard::{EventWriter, flatten_numbers};
 
@@ -271,7 +270,7 @@ impl Run {
             let step = epoch * steps_per_epoch + b;
             let batch = self.device_batch(&batch?, None)?;
             let mut output = method.step(&model, &batch);
-            clip_grad_norm(&model, &mut output.grads, config.engine.clip);
+            clip_gradients(config, &model, &mut output.grads);
             let factor = state.schedule.factor(config, step, steps_per_epoch);
             let every = config.engine.diagnostics_every;
             let before =

@@ -36,13 +36,20 @@ pub const INFO: MethodInfo = MethodInfo {
     about: "MultiFair, the reference implementation's step (two modalities)",
     hparams: RefHparams::HPARAMS,
     defaults: RefHparams::defaults,
-    // The reference's main(): AdamW, aux heads 1e-5 against 3e-5 (the engine's `paper`
-    // rates), weight decay 6e-3 / 3e-3.
+    // The reference's main() and training function: AdamW, aux heads 1e-5 against 3e-5 (the
+    // engine's `paper` rates), weight decay 6e-3 / 3e-3, ReduceLROnPlateau(10, 0.1) on the
+    // main optimizer only and no warm-up, clipping to 0.8 over the model but not the heads.
     engine_defaults: &[
         ("optimizer", "adamw"),
         ("weight_decay", "6e-3"),
         ("aux_weight_decay", "3e-3"),
+        ("schedule", "plateau"),
+        ("plateau_patience", "10"),
+        ("plateau_factor", "0.1"),
+        ("warmup_epochs", "0"),
+        ("schedule_aux", "false"),
         ("clip", "0.8"),
+        ("clip_aux", "false"),
     ],
     presets: &[],
     build: |h| {
