@@ -258,3 +258,93 @@ fn generalised_method_reproduces_the_reference_scales() {
         }
     }
 }
+
+/// Edge cases computed from the original training function's formulas by
+/// `tests/golden/make_reference_edge_cases.py`: a batch without one group (its EMA still moves
+/// towards 0.5 and stays in the mean and the gap) and a group with a single sample (no fused
+/// AUC for it, hence no priority).
+#[test]
+fn the_reference_edge_cases_of_absent_and_single_sample_groups() {
+    let cases: Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/golden/reference-edge-cases.json"
+    )))
+    .unwrap();
+    let numbers = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let by_code = |v: &Value| -> BTreeMap<i64, f64> {
+        v.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, x)| (k.parse().unwrap(), x.as_f64().unwrap()))
+            .collect()
+    };
+    for case in cases.as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let hp = &case["hparams"];
+        let hparams = RefHparams {
+            rho: hp["rho"].as_f64().unwrap(),
+            beta: hp["beta"].as_f64().unwrap(),
+            tau: hp["tau"].as_f64().unwrap(),
+            ema: hp["ema"].as_f64().unwrap(),
+            ..RefHparams::default()
+        };
+        let before = &case["state_before"];
+        let mut state = RefState {
+            auc_prev: numbers(&before["auc_prev"]),
+            ema: before["ema"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(by_code)
+                .collect(),
+        };
+        let aux: Vec<Vec<f64>> = case["aux"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(numbers)
+            .collect();
+        let labels: Vec<bool> = numbers(&case["labels"]).iter().map(|&y| y == 1.0).collect();
+        let groups: Vec<i64> = numbers(&case["groups"]).iter().map(|&g| g as i64).collect();
+        let stats = state.step(&hparams, &aux, &numbers(&case["fused"]), &labels, &groups);
+        let want = &case["expected"];
+        let close = |what: &str, got: f64, want: f64| {
+            assert!((got - want).abs() < 1e-9, "{name}/{what}: {got} vs {want}")
+        };
+        for (m, ema) in want["ema"].as_array().unwrap().iter().enumerate() {
+            for (g, v) in by_code(ema) {
+                close(&format!("ema {m} {g}"), stats.ema_group_auc[m][&g], v);
+            }
+        }
+        close(
+            "fairness_gap",
+            stats.fairness_gap,
+            want["fairness_gap"].as_f64().unwrap(),
+        );
+        for (m, v) in numbers(&want["batch_factor"]).into_iter().enumerate() {
+            close("batch_factor", stats.batch_factor[m], v);
+        }
+        assert_eq!(
+            stats.fused_group_auc.keys().collect::<Vec<_>>(),
+            by_code(&want["fused_group_auc"]).keys().collect::<Vec<_>>(),
+            "{name}"
+        );
+        for (g, v) in by_code(&want["fused_group_auc"]) {
+            close("fused_group_auc", stats.fused_group_auc[&g], v);
+        }
+        assert_eq!(
+            stats.fairness_priority,
+            want["fairness_priority"].as_bool().unwrap(),
+            "{name}"
+        );
+        for (m, v) in numbers(&want["encoder_grad_scale"]).into_iter().enumerate() {
+            close("encoder_grad_scale", stats.encoder_grad_scale[m], v);
+        }
+    }
+}

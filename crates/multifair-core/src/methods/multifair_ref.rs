@@ -145,6 +145,17 @@ fn select(scores: &[f64], labels: &[bool], groups: &[i64], group: i64) -> (Vec<f
 }
 
 impl RefState {
+    /// Declares the run's groups: each is updated in every step from then on, 0.5 when the
+    /// batch lacks it, as the reference does with its two groups.
+    pub fn declare(&mut self, modalities: usize, codes: impl IntoIterator<Item = i64> + Clone) {
+        self.ema.resize(modalities, BTreeMap::new());
+        for ema in &mut self.ema {
+            for code in codes.clone() {
+                ema.entry(code).or_insert(0.5);
+            }
+        }
+    }
+
     /// Steps 2–4 and the encoder scales of step 5, from each auxiliary head's positive-class
     /// probability, the fused one, labels and group codes (-1 unknown: in no group).
     pub fn step(
@@ -158,7 +169,10 @@ impl RefState {
         let m = aux_probs.len();
         self.auc_prev.resize(m, 0.5);
         self.ema.resize(m, BTreeMap::new());
+        // Every group declared or seen so far, as the reference updates both of its groups in
+        // every step (0.5 where the batch cannot score one).
         let mut codes: Vec<i64> = groups.iter().copied().filter(|&g| g >= 0).collect();
+        codes.extend(self.ema.iter().flat_map(|e| e.keys().copied()));
         codes.sort_unstable();
         codes.dedup();
 
@@ -211,8 +225,10 @@ impl RefState {
             factors.push(f);
         }
 
-        let fused_group_auc: BTreeMap<i64, f64> = codes
-            .iter()
+        // A fused group AUC needs more than one sample; priority needs every group scored.
+        let size = |g: i64| groups.iter().filter(|&&c| c == g).count();
+        let fused_group_auc: BTreeMap<i64, f64> = (codes.iter())
+            .filter(|&&g| size(g) > 1)
             .map(|&g| {
                 let (s, y) = select(fused_probs, labels, groups, g);
                 (g, auc(&s, &y).unwrap_or(0.5))
@@ -231,7 +247,8 @@ impl RefState {
         } else {
             fused_gap
         };
-        let priority = fused_gap > hp.tau;
+        let scored = fused_group_auc.len() == codes.len() && codes.len() >= 2;
+        let priority = scored && fused_gap > hp.tau;
         let encoder_grad_scale = coeff
             .iter()
             .zip(&batch_factor)
@@ -279,6 +296,8 @@ impl Method for MultifairRef {
     }
 
     fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
+        self.state
+            .declare(setup.modalities, 0..setup.group_counts.len() as i64);
         if setup.classes != 2 {
             return Err(format!(
                 "multifair_ref is the reference's two-class step; this label has {} classes (use multifair, which scores them one-vs-rest)",
