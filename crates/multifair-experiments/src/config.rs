@@ -45,7 +45,11 @@ pub enum Schedule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
+    /// AUC of the fused class probabilities.
     Auc,
+    /// AUC of the raw fused class logit (the reference selects on `preds[:, 1]`, before any
+    /// softmax; it can rank samples, and so epochs, differently).
+    AucLogit,
     EsAuc,
     /// Distance to the optimum (AUC 1, ES-AUC 1), negated.
     Dto,
@@ -55,6 +59,7 @@ impl Selection {
     pub fn name(self) -> &'static str {
         match self {
             Selection::Auc => "auc",
+            Selection::AucLogit => "auc_logit",
             Selection::EsAuc => "es_auc",
             Selection::Dto => "dto",
         }
@@ -110,7 +115,7 @@ hparams! {
         /// The auxiliary heads follow the schedule too (ours); false: their rate stays constant,
         /// as the reference schedules its main optimizer only.
         schedule_aux as "schedule_aux": bool = true, Range::Fixed;
-        /// auc, es_auc or dto on the validation split.
+        /// auc, auc_logit, es_auc or dto on the validation split.
         selection as "selection": Selection = Selection::Auc, Range::Fixed;
         /// Loader threads.
         workers as "workers": usize = 2, Range::Fixed;
@@ -523,7 +528,7 @@ mod tests {
             "erm",
             "selection",
             "aucc",
-            &["expected one of `auc`, `es_auc`, `dto`"],
+            &["expected one of `auc`, `auc_logit`, `es_auc`, `dto`"],
         );
         refused(
             "multifair",

@@ -22,6 +22,8 @@ use crate::setup::Run;
 pub struct Scored {
     /// Fused class probabilities, [sample][class].
     pub probs: Vec<Vec<f64>>,
+    /// The fused logits before the softmax, [sample][class].
+    pub logits: Vec<Vec<f64>>,
     /// Each modality's auxiliary class probabilities, [modality][sample][class].
     pub aux: Vec<Vec<Vec<f64>>>,
     /// Class index of each sample.
@@ -48,6 +50,16 @@ fn task_frames(
     ovr_tasks(classes)
         .map(|c| Ok(GroupFrame::new(&task(probs, labels, c)?, codes)?))
         .collect()
+}
+
+/// The AUC of the raw fused logit of each one-vs-rest task's class, macro-averaged.
+fn logit_auc(logits: &[Vec<f64>], labels: &[u8], classes: usize) -> anyhow::Result<Option<f64>> {
+    let per_task = ovr_tasks(classes).map(|c| {
+        let scores: Vec<f64> = logits.iter().map(|l| l[c]).collect();
+        let y: Vec<bool> = labels.iter().map(|&l| l as usize == c).collect();
+        multifair_metrics::auc(&scores, &y)
+    });
+    Ok(macro_mean(per_task))
 }
 
 /// Group code -> the group's AUC, macro-averaged over the tasks' frames.
@@ -90,15 +102,16 @@ impl Run {
         let classes = self.model_config.classes;
         let mut scored = Scored {
             probs: Vec::new(),
+            logits: Vec::new(),
             aux: vec![Vec::new(); self.modality_slots.len()],
             labels: Vec::new(),
             codes: vec![Vec::new(); self.schema.attributes.len()],
         };
-        let host = |logits: Tensor<2>| -> anyhow::Result<Vec<Vec<f64>>> {
-            let flat =
-                to_host(softmax(logits, 1).flatten::<1>(0, 1)).map_err(anyhow::Error::msg)?;
+        let rows = |values: Tensor<2>| -> anyhow::Result<Vec<Vec<f64>>> {
+            let flat = to_host(values.flatten::<1>(0, 1)).map_err(anyhow::Error::msg)?;
             Ok(flat.chunks(classes).map(<[f64]>::to_vec).collect())
         };
+        let host = |logits: Tensor<2>| rows(softmax(logits, 1));
         let masked = self.config.dataset == DatasetKind::Manifest;
         let (drop, blank) = (zero.filter(|_| masked), zero.filter(|_| !masked));
         // Inputs move to the evaluation (non-autodiff) device with the model.
@@ -112,11 +125,9 @@ impl Run {
             let groups = db.group_ids.to_device(&plain);
             let available = db.available.map(|a| a.to_device(&plain));
             let tokens = model.encode(inputs);
-            scored.probs.extend(host(model.fuse(
-                &tokens,
-                Some(&groups),
-                available.as_ref(),
-            ))?);
+            let fused = model.fuse(&tokens, Some(&groups), available.as_ref());
+            scored.logits.extend(rows(fused.clone())?);
+            scored.probs.extend(host(fused)?);
             for (j, logits) in model.aux_logits(&tokens).into_iter().enumerate() {
                 scored.aux[j].extend(host(logits)?);
             }
@@ -138,8 +149,10 @@ impl Run {
         let es_auc = macro_mean(selected.iter().map(GroupFrame::es_auc));
         let dto =
             ((1.0 - auc.unwrap_or(0.5)).powi(2) + (1.0 - es_auc.unwrap_or(0.0)).powi(2)).sqrt();
+        let auc_logit = logit_auc(&scored.logits, &scored.labels, classes)?;
         let score = match self.config.engine.selection {
             Selection::Auc => auc.unwrap_or(0.5),
+            Selection::AucLogit => auc_logit.unwrap_or(0.5),
             Selection::EsAuc => es_auc.unwrap_or(0.0),
             Selection::Dto => -dto,
         };
@@ -156,7 +169,7 @@ impl Run {
             aux.insert(name.to_string(), json!(macro_mean(per_task)));
         }
         let summary = json!({
-            "loss": mean_loss(&scored.probs, &scored.labels), "auc": auc, "es_auc": es_auc,
+            "loss": mean_loss(&scored.probs, &scored.labels), "auc": auc, "auc_logit": auc_logit, "es_auc": es_auc,
             "dto": dto, "group_auc": group_aucs(&selected), "auc_gap": gaps, "aux_auc": aux,
         });
         Ok((score, summary))
@@ -194,5 +207,44 @@ impl Run {
             report.insert(name.to_string(), entry);
         }
         Ok(Value::Object(report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference selects on the raw class-1 logit; softmax(z)[1] = sigmoid(z1 - z0) ranks
+    /// samples by the difference instead, so the two rules can choose different epochs.
+    #[test]
+    fn selection_on_the_raw_logit_can_choose_another_epoch_than_on_the_softmax() {
+        let labels = [1u8, 0, 1, 0];
+        let softmax = |z: &[Vec<f64>]| -> Vec<Vec<f64>> {
+            z.iter()
+                .map(|z| {
+                    let (a, b) = (z[0].exp(), z[1].exp());
+                    vec![a / (a + b), b / (a + b)]
+                })
+                .collect()
+        };
+        // Epoch 1: the positives have the larger logit difference, not the larger class-1 logit.
+        let epoch1 = vec![
+            vec![-5.0, 0.5],
+            vec![0.0, 1.0],
+            vec![-4.0, 0.4],
+            vec![0.0, 0.9],
+        ];
+        // Epoch 2: the class-1 logit ranks the positives first, the difference does not.
+        let epoch2 = vec![
+            vec![2.0, 1.2],
+            vec![0.0, 0.5],
+            vec![2.0, 1.1],
+            vec![-1.0, 0.6],
+        ];
+        let by_softmax = |z: &Vec<Vec<f64>>| task(&softmax(z), &labels, 1).unwrap().auc().unwrap();
+        let by_logit = |z: &Vec<Vec<f64>>| logit_auc(z, &labels, 2).unwrap().unwrap();
+        assert!(by_softmax(&epoch1) > by_softmax(&epoch2));
+        assert!(by_logit(&epoch2) > by_logit(&epoch1));
+        assert_eq!((by_logit(&epoch1), by_logit(&epoch2)), (0.0, 1.0));
     }
 }

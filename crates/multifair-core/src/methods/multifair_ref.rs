@@ -38,7 +38,8 @@ pub const INFO: MethodInfo = MethodInfo {
     defaults: RefHparams::defaults,
     // The reference's main() and training function: AdamW, aux heads 1e-5 against 3e-5 (the
     // engine's `paper` rates), weight decay 6e-3 / 3e-3, ReduceLROnPlateau(10, 0.1) on the
-    // main optimizer only and no warm-up, clipping to 0.8 over the model but not the heads.
+    // main optimizer only and no warm-up, clipping to 0.8 over the model but not the heads,
+    // and the epoch chosen on the validation AUC of the raw class-1 logit.
     engine_defaults: &[
         ("optimizer", "adamw"),
         ("weight_decay", "6e-3"),
@@ -50,6 +51,7 @@ pub const INFO: MethodInfo = MethodInfo {
         ("schedule_aux", "false"),
         ("clip", "0.8"),
         ("clip_aux", "false"),
+        ("selection", "auc_logit"),
     ],
     presets: &[],
     build: |h| {
