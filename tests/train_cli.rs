@@ -355,7 +355,10 @@ fn bad_configuration_is_refused_clearly() {
             "schedule=cosin",
             "expected one of `cosine`, `constant`, `step`, `plateau`",
         ),
-        ("selection=aucc", "expected one of `auc`, `auc_logit`, `es_auc`, `dto`"),
+        (
+            "selection=aucc",
+            "expected one of `auc`, `auc_logit`, `es_auc`, `dto`",
+        ),
     ] {
         let msg = err(&["--set", set]);
         assert!(

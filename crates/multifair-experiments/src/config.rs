@@ -254,8 +254,10 @@ impl TrainConfig {
                 dataset.name()
             );
         }
+        // A preset named after the dataset applies by itself unless one is given.
         let preset = sets.iter().rev().find(|(k, _)| k == "preset");
-        let preset = preset.map(|(_, v)| v.clone());
+        let own = info.presets.iter().find(|(n, _)| *n == dataset.name());
+        let preset = (preset.map(|(_, v)| v.clone())).or_else(|| own.map(|(n, _)| n.to_string()));
         let layers = layers(model, info, preset.as_deref(), sets)?;
         let (engine, hparams, given) = split(layers);
         let engine: Engine = typed(engine, &given)?;
@@ -469,7 +471,9 @@ pub fn keys_help() -> String {
         }
         for (name, pairs) in m.presets {
             let pairs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            text += &format!("  (preset={name}) {}\n", pairs.join(" "));
+            let own = DatasetKind::ALL.iter().any(|d| d.name() == *name);
+            let when = if own { ", applied on that dataset by itself" } else { "" };
+            text += &format!("  (preset={name}{when}) {}\n", pairs.join(" "));
         }
     }
     text
@@ -591,6 +595,45 @@ mod tests {
         // The config reads back from its JSON (run.json, checkpoints).
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<TrainConfig>(&json).unwrap(), c);
+    }
+
+    #[test]
+    fn a_preset_named_after_the_dataset_applies_by_itself() {
+        let on = |dataset, sets: &[(&str, &str)]| {
+            let sets: Vec<(String, String)> = sets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let c = TrainConfig::resolve(
+                dataset,
+                "unused".into(),
+                "multifair_ref",
+                "race",
+                0,
+                2,
+                ModelSize::Tiny,
+                DeviceSpec::Flex,
+                &sets,
+            )
+            .unwrap();
+            (
+                c.hparams["multifair_beta"].as_f64(),
+                c.hparams["multifair_tau"].as_f64(),
+                c.preset,
+            )
+        };
+        assert_eq!(
+            on(DatasetKind::FairVlmed, &[]),
+            (Some(0.5), Some(0.07), Some("fairvlmed".into()))
+        );
+        assert_eq!(
+            on(DatasetKind::FairVision, &[]),
+            (Some(0.3), Some(0.04), None)
+        );
+        assert_eq!(
+            on(DatasetKind::FairVlmed, &[("multifair_tau", "0.1")]).1,
+            Some(0.1)
+        );
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub const INFO: MethodInfo = MethodInfo {
     hparams: MultifairHparams::HPARAMS,
     defaults: MultifairHparams::defaults,
     engine_defaults: &[],
-    presets: &[],
+    presets: &[super::multifair_ref::FAIRVLMED],
     build: |h| Ok(Box::new(Multifair::new(MultifairHparams::from_value(h)?)?)),
 };
 

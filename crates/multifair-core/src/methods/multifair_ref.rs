@@ -53,7 +53,8 @@ pub const INFO: MethodInfo = MethodInfo {
         ("clip_aux", "false"),
         ("selection", "auc_logit"),
     ],
-    presets: &[],
+    // The FairCLIP script's main() (FairVLMed): beta 0.5, tau 0.07; applied on that dataset.
+    presets: &[FAIRVLMED],
     build: |h| {
         Ok(Box::new(MultifairRef {
             hparams: RefHparams::from_value(h)?,
@@ -61,6 +62,13 @@ pub const INFO: MethodInfo = MethodInfo {
         }))
     },
 };
+
+/// The FairCLIP script's settings for FairVLMed (`main()`: fairness_modulation 0.5,
+/// fairness_threshold 0.07); a preset named after a dataset applies on it by itself.
+pub const FAIRVLMED: super::Preset = (
+    "fairvlmed",
+    &[("multifair_beta", "0.5"), ("multifair_tau", "0.07")],
+);
 
 hparams! {
     /// The reference's hyperparameters (its FairVision `main()`; FairVLMed: beta 0.5, tau 0.07).
