@@ -32,6 +32,8 @@ pub struct DeviceBatch {
     pub codes: Vec<Vec<i64>>,
     /// Labels on the host (class 1 = true; the two-class methods' view).
     pub targets: Vec<bool>,
+    /// Class indices on the host.
+    pub label_ids: Vec<u8>,
     /// Codes of the run's attribute (the groups fairness methods balance), -1 unknown.
     pub groups: Vec<i64>,
     /// The same codes on the device [B].
@@ -75,6 +77,7 @@ impl DeviceBatch {
             labels: Tensor::<1, Int>::from_ints(ids.as_slice(), device),
             onehot: Tensor::<1>::from_floats(onehot.as_slice(), device).reshape([n, classes]),
             targets: labels.iter().map(|&y| y == 1).collect(),
+            label_ids: labels.to_vec(),
             group_ids: Tensor::<1, Int>::from_ints(groups.as_slice(), device),
             groups,
             codes,

@@ -472,7 +472,11 @@ pub fn keys_help() -> String {
         for (name, pairs) in m.presets {
             let pairs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let own = DatasetKind::ALL.iter().any(|d| d.name() == *name);
-            let when = if own { ", applied on that dataset by itself" } else { "" };
+            let when = if own {
+                ", applied on that dataset by itself"
+            } else {
+                ""
+            };
             text += &format!("  (preset={name}{when}) {}\n", pairs.join(" "));
         }
     }

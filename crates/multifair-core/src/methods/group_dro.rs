@@ -1,7 +1,8 @@
 //! GroupDRO (Sagawa et al., ICLR 2020): minimise the q-weighted group losses, with q updated by
 //! exponentiated gradient ascent on the groups' batch losses, q_g <- q_g exp(eta L_g), then
-//! normalised. Groups are the codes of the run's attribute; samples of unknown group (-1)
-//! leave the objective (counted in the statistics).
+//! normalised. Groups are, as in the original code, each (label, attribute group) pair,
+//! index y K + g (`group_dro_groups=attribute`: the attribute's codes alone); samples of
+//! unknown group (-1) leave the objective (counted in the statistics).
 
 use std::collections::BTreeMap;
 
@@ -13,10 +14,22 @@ use super::erm::{finish, forward};
 use crate::hparams::{Hparams, Range};
 use crate::{DeviceBatch, Method, Setup, StepOutput, hparams, read_state, to_host, write_state};
 
+/// What GroupDRO's groups are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DroGroups {
+    /// Each (label, attribute group) pair, as the original code forms its groups.
+    LabelAttribute,
+    /// The attribute's groups alone (ours).
+    Attribute,
+}
+
 hparams! {
     pub struct GroupDroHparams {
         /// Step size of the exponentiated-gradient update of q.
         eta as "group_dro_eta": f64 = 0.01, Range::LogUniform(1e-3, 1e-1);
+        /// label_attribute (the original's) or attribute.
+        groups as "group_dro_groups": DroGroups = DroGroups::LabelAttribute, Range::Fixed;
     }
 }
 
@@ -28,8 +41,11 @@ pub const INFO: MethodInfo = MethodInfo {
     engine_defaults: &[],
     presets: &[],
     build: |h| {
+        let h = GroupDroHparams::from_value(h)?;
         Ok(Box::new(GroupDro {
-            eta: GroupDroHparams::from_value(h)?.eta,
+            eta: h.eta,
+            groups: h.groups,
+            attribute_groups: 0,
             q: Vec::new(),
         }))
     },
@@ -44,6 +60,9 @@ struct GroupDroState {
 
 pub struct GroupDro {
     eta: f64,
+    groups: DroGroups,
+    /// The attribute's groups K (a (label, group) pair is y K + g).
+    attribute_groups: usize,
     /// Group weights q (sum 1), one per code.
     q: Vec<f64>,
 }
@@ -76,18 +95,38 @@ pub fn group_losses(losses: &[f64], groups: &[i64], k: usize) -> Vec<Option<f64>
         .collect()
 }
 
+impl GroupDro {
+    /// Each sample's group: its (label, attribute group) pair or its attribute group; -1 when
+    /// the attribute's code is unknown.
+    fn group_ids(&self, batch: &DeviceBatch) -> Vec<i64> {
+        let k = self.attribute_groups as i64;
+        (batch.groups.iter().zip(&batch.label_ids))
+            .map(|(&g, &y)| match self.groups {
+                _ if g < 0 => -1,
+                DroGroups::LabelAttribute if k > 0 => y as i64 * k + g,
+                _ => g,
+            })
+            .collect()
+    }
+}
+
 impl Method for GroupDro {
     fn name(&self) -> &'static str {
         INFO.name
     }
 
     fn prepare(&mut self, setup: &Setup) -> Result<(), String> {
-        let k = setup.group_counts.len();
-        if k < 2 {
+        let attribute = setup.group_counts.len();
+        if attribute < 2 {
             return Err(format!(
-                "group_dro needs at least 2 groups; the attribute has {k}"
+                "group_dro needs at least 2 groups; the attribute has {attribute}"
             ));
         }
+        self.attribute_groups = attribute;
+        let k = match self.groups {
+            DroGroups::LabelAttribute => attribute * setup.classes,
+            DroGroups::Attribute => attribute,
+        };
         if self.q.len() != k {
             self.q = vec![1.0 / k as f64; k];
         }
@@ -98,14 +137,14 @@ impl Method for GroupDro {
         let f = forward(model, batch);
         let k = self.q.len();
         let losses = to_host(f.per_sample.clone().detach()).expect("losses");
-        self.q = update_weights(&self.q, &group_losses(&losses, &batch.groups, k), self.eta);
+        let groups = self.group_ids(batch);
+        self.q = update_weights(&self.q, &group_losses(&losses, &groups, k), self.eta);
         // sum_g q_g L_g = sum_i q_{g(i)} / n_{g(i)} l_i: one weight per sample.
         let mut counts = vec![0usize; k];
-        for &g in batch.groups.iter().filter(|&&g| g >= 0 && (g as usize) < k) {
+        for &g in groups.iter().filter(|&&g| g >= 0 && (g as usize) < k) {
             counts[g as usize] += 1;
         }
-        let weights: Vec<f32> = batch
-            .groups
+        let weights: Vec<f32> = groups
             .iter()
             .map(|&g| match usize::try_from(g) {
                 Ok(g) if g < k => (self.q[g] / counts[g] as f64) as f32,
@@ -144,6 +183,43 @@ impl Method for GroupDro {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_are_label_attribute_pairs_as_in_the_original() {
+        let device = burn::tensor::Device::flex();
+        let batch = DeviceBatch::new(
+            Vec::new(),
+            &[0, 1, 1, 0],
+            vec![vec![0, 1, 2, -1]],
+            0,
+            &device,
+        );
+        let setup = Setup {
+            modalities: 2,
+            attributes: vec!["race".into()],
+            attribute: 0,
+            group_counts: vec![5, 5, 5],
+            unknown: 1,
+            classes: 2,
+        };
+        let ids = |groups: &str| {
+            let mut m = GroupDro {
+                eta: 0.01,
+                groups: GroupDroHparams::from_value(
+                    &serde_json::json!({"group_dro_groups": groups}),
+                )
+                .unwrap()
+                .groups,
+                attribute_groups: 0,
+                q: Vec::new(),
+            };
+            m.prepare(&setup).unwrap();
+            (m.group_ids(&batch), m.q.len())
+        };
+        // (label, group) pairs: y * 3 + g, six groups; unknown codes stay out.
+        assert_eq!(ids("label_attribute"), (vec![0, 4, 5, -1], 6));
+        assert_eq!(ids("attribute"), (vec![0, 1, 2, -1], 3));
+    }
 
     #[test]
     fn exponentiated_gradient_update_by_hand() {
