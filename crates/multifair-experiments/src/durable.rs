@@ -184,37 +184,51 @@ pub struct Locked {
 pub const LOCKED_EXIT: u8 = 75;
 
 impl RunLock {
-    /// Takes `folder/lock`; a lock left by a dead process is taken over.
+    /// Takes `folder/lock`; a lock left by a dead process is taken over. The lock file is
+    /// written whole under another name and then hard-linked into place, which fails when a
+    /// lock exists: another process never reads a lock without its PID.
     pub fn take(folder: &Path) -> anyhow::Result<RunLock> {
-        let path = folder.join("lock");
-        for _ in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut file) => {
-                    write!(file, "{}", std::process::id())
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    return Ok(RunLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|t| t.trim().parse().ok());
-                    match holder {
-                        Some(pid) if pid != std::process::id() && alive(pid) => {
-                            return Err(Locked {
-                                folder: folder.display().to_string(),
-                                pid,
+        let (path, me) = (folder.join("lock"), std::process::id());
+        let mine = folder.join(format!(".lock-{me}"));
+        std::fs::write(&mine, me.to_string())
+            .with_context(|| format!("writing {}", mine.display()))?;
+        let result = (|| {
+            for _ in 0..3 {
+                match std::fs::hard_link(&mine, &path) {
+                    Ok(()) => return Ok(RunLock { path: path.clone() }),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let holder = std::fs::read_to_string(&path)
+                            .ok()
+                            .and_then(|t| t.trim().parse().ok());
+                        match holder {
+                            Some(pid) if pid != me && alive(pid) => {
+                                return Err(Locked {
+                                    folder: folder.display().to_string(),
+                                    pid,
+                                }
+                                .into());
                             }
-                            .into());
+                            // Stale (its process is gone) or unreadable: take it over.
+                            _ => match std::fs::remove_file(&path) {
+                                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                    return Err(anyhow::Error::from(e)
+                                        .context(format!("removing {}", path.display())));
+                                }
+                                _ => {}
+                            },
                         }
-                        // Stale (its process is gone) or half-written: take it over.
-                        _ => std::fs::remove_file(&path)
-                            .with_context(|| format!("removing {}", path.display()))?,
+                    }
+                    Err(e) => {
+                        return Err(
+                            anyhow::Error::from(e).context(format!("creating {}", path.display()))
+                        );
                     }
                 }
-                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
             }
-        }
-        anyhow::bail!("could not take {}", path.display())
+            anyhow::bail!("could not take {}", path.display())
+        })();
+        let _ = std::fs::remove_file(&mine);
+        result
     }
 
     /// Whether `folder` is locked by a live process other than this one.

@@ -129,10 +129,7 @@ impl PlannedRun {
     /// Whether the run has finished: its `test.json` parses (a torn or empty one left by a
     /// kill or a full disk does not count).
     pub fn finished(&self, out: &Path) -> bool {
-        let text = std::fs::read_to_string(out.join(&self.folder).join("test.json"));
-        text.is_ok_and(|t| {
-            serde_json::from_str::<serde_json::Value>(&t).is_ok_and(|v| v.is_object())
-        })
+        crate::train::finished_report(&out.join(&self.folder)).is_some()
     }
 
     /// The `multifair train` arguments of this run, writing under `out`.

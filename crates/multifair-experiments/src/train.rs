@@ -49,6 +49,14 @@ fn mix(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// `out/test.json` when it parses (a torn one left by a kill or a full disk does not).
+pub fn finished_report(out: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(out.join("test.json")).ok()?;
+    serde_json::from_str::<Value>(&text)
+        .ok()
+        .filter(Value::is_object)
+}
+
 /// Steps between host reads of the training loss.
 const LOSS_READ_EVERY: usize = 20;
 
@@ -86,10 +94,18 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
                 (CheckpointState::new(config.clone()), model, fresh())
             }
         };
+    // A finished run (every epoch checkpointed, its report written) is read, not tested again.
+    let last_epoch = state.stopped_early.unwrap_or(config.epochs);
+    if let Some(test) = finished_report(out).filter(|_| state.epochs_done >= last_epoch) {
+        options.say(format!(
+            "{} has finished; its outputs are there",
+            out.display()
+        ));
+        return Ok(test);
+    }
     run.write_run_json(out, &imported)?;
     let mut tb = EventWriter::for_run(out, &serde_json::to_value(&config)?)?;
 
-    let last_epoch = state.stopped_early.unwrap_or(config.epochs);
     for epoch in state.epochs_done..last_epoch {
         if options.stop_after.is_some_and(|n| epoch >= n) {
             options.say(format!(

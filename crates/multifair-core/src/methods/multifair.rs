@@ -28,6 +28,7 @@ use multifair_models::MultimodalModel;
 use serde::{Deserialize, Serialize};
 
 use super::MethodInfo;
+use super::multifair_ref::REFERENCE;
 use crate::hparams::{Hparams, Range};
 use crate::pairwise::{auc_by_group, surrogate_by_group};
 use crate::scaling::scale_gradient;
@@ -38,16 +39,17 @@ use crate::{
 };
 
 hparams! {
-    /// The generalised method's keys.
+    /// The generalised method's keys; the four it shares with `multifair_ref` default to the
+    /// reference's values (`multifair_ref::REFERENCE`).
     pub struct MultifairHparams {
-        /// Scale of the encoders' gradients, rho B_m.
-        rho as "multifair_rho": f64 = 1.2, Range::Uniform(0.8, 1.6);
+        /// Scale of the encoders' per-sample weights, rho B_m.
+        rho as "multifair_rho": f64 = REFERENCE.rho, Range::Uniform(0.8, 2.0);
         /// Strength of the group factors.
-        beta as "multifair_beta": f64 = 0.3, Range::Uniform(0.1, 1.0);
-        /// Fairness threshold on group-AUC gaps (and the factors' scale).
-        tau as "multifair_tau": f64 = 0.04, Range::LogUniform(0.01, 0.2);
+        beta as "multifair_beta": f64 = REFERENCE.beta, Range::Uniform(0.1, 1.0);
+        /// Fairness threshold on group-AUC gaps, of the factors and of the fairness loss.
+        tau as "multifair_tau": f64 = REFERENCE.tau, Range::LogUniform(0.01, 0.2);
         /// Decay of the group AUCs' moving average.
-        ema as "multifair_ema": f64 = 0.9, Range::Choice(&["0.8", "0.9", "0.95"]);
+        ema as "multifair_ema": f64 = REFERENCE.ema, Range::Choice(&["0.8", "0.9", "0.95"]);
         /// The modality level (coefficients B_m); false: B_m = 1.
         modality as "multifair_modality": bool = true, Range::Fixed;
         /// The group level (factors f_mg); false: f = 1.

@@ -70,18 +70,28 @@ pub const FAIRVLMED: super::Preset = (
     &[("multifair_beta", "0.5"), ("multifair_tau", "0.07")],
 );
 
+/// The reference's values (its FairVision `main()`: rou 1.2, fairness_modulation 0.3,
+/// fairness_threshold 0.04, EMA 0.9): the defaults of both MultiFair methods, declared once.
+pub const REFERENCE: RefHparams = RefHparams {
+    rho: 1.2,
+    beta: 0.3,
+    tau: 0.04,
+    ema: 0.9,
+    scale_projections: false,
+};
+
 hparams! {
     /// The reference's hyperparameters (its FairVision `main()`; FairVLMed: beta 0.5, tau 0.07).
     #[derive(Copy)]
     pub struct RefHparams {
         /// Scale of the encoders' gradients, rho B_m.
-        rho as "multifair_rho": f64 = 1.2, Range::Uniform(0.8, 1.6);
+        rho as "multifair_rho": f64 = REFERENCE.rho, Range::Uniform(0.8, 1.6);
         /// Strength of the group factors.
-        beta as "multifair_beta": f64 = 0.3, Range::Uniform(0.1, 1.0);
+        beta as "multifair_beta": f64 = REFERENCE.beta, Range::Uniform(0.1, 1.0);
         /// Fairness threshold on the fused group-AUC gap (and the factors' scale).
-        tau as "multifair_tau": f64 = 0.04, Range::LogUniform(0.01, 0.2);
+        tau as "multifair_tau": f64 = REFERENCE.tau, Range::LogUniform(0.01, 0.2);
         /// Decay of the group AUCs' moving average.
-        ema as "multifair_ema": f64 = 0.9, Range::Choice(&["0.8", "0.9", "0.95"]);
+        ema as "multifair_ema": f64 = REFERENCE.ema, Range::Choice(&["0.8", "0.9", "0.95"]);
         /// Scale the modalities' projections too (ours); the reference scales the encoders'
         /// parameters only (it matches their names: fundus_encoder, oct_slice_encoder, ...).
         scale_projections as "multifair_scale_projections": bool = false, Range::Fixed;
