@@ -483,27 +483,31 @@ pub fn keys_help() -> String {
     text
 }
 
+/// A FairVision configuration of `method` (race, seed 0, 10 epochs, tiny, flex) with `sets`,
+/// for the unit tests.
+#[cfg(test)]
+pub(crate) fn for_tests(method: &str, sets: &[(&str, &str)]) -> anyhow::Result<TrainConfig> {
+    let sets: Vec<(String, String)> = (sets.iter())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (dataset, data) = (DatasetKind::FairVision, PathBuf::from("unused"));
+    TrainConfig::resolve(
+        dataset,
+        data,
+        method,
+        "race",
+        0,
+        10,
+        ModelSize::Tiny,
+        DeviceSpec::Flex,
+        &sets,
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    use super::for_tests as resolve;
     use super::*;
-
-    fn resolve(method: &str, sets: &[(&str, &str)]) -> anyhow::Result<TrainConfig> {
-        let sets: Vec<(String, String)> = sets
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        TrainConfig::resolve(
-            DatasetKind::FairVision,
-            PathBuf::from("unused"),
-            method,
-            "race",
-            0,
-            2,
-            ModelSize::Tiny,
-            DeviceSpec::Flex,
-            &sets,
-        )
-    }
 
     fn refused(method: &str, key: &str, value: &str, wants: &[&str]) {
         let e = resolve(method, &[(key, value)]).unwrap_err().to_string();

@@ -247,7 +247,6 @@ impl LrSchedule {
 mod tests {
     use super::*;
     use burn::tensor::Device;
-    use multifair_data::DatasetKind;
     use multifair_models::presets::ModelSize;
 
     #[derive(Module, Debug)]
@@ -255,26 +254,10 @@ mod tests {
         w: Param<Tensor<1>>,
     }
 
+    use crate::config::for_tests as resolve;
+
     fn config(sets: &[(&str, &str)]) -> TrainConfig {
         resolve("erm", sets).unwrap()
-    }
-
-    fn resolve(method: &str, sets: &[(&str, &str)]) -> anyhow::Result<TrainConfig> {
-        let sets: Vec<(String, String)> = sets
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        TrainConfig::resolve(
-            DatasetKind::FairVision,
-            "unused".into(),
-            method,
-            "race",
-            0,
-            10,
-            ModelSize::Tiny,
-            crate::device::DeviceSpec::Flex,
-            &sets,
-        )
     }
 
     #[test]
