@@ -76,24 +76,8 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
     if !checkpoint.exists() {
         (model, imported) = run.load_pretrained(model, options)?;
     }
-    let fresh = || Optimizers::new(&config);
     let (mut state, mut model, mut optim) =
-        match checkpoint.resume(&config, &model, fresh, method.as_mut())? {
-            Some((state, model, optim)) => {
-                options.say(format!(
-                    "resuming {} after epoch {}",
-                    out.display(),
-                    state.epochs_done
-                ));
-                truncate_metrics(&out.join("metrics.jsonl"), state.epochs_done)?;
-                (state, model, optim)
-            }
-            None => {
-                // A fresh run: earlier logs in this folder belong to another run.
-                let _ = std::fs::remove_file(out.join("metrics.jsonl"));
-                (CheckpointState::new(config.clone()), model, fresh())
-            }
-        };
+        start(&checkpoint, &config, model, method.as_mut(), out, options)?;
     // A finished run (every epoch checkpointed, its report written) is read, not tested again.
     let last_epoch = state.stopped_early.unwrap_or(config.epochs);
     if let Some(test) = finished_report(out).filter(|_| state.epochs_done >= last_epoch) {
@@ -145,6 +129,32 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         out.display()
     ));
     Ok(test)
+}
+
+/// The run's starting point: its newest complete checkpoint (the log cut back to it), or a
+/// fresh state with fresh optimizers (an earlier run's log in the folder removed).
+fn start(
+    checkpoint: &Checkpoint,
+    config: &TrainConfig,
+    model: MultimodalModel,
+    method: &mut dyn Method,
+    out: &Path,
+    options: &RunOptions,
+) -> anyhow::Result<(CheckpointState, MultimodalModel, Optimizers)> {
+    let fresh = || Optimizers::new(config);
+    let metrics = out.join("metrics.jsonl");
+    match checkpoint.resume(config, &model, fresh, method)? {
+        Some((state, model, optim)) => {
+            let epoch = state.epochs_done;
+            options.say(format!("resuming {} after epoch {epoch}", out.display()));
+            truncate_metrics(&metrics, epoch)?;
+            Ok((state, model, optim))
+        }
+        None => {
+            let _ = std::fs::remove_file(&metrics);
+            Ok((CheckpointState::new(config.clone()), model, fresh()))
+        }
+    }
 }
 
 /// What an epoch of training leaves for its log line.
