@@ -16,64 +16,38 @@ use multifair_models::MultimodalModel;
 use crate::config::TrainConfig;
 use crate::optim::{Optimizers, clip_gradients};
 
-/// Sum of squares of the visited parameters, and of their difference from `other`'s.
-struct Squares<'a> {
-    other: Vec<Tensor<1>>,
-    at: usize,
-    values: Vec<Tensor<1>>,
-    diffs: Vec<Tensor<1>>,
-    collect: &'a mut Vec<Tensor<1>>,
-}
+/// The visited parameters, flattened, in visiting order.
+struct Flat(Vec<Tensor<1>>);
 
-impl ModuleVisitor for Squares<'_> {
+impl ModuleVisitor for Flat {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let flat: Tensor<1> = param.val().detach().flatten(0, D - 1);
-        if let Some(before) = self.other.get(self.at) {
-            self.diffs
-                .push((flat.clone() - before.clone()).powf_scalar(2.0).sum());
-            self.values.push(before.clone().powf_scalar(2.0).sum());
-        }
-        self.at += 1;
-        self.collect.push(flat);
+        self.0.push(param.val().detach().flatten(0, D - 1));
     }
 }
 
-/// The flattened parameters of a module, in visiting order.
 fn parameters(module: &impl Module) -> Vec<Tensor<1>> {
-    let mut collect = Vec::new();
-    let mut visitor = Squares {
-        other: Vec::new(),
-        at: 0,
-        values: Vec::new(),
-        diffs: Vec::new(),
-        collect: &mut collect,
-    };
-    module.visit(&mut visitor);
-    collect
+    let mut flat = Flat(Vec::new());
+    module.visit(&mut flat);
+    flat.0
 }
 
 /// ||after - before|| / ||before|| of each modality encoder.
 pub fn update_ratios(before: &MultimodalModel, after: &MultimodalModel) -> Vec<f64> {
-    let mut ratios = Vec::new();
-    for (b, a) in before.encoders.iter().zip(&after.encoders) {
-        let mut sink = Vec::new();
-        let mut visitor = Squares {
-            other: parameters(b),
-            at: 0,
-            values: Vec::new(),
-            diffs: Vec::new(),
-            collect: &mut sink,
-        };
-        a.visit(&mut visitor);
-        let total = |t: Vec<Tensor<1>>| to_host(Tensor::cat(t, 0).sum()).map_or(f64::NAN, |v| v[0]);
-        ratios.push((total(visitor.diffs) / total(visitor.values).max(1e-30)).sqrt());
-    }
-    ratios
+    let total = |t: Vec<Tensor<1>>| to_host(Tensor::cat(t, 0).sum()).map_or(f64::NAN, |v| v[0]);
+    (before.encoders.iter().zip(&after.encoders))
+        .map(|(b, a)| {
+            let (b, a) = (parameters(b), parameters(a));
+            let diffs = (b.iter().zip(&a))
+                .map(|(b, a)| (a.clone() - b.clone()).powf_scalar(2.0).sum())
+                .collect();
+            let values = b.into_iter().map(|b| b.powf_scalar(2.0).sum()).collect();
+            (total(diffs) / total(values).max(1e-30)).sqrt()
+        })
+        .collect()
 }
 
 /// The diagnostics of one step: the real step's ratios, and those of fusion ERM's step on
 /// `batch` from `before` with `optim_before` (the state before the real step).
-#[allow(clippy::too_many_arguments)]
 pub fn diagnose(
     config: &TrainConfig,
     factor: f64,
