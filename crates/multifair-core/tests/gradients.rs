@@ -284,6 +284,75 @@ fn grads_of(module: &impl Module, grads: &GradientsParams) -> Vec<f64> {
     visitor.1
 }
 
+/// A tiny two-modality model without dropout, so that two steps see the same forward pass.
+fn without_dropout(device: &Device) -> MultimodalModel {
+    let mut config = ModelSize::Tiny.model(&[("slo", "image"), ("oct", "volume")], 16, 3, 0, 2);
+    config.dropout = 0.0;
+    for (_, encoder) in config.modalities.iter_mut() {
+        match encoder {
+            EncoderConfig::Image(c) => c.dropout = 0.0,
+            EncoderConfig::Volume(c) => c.slice.dropout = 0.0,
+            _ => {}
+        }
+    }
+    config.init(device)
+}
+
+/// Visits a module's gradients as (rank, sum) per parameter, in order.
+struct Ranked<'a>(&'a GradientsParams, Vec<(usize, f64)>);
+
+impl ModuleVisitor for Ranked<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let g = self.0.get::<D>(param.id).unwrap();
+        self.1.push((D, g.sum().into_scalar::<f32>() as f64));
+    }
+}
+
+fn ranked(module: &impl Module, grads: &GradientsParams) -> Vec<(usize, f64)> {
+    let mut visitor = Ranked(grads, Vec::new());
+    module.visit(&mut visitor);
+    visitor.1
+}
+
+/// OGM-GE's original rule (`ogm_params=conv`) modulates 4-D gradients only: on a ViT, the
+/// patch embedding's; every other gradient is fusion ERM's.
+#[test]
+fn ogm_ge_on_conv_modulates_only_four_dimensional_gradients() {
+    let device = Device::flex().autodiff();
+    device.seed(5);
+    let hparams = serde_json::json!({ "ogm_params": "conv", "ogm_noise": false, "ogm_alpha": 0.5 });
+    let mut ogm = create("ogm_ge", &hparams).unwrap();
+    let model = without_dropout(&device);
+    let mut erm = create("erm", &serde_json::json!({})).unwrap();
+    let batch = batch(2, &device);
+    let (modulated, plain) = (
+        ogm.step(&model, &batch).grads,
+        erm.step(&model, &batch).grads,
+    );
+    let mut scaled = 0;
+    for j in 0..2 {
+        let (a, b) = (
+            ranked(&model.encoders[j], &modulated),
+            ranked(&model.encoders[j], &plain),
+        );
+        for ((rank, x), (_, y)) in a.iter().zip(&b) {
+            let same = (x - y).abs() <= 1e-5 * y.abs().max(1e-3);
+            if *rank == 4 {
+                scaled += usize::from(!same);
+            } else {
+                assert!(same, "encoder {j}: a {rank}-D gradient changed: {x} vs {y}");
+            }
+        }
+        let (a, b) = (
+            grads_of(&model.projections[j], &modulated),
+            grads_of(&model.projections[j], &plain),
+        );
+        assert_eq!(a, b, "projection {j}");
+    }
+    // The dominant modality's patch embedding is slowed (k = 1 - tanh(0.5 r) < 1).
+    assert_eq!(scaled, 1);
+}
+
 /// As the original code, `multifair_ref` and `cggm` scale the encoders' own parameters and
 /// leave the projections into the fusion as fusion ERM's gradient has them (scaling those too
 /// is a key of ours, off by default).
@@ -306,17 +375,7 @@ fn the_reference_modulation_leaves_the_projections_unscaled() {
                 classes: 2,
             })
             .unwrap();
-        // Without dropout, so that both steps see the same forward pass.
-        let mut config = ModelSize::Tiny.model(&[("slo", "image"), ("oct", "volume")], 16, 3, 0, 2);
-        config.dropout = 0.0;
-        for (_, encoder) in config.modalities.iter_mut() {
-            match encoder {
-                EncoderConfig::Image(c) => c.dropout = 0.0,
-                EncoderConfig::Volume(c) => c.slice.dropout = 0.0,
-                _ => {}
-            }
-        }
-        let model = config.init(&device);
+        let model = without_dropout(&device);
         let mut erm = create("erm", &serde_json::json!({})).unwrap();
         let batch = batch(2, &device);
         let modulated = method.step(&model, &batch).grads;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use multifair_data::loader::{Loader, LoaderConfig};
-use multifair_data::preprocess::{ImageNorm, prepare_image, prepare_volume, slice_indices};
+use multifair_data::preprocess::{ImageNorm, Resize, prepare_image, prepare_volume, slice_indices};
 use multifair_data::synthetic::{SyntheticConfig, generate};
 use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind, Npz, Split};
 use rand_chacha::ChaCha8Rng;
@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
                     &npz.read("slo_fundus").unwrap(),
                     224,
                     ImageNorm::ImageNet,
+                    Resize::Bilinear,
                     None::<(&_, &mut ChaCha8Rng)>,
                 )
                 .unwrap();

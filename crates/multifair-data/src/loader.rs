@@ -22,7 +22,8 @@ use crate::datasets::{
 use crate::npy::NpyArray;
 use crate::npz::Npz;
 use crate::preprocess::{
-    Augment, ImageNorm, prepare_image_into, prepare_rgb_into, prepare_volume_into, slice_indices,
+    Augment, ImageNorm, Resize, prepare_image_into, prepare_rgb_into, prepare_volume_into,
+    slice_indices,
 };
 use crate::tokenizer::WordPiece;
 
@@ -39,6 +40,8 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// Train-time augmentation of images; `None` for evaluation.
     pub augment: Option<Augment>,
+    /// How images (not B-scans) are resized, in every split.
+    pub resize: Resize,
     /// Height and width of images and B-scans after resizing.
     pub image_size: usize,
     /// B-scans sampled per OCT volume.
@@ -63,6 +66,7 @@ impl LoaderConfig {
             workers: 2,
             prefetch: 4,
             augment: None,
+            resize: Resize::Bilinear,
             image_size,
             slices,
             max_tokens: 128,
@@ -401,8 +405,15 @@ fn build_from_indices(shared: &Shared, indices: &[usize], epoch: u64) -> Result<
                         ImageNorm::ZScore
                     };
                     let augment = augment.map(|a| (a, &mut rng));
-                    prepare_image_into(&npz.read(&m.key)?, cfg.image_size, norm, augment, slot)
-                        .map_err(|e| value_error(&m.key, e.to_string()))?;
+                    prepare_image_into(
+                        &npz.read(&m.key)?,
+                        cfg.image_size,
+                        norm,
+                        cfg.resize,
+                        augment,
+                        slot,
+                    )
+                    .map_err(|e| value_error(&m.key, e.to_string()))?;
                 }
                 ModalityKind::Text => {
                     let text = match &record.note {
@@ -508,7 +519,7 @@ fn load_entry(
                     planes[c * h * w + p] = pixel.0[c] as f32 / 255.0;
                 }
             }
-            prepare_rgb_into(&planes, h, w, cfg.image_size, augment, slot);
+            prepare_rgb_into(&planes, h, w, cfg.image_size, cfg.resize, augment, slot);
             Ok(None)
         }
         ModalityKind::Volume => {

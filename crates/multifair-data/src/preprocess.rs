@@ -2,6 +2,7 @@
 //! z-score; fundus resize, train-time flip and colour jitter, ImageNet normalisation.
 
 use rand::Rng;
+use rand::seq::SliceRandom;
 
 use crate::npy::{ArrayData, NpyArray};
 
@@ -81,6 +82,119 @@ pub fn resize_bilinear_into(
             *dst = t + (b - t) * fr;
         }
     }
+}
+
+/// How images (not B-scans) are resized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resize {
+    /// torch's bilinear interpolation without antialiasing (ours).
+    #[default]
+    Bilinear,
+    /// Pillow's `Image.resize(size, BILINEAR)`, what torchvision's `Resize` runs on the
+    /// original's fundus photographs: antialiased when shrinking, 8-bit rounding on 8-bit images.
+    Pillow,
+}
+
+/// Pillow's bilinear resize of a row-major [h, w] image to [oh, ow]: a triangle filter
+/// widened by the scale when shrinking (so every source pixel counts), applied horizontally
+/// then vertically. With `eight_bit` the values are 0–255 and each pass rounds and clips them
+/// to 8 bits in Pillow's fixed point (22 fractional bits), as it does on an 8-bit image, so
+/// the result is Pillow's exactly; otherwise the arithmetic is in floating point.
+pub fn resize_pillow_into(
+    src: &[f32],
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    eight_bit: bool,
+    out: &mut [f32],
+) {
+    debug_assert_eq!(src.len(), h * w);
+    debug_assert_eq!(out.len(), oh * ow);
+    let horizontal = match ow == w {
+        true => src.to_vec(),
+        false => pillow_pass(src, h, 1, w, &pillow_taps(w, ow), eight_bit),
+    };
+    match oh == h {
+        true => out.copy_from_slice(&horizontal),
+        false => out.copy_from_slice(&pillow_pass(
+            &horizontal,
+            ow,
+            ow,
+            1,
+            &pillow_taps(h, oh),
+            eight_bit,
+        )),
+    }
+}
+
+/// Pillow's `precompute_coeffs` for the bilinear filter: per output index, the first source
+/// index and the normalised weights.
+fn pillow_taps(input: usize, output: usize) -> Vec<(usize, Vec<f64>)> {
+    let scale = input as f64 / output as f64;
+    let widen = scale.max(1.0);
+    let support = widen;
+    (0..output)
+        .map(|o| {
+            let center = (o as f64 + 0.5) * scale;
+            // C's (int) truncates toward zero.
+            let first = ((center - support + 0.5) as i64).max(0) as usize;
+            let end = ((center + support + 0.5) as i64).min(input as i64) as usize;
+            let mut k: Vec<f64> = (first..end)
+                .map(|x| (1.0 - ((x as f64 - center + 0.5) / widen).abs()).max(0.0))
+                .collect();
+            let total: f64 = k.iter().sum();
+            if total != 0.0 {
+                k.iter_mut().for_each(|v| *v /= total);
+            }
+            (first, k)
+        })
+        .collect()
+}
+
+/// One separable pass over `lines` lines (`line_stride` apart, their samples `step` apart);
+/// the output is row-major with the resized axis last for a horizontal pass (`step` 1), first
+/// for a vertical one.
+fn pillow_pass(
+    src: &[f32],
+    lines: usize,
+    step: usize,
+    line_stride: usize,
+    taps: &[(usize, Vec<f64>)],
+    eight_bit: bool,
+) -> Vec<f32> {
+    const BITS: u32 = 22;
+    let fixed: Vec<Vec<i64>> = (taps.iter())
+        .map(|(_, k)| {
+            k.iter()
+                .map(|&w| match w < 0.0 {
+                    true => (w * (1i64 << BITS) as f64 - 0.5) as i64,
+                    false => (w * (1i64 << BITS) as f64 + 0.5) as i64,
+                })
+                .collect()
+        })
+        .collect();
+    let horizontal = step == 1;
+    let mut out = vec![0.0; lines * taps.len()];
+    for line in 0..lines {
+        for (o, ((first, k), kf)) in taps.iter().zip(&fixed).enumerate() {
+            let at = |i: usize| src[line * line_stride + (first + i) * step];
+            let value = match eight_bit {
+                true => {
+                    let sum = (kf.iter().enumerate())
+                        .fold(1i64 << (BITS - 1), |acc, (i, &c)| acc + at(i) as i64 * c);
+                    (sum >> BITS).clamp(0, 255) as f32
+                }
+                false => (k.iter().enumerate())
+                    .map(|(i, &c)| at(i) as f64 * c)
+                    .sum::<f64>() as f32,
+            };
+            let index = match horizontal {
+                true => line * taps.len() + o,
+                false => o * lines + line,
+            };
+            out[index] = value;
+        }
+    }
+    out
 }
 
 /// In place: (x - mean) / (std + 1e-6), with torch's default unbiased std.
@@ -217,8 +331,11 @@ pub enum ImageNorm {
 pub struct Augment {
     /// Probability of a horizontal flip.
     pub flip: f32,
-    /// Brightness and contrast factors are drawn from [1 - jitter, 1 + jitter].
+    /// Ours: brightness and contrast factors drawn from [1 - jitter, 1 + jitter], contrast
+    /// around the brightened mean, one clamp at the end.
     pub jitter: f32,
+    /// torchvision's ColorJitter in place of `jitter`.
+    pub color: Option<ColorJitter>,
 }
 
 impl Default for Augment {
@@ -226,7 +343,162 @@ impl Default for Augment {
         Augment {
             flip: 0.5,
             jitter: 0.2,
+            color: None,
         }
+    }
+}
+
+impl Augment {
+    /// The original's fundus transform: RandomHorizontalFlip, then
+    /// RandomApply(ColorJitter(0.4, 0.4, 0.4, 0.1), p = 0.8).
+    pub const ORIGINAL: Augment = Augment {
+        flip: 0.5,
+        jitter: 0.0,
+        color: Some(ColorJitter {
+            brightness: 0.4,
+            contrast: 0.4,
+            saturation: 0.4,
+            hue: 0.1,
+            p: 0.8,
+        }),
+    };
+}
+
+/// torchvision's `RandomApply(ColorJitter(brightness, contrast, saturation, hue), p)`: with
+/// probability `p`, the four adjustments in a random order, brightness, contrast and saturation
+/// factors uniform in [1 - s, 1 + s] and the hue shift in [-hue, hue]; a strength of 0 leaves
+/// its adjustment out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColorJitter {
+    pub brightness: f32,
+    pub contrast: f32,
+    pub saturation: f32,
+    pub hue: f32,
+    pub p: f32,
+}
+
+/// One colour adjustment with its drawn factor (the hue's is a shift in turns).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Adjust {
+    Brightness(f32),
+    Contrast(f32),
+    Saturation(f32),
+    Hue(f32),
+}
+
+impl ColorJitter {
+    /// One image's adjustments in the order they apply; none when RandomApply skips them.
+    pub fn draw(&self, rng: &mut impl Rng) -> Vec<Adjust> {
+        if rng.random::<f32>() >= self.p {
+            return Vec::new();
+        }
+        let mut order = [0, 1, 2, 3];
+        order.shuffle(rng);
+        let mut factor = |s: f32, centre: f32| centre + s * (2.0 * rng.random::<f32>() - 1.0);
+        let drawn = [
+            (self.brightness > 0.0).then(|| Adjust::Brightness(factor(self.brightness, 1.0))),
+            (self.contrast > 0.0).then(|| Adjust::Contrast(factor(self.contrast, 1.0))),
+            (self.saturation > 0.0).then(|| Adjust::Saturation(factor(self.saturation, 1.0))),
+            (self.hue > 0.0).then(|| Adjust::Hue(factor(self.hue, 0.0))),
+        ];
+        order.iter().filter_map(|&i| drawn[i]).collect()
+    }
+}
+
+/// Applies `adjustments` to a grey image (one plane standing for equal R, G and B, as the
+/// original converts its grey fundus to RGB). Saturation and hue leave grey unchanged (its
+/// grey conversion is itself; its saturation is 0), so brightness and contrast act: brightness
+/// scales, contrast blends with the mean. `eight_bit`: values 0–255, each step computed as
+/// Pillow's `ImageEnhance` blends in single precision and truncated to 8 bits (contrast around
+/// the rounded mean); else in floating point, clamped to [0, 1] when `clamp`.
+pub fn jitter_grey(image: &mut [f32], adjustments: &[Adjust], eight_bit: bool, clamp: bool) {
+    let finish = |t: f32| match (eight_bit, clamp) {
+        (true, _) => t.clamp(0.0, 255.0).trunc(),
+        (false, true) => t.clamp(0.0, 1.0),
+        (false, false) => t,
+    };
+    for adjust in adjustments {
+        match *adjust {
+            Adjust::Brightness(b) => image.iter_mut().for_each(|v| *v = finish(b * *v)),
+            Adjust::Contrast(c) => {
+                let mean = image.iter().map(|&v| v as f64).sum::<f64>() / image.len() as f64;
+                let m = if eight_bit {
+                    (mean + 0.5).floor() as f32
+                } else {
+                    mean as f32
+                };
+                image.iter_mut().for_each(|v| *v = finish(m + c * (*v - m)));
+            }
+            Adjust::Saturation(_) | Adjust::Hue(_) => {}
+        }
+    }
+}
+
+/// Applies `adjustments` to three [0, 1] planes, as torchvision's tensor functions: brightness
+/// scales, contrast blends with the mean grey level, saturation with each pixel's grey level,
+/// hue rotates the HSV hue; clamped to [0, 1] after each.
+pub fn jitter_rgb(rgb: &mut [f32], adjustments: &[Adjust]) {
+    let area = rgb.len() / 3;
+    let grey =
+        |rgb: &[f32], i: usize| 0.299 * rgb[i] + 0.587 * rgb[area + i] + 0.114 * rgb[2 * area + i];
+    for adjust in adjustments {
+        match *adjust {
+            Adjust::Brightness(b) => rgb.iter_mut().for_each(|v| *v = (b * *v).clamp(0.0, 1.0)),
+            Adjust::Contrast(c) => {
+                let mean = (0..area).map(|i| grey(rgb, i)).sum::<f32>() / area as f32;
+                rgb.iter_mut()
+                    .for_each(|v| *v = (mean + c * (*v - mean)).clamp(0.0, 1.0));
+            }
+            Adjust::Saturation(f) => {
+                for i in 0..area {
+                    let g = grey(rgb, i);
+                    for c in 0..3 {
+                        let v = &mut rgb[c * area + i];
+                        *v = (g + f * (*v - g)).clamp(0.0, 1.0);
+                    }
+                }
+            }
+            Adjust::Hue(shift) => {
+                for i in 0..area {
+                    let (r, g, b) = (rgb[i], rgb[area + i], rgb[2 * area + i]);
+                    let (h, s, v) = rgb_to_hsv(r, g, b);
+                    let (r, g, b) = hsv_to_rgb((h + shift).rem_euclid(1.0), s, v);
+                    (rgb[i], rgb[area + i], rgb[2 * area + i]) = (r, g, b);
+                }
+            }
+        }
+    }
+}
+
+/// Hue in turns, saturation and value, all in [0, 1].
+fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
+    let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+    let delta = max - min;
+    let s = if max > 0.0 { delta / max } else { 0.0 };
+    if delta == 0.0 {
+        return (0.0, s, max);
+    }
+    let h = if max == r {
+        ((g - b) / delta).rem_euclid(6.0)
+    } else if max == g {
+        (b - r) / delta + 2.0
+    } else {
+        (r - g) / delta + 4.0
+    };
+    (h / 6.0, s, max)
+}
+
+fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
+    let sector = (h * 6.0).floor();
+    let f = h * 6.0 - sector;
+    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+    match sector as i32 % 6 {
+        0 => (v, t, p),
+        1 => (q, v, p),
+        2 => (p, v, t),
+        3 => (p, q, v),
+        4 => (t, p, v),
+        _ => (v, p, q),
     }
 }
 
@@ -235,10 +507,11 @@ pub fn prepare_image(
     array: &NpyArray,
     size: usize,
     norm: ImageNorm,
+    resize: Resize,
     augment: Option<(&Augment, &mut impl Rng)>,
 ) -> Result<Vec<f32>, PixelError> {
     let mut out = vec![0.0; 3 * size * size];
-    prepare_image_into(array, size, norm, augment, &mut out)?;
+    prepare_image_into(array, size, norm, resize, augment, &mut out)?;
     Ok(out)
 }
 
@@ -247,6 +520,7 @@ pub fn prepare_image_into(
     array: &NpyArray,
     size: usize,
     norm: ImageNorm,
+    resize: Resize,
     augment: Option<(&Augment, &mut impl Rng)>,
     out: &mut [f32],
 ) -> Result<(), PixelError> {
@@ -261,23 +535,30 @@ pub fn prepare_image_into(
     }
     let mut pixels = to_f32_range(array, 0, h * w)?;
     check_finite(array, &pixels)?;
-    if norm == ImageNorm::ImageNet {
-        let integer = !matches!(
-            array.data,
-            ArrayData::F16(_) | ArrayData::F32(_) | ArrayData::F64(_)
-        );
-        if integer || pixels.iter().any(|&v| v > 1.0) {
-            pixels.iter_mut().for_each(|v| *v /= 255.0);
-        }
+    let integer = !matches!(
+        array.data,
+        ArrayData::F16(_) | ArrayData::F32(_) | ArrayData::F64(_)
+    );
+    // An 8-bit photograph resized as Pillow stays in 0–255 until after the colour jitter, as
+    // the original's PIL image does.
+    let eight_bit = norm == ImageNorm::ImageNet && integer && resize == Resize::Pillow;
+    if norm == ImageNorm::ImageNet && !eight_bit && (integer || pixels.iter().any(|&v| v > 1.0)) {
+        pixels.iter_mut().for_each(|v| *v /= 255.0);
     }
     // The first channel holds the resized image until the channels are written.
     let (image, rest) = out.split_at_mut(size * size);
-    resize_bilinear_into(&pixels, h, w, size, size, image);
+    match resize {
+        Resize::Bilinear => resize_bilinear_into(&pixels, h, w, size, size, image),
+        Resize::Pillow => resize_pillow_into(&pixels, (h, w), (size, size), eight_bit, image),
+    }
     if let Some((augment, rng)) = augment {
         if rng.random::<f32>() < augment.flip {
             image.chunks_mut(size).for_each(|row| row.reverse());
         }
-        if augment.jitter > 0.0 {
+        if let Some(color) = &augment.color {
+            let adjustments = color.draw(rng);
+            jitter_grey(image, &adjustments, eight_bit, norm == ImageNorm::ImageNet);
+        } else if augment.jitter > 0.0 {
             let mut factor = || 1.0 + augment.jitter * (2.0 * rng.random::<f32>() - 1.0);
             let (brightness, contrast) = (factor(), factor());
             let mean = image.iter().sum::<f32>() / image.len() as f32 * brightness;
@@ -292,6 +573,9 @@ pub fn prepare_image_into(
                 };
             }
         }
+    }
+    if eight_bit {
+        image.iter_mut().for_each(|v| *v /= 255.0);
     }
     match norm {
         ImageNorm::ImageNet => {
@@ -322,18 +606,24 @@ pub fn prepare_rgb_into(
     h: usize,
     w: usize,
     size: usize,
+    resize: Resize,
     augment: Option<(&Augment, &mut impl Rng)>,
     out: &mut [f32],
 ) {
     let area = size * size;
     for (plane, slot) in rgb.chunks(h * w).zip(out.chunks_mut(area)) {
-        resize_bilinear_into(plane, h, w, size, size, slot);
+        match resize {
+            Resize::Bilinear => resize_bilinear_into(plane, h, w, size, size, slot),
+            Resize::Pillow => resize_pillow_into(plane, (h, w), (size, size), false, slot),
+        }
     }
     if let Some((augment, rng)) = augment {
         if rng.random::<f32>() < augment.flip {
             out.chunks_mut(size).for_each(|row| row.reverse());
         }
-        if augment.jitter > 0.0 {
+        if let Some(color) = &augment.color {
+            jitter_rgb(out, &color.draw(rng));
+        } else if augment.jitter > 0.0 {
             let mut factor = || 1.0 + augment.jitter * (2.0 * rng.random::<f32>() - 1.0);
             let (brightness, contrast) = (factor(), factor());
             let mean = out.iter().sum::<f32>() / out.len() as f32 * brightness;
@@ -415,6 +705,7 @@ mod tests {
             &image,
             4,
             ImageNorm::ImageNet,
+            Resize::Bilinear,
             None::<(&Augment, &mut ChaCha8Rng)>,
         )
         .unwrap();
@@ -428,6 +719,7 @@ mod tests {
             &nan,
             4,
             ImageNorm::ImageNet,
+            Resize::Bilinear,
             None::<(&Augment, &mut ChaCha8Rng)>,
         );
         assert_eq!(err, Err(PixelError::NotFinite));
@@ -445,6 +737,7 @@ mod tests {
                 &image,
                 8,
                 ImageNorm::ImageNet,
+                Resize::Bilinear,
                 Some((&Augment::default(), &mut rng)),
             )
             .unwrap()

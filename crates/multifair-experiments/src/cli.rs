@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use multifair_data::cohort::{self, CohortConfig};
 use multifair_data::synthetic::{self, SyntheticConfig};
@@ -10,9 +9,10 @@ use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind};
 use multifair_metrics::BootstrapConfig;
 use multifair_models::presets::ModelSize;
 
-use crate::config::TrainConfig;
+use crate::config::{Request, TrainConfig};
 use crate::device::{self, DeviceSpec};
 use crate::evaluate::{PredictionTable, report_json};
+use crate::profile::Profile;
 use crate::sweep::Emit;
 use crate::table::Format;
 use crate::train::{RunOptions, train};
@@ -193,20 +193,30 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long, default_value = "erm")]
         method: String,
-        /// The attribute model selection reads (every attribute is evaluated); default race,
-        /// or a manifest's first attribute.
+        /// The attribute model selection and the methods' groups read (every attribute is
+        /// evaluated); default: the profile's (paper: gender, as the original), a manifest's
+        /// first attribute, else race.
         #[arg(long)]
         attribute: Option<String>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        #[arg(long, default_value_t = 10)]
-        epochs: usize,
-        /// tiny (the CPU default) or paper.
-        #[arg(long, value_enum, default_value = "tiny")]
-        model: ModelSize,
+        /// Default: the profile's (paper: 10), else 10.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// tiny or paper (default: the profile's; cpu: tiny).
+        #[arg(long, value_enum)]
+        model: Option<ModelSize>,
         /// flex, libtorch or libtorch-cuda:N.
         #[arg(long, default_value = "flex")]
         device: DeviceSpec,
+        /// cpu (small, the default) or paper (the original code's protocol; see
+        /// docs/fidelity.md): the settings layered under the method's, its preset and --set.
+        #[arg(long, value_enum, default_value = "cpu")]
+        profile: Profile,
+        /// For --profile paper: a folder holding vit-base-patch16-224-in21k/ (and
+        /// bert-base-uncased/ for fairvlmed), else MULTIFAIR_WEIGHTS_DIR.
+        #[arg(long)]
+        weights_dir: Option<PathBuf>,
         /// Overrides, e.g. --set lr=1e-4 --set unimodal_modality=oct.
         #[arg(long = "set", value_parser = parse_set)]
         sets: Vec<(String, String)>,
@@ -296,6 +306,14 @@ pub struct SweepArgs {
     /// Results folder (default results/SPEC_NAME).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// cpu or paper (the original code's protocol) for every run; default: the spec's, else
+    /// cpu (`reproduce`: paper on real data).
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
+    /// For the paper profile: a folder holding vit-base-patch16-224-in21k/ (and
+    /// bert-base-uncased/ for fairvlmed), else MULTIFAIR_WEIGHTS_DIR.
+    #[arg(long)]
+    weights_dir: Option<PathBuf>,
 }
 
 impl SweepArgs {
@@ -305,6 +323,8 @@ impl SweepArgs {
             epochs: self.epochs,
             labels: self.methods.clone(),
             device: self.device,
+            profile: self.profile,
+            weights_dir: self.weights_dir.clone(),
         }
     }
 
@@ -436,9 +456,15 @@ pub fn run() -> anyhow::Result<()> {
         } => {
             let spec = crate::reproduce::builtin(&name)?;
             let out = sweep.out(&spec);
+            let mut overrides = sweep.overrides();
+            overrides.profile = Some(crate::reproduce::choose_profile(
+                &spec,
+                sweep.data_dir.as_deref(),
+                sweep.profile,
+            ));
             if sweep.dry_run {
                 let data = crate::reproduce::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
-                return print_json(&crate::sweep::plan(&spec, &data, &sweep.overrides())?.runs);
+                return print_json(&crate::sweep::plan(&spec, &data, &overrides)?.runs);
             }
             let figures = figures.unwrap_or_else(|| PathBuf::from("figures").join(&spec.name));
             let table = crate::reproduce::reproduce(
@@ -446,7 +472,7 @@ pub fn run() -> anyhow::Result<()> {
                 sweep.data_dir.as_deref(),
                 &out,
                 &figures,
-                &sweep.overrides(),
+                &overrides,
                 sweep.jobs,
             )?;
             println!("{table}");
@@ -559,24 +585,26 @@ pub fn run() -> anyhow::Result<()> {
             epochs,
             model,
             device,
+            profile,
+            weights_dir,
             sets,
             out,
             stop_after,
             dry_run,
         } => {
-            let attribute = match attribute {
-                Some(a) => a,
-                None if dataset == DatasetKind::Manifest => {
-                    crate::config::attribute_names(dataset, &data_dir)?
-                        .into_iter()
-                        .next()
-                        .context("the manifest declares no attribute")?
-                }
-                None => "race".into(),
-            };
-            let config = TrainConfig::resolve(
-                dataset, data_dir, &method, &attribute, seed, epochs, model, device, &sets,
-            )?;
+            let config = TrainConfig::resolve(&Request {
+                dataset,
+                data_dir,
+                method,
+                attribute,
+                seed,
+                epochs,
+                model,
+                device,
+                profile,
+                weights_dir,
+                sets,
+            })?;
             if dry_run {
                 return print_json(&serde_json::json!({ "config": config }));
             }

@@ -73,6 +73,7 @@ pub fn spec(options: &CompareOptions, dataset: DatasetKind) -> anyhow::Result<Sp
         model: ModelSize::Tiny,
         set,
         tune: None,
+        profile: None,
         runs: rows,
     })
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::device::DeviceSpec;
+use crate::profile::Profile;
 
 /// `torch.optim`'s optimizers, with their semantics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,17 @@ impl Selection {
             Selection::Dto => "dto",
         }
     }
+}
+
+/// The image pipeline of photographs (resize and train-time colour augmentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pipeline {
+    /// Ours: torch's bilinear resize; flip, brightness and contrast within ±0.2.
+    Light,
+    /// The original's: Pillow's antialiased resize; flip, then RandomApply(ColorJitter(0.4,
+    /// 0.4, 0.4, 0.1), p = 0.8) in random order, in 8 bits as on its PIL images.
+    Original,
 }
 
 hparams! {
@@ -117,6 +129,9 @@ hparams! {
         schedule_aux as "schedule_aux": bool = true, Range::Fixed;
         /// auc, auc_logit, es_auc or dto on the validation split.
         selection as "selection": Selection = Selection::Auc, Range::Fixed;
+        /// Photographs' pipeline: light (ours: bilinear, brightness and contrast ±0.2) or
+        /// original (Pillow's antialiased resize, ColorJitter(0.4, 0.4, 0.4, 0.1) with p 0.8).
+        augment as "augment": Pipeline = Pipeline::Light, Range::Fixed;
         /// Loader threads.
         workers as "workers": usize = 2, Range::Fixed;
         /// Image and B-scan size in pixels (the paper size: 224).
@@ -201,6 +216,49 @@ pub struct TrainConfig {
     /// The method preset applied (`--set preset=NAME`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
+    /// The protocol the settings were layered on (absent: `cpu`).
+    #[serde(default, skip_serializing_if = "Profile::is_cpu")]
+    pub profile: Profile,
+}
+
+/// What a run is asked for, before layering: the command line's or a sweep row's.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub dataset: DatasetKind,
+    pub data_dir: PathBuf,
+    pub method: String,
+    /// None: the profile's (the original's), a manifest's first, else race.
+    pub attribute: Option<String>,
+    pub seed: u64,
+    /// None: the profile's, else 10.
+    pub epochs: Option<usize>,
+    /// None: the profile's, else tiny.
+    pub model: Option<ModelSize>,
+    pub device: DeviceSpec,
+    pub profile: Profile,
+    /// The folder of pretrained folders for `--profile paper`.
+    pub weights_dir: Option<PathBuf>,
+    /// `--set` pairs, in order.
+    pub sets: Vec<(String, String)>,
+}
+
+impl Request {
+    /// A request with the defaults: seed 0, flex, the `cpu` profile, nothing set.
+    pub fn new(dataset: DatasetKind, data_dir: impl Into<PathBuf>, method: &str) -> Self {
+        Request {
+            dataset,
+            data_dir: data_dir.into(),
+            method: method.to_owned(),
+            attribute: None,
+            seed: 0,
+            epochs: None,
+            model: None,
+            device: DeviceSpec::Flex,
+            profile: Profile::Cpu,
+            weights_dir: None,
+            sets: Vec::new(),
+        }
+    }
 }
 
 /// A `--set` value as JSON: a number, a boolean, `a,b` of numbers as a list, else a string.
@@ -234,19 +292,28 @@ impl TrainConfig {
     /// Resolves the layers over the defaults; an unknown key or value is an error listing the
     /// valid ones.
     #[allow(clippy::too_many_arguments)]
-    pub fn resolve(
-        dataset: DatasetKind,
-        data_dir: PathBuf,
-        method: &str,
-        attribute: &str,
-        seed: u64,
-        epochs: usize,
-        model: ModelSize,
-        device: DeviceSpec,
-        sets: &[(String, String)],
-    ) -> anyhow::Result<Self> {
-        let info = multifair_core::info(method).map_err(anyhow::Error::msg)?;
+    pub fn resolve(request: &Request) -> anyhow::Result<Self> {
+        let Request {
+            dataset,
+            method,
+            profile,
+            ..
+        } = request;
+        let (dataset, method, profile) = (*dataset, method.as_str(), *profile);
+        let data_dir = request.data_dir.clone();
         let names = attribute_names(dataset, &data_dir)?;
+        let attribute = match (&request.attribute, profile.attribute(dataset)) {
+            (Some(a), _) => a.clone(),
+            (None, Some(a)) => a.to_owned(),
+            (None, None) if dataset == DatasetKind::Manifest => (names.first().cloned())
+                .ok_or_else(|| anyhow::anyhow!("the manifest declares no attribute"))?,
+            (None, None) => "race".to_owned(),
+        };
+        let attribute = attribute.as_str();
+        let epochs = (request.epochs.or(profile.epochs())).unwrap_or(10);
+        let model = (request.model.or(profile.model())).unwrap_or(ModelSize::Tiny);
+        let (seed, device, sets) = (request.seed, request.device, &request.sets[..]);
+        let info = multifair_core::info(method).map_err(anyhow::Error::msg)?;
         if !names.iter().any(|a| a == attribute) {
             let known = names.join(", ");
             bail!(
@@ -258,7 +325,11 @@ impl TrainConfig {
         let preset = sets.iter().rev().find(|(k, _)| k == "preset");
         let own = info.presets.iter().find(|(n, _)| *n == dataset.name());
         let preset = (preset.map(|(_, v)| v.clone())).or_else(|| own.map(|(n, _)| n.to_string()));
-        let layers = layers(model, info, preset.as_deref(), sets)?;
+        let first = match profile {
+            Profile::Cpu => model_layer(model),
+            Profile::Paper => profile.layer(dataset, request.weights_dir.as_deref())?,
+        };
+        let layers = layers(first, info, preset.as_deref(), sets)?;
         let (engine, hparams, given) = split(layers);
         let engine: Engine = typed(engine, &given)?;
         let defaults = (info.defaults)().as_object().cloned().unwrap_or_default();
@@ -277,6 +348,7 @@ impl TrainConfig {
             engine,
             hparams: Value::Object(hparams),
             preset,
+            profile,
         };
         config.check()?;
         Ok(config)
@@ -350,10 +422,10 @@ impl TrainConfig {
     }
 }
 
-/// The layers in order, as (key, `--set` text): the model size's settings, the method's paper
-/// settings, the preset's, then the command line's.
+/// The layers in order, as (key, `--set` text): the profile's (or the model size's) settings,
+/// the method's paper settings, the preset's, then the command line's.
 fn layers<'a>(
-    model: ModelSize,
+    first: Vec<(&'static str, String)>,
     info: &MethodInfo,
     preset: Option<&str>,
     sets: &'a [(String, String)],
@@ -363,7 +435,7 @@ fn layers<'a>(
         Some(name) => preset_pairs(info, name)?,
     };
     let fixed = info.engine_defaults.iter().chain(preset);
-    Ok(model_layer(model)
+    Ok(first
         .into_iter()
         .chain(fixed.map(|(k, v)| (*k, v.to_string())))
         .chain((sets.iter().filter(|(k, _)| k != "preset")).map(|(k, v)| (k.as_str(), v.clone())))
@@ -487,21 +559,11 @@ pub fn keys_help() -> String {
 /// for the unit tests.
 #[cfg(test)]
 pub(crate) fn for_tests(method: &str, sets: &[(&str, &str)]) -> anyhow::Result<TrainConfig> {
-    let sets: Vec<(String, String)> = (sets.iter())
+    let mut request = Request::new(DatasetKind::FairVision, "unused", method);
+    request.sets = (sets.iter())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let (dataset, data) = (DatasetKind::FairVision, PathBuf::from("unused"));
-    TrainConfig::resolve(
-        dataset,
-        data,
-        method,
-        "race",
-        0,
-        10,
-        ModelSize::Tiny,
-        DeviceSpec::Flex,
-        &sets,
-    )
+    TrainConfig::resolve(&request)
 }
 
 #[cfg(test)]
@@ -608,22 +670,11 @@ mod tests {
     #[test]
     fn a_preset_named_after_the_dataset_applies_by_itself() {
         let on = |dataset, sets: &[(&str, &str)]| {
-            let sets: Vec<(String, String)> = sets
-                .iter()
+            let mut request = Request::new(dataset, "unused", "multifair_ref");
+            request.sets = (sets.iter())
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            let c = TrainConfig::resolve(
-                dataset,
-                "unused".into(),
-                "multifair_ref",
-                "race",
-                0,
-                2,
-                ModelSize::Tiny,
-                DeviceSpec::Flex,
-                &sets,
-            )
-            .unwrap();
+            let c = TrainConfig::resolve(&request).unwrap();
             (
                 c.hparams["multifair_beta"].as_f64(),
                 c.hparams["multifair_tau"].as_f64(),

@@ -14,6 +14,7 @@ pub mod mlflow;
 pub mod optim;
 pub mod outputs;
 pub mod plot;
+pub mod profile;
 pub mod reproduce;
 pub mod runs;
 pub mod score;

@@ -10,6 +10,7 @@ use multifair_data::cohort::{self, CohortConfig};
 use multifair_data::synthetic::{SyntheticConfig, generate};
 use multifair_data::{DatasetKind, manifest};
 
+use crate::profile::Profile;
 use crate::sweep::{Overrides, Spec, sweep_local};
 use crate::table::Format;
 
@@ -87,6 +88,25 @@ pub fn resolve_data(spec: &Spec, data_dir: Option<&Path>, out: &Path) -> anyhow:
             .with_context(|| format!("writing {}", data.display()))?;
     }
     Ok(data)
+}
+
+/// The protocol `reproduce` runs, said on stderr: the one asked for, else the spec's, else
+/// `paper` on a real FairVision or FairVLMed folder (`--data-dir` or the environment variable)
+/// and `cpu` on the synthetic benchmark.
+pub fn choose_profile(spec: &Spec, data_dir: Option<&Path>, asked: Option<Profile>) -> Profile {
+    let real = data_dir.is_some() || std::env::var_os(env_var(spec.dataset)).is_some();
+    let has_paper = Profile::Paper.attribute(spec.dataset).is_some();
+    let (profile, why) = match (asked.or(spec.profile), real && has_paper) {
+        (Some(p), _) => (p, "as asked"),
+        (None, true) => (Profile::Paper, "real data: the original code's protocol"),
+        (None, false) => (Profile::Cpu, "the small CPU setting"),
+    };
+    eprintln!(
+        "{}: profile {} ({why}; --profile cpu|paper chooses)",
+        spec.name,
+        profile.name()
+    );
+    profile
 }
 
 /// Sweeps `spec` locally into `out`, then writes `out/table.{md,tex,csv}` and the figures into

@@ -7,13 +7,13 @@ use anyhow::Context;
 use burn::tensor::Device;
 use multifair_core::{DeviceBatch, Method, Setup};
 use multifair_data::loader::{Batch, Loader, LoaderConfig, ModalityBatch};
-use multifair_data::preprocess::Augment;
+use multifair_data::preprocess::{Augment, Resize};
 use multifair_data::tokenizer;
 use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind, Schema, SplitIndex};
 use multifair_models::pretrained::size_encoder;
 use multifair_models::{EncoderConfig, ModalityInput, ModelConfig};
 
-use crate::config::TrainConfig;
+use crate::config::{Pipeline, TrainConfig};
 
 /// A run's data, model configuration and device.
 pub struct Run {
@@ -96,8 +96,15 @@ impl Run {
         let mut base = LoaderConfig::new(engine.batch_size, engine.image_size, engine.slices);
         (base.seed, base.workers, base.max_tokens) =
             (config.seed, engine.workers, engine.max_tokens);
+        let augment = match engine.augment {
+            Pipeline::Light => Augment::default(),
+            Pipeline::Original => {
+                base.resize = Resize::Pillow;
+                Augment::ORIGINAL
+            }
+        };
         let mut train_config = base.clone();
-        (train_config.shuffle, train_config.augment) = (true, Some(Augment::default()));
+        (train_config.shuffle, train_config.augment) = (true, Some(augment));
         if method.balanced_sampling() {
             train_config.balance_attribute = Some(attribute);
         }

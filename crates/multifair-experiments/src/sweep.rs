@@ -19,9 +19,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::TrainConfig;
+use crate::config::{Request, TrainConfig};
 use crate::device::DeviceSpec;
 use crate::durable::{LOCKED_EXIT, RunLock};
+use crate::profile::Profile;
 
 /// One row of a spec: a label, a registered method and its `--set` pairs.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -54,6 +55,10 @@ pub struct Spec {
     /// `--set` pairs for every run.
     #[serde(default)]
     pub set: BTreeMap<String, toml::Value>,
+    /// The protocol (`cpu` or `paper`; default: `cpu`, or for `reproduce`, `paper` on real
+    /// data). `paper` brings its own model, epochs and attribute in place of the spec's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
     /// The keys `multifair tune` draws (default: each method's declared ranges, and the
     /// engine's `lr` and `weight_decay`); keys the spec or a row sets are never tuned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,6 +127,9 @@ pub struct PlannedRun {
     pub folder: PathBuf,
     /// The `--set` pairs that, with the fields above, rebuild `config`.
     pub sets: Vec<(String, String)>,
+    /// The weights folder a `paper` run was resolved with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_dir: Option<PathBuf>,
     pub config: TrainConfig,
 }
 
@@ -154,6 +162,12 @@ impl PlannedRun {
             "--device".into(),
             c.device.to_string(),
         ];
+        if c.profile != Profile::Cpu {
+            args.extend(["--profile".into(), c.profile.name().into()]);
+        }
+        if let Some(dir) = &self.weights_dir {
+            args.extend(["--weights-dir".into(), dir.display().to_string()]);
+        }
         for (k, v) in &self.sets {
             args.extend(["--set".into(), format!("{k}={v}")]);
         }
@@ -184,6 +198,10 @@ pub struct Overrides {
     /// Keep only these labels (in the spec's order).
     pub labels: Option<Vec<String>>,
     pub device: Option<DeviceSpec>,
+    /// In place of the spec's profile.
+    pub profile: Option<Profile>,
+    /// The folder of pretrained folders for the `paper` profile.
+    pub weights_dir: Option<PathBuf>,
 }
 
 /// Expands `spec` over `data_dir` into runs (folders under `runs/`).
@@ -208,7 +226,18 @@ pub fn plan(spec: &Spec, data_dir: &Path, overrides: &Overrides) -> anyhow::Resu
         }
         spec.runs.retain(|r| labels.contains(&r.label));
     }
-    let (dataset, model) = (spec.dataset, spec.model);
+    let profile = overrides.profile.or(spec.profile).unwrap_or_default();
+    spec.profile = overrides.profile.or(spec.profile);
+    // The paper profile is the original's protocol: its model, epochs and grouping attribute.
+    if let Some(model) = profile.model() {
+        spec.model = model;
+    }
+    if let (None, Some(epochs)) = (overrides.epochs, profile.epochs()) {
+        spec.epochs = epochs;
+    }
+    if let Some(attribute) = profile.attribute(spec.dataset) {
+        spec.attributes = vec![attribute.to_owned()];
+    }
     let device = overrides.device.unwrap_or_default();
     let seeds = spec.seed_values();
     let mut runs = Vec::new();
@@ -221,17 +250,19 @@ pub fn plan(spec: &Spec, data_dir: &Path, overrides: &Overrides) -> anyhow::Resu
         sets.extend(row.set.iter().map(|(k, v)| (k.clone(), set_value(v))));
         for attribute in &spec.attributes {
             for (seed_index, &seed) in seeds.iter().enumerate() {
-                let config = TrainConfig::resolve(
-                    dataset,
-                    data_dir.to_path_buf(),
-                    &row.method,
-                    attribute,
+                let config = TrainConfig::resolve(&Request {
+                    dataset: spec.dataset,
+                    data_dir: data_dir.to_path_buf(),
+                    method: row.method.clone(),
+                    attribute: Some(attribute.clone()),
                     seed,
-                    spec.epochs,
-                    model,
+                    epochs: Some(spec.epochs),
+                    model: Some(spec.model),
                     device,
-                    &sets,
-                )
+                    profile,
+                    weights_dir: overrides.weights_dir.clone(),
+                    sets: sets.clone(),
+                })
                 .with_context(|| format!("{}: run '{}'", spec.name, row.label))?;
                 let id = format!("{:016x}", fnv1a(&serde_json::to_string(&config)?));
                 let folder = PathBuf::from("runs")
@@ -247,6 +278,7 @@ pub fn plan(spec: &Spec, data_dir: &Path, overrides: &Overrides) -> anyhow::Resu
                     seed,
                     folder,
                     sets: sets.clone(),
+                    weights_dir: overrides.weights_dir.clone(),
                     config,
                 });
             }

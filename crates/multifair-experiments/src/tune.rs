@@ -99,6 +99,7 @@ pub fn trial_spec(spec: &Spec, trials: usize) -> anyhow::Result<Spec> {
         seeds: 1,
         seed_list: Some(vec![first_seed]),
         tune: None,
+        profile: None,
         runs,
         ..spec.clone()
     })

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
@@ -63,6 +63,7 @@ pub const INFO: MethodInfo = MethodInfo {
             lambda: h.lambda,
             gradients: h.direction == Direction::Gradients,
             scale_projections: h.scale_projections,
+            previous: h.previous,
             state: CggmState::default(),
         }))
     },
@@ -105,15 +106,22 @@ hparams! {
         direction as "cggm_direction": Direction = Direction::Weights, Range::Choice(&["weights", "gradients"]);
         /// Scale the modalities' projections too (ours); CGGM's code scales the encoders only.
         scale_projections as "cggm_scale_projections": bool = false, Range::Fixed;
+        /// With `weights`: compare the previous step's classifier weights, as the original,
+        /// whose L_gm is built after a step and enters the next one's loss; false: the
+        /// current weights (ours).
+        previous as "cggm_previous_weights": bool = true, Range::Fixed;
     }
 }
 
-/// What a checkpoint keeps: the previous step's accuracies and coefficients.
+/// What a checkpoint keeps: the previous step's accuracies, coefficients and classifier
+/// weights (the fused classifier's, then each modality's, with their shapes).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CggmState {
     prev_acc: Vec<f64>,
     prev_b: Vec<f64>,
+    #[serde(default)]
+    prev_weights: Vec<([usize; 2], Vec<f32>)>,
 }
 
 pub struct Cggm {
@@ -121,6 +129,7 @@ pub struct Cggm {
     lambda: f64,
     gradients: bool,
     scale_projections: bool,
+    previous: bool,
     state: CggmState,
 }
 
@@ -135,6 +144,13 @@ pub fn coefficients(improvements: &[f64]) -> Vec<f64> {
 fn direction_term(cos: Tensor<1>, b: f64, modalities: usize) -> Tensor<1> {
     let m = modalities as f64;
     cos.mul_scalar(-b / m).add_scalar(b.abs() / m)
+}
+
+/// `then`'s values with `now`'s gradient path: a function of it differentiated at `then` and
+/// the gradient credited to the parameter `now` (the original's L_gm is built from one step's
+/// weights and back-propagated at the next).
+fn at_previous(then: Tensor<2>, now: Tensor<2>) -> Tensor<2> {
+    then + (now.clone() - now.detach())
 }
 
 impl Method for Cggm {
@@ -185,12 +201,31 @@ impl Method for Cggm {
             .collect();
         let b = coefficients(&improvement);
 
+        // The classifiers' weights as the direction term compares them: this step's, or in the
+        // original's form the previous step's (the fused side's gradient evaluated there and
+        // applied to the current parameter; none at the first step).
+        let weights: Vec<Tensor<2>> = std::iter::once(model.head.classifier_weight())
+            .chain(model.aux.iter().map(|a| a.classifier_weight()))
+            .collect();
+        let previous = self.previous && !self.gradients;
+        let compared: Option<Vec<Tensor<2>>> = match previous {
+            false => Some(weights.clone()),
+            true if self.state.prev_weights.len() == weights.len() => Some(
+                (self.state.prev_weights.iter().zip(&weights))
+                    .map(|((shape, values), now)| {
+                        let data = TensorData::new(values.clone(), shape.to_vec());
+                        at_previous(Tensor::from_data(data, &now.device()), now.clone())
+                    })
+                    .collect(),
+            ),
+            true => None,
+        };
         let mut direction: Option<Tensor<1>> = None;
-        if self.lambda != 0.0 {
+        if let (true, Some(compared)) = (self.lambda != 0.0, compared) {
             let fused_side = if self.gradients {
                 last_layer_gradient(hidden, fused_logits.clone(), batch.onehot.clone())
             } else {
-                model.head.classifier_weight()
+                compared[0].clone()
             };
             for (j, prev) in self.state.prev_b.iter().enumerate() {
                 let own = if self.gradients {
@@ -200,7 +235,7 @@ impl Method for Cggm {
                         batch.onehot.clone(),
                     )
                 } else {
-                    model.aux[j].classifier_weight()
+                    compared[j + 1].clone()
                 };
                 let cos = cosine(fused_side.clone(), own.detach());
                 let term = direction_term(cos, *prev, self.state.prev_b.len());
@@ -209,6 +244,15 @@ impl Method for Cggm {
                     None => term,
                 });
             }
+        }
+        if previous {
+            self.state.prev_weights = (weights.into_iter())
+                .map(|w| {
+                    let [r, c] = w.dims();
+                    let values = w.detach().into_data().try_to_vec::<f32>();
+                    ([r, c], values.expect("classifier weights"))
+                })
+                .collect();
         }
         let mut objective = per_sample.clone().mean();
         if let Some(d) = direction {
@@ -269,6 +313,27 @@ mod tests {
             })
             .sum();
         assert!((total - 0.38).abs() < 1e-6, "{total}");
+    }
+
+    #[test]
+    fn the_previous_weights_term_is_differentiated_at_the_previous_weights() {
+        let device = Device::flex().autodiff();
+        let other = Tensor::<2>::from_floats([[0.3, -0.2], [0.1, 0.4]], &device);
+        let then = [[0.5f32, 0.1], [-0.3, 0.2]];
+        let now = Tensor::<2>::from_floats([[0.9, -0.4], [0.2, 0.7]], &device).require_grad();
+        let term = cosine(
+            at_previous(Tensor::from_floats(then, &device), now.clone()),
+            other.clone(),
+        );
+        let shifted = now.grad(&term.backward()).unwrap();
+        let direct = Tensor::<2>::from_floats(then, &device).require_grad();
+        let grads = cosine(direct.clone(), other).backward();
+        let at_then = direct.grad(&grads).unwrap();
+        let (a, b): (Vec<f32>, Vec<f32>) = (
+            shifted.into_data().try_to_vec().unwrap(),
+            at_then.into_data().try_to_vec().unwrap(),
+        );
+        assert_eq!(a, b);
     }
 
     #[test]

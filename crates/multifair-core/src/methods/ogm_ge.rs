@@ -31,7 +31,19 @@ hparams! {
         end as "ogm_end": usize = 50, Range::Fixed;
         /// Generalisation enhancement: Gaussian noise on the encoder gradients (false: OGM).
         noise as "ogm_noise": bool = true, Range::Choice(&["true", "false"]);
+        /// Which gradients are modulated: all (every parameter of the encoder and its
+        /// projection, our adaptation to ViT encoders) or conv (4-D ones only, the original's
+        /// rule for its ResNets, which on a ViT leaves the patch embedding alone modulated).
+        params as "ogm_params": Params = Params::All, Range::Fixed;
     }
+}
+
+/// The gradients OGM-GE modulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Params {
+    All,
+    Conv,
 }
 
 pub const INFO: MethodInfo = MethodInfo {
@@ -59,6 +71,7 @@ pub const INFO: MethodInfo = MethodInfo {
             start: h.start,
             end: h.end,
             noise: h.noise,
+            params: h.params,
             epoch: 0,
         }))
     },
@@ -69,6 +82,7 @@ pub struct OgmGe {
     start: usize,
     end: usize,
     noise: bool,
+    params: Params,
     epoch: usize,
 }
 
@@ -90,15 +104,20 @@ pub fn coefficients(scores: &[f64], alpha: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Multiplies each visited gradient by `k` and, with `noise`, adds N(0, std(g)^2 + 1e-8) noise.
+/// Multiplies each visited gradient by `k` and, with `noise`, adds N(0, std(g)^2 + 1e-8) noise;
+/// with `Params::Conv`, 4-D gradients only.
 struct Modulate<'a> {
     grads: &'a mut GradientsParams,
     k: f64,
     noise: bool,
+    params: Params,
 }
 
 impl ModuleVisitor for Modulate<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.params == Params::Conv && D != 4 {
+            return;
+        }
         let Some(g) = self.grads.remove::<D>(param.id) else {
             return;
         };
@@ -157,9 +176,12 @@ impl Method for OgmGe {
                     grads: &mut out.grads,
                     k,
                     noise: self.noise,
+                    params: self.params,
                 };
                 model.encoders[m].visit(&mut visitor);
-                model.projections[m].visit(&mut visitor);
+                if self.params == Params::All {
+                    model.projections[m].visit(&mut visitor);
+                }
             }
         }
         for (m, (s, k)) in scores.iter().zip(&k).enumerate() {
