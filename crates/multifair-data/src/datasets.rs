@@ -223,10 +223,12 @@ impl DatasetKind {
         }
     }
 
-    /// Notes CSVs, tried in order, when the npz has no `note` (FairVLMed's public release).
+    /// Notes CSVs, tried in order; a note they hold comes before the npz's (the original reads
+    /// `data_summary.csv`'s `note` column; FairVLMed's public release ships the others).
     fn notes_files(self) -> &'static [&'static str] {
         match self {
             DatasetKind::FairVlmed => &[
+                "data_summary.csv",
                 "gpt4_summarized_notes.csv",
                 "gpt-4_summarized_notes.csv",
                 "original_notes.csv",
@@ -605,30 +607,31 @@ pub fn read_record(
     for modality in kind.modalities() {
         match modality.kind {
             ModalityKind::Text => {
-                if npz.contains(modality.key) {
+                // A notes CSV first, then the npz's own note, as the original reads them.
+                // The CSVs name files with or without the extension.
+                let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned());
+                let from_csv = notes.and_then(|n| {
+                    file_name
+                        .and_then(|f| n.get(&f))
+                        .or_else(|| n.get(&id))
+                        .cloned()
+                });
+                if from_csv.is_some() {
+                    note = from_csv;
+                } else if npz.contains(modality.key) {
                     npz.read(modality.key)?
                         .scalar_str()
                         .map_err(|e| value_error(path, modality.key, e.to_string()))?;
                 } else {
-                    // The CSVs name files with or without the extension.
-                    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned());
-                    let from_csv = notes.and_then(|n| {
-                        file_name
-                            .and_then(|f| n.get(&f))
-                            .or_else(|| n.get(&id))
-                            .cloned()
-                    });
-                    note = Some(from_csv.ok_or_else(|| {
-                        value_error(
-                            path,
+                    return Err(value_error(
+                        path,
+                        modality.key,
+                        format!(
+                            "no note: no notes CSV ({}) lists this file and the npz has no '{}'",
+                            kind.notes_files().join(", "),
                             modality.key,
-                            format!(
-                                "no note: the npz has no '{}' and no notes CSV ({}) lists this file",
-                                modality.key,
-                                kind.notes_files().join(", ")
-                            ),
-                        )
-                    })?);
+                        ),
+                    ));
                 }
             }
             ModalityKind::Tabular => unreachable!("npz datasets have no tabular modality"),
@@ -683,8 +686,10 @@ pub fn race_code(name: &str) -> Option<i64> {
         .map(|&(_, c)| c)
 }
 
-/// The first notes CSV found at the root or under `ReadMe/`: file name (column 0) -> text
-/// (column 2).
+/// The first notes CSV found at the root or under `ReadMe/`: file name -> text. The columns
+/// are named in the header (`note`, and `filename`, `id` or `file_id`, as the original's
+/// `data_summary.csv`) or else positional (the file in column 0, the note in column 2, as the
+/// public release's); an empty note, `nan` or `none` counts as no note.
 fn read_notes(
     kind: DatasetKind,
     root: &Path,
@@ -703,16 +708,29 @@ fn read_notes(
         .flexible(true)
         .from_path(&path)
         .map_err(|e| error(format!("cannot read: {e}")))?;
+    let header = reader
+        .headers()
+        .map_err(|e| error(format!("header: {e}")))?
+        .clone();
+    let named = |name: &str| header.iter().position(|h| h.trim() == name);
+    let key_column = ["filename", "id", "file_id"].iter().find_map(|n| named(n));
+    let (file_at, note_at) = match (key_column, named("note")) {
+        (Some(k), Some(n)) => (k, n),
+        _ => (0, 2),
+    };
     let mut notes = HashMap::new();
     let mut rows: HashMap<String, usize> = HashMap::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| error(format!("row {}: {e}", i + 1)))?;
-        let (Some(file), Some(text)) = (record.get(0), record.get(2)) else {
+        let (Some(file), Some(text)) = (record.get(file_at), record.get(note_at)) else {
             return Err(error(format!(
-                "row {}: expected the file name in column 0 and the note in column 2",
+                "row {}: expected the file name in column {file_at} and the note in column {note_at}",
                 i + 1
             )));
         };
+        if ["", "nan", "none"].contains(&text.trim().to_lowercase().as_str()) {
+            continue;
+        }
         // A number where the note belongs: the columns are not the expected ones.
         if text.trim().parse::<f64>().is_ok() {
             return Err(error(format!(

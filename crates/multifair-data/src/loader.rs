@@ -48,6 +48,8 @@ pub struct LoaderConfig {
     pub slices: usize,
     /// Tokens per note, [CLS] and [SEP] included.
     pub max_tokens: usize,
+    /// Notes as the original prepares them ([`original_note`]); else lower-cased only.
+    pub original_notes: bool,
     /// Balanced group sampling on this attribute (index into the dataset's attributes): each
     /// epoch draws as many samples as the split has, with replacement, every group equally
     /// likely, then a member uniformly (torch's WeightedRandomSampler with weights 1 / n_g);
@@ -70,6 +72,7 @@ impl LoaderConfig {
             image_size,
             slices,
             max_tokens: 128,
+            original_notes: false,
             balance_attribute: None,
         }
     }
@@ -471,9 +474,23 @@ fn build_from_indices(shared: &Shared, indices: &[usize], epoch: u64) -> Result<
 /// Tokenises one text (lower-cased, as the uncased vocabularies expect) onto a batch.
 fn push_tokens(shared: &Shared, text: &str, out: &mut (Vec<u32>, Vec<u32>)) {
     let tokenizer = shared.tokenizer.as_ref().expect("checked in Loader::new");
-    let encoding = tokenizer.encode(&text.to_lowercase(), shared.config.max_tokens);
+    let text = match shared.config.original_notes {
+        true => original_note(text),
+        false => text.to_lowercase(),
+    };
+    let encoding = tokenizer.encode(&text, shared.config.max_tokens);
     out.0.extend(encoding.ids);
     out.1.extend(encoding.mask);
+}
+
+/// A note as the original prepares it: stripped and lower-cased, and one under 10 characters
+/// (Python's count: code points) replaced by a fixed sentence.
+pub fn original_note(text: &str) -> String {
+    let text = text.trim().to_lowercase();
+    match text.chars().count() < 10 {
+        true => "no significant clinical findings reported".to_owned(),
+        false => text,
+    }
 }
 
 /// Prepares one manifest entry into `slot`; a text entry's text is returned for tokenising

@@ -36,7 +36,7 @@ fn fairvision_capitalised_folders_string_race_and_unknowns() {
 }
 
 #[test]
-fn fairvlmed_notes_from_npz_or_either_csv_spelling() {
+fn fairvlmed_notes_from_either_csv_spelling_before_the_npz() {
     let index = DatasetIndex::open(
         DatasetKind::FairVlmed,
         &fixture("fairvlmed"),
@@ -46,16 +46,87 @@ fn fairvlmed_notes_from_npz_or_either_csv_spelling() {
     let test = index.split(Split::Test).unwrap();
     assert!(test.folder.ends_with("Testing"));
     let train = &index.split(Split::Train).unwrap().samples;
-    // data_00009 has its note only in the CSV; data_00010 keeps it in the npz.
+    // data_00009 has its note only in the CSV; data_00010 in both, and the CSV's comes
+    // first, as the original reads them.
     assert_eq!(
         train[0].note.as_deref(),
         Some("patient 9: optic disc cupping, visual field loss")
     );
-    assert_eq!(train[1].note, None);
+    assert_eq!(
+        train[1].note.as_deref(),
+        Some("patient 10: optic disc cupping, visual field loss")
+    );
     assert_eq!(
         index.summary()[&Split::Train].attributes["ethnicity"]["-1"],
         1
     );
+}
+
+/// The original reads `data_summary.csv`'s named columns before the npz: its note replaces
+/// the npz's; a `nan` note counts as none (the npz's is read); a file with neither is refused.
+#[test]
+fn a_data_summary_note_comes_before_the_npz_note() {
+    let dir = std::env::temp_dir().join(format!("multifair-summary-{}", std::process::id()));
+    for split in ["Training", "Validation", "Testing"] {
+        std::fs::create_dir_all(dir.join(split)).unwrap();
+        for entry in std::fs::read_dir(fixture("fairvlmed").join(split)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(split).join(entry.file_name())).unwrap();
+        }
+    }
+    // 9, 11 and 13 have no note in their npz; 10, 12 and 14 have one.
+    let rows = "data_00009,Nine from the summary\ndata_00010.npz,Ten from the summary\n\
+                data_00011,Eleven\ndata_00012,nan\ndata_00013,Thirteen\n";
+    std::fs::write(
+        dir.join("data_summary.csv"),
+        format!("age,filename,note\n{}", rows.replace("data", "70,data")),
+    )
+    .unwrap();
+    let index = DatasetIndex::open(DatasetKind::FairVlmed, &dir, BadFilePolicy::Fail).unwrap();
+    let note = |split, id: &str| {
+        let samples = &index.split(split).unwrap().samples;
+        samples.iter().find(|s| s.id == id).unwrap().note.clone()
+    };
+    assert_eq!(
+        note(Split::Train, "data_00010").as_deref(),
+        Some("Ten from the summary")
+    );
+    assert_eq!(
+        note(Split::Train, "data_00009").as_deref(),
+        Some("Nine from the summary")
+    );
+    assert_eq!(note(Split::Val, "data_00012"), None, "nan: the npz's note");
+    // Without a row for 13, whose npz has no note, the file is refused by name.
+    std::fs::write(
+        dir.join("data_summary.csv"),
+        format!(
+            "filename,note\n{}",
+            &rows[..rows.find("data_00013").unwrap()]
+        ),
+    )
+    .unwrap();
+    let e = DatasetIndex::open(DatasetKind::FairVlmed, &dir, BadFilePolicy::Fail).unwrap_err();
+    assert!(
+        e.to_string().contains("data_00013") && e.to_string().contains("no note"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_original_note_rule_replaces_short_notes() {
+    use multifair_data::loader::original_note;
+    assert_eq!(original_note("  Mild CDR, IOP 21 "), "mild cdr, iop 21");
+    assert_eq!(
+        original_note(" ok. "),
+        "no significant clinical findings reported"
+    );
+    // Python's len counts code points: 9 accented letters are short.
+    assert_eq!(
+        original_note("ééééééééé"),
+        "no significant clinical findings reported"
+    );
+    assert_eq!(original_note("Éééééééééé"), "éééééééééé");
 }
 
 #[test]

@@ -140,6 +140,9 @@ hparams! {
         slices as "slices": usize = ModelSize::Tiny.inputs().1, Range::Fixed;
         /// Tokens per note.
         max_tokens as "max_tokens": usize = 128, Range::Fixed;
+        /// Notes as the original prepares them: stripped, lower-cased, and one under 10
+        /// characters replaced by "no significant clinical findings reported".
+        original_notes as "original_notes": bool = false, Range::Fixed;
         /// Steps between modulation diagnostics (encoder update / parameter norm, real and
         /// unmodulated); 0: off. The counterfactual step draws its own dropout masks.
         diagnostics_every as "diagnostics_every": usize = 0, Range::Fixed;

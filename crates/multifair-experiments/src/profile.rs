@@ -98,6 +98,7 @@ impl Profile {
             ("slices", "10"),
             ("max_tokens", "512"),
             ("augment", "original"),
+            ("original_notes", "true"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))

@@ -94,8 +94,17 @@ impl Run {
             .map_err(|e| anyhow::anyhow!("{} on {}: {e}", config.method, kind.name()))?;
 
         let mut base = LoaderConfig::new(engine.batch_size, engine.image_size, engine.slices);
-        (base.seed, base.workers, base.max_tokens) =
-            (config.seed, engine.workers, engine.max_tokens);
+        (
+            base.seed,
+            base.workers,
+            base.max_tokens,
+            base.original_notes,
+        ) = (
+            config.seed,
+            engine.workers,
+            engine.max_tokens,
+            engine.original_notes,
+        );
         let augment = match engine.augment {
             Pipeline::Light => Augment::default(),
             Pipeline::Original => {
