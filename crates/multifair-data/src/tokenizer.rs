@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use unicode_categories::UnicodeCategories;
 use unicode_normalization::UnicodeNormalization;
 
 /// The reference's note for an empty one.
@@ -165,11 +166,15 @@ impl WordPiece {
         Encoding { ids, mask }
     }
 
-    /// BERT's basic tokenizer: words and single punctuation / CJK characters.
+    /// BERT's normaliser and pre-tokenizer, as Hugging Face's `BertNormalizer` and
+    /// `BertPreTokenizer` run them: control and format characters dropped, whitespace to
+    /// spaces, CJK characters set apart, then (lower-cased models) accents stripped (NFD, then
+    /// non-spacing marks removed) and lower case; words split at whitespace and each
+    /// punctuation character kept as its own word.
     fn basic_split(&self, text: &str) -> Vec<String> {
         let mut cleaned = String::with_capacity(text.len());
         for c in text.chars() {
-            if c == '\0' || c == '\u{fffd}' || (c.is_control() && !c.is_whitespace()) {
+            if c == '\0' || c == '\u{fffd}' || is_control(c) {
                 continue;
             }
             if is_cjk(c) {
@@ -181,11 +186,8 @@ impl WordPiece {
         let mut words = Vec::new();
         for token in cleaned.split_whitespace() {
             let token: String = if self.lowercase {
-                token
-                    .to_lowercase()
-                    .nfd()
-                    .filter(|c| !is_combining_mark(*c))
-                    .collect()
+                let stripped: String = token.nfd().filter(|c| !c.is_mark_nonspacing()).collect();
+                stripped.to_lowercase()
             } else {
                 token.to_owned()
             };
@@ -245,19 +247,15 @@ impl WordPiece {
     }
 }
 
-fn is_combining_mark(c: char) -> bool {
-    // Unicode category Mn, as BERT's accent stripping removes.
-    unicode_normalization::char::is_combining_mark(c)
+/// Dropped by BERT's text cleaning: Unicode "other" characters (control, format, unassigned,
+/// private use, surrogate) but tab, newline and carriage return, which count as whitespace.
+fn is_control(c: char) -> bool {
+    !matches!(c, '\t' | '\n' | '\r') && c.is_other()
 }
 
-/// BERT's punctuation: every non-alphanumeric printable ASCII character, and Unicode category P
-/// (approximated outside ASCII by the punctuation blocks: general, CJK, full-width, Latin-1).
+/// BERT's punctuation: ASCII punctuation and Unicode category P.
 fn is_punctuation(c: char) -> bool {
-    c.is_ascii_punctuation()
-        || matches!(c as u32,
-            0x2010..=0x2027 | 0x2030..=0x205E | 0x3001..=0x3003 | 0x3008..=0x3011
-            | 0xFF01..=0xFF0F | 0xFF1A..=0xFF20 | 0xFF3B..=0xFF40 | 0xFF5B..=0xFF65)
-        || matches!(c, '¡' | '§' | '«' | '¶' | '·' | '»' | '¿')
+    c.is_ascii_punctuation() || c.is_punctuation()
 }
 
 fn is_cjk(c: char) -> bool {
