@@ -79,11 +79,15 @@ impl ModelSize {
     ) -> EncoderConfig {
         match kind {
             "image" => EncoderConfig::Image(self.vit(3, image_size)),
+            // The paper size is the original's layout: the grey slice repeated on three channels,
+            // aggregator dropout 0.1, the position encoding from zeros.
             "volume" => EncoderConfig::Volume(OctConfig {
-                slice: self.vit(1, image_size),
+                slice: self.vit(if self == ModelSize::Paper { 3 } else { 1 }, image_size),
                 slices,
                 aggregator_layers: 2,
                 aggregator_heads: 4,
+                aggregator_dropout: 0.1,
+                zero_position: self == ModelSize::Paper,
             }),
             "text" => EncoderConfig::Text(match self {
                 ModelSize::Tiny => TextConfig {
@@ -96,6 +100,7 @@ impl ModelSize {
                     intermediate: 128,
                     dropout: 0.1,
                     layer_norm_eps: 1e-12,
+                    cls_dropout: 0.0,
                 },
                 ModelSize::Paper => TextConfig {
                     vocab_size: vocab,
@@ -107,6 +112,8 @@ impl ModelSize {
                     intermediate: 3072,
                     dropout: 0.1,
                     layer_norm_eps: 1e-12,
+                    // The original's TextEncoder: Dropout(0.1) on the [CLS] feature.
+                    cls_dropout: 0.1,
                 },
             }),
             _ => EncoderConfig::Tabular(MlpConfig {

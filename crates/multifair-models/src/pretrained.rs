@@ -187,6 +187,7 @@ pub fn bert_config(folder: &Path) -> Result<TextConfig, String> {
         intermediate: count(&c, "intermediate_size")?,
         dropout: number(&c, "hidden_dropout_prob", 0.1)?,
         layer_norm_eps: number(&c, "layer_norm_eps", 1e-12)?,
+        cls_dropout: 0.0,
     })
 }
 
@@ -337,9 +338,11 @@ pub fn size_encoder(
     };
     match (kind, encoder) {
         (Some("image"), EncoderConfig::Image(c)) => *c = vit(3)?,
-        (Some("volume"), EncoderConfig::Volume(c)) => c.slice = vit(1)?,
+        (Some("volume"), EncoderConfig::Volume(c)) => c.slice = vit(c.slice.in_channels)?,
         (Some("text"), EncoderConfig::Text(c)) => {
+            let cls_dropout = c.cls_dropout;
             *c = bert_config(folder)?;
+            c.cls_dropout = cls_dropout;
             if c.vocab_size != vocab {
                 return Err(format!(
                     "--set {key}={}: config.json has {} tokens, its tokenizer {vocab}",
@@ -362,7 +365,8 @@ pub fn size_encoder(
 }
 
 /// `encoder` rebuilt from the Hugging Face folder: a ViT for images, the OCT branch's slice
-/// encoder (one channel: filters summed over RGB), or the text encoder.
+/// encoder (as it is: three channels, or one with the filters summed over RGB), or the text
+/// encoder (keeping its [CLS] dropout).
 pub fn load_encoder(
     encoder: &Encoder,
     folder: &Path,
@@ -375,12 +379,18 @@ pub fn load_encoder(
         }
         Encoder::Volume(oct) => {
             let (vit, report) = load_vit(folder, device)?;
-            let oct = oct.clone().with_slice_encoder(vit.single_channel());
-            (Encoder::Volume(oct), report)
+            let vit = match oct.slice_channels() {
+                1 => vit.single_channel(),
+                _ => vit,
+            };
+            (Encoder::Volume(oct.clone().with_slice_encoder(vit)), report)
         }
-        Encoder::Text(_) => {
+        Encoder::Text(text) => {
             let (bert, report) = load_bert(folder, device)?;
-            (Encoder::Text(bert), report)
+            (
+                Encoder::Text(bert.with_cls_dropout(text.cls_dropout())),
+                report,
+            )
         }
         Encoder::Tabular(_) => return Err("tabular encoders have no pretrained weights".into()),
     })

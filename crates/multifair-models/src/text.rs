@@ -19,6 +19,9 @@ pub struct TextConfig {
     pub intermediate: usize,
     pub dropout: f64,
     pub layer_norm_eps: f64,
+    /// Dropout on the [CLS] feature the encoder returns.
+    #[serde(default)]
+    pub cls_dropout: f64,
 }
 
 #[derive(Module, Debug)]
@@ -29,6 +32,7 @@ pub struct TextEncoder {
     norm: LayerNorm,
     dropout: Dropout,
     encoder: TransformerEncoder,
+    cls_dropout: Dropout,
 }
 
 impl TextConfig {
@@ -51,16 +55,29 @@ impl TextConfig {
             .with_norm_first(false)
             .with_layer_norm_eps(self.layer_norm_eps)
             .init(device),
+            cls_dropout: DropoutConfig::new(self.cls_dropout).init(),
         }
     }
 }
 
 impl TextEncoder {
+    /// The [CLS] feature's dropout probability.
+    pub fn cls_dropout(&self) -> f64 {
+        self.cls_dropout.prob
+    }
+
+    /// The same encoder with `prob` dropout on its [CLS] feature.
+    pub fn with_cls_dropout(mut self, prob: f64) -> Self {
+        self.cls_dropout = DropoutConfig::new(prob).init();
+        self
+    }
+
     /// Token ids and attention mask (1 = token, 0 = padding), both [B, L] -> [CLS] features [B, hidden].
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2, Int>) -> Tensor<2> {
         let x = self.hidden_states(ids, mask);
         let [b, _, d] = x.dims();
-        x.slice([0..b, 0..1, 0..d]).reshape([b, d])
+        self.cls_dropout
+            .forward(x.slice([0..b, 0..1, 0..d]).reshape([b, d]))
     }
 
     /// The mean of the token states over the mask (sentence-transformers' mean pooling) [B, hidden].

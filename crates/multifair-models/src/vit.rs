@@ -74,6 +74,11 @@ impl Vit {
         self
     }
 
+    /// Input channels of the patch embedding.
+    pub fn in_channels(&self) -> usize {
+        self.patch.weight.dims()[1]
+    }
+
     /// Images [B, C, H, W] -> pooled features [B, hidden].
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.patch.forward(images); // [B, d, h, w]
