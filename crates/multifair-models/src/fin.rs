@@ -17,12 +17,14 @@ pub struct FairNorm {
 }
 
 impl FairNorm {
-    /// The reference's initialisation: means N(0, 0.001^2), scales N(0, 1).
+    /// The original training script's initialisation (Harvard-GF `train_glaucoma_fair_fin.py`:
+    /// `fin_mu` 0.01, `fin_sigma` 1, `fin_momentum` 0.3): means N(0, 0.01^2), scales before
+    /// softplus N(0, 1).
     pub fn new(groups: usize, dim: usize, momentum: f64, device: &Device) -> Self {
         FairNorm {
             mus: Param::from_tensor(Tensor::random(
                 [groups, dim],
-                Distribution::Normal(0.0, 0.001),
+                Distribution::Normal(0.0, 0.01),
                 device,
             )),
             sigmas: Param::from_tensor(Tensor::random(
@@ -50,6 +52,23 @@ impl FairNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn initialised_as_the_original_script() {
+        let device = Device::flex();
+        device.seed(0);
+        let fin = FairNorm::new(4, 4096, 0.3, &device);
+        let std = |t: Tensor<2>| {
+            let v: Vec<f32> = t.into_data().try_to_vec().unwrap();
+            let n = v.len() as f64;
+            let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+            (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt()
+        };
+        let (mu, sigma) = (std(fin.mus.val()), std(fin.sigmas.val()));
+        assert!((mu - 0.01).abs() < 0.0005, "{mu}");
+        assert!((sigma - 1.0).abs() < 0.05, "{sigma}");
+        assert_eq!(fin.momentum, 0.3);
+    }
 
     #[test]
     fn normalises_by_group_and_leaves_unknown_samples_alone() {

@@ -1,13 +1,19 @@
-//! FIS, fair identity scaling (Luo et al., "FairVision", ICLR 2024): per-sample loss weights
-//! w = softmax((c l_i + (1 - c) d_{g(i)}) / T) over the batch, from each sample's loss l_i and
-//! its group's Sinkhorn distance d_g between the group's and the batch's loss distributions
-//! (`crate::sinkhorn`, blur 0.1), so that samples with high losses and groups whose losses sit
-//! apart from the batch weigh more. Weights carry no gradient. A sample of unknown group
-//! (-1) has no group term (d = 0).
+//! FIS, fair identity scaling (Luo et al., "FairVision", ICLR 2024), as the FairVision code's
+//! `Fair_Loss_Scaler` computes it: with the batch's per-sample losses l (keeping their
+//! gradient),
+//!
+//!   loss = mean_i( ((1 - c) softmax(l / T)_i + c softmax(d_{g(i)} / T)_i) l_i ),
+//!
+//! where d_g is the Sinkhorn distance (`crate::sinkhorn`, blur 0.1) between group g's losses
+//! and all groups' losses, without gradient, and both softmaxes run over the batch. The
+//! individual weights keep their gradient, as there. The original draws, at every step, a
+//! separate batch of each group's training samples for d_g; here d_g comes from the batch's
+//! own members of each group (docs/fidelity.md). A sample of unknown group (-1) has d = 0.
 
 use std::collections::BTreeMap;
 
 use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
 use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
@@ -18,7 +24,7 @@ use crate::{DeviceBatch, Method, StepOutput, hparams, to_host};
 
 hparams! {
     pub struct FisHparams {
-        /// Weight of the sample's loss against its group's distance.
+        /// Weight of the group term against the individual one (`fair_scaling_coef`).
         c as "fis_c": f64 = 0.5, Range::Uniform(0.0, 1.0);
         /// Softmax temperature.
         t as "fis_t": f64 = 1.0, Range::LogUniform(0.1, 10.0);
@@ -29,7 +35,7 @@ hparams! {
 
 pub const INFO: MethodInfo = MethodInfo {
     name: "fis",
-    about: "FIS (Luo et al., ICLR 2024): loss weights from losses and group Sinkhorn distances",
+    about: "FIS (Luo et al., ICLR 2024): the FairVision code's loss scaling by losses and group Sinkhorn distances",
     hparams: FisHparams::HPARAMS,
     defaults: FisHparams::defaults,
     engine_defaults: &[],
@@ -51,31 +57,31 @@ pub struct Fis {
 }
 
 impl Fis {
-    /// The weights (sum 1) and each group's distance, from the batch's losses and codes.
-    pub fn weights(&self, losses: &[f64], groups: &[i64]) -> (Vec<f64>, BTreeMap<i64, f64>) {
+    /// Each group's Sinkhorn distance between its members' losses and the batch's.
+    pub fn distances(&self, losses: &[f64], groups: &[i64]) -> BTreeMap<i64, f64> {
         let mut distance = BTreeMap::new();
         for &g in groups.iter().filter(|&&g| g >= 0) {
             distance.entry(g).or_insert_with(|| {
-                let members: Vec<f64> = losses
-                    .iter()
-                    .zip(groups)
+                let members: Vec<f64> = (losses.iter().zip(groups))
                     .filter(|&(_, &c)| c == g)
                     .map(|(&l, _)| l)
                     .collect();
                 sinkhorn_divergence(&members, losses, self.blur)
             });
         }
-        let scores: Vec<f64> = losses
-            .iter()
-            .zip(groups)
-            .map(|(&l, g)| {
-                (self.c * l + (1.0 - self.c) * distance.get(g).copied().unwrap_or(0.0)) / self.t
-            })
-            .collect();
-        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let exp: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-        let total: f64 = exp.iter().sum();
-        (exp.iter().map(|e| e / total).collect(), distance)
+        distance
+    }
+
+    /// The scaled loss from per-sample losses [B] (with their gradient) and each sample's
+    /// group distance.
+    pub fn objective(&self, losses: Tensor<1>, group_distance: &[f64]) -> Tensor<1> {
+        let device = losses.device();
+        let d: Vec<f32> = group_distance.iter().map(|&d| d as f32).collect();
+        let d = Tensor::<1>::from_floats(d.as_slice(), &device);
+        let individual = softmax(losses.clone().div_scalar(self.t), 0);
+        let group = softmax(d.div_scalar(self.t), 0);
+        let weights = individual.mul_scalar(1.0 - self.c) + group.mul_scalar(self.c);
+        (weights * losses).mean()
     }
 }
 
@@ -87,11 +93,11 @@ impl Method for Fis {
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
         let f = forward(model, batch);
         let losses = to_host(f.per_sample.clone().detach()).expect("losses");
-        let (weights, distance) = self.weights(&losses, &batch.groups);
-        let w: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
-        let device = f.per_sample.device();
-        let objective =
-            (f.per_sample.clone() * Tensor::<1>::from_floats(w.as_slice(), &device)).sum();
+        let distance = self.distances(&losses, &batch.groups);
+        let per_sample: Vec<f64> = (batch.groups.iter())
+            .map(|g| distance.get(g).copied().unwrap_or(0.0))
+            .collect();
+        let objective = self.objective(f.per_sample.clone(), &per_sample);
         let stats = distance
             .into_iter()
             .map(|(g, d)| (format!("sinkhorn_group_{g}"), d))
@@ -103,28 +109,52 @@ impl Method for Fis {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Device;
 
     #[test]
-    fn weights_by_hand() {
-        // One group holding the whole batch: its distance to the batch is 0, so the weights are
-        // softmax(c l / T): l = [0, ln 4] with c = 0.5 gives e^0 : e^(ln 2) = 1 : 2.
+    fn the_scaled_loss_by_hand() {
         let fis = Fis {
             c: 0.5,
             t: 1.0,
             blur: 0.1,
         };
-        let (w, d) = fis.weights(&[0.0, 4f64.ln()], &[0, 0]);
+        // One group holding the whole batch is at distance 0 from it.
+        let d = fis.distances(&[0.0, 4f64.ln()], &[0, 0]);
         assert!(d[&0].abs() < 1e-9);
-        assert!((w[0] - 1.0 / 3.0).abs() < 1e-9 && (w[1] - 2.0 / 3.0).abs() < 1e-9);
+        // l = [0, ln 4], group distances [0, ln 3]: individual softmax(l) = [1/5, 4/5], group
+        // softmax(d) = [1/4, 3/4]; weights (1/2)(those) = [9/40, 31/40]; the mean of w l is
+        // (31/40 ln 4) / 2.
+        let device = Device::flex().autodiff();
+        let l = Tensor::<1>::from_floats([0.0, 4f32.ln()], &device).require_grad();
+        let loss = fis.objective(l.clone(), &[0.0, 3f64.ln()]);
+        let want = 31.0 / 40.0 * 4f64.ln() / 2.0;
+        assert!((loss.clone().into_scalar::<f32>() as f64 - want).abs() < 1e-6);
+        // The individual weights keep their gradient: d loss / d l_2 is not the weight / B.
+        let grad = l
+            .grad(&loss.backward())
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let detached = 31.0 / 40.0 / 2.0;
+        assert!((grad[1] as f64 - detached).abs() > 1e-3, "{grad:?}");
+        // By hand: d/dl_2 of (1/2)[(1/2) s_2 l_2 + ... ] with s = softmax(l): the individual
+        // term's derivative adds (1/2)(1/2)(s_2(1 - s_2) l_2 - s_1 s_2 l_1) = (1/4)(4/25) ln 4.
+        let by_hand = detached + 0.25 * (4.0 / 25.0) * 4f64.ln();
+        assert!((grad[1] as f64 - by_hand).abs() < 1e-6, "{grad:?}");
+    }
+
+    #[test]
+    fn groups_apart_from_the_batch_are_farther() {
+        let fis = Fis {
+            c: 0.5,
+            t: 1.0,
+            blur: 0.1,
+        };
         // Two single-sample groups with losses 0 and 1 and an unknown sample at 0.5: the batch
-        // {0, 0.5, 1} is symmetric about 0.5, so both groups sit at the same distance from it
-        // and only the loss term separates them; the unknown sample has no group term.
-        let (w, d) = fis.weights(&[0.0, 1.0, 0.5], &[0, 1, -1]);
+        // {0, 0.5, 1} is symmetric about 0.5, so both groups sit at the same distance from it.
+        let d = fis.distances(&[0.0, 1.0, 0.5], &[0, 1, -1]);
         assert!((d[&0] - d[&1]).abs() < 1e-9 && d[&0] > 0.0);
-        let s = [0.5 * d[&0], 0.5 + 0.5 * d[&1], 0.25];
-        let z: f64 = s.iter().map(|v| v.exp()).sum();
-        for (got, v) in w.iter().zip(s) {
-            assert!((got - v.exp() / z).abs() < 1e-9);
-        }
+        assert!(!d.contains_key(&-1));
     }
 }
