@@ -291,7 +291,7 @@ fn without_dropout(device: &Device) -> MultimodalModel {
     for (_, encoder) in config.modalities.iter_mut() {
         match encoder {
             EncoderConfig::Image(c) => c.dropout = 0.0,
-            EncoderConfig::Volume(c) => c.slice.dropout = 0.0,
+            EncoderConfig::Volume(c) => (c.slice.dropout, c.aggregator_dropout) = (0.0, 0.0),
             _ => {}
         }
     }

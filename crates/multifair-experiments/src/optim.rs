@@ -478,6 +478,35 @@ mod tests {
         assert_eq!(s.plateau_bad_epochs, 1);
     }
 
+    /// The original's schedule over its 10 epochs: no warm-up, and ReduceLROnPlateau with
+    /// patience 10 cannot act before the 12th epoch, so the rate is constant (3e-5) whatever
+    /// the validation loss does.
+    #[test]
+    fn the_paper_profiles_rate_is_constant_over_its_ten_epochs() {
+        use crate::config::Request;
+        use crate::profile::{Profile, VIT_FOLDER};
+        let weights = std::env::temp_dir().join(format!("multifair-optim-{}", std::process::id()));
+        std::fs::create_dir_all(weights.join(VIT_FOLDER.0)).unwrap();
+        let mut request = Request::new(
+            multifair_data::DatasetKind::FairVision,
+            "unused",
+            "multifair_ref",
+        );
+        (request.profile, request.weights_dir) = (Profile::Paper, Some(weights.clone()));
+        let c = TrainConfig::resolve(&request).unwrap();
+        std::fs::remove_dir_all(&weights).unwrap();
+        assert_eq!((c.epochs, c.engine.lr), (10, 3e-5));
+        let mut s = LrSchedule::default();
+        let steps_per_epoch = 7;
+        for epoch in 0..c.epochs {
+            for step in 0..steps_per_epoch {
+                let factor = s.factor(&c, epoch * steps_per_epoch + step, steps_per_epoch);
+                assert_eq!(factor * s.plateau_factor, 1.0, "epoch {epoch}");
+            }
+            s.end_epoch(&c, 1.0 + epoch as f64); // worse every epoch
+        }
+    }
+
     /// A tiny two-modality model, one ERM step's gradients on a random batch, and the sums of
     /// |gradient| of the model's heads and of everything else.
     fn model_and_grads(device: &Device) -> (MultimodalModel, GradientsParams) {

@@ -6,12 +6,14 @@
 //! code computes it, L_gm = (sum_m |B_m| - sum_m B_m cos(fused classifier, modality m's)) / M
 //! with the previous step's B, pulls the fused classifier towards the modalities' own; the
 //! classifiers are compared by their last-layer weights (`cggm_direction=weights`, the
-//! original code's form) or by their closed-form last-layer cross-entropy gradients
+//! original code's form, on the previous step's weights: its L_gm is built after a step and
+//! added to the next step's loss) or by their closed-form last-layer cross-entropy gradients
 //! (`gradients`, the paper's form). Only the fused side carries the term's gradient (the
 //! original code zeroes the classifiers' share before their own step).
-//! Defaults rho 1.2 and lambda 0.15 are those the MultiFair reference inherits from CGGM; the
-//! presets carry the original code's settings per dataset (its `run/*_run.py` and
-//! `src/*train.py`): Food-101 (AdamW), CMU-MOSI and IEMOCAP (Adam). Its fourth dataset, BraTS,
+//! Defaults rho 1.2 and lambda 0.15 are the values the MultiFair code's `main()` passes to its
+//! own modality step (`rou`, `lambda_gm`), not CGGM's; CGGM's code sets them per dataset in its
+//! run scripts, which the presets carry (`run/*_run.py` and `src/*train.py`): Food-101
+//! (AdamW), CMU-MOSI and IEMOCAP (Adam). Its fourth dataset, BraTS,
 //! is segmentation and has no preset here.
 
 use std::collections::BTreeMap;

@@ -134,7 +134,7 @@ mod tests {
             .grad(&loss.backward())
             .unwrap()
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
         let detached = 31.0 / 40.0 / 2.0;
         assert!((grad[1] as f64 - detached).abs() > 1e-3, "{grad:?}");
