@@ -298,13 +298,14 @@ fn without_dropout(device: &Device) -> MultimodalModel {
     config.init(device)
 }
 
-/// Visits a module's gradients as (rank, sum) per parameter, in order.
+/// Visits a module's gradients as (rank, sum of |g|) per parameter, in order (absolute values:
+/// a plain sum can cancel to near zero, where summation order alone moves it).
 struct Ranked<'a>(&'a GradientsParams, Vec<(usize, f64)>);
 
 impl ModuleVisitor for Ranked<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let g = self.0.get::<D>(param.id).unwrap();
-        self.1.push((D, g.sum().into_scalar::<f32>() as f64));
+        self.1.push((D, g.abs().sum().into_scalar::<f32>() as f64));
     }
 }
 

@@ -234,6 +234,29 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// Times whole training steps (forward, backward, clipping, optimizers) of the two-modality
+    /// FairVision model on random inputs and prints JSON: seconds per step, peak host memory.
+    TimeStep {
+        #[arg(long, value_enum, default_value = "paper")]
+        model: ModelSize,
+        #[arg(long, default_value = "erm")]
+        method: String,
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        /// Default: the model size's (paper: 224).
+        #[arg(long)]
+        image_size: Option<usize>,
+        /// Default: the model size's (paper: 10).
+        #[arg(long)]
+        slices: Option<usize>,
+        /// Timed steps after one warm-up step.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        #[arg(long, default_value = "flex")]
+        device: DeviceSpec,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Runs a small forward and backward pass on a device and compares it with the closed form.
     CheckDevice {
         /// flex, libtorch or libtorch-cuda:N (the libtorch ones need the `tch` feature).
@@ -617,6 +640,29 @@ pub fn run() -> anyhow::Result<()> {
                 },
             )?;
             Ok(())
+        }
+        Command::TimeStep {
+            model,
+            method,
+            batch,
+            image_size,
+            slices,
+            steps,
+            device,
+            seed,
+        } => {
+            let (size, depth) = model.inputs();
+            let report = crate::timing::time_steps(&crate::timing::StepTiming {
+                model,
+                method,
+                batch,
+                image_size: image_size.unwrap_or(size),
+                slices: slices.unwrap_or(depth),
+                steps,
+                device,
+                seed,
+            })?;
+            print_json(&report)
         }
         Command::Data {
             command:

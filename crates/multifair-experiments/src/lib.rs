@@ -22,5 +22,6 @@ pub mod setup;
 pub mod sweep;
 pub mod table;
 pub mod tensorboard;
+pub mod timing;
 pub mod train;
 pub mod tune;

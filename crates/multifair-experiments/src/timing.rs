@@ -1,0 +1,154 @@
+//! `multifair time-step`: the wall time of whole training steps (forward, backward, clipping,
+//! both optimizers) of a two-modality FairVision model on random inputs, on any device, with
+//! the process's peak resident memory. `just bench-paper-step` sets it beside the same
+//! architecture in PyTorch (`benches/paper_step.py`); `scripts/gpu-check.sh` runs it on a GPU.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::tensor::{Distribution, Tensor};
+use multifair_core::{DeviceBatch, Setup};
+use multifair_data::DatasetKind;
+use multifair_models::ModalityInput;
+use multifair_models::presets::ModelSize;
+use serde::Serialize;
+
+use crate::config::{Request, TrainConfig};
+use crate::device::DeviceSpec;
+use crate::optim::{Optimizers, clip_gradients};
+
+/// What to time.
+#[derive(Debug, Clone)]
+pub struct StepTiming {
+    pub model: ModelSize,
+    pub method: String,
+    pub batch: usize,
+    pub image_size: usize,
+    pub slices: usize,
+    /// Timed steps, after one untimed warm-up step.
+    pub steps: usize,
+    pub device: DeviceSpec,
+    pub seed: u64,
+}
+
+/// The measurement, as JSON.
+#[derive(Debug, Serialize)]
+pub struct StepReport {
+    pub model: String,
+    pub method: String,
+    pub device: String,
+    pub batch: usize,
+    pub image_size: usize,
+    pub slices: usize,
+    pub steps: usize,
+    pub warmup_seconds: f64,
+    pub seconds_per_step: f64,
+    /// The process's peak resident memory (VmHWM), MiB; host memory only.
+    pub peak_rss_mib: Option<f64>,
+    pub last_loss: f64,
+}
+
+/// The process's peak resident set size in MiB (Linux `VmHWM`).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub fn time_steps(t: &StepTiming) -> anyhow::Result<StepReport> {
+    let mut request = Request::new(DatasetKind::FairVision, "unused", &t.method);
+    (request.model, request.device, request.seed) = (Some(t.model), t.device, t.seed);
+    request.sets = vec![
+        ("image_size".into(), t.image_size.to_string()),
+        ("slices".into(), t.slices.to_string()),
+        ("batch_size".into(), t.batch.to_string()),
+    ];
+    let config: TrainConfig = TrainConfig::resolve(&request)?;
+    let device = t.device.device()?.autodiff();
+    device.seed(t.seed);
+    let mut method =
+        multifair_core::create(&t.method, &config.hparams).map_err(anyhow::Error::msg)?;
+    let modalities = [("slo", "image"), ("oct", "volume")];
+    method
+        .prepare(&Setup {
+            modalities: 2,
+            attributes: vec!["gender".into()],
+            attribute: 0,
+            group_counts: vec![t.batch.div_ceil(2), t.batch / 2],
+            unknown: 0,
+            classes: 2,
+        })
+        .map_err(|e| anyhow::anyhow!("{}: {e}", t.method))?;
+    let mut model = (t.model)
+        .model(&modalities, t.image_size, t.slices, 0, 2)
+        .init(&device);
+    let (b, size) = (t.batch, t.image_size);
+    let labels: Vec<u8> = (0..b).map(|i| (i % 2) as u8).collect();
+    let groups: Vec<i64> = (0..b as i64).map(|i| (i / 2) % 2).collect();
+    let normal = Distribution::Normal(0.0, 1.0);
+    let inputs = vec![
+        ModalityInput::Pixels(Tensor::random([b, 3, size, size], normal, &device)),
+        ModalityInput::Pixels(Tensor::random([b, t.slices, size, size], normal, &device)),
+    ];
+    let batch = DeviceBatch::new(inputs, &labels, vec![groups], 0, &device);
+    let mut optim = Optimizers::new(&config);
+    let mut step = |model: multifair_models::MultimodalModel| -> anyhow::Result<_> {
+        let mut output = method.step(&model, &batch);
+        clip_gradients(&config, &model, &mut output.grads);
+        let loss = output.loss.clone().into_scalar::<f32>() as f64;
+        let model = optim.step(
+            &config,
+            1.0,
+            model,
+            output.grads,
+            output.encoder_steps.as_deref(),
+        );
+        anyhow::ensure!(loss.is_finite(), "a non-finite loss");
+        Ok((model, loss))
+    };
+    let start = Instant::now();
+    let (next, mut last_loss) = step(model).context("the warm-up step")?;
+    model = next;
+    let warmup_seconds = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for _ in 0..t.steps {
+        (model, last_loss) = step(model)?;
+    }
+    let seconds_per_step = start.elapsed().as_secs_f64() / t.steps.max(1) as f64;
+    Ok(StepReport {
+        model: t.model.name().into(),
+        method: t.method.clone(),
+        device: t.device.to_string(),
+        batch: b,
+        image_size: size,
+        slices: t.slices,
+        steps: t.steps,
+        warmup_seconds,
+        seconds_per_step,
+        peak_rss_mib: peak_rss_mib(),
+        last_loss,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tiny_step_is_timed_and_its_memory_read() {
+        let report = time_steps(&StepTiming {
+            model: ModelSize::Tiny,
+            method: "multifair_ref".into(),
+            batch: 4,
+            image_size: 16,
+            slices: 2,
+            steps: 2,
+            device: DeviceSpec::Flex,
+            seed: 0,
+        })
+        .unwrap();
+        assert!(report.seconds_per_step > 0.0 && report.last_loss.is_finite());
+        assert!(report.peak_rss_mib.is_some_and(|m| m > 1.0), "{report:?}");
+    }
+}
