@@ -83,6 +83,35 @@ bench-loader: setup-libtorch
         print(f"{name}: {n / seconds:.1f} samples/s = {n / seconds / ref:.1f}x the reference")
     PY
 
+# One whole training step of the two-modality model against the same architecture in PyTorch
+# (benches/paper_step.py), side by side in one run: the paper size (ViT-B/16 fundus + ViT-B/16 per
+# OCT slice, 10 slices, 224 px, batch 2) on burn-libtorch's CPU and the tiny size (batch 16) on
+# burn-flex, each against PyTorch on the same number of threads (flex runs on one); prints seconds
+# per step, peak memory and the ratios (ours / PyTorch; targets <= 1.0).
+bench-paper-step threads="2": setup-libtorch
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source scripts/libtorch-env.sh
+    cargo build --features tch --bin multifair
+    mf=${CARGO_TARGET_DIR:-target}/debug/multifair
+    dir=$(mktemp -d)
+    OMP_NUM_THREADS={{threads}} "$mf" time-step --model paper --batch 2 --steps 2 --device libtorch > "$dir/ours-paper.json"
+    python benches/paper_step.py --model paper --batch 2 --steps 2 --threads {{threads}} > "$dir/torch-paper.json"
+    "$mf" time-step --model tiny --batch 16 --steps 10 --device flex > "$dir/ours-tiny.json"
+    python benches/paper_step.py --model tiny --batch 16 --steps 10 --threads 1 > "$dir/torch-tiny.json"
+    python - "$dir" <<'PY'
+    import json, os, sys
+    d = sys.argv[1]
+    for size, ours_device in [("paper", "burn-libtorch CPU, {{threads}} threads"), ("tiny", "burn-flex, 1 thread")]:
+        ours = json.load(open(os.path.join(d, f"ours-{size}.json")))
+        torch = json.load(open(os.path.join(d, f"torch-{size}.json")))
+        print(f"{size} (batch {ours['batch']}, {ours['image_size']} px, {ours['slices']} slices): "
+              f"ours ({ours_device}) {ours['seconds_per_step']:.3f} s/step, peak {ours['peak_rss_mib']:.0f} MiB; "
+              f"PyTorch {torch['seconds_per_step']:.3f} s/step, peak {torch['peak_rss_mib']:.0f} MiB; "
+              f"time {ours['seconds_per_step'] / torch['seconds_per_step']:.2f}x, "
+              f"memory {ours['peak_rss_mib'] / torch['peak_rss_mib']:.2f}x")
+    PY
+
 # Training-step cost of each two-modality method on the same tiny model and batch (flex),
 # relative to fusion ERM, measured side by side in one run.
 bench-step:
