@@ -294,7 +294,6 @@ fn show(v: &Value) -> String {
 impl TrainConfig {
     /// Resolves the layers over the defaults; an unknown key or value is an error listing the
     /// valid ones.
-    #[allow(clippy::too_many_arguments)]
     pub fn resolve(request: &Request) -> anyhow::Result<Self> {
         let Request {
             dataset,
