@@ -726,6 +726,37 @@ mod tests {
     }
 
     #[test]
+    fn rgb_jitter_as_torchvision_on_hand_worked_pixels() {
+        // Two pixels, planes R, G, B: (0.8, 0.2, 0.2) and (0.1, 0.5, 0.9).
+        let base = [0.8, 0.1, 0.2, 0.5, 0.2, 0.9];
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+        // A whole turn of hue changes nothing; saturation 0 gives each pixel's grey level.
+        let mut rgb = base;
+        jitter_rgb(&mut rgb, &[Adjust::Hue(1.0)]);
+        assert!(close(&rgb, &base), "{rgb:?}");
+        let mut rgb = base;
+        jitter_rgb(&mut rgb, &[Adjust::Saturation(0.0)]);
+        let grey = [
+            0.299 * 0.8 + 0.587 * 0.2 + 0.114 * 0.2,
+            0.299 * 0.1 + 0.587 * 0.5 + 0.114 * 0.9,
+        ];
+        assert!(
+            close(
+                &rgb,
+                &[grey[0], grey[1], grey[0], grey[1], grey[0], grey[1]]
+            ),
+            "{rgb:?}"
+        );
+        // A third of a turn moves red to green; brightness 2 clamps at 1.
+        let mut rgb = base;
+        jitter_rgb(&mut rgb, &[Adjust::Hue(1.0 / 3.0), Adjust::Brightness(2.0)]);
+        assert!(
+            close(&rgb[..2], &[0.4, 1.0]) && close(&rgb[2..4], &[1.0, 0.2]),
+            "{rgb:?}"
+        );
+    }
+
+    #[test]
     fn augmentation_is_a_function_of_the_seed() {
         let image = NpyArray {
             shape: vec![8, 8],
