@@ -9,6 +9,7 @@ pub mod oct;
 pub mod presets;
 pub mod pretrained;
 pub mod text;
+pub mod torch_init;
 pub mod vit;
 
 pub use model::{Encoder, EncoderConfig, ModalityInput, ModelConfig, MultimodalModel};

@@ -224,6 +224,9 @@ pub struct ModelConfig {
     /// Groups of a fair identity normalisation on the fused feature (FIN), when used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fin_groups: Option<usize>,
+    /// The fusion's attention initialised as PyTorch's (`torch_init`), as the original's.
+    #[serde(default)]
+    pub torch_init: bool,
 }
 
 #[derive(Module, Debug)]
@@ -255,9 +258,16 @@ impl ModelConfig {
                     dropout: dropout(),
                 })
                 .collect(),
-            fusion: TransformerEncoderConfig::new(p, 4 * p, self.fusion_heads, self.fusion_layers)
-                .with_dropout(self.dropout)
-                .init(device),
+            fusion: {
+                let fusion =
+                    TransformerEncoderConfig::new(p, 4 * p, self.fusion_heads, self.fusion_layers)
+                        .with_dropout(self.dropout)
+                        .init(device);
+                match self.torch_init {
+                    true => crate::torch_init::torch_attention(fusion, device),
+                    false => fusion,
+                }
+            },
             head: FusionHead {
                 first: LinearConfig::new(p, p).init(device),
                 norm: LayerNormConfig::new(p).init(device),

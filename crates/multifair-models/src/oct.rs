@@ -22,8 +22,9 @@ pub struct OctConfig {
     /// Dropout inside the slice aggregator (the original's 0.1).
     #[serde(default)]
     pub aggregator_dropout: f64,
-    /// The slice position encoding starts at zero, as the original's `nn.Parameter(zeros)`;
-    /// else N(0, 0.02).
+    /// The original's layout: the slice position encoding starts at zero, as its
+    /// `nn.Parameter(zeros)` (else N(0, 0.02)), and the aggregator's attention is initialised as
+    /// PyTorch's.
     #[serde(default)]
     pub zero_position: bool,
 }
@@ -48,14 +49,21 @@ impl OctConfig {
                 },
             }
             .init([1, self.slices, d], device),
-            aggregator: TransformerEncoderConfig::new(
-                d,
-                4 * d,
-                self.aggregator_heads,
-                self.aggregator_layers,
-            )
-            .with_dropout(self.aggregator_dropout)
-            .init(device),
+            aggregator: {
+                let aggregator = TransformerEncoderConfig::new(
+                    d,
+                    4 * d,
+                    self.aggregator_heads,
+                    self.aggregator_layers,
+                )
+                .with_dropout(self.aggregator_dropout)
+                .init(device);
+                // The original's layout also initialises its attention as PyTorch does.
+                match self.zero_position {
+                    true => crate::torch_init::torch_attention(aggregator, device),
+                    false => aggregator,
+                }
+            },
         }
     }
 }

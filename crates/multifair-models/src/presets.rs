@@ -167,6 +167,7 @@ impl ModelSize {
             classes,
             dropout: 0.1,
             fin_groups: None,
+            torch_init: self == ModelSize::Paper,
         }
     }
 }
