@@ -35,6 +35,18 @@ impl ModuleVisitor for Fingerprint {
     }
 }
 
+/// A FairVision-like setup: race with groups of 10, 20 and 30 and 2 unknown codes.
+fn setup(modalities: usize, classes: usize) -> Setup {
+    Setup {
+        modalities,
+        attributes: vec!["race".into()],
+        attribute: 0,
+        group_counts: vec![10, 20, 30],
+        unknown: 2,
+        classes,
+    }
+}
+
 /// `info`'s method, prepared for a FairVision-like setup with a `classes`-class label, with
 /// its model; the method's refusal where it has one.
 fn prepared(
@@ -45,14 +57,7 @@ fn prepared(
     let mut method = create(info.name, &serde_json::json!({})).unwrap();
     let all = vec!["slo".to_owned(), "oct".to_owned()];
     let modalities = method.modalities(&all).unwrap();
-    method.prepare(&Setup {
-        modalities: modalities.len(),
-        attributes: vec!["race".into()],
-        attribute: 0,
-        group_counts: vec![10, 20, 30],
-        unknown: 2,
-        classes,
-    })?;
+    method.prepare(&setup(modalities.len(), classes))?;
     let kinds: Vec<(&str, &str)> = modalities
         .iter()
         .map(|m| (m.as_str(), if m == "slo" { "image" } else { "volume" }))
@@ -366,16 +371,7 @@ fn the_reference_modulation_leaves_the_projections_unscaled() {
     // gradient legitimately unchanged; 1/1.37 is no such fraction.
     for (name, rho) in [("multifair_ref", "multifair_rho"), ("cggm", "cggm_rho")] {
         let mut method = create(name, &serde_json::json!({ rho: 1.37 })).unwrap();
-        method
-            .prepare(&Setup {
-                modalities: 2,
-                attributes: vec!["race".into()],
-                attribute: 0,
-                group_counts: vec![10, 20, 30],
-                unknown: 2,
-                classes: 2,
-            })
-            .unwrap();
+        method.prepare(&setup(2, 2)).unwrap();
         let model = without_dropout(&device);
         let mut erm = create("erm", &serde_json::json!({})).unwrap();
         let batch = batch(2, &device);

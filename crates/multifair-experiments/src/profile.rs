@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure};
+use multifair_core::methods::ORIGINAL_ENGINE;
 use multifair_data::DatasetKind;
 use multifair_models::presets::ModelSize;
 use serde::{Deserialize, Serialize};
@@ -79,30 +80,21 @@ impl Profile {
              {} has no such protocol (use --profile cpu with --model paper and --set)",
             dataset.name()
         );
-        let mut pairs: Vec<(&'static str, String)> = [
+        // The reference's training function's settings, then the run's around it.
+        let protocol = [
             ("lr", "3e-5"),
             ("aux_lr", "1e-5"),
             ("batch_size", "32"),
-            ("optimizer", "adamw"),
-            ("weight_decay", "6e-3"),
-            ("aux_weight_decay", "3e-3"),
-            ("schedule", "plateau"),
-            ("plateau_patience", "10"),
-            ("plateau_factor", "0.1"),
-            ("warmup_epochs", "0"),
-            ("schedule_aux", "false"),
-            ("clip", "0.8"),
-            ("clip_aux", "false"),
-            ("selection", "auc_logit"),
             ("image_size", "224"),
             ("slices", "10"),
             ("max_tokens", "512"),
             ("augment", "original"),
             ("original_notes", "true"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k, v.to_owned()))
-        .collect();
+        ];
+        let mut pairs: Vec<(&'static str, String)> = (ORIGINAL_ENGINE.iter().copied())
+            .chain(protocol)
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect();
         let vit = weights_folder(weights, VIT_FOLDER)?;
         pairs.push(("fundus_weights", vit.display().to_string()));
         match dataset {

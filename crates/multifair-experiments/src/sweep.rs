@@ -226,8 +226,8 @@ pub fn plan(spec: &Spec, data_dir: &Path, overrides: &Overrides) -> anyhow::Resu
         }
         spec.runs.retain(|r| labels.contains(&r.label));
     }
-    let profile = overrides.profile.or(spec.profile).unwrap_or_default();
     spec.profile = overrides.profile.or(spec.profile);
+    let profile = spec.profile.unwrap_or_default();
     // The paper profile is the original's protocol: its model, epochs and grouping attribute.
     if let Some(model) = profile.model() {
         spec.model = model;

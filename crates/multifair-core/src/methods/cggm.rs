@@ -209,7 +209,8 @@ impl Method for Cggm {
         let weights: Vec<Tensor<2>> = std::iter::once(model.head.classifier_weight())
             .chain(model.aux.iter().map(|a| a.classifier_weight()))
             .collect();
-        let previous = self.previous && !self.gradients;
+        // Only the direction term reads them: no host read of the weights without it.
+        let previous = self.previous && !self.gradients && self.lambda != 0.0;
         let compared: Option<Vec<Tensor<2>>> = match previous {
             false => Some(weights.clone()),
             true if self.state.prev_weights.len() == weights.len() => Some(

@@ -31,28 +31,31 @@ use crate::{
     read_state, to_host, write_state,
 };
 
+/// The reference's training function as its `main()` calls it: AdamW, aux heads 1e-5 against
+/// 3e-5 (the engine's `paper` rates), weight decay 6e-3 / 3e-3, ReduceLROnPlateau(10, 0.1) on
+/// the main optimizer only and no warm-up, clipping to 0.8 over the model but not the heads,
+/// and the epoch chosen on the validation AUC of the raw class-1 logit. `multifair_ref`'s
+/// engine defaults, and part of the `paper` profile.
+pub const ORIGINAL_ENGINE: &[(&str, &str)] = &[
+    ("optimizer", "adamw"),
+    ("weight_decay", "6e-3"),
+    ("aux_weight_decay", "3e-3"),
+    ("schedule", "plateau"),
+    ("plateau_patience", "10"),
+    ("plateau_factor", "0.1"),
+    ("warmup_epochs", "0"),
+    ("schedule_aux", "false"),
+    ("clip", "0.8"),
+    ("clip_aux", "false"),
+    ("selection", "auc_logit"),
+];
+
 pub const INFO: MethodInfo = MethodInfo {
     name: "multifair_ref",
     about: "MultiFair, the reference implementation's step (two modalities)",
     hparams: RefHparams::HPARAMS,
     defaults: RefHparams::defaults,
-    // The reference's main() and training function: AdamW, aux heads 1e-5 against 3e-5 (the
-    // engine's `paper` rates), weight decay 6e-3 / 3e-3, ReduceLROnPlateau(10, 0.1) on the
-    // main optimizer only and no warm-up, clipping to 0.8 over the model but not the heads,
-    // and the epoch chosen on the validation AUC of the raw class-1 logit.
-    engine_defaults: &[
-        ("optimizer", "adamw"),
-        ("weight_decay", "6e-3"),
-        ("aux_weight_decay", "3e-3"),
-        ("schedule", "plateau"),
-        ("plateau_patience", "10"),
-        ("plateau_factor", "0.1"),
-        ("warmup_epochs", "0"),
-        ("schedule_aux", "false"),
-        ("clip", "0.8"),
-        ("clip_aux", "false"),
-        ("selection", "auc_logit"),
-    ],
+    engine_defaults: ORIGINAL_ENGINE,
     // The FairCLIP script's main() (FairVLMed): beta 0.5, tau 0.07; applied on that dataset.
     presets: &[FAIRVLMED],
     build: |h| {
