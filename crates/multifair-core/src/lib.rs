@@ -203,10 +203,20 @@ pub trait Method: Send {
         false
     }
 
-    /// Whether the model carries a FIN layer on the fused feature.
+    /// Whether the model carries a FIN layer before its final linear layer.
     fn fair_norm(&self) -> bool {
         false
     }
+
+    /// Samples of each group the method wants drawn from the training set beside every batch
+    /// (FIS measures its group distances on them); 0 for none.
+    fn group_samples(&self) -> usize {
+        0
+    }
+
+    /// The draws [`Method::group_samples`] asks for, (group code, batch) per group with training
+    /// samples, handed over before each step.
+    fn group_batches(&mut self, _batches: Vec<(i64, DeviceBatch)>) {}
 
     /// One step: forward, loss, backward. Gradients come back unclipped.
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput;

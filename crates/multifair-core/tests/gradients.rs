@@ -402,3 +402,51 @@ fn the_reference_modulation_leaves_the_projections_unscaled() {
         }
     }
 }
+
+/// FIS measures its group distances on the draws it is handed (one per group with training
+/// samples, as the original's per-group loaders), not on the batch, and on the batch's own
+/// members once a step comes without draws.
+#[test]
+fn fis_measures_group_distances_on_each_groups_draw() {
+    let device = Device::flex().autodiff();
+    device.seed(0);
+    let info = multifair_core::info("fis").unwrap();
+    let (mut method, model) = method_and_model(info, &device);
+    assert_eq!(
+        method.group_samples(),
+        64,
+        "the original's fair_scaling_batchsize"
+    );
+    let m = model.encoders.len();
+    let batch = batch(m, &device);
+    let draw = |g: i64| {
+        let inputs = (0..m)
+            .map(|_| {
+                ModalityInput::Pixels(Tensor::random(
+                    [4, 3, 16, 16],
+                    Distribution::Normal(0.0, 1.0),
+                    &device,
+                ))
+            })
+            .collect();
+        DeviceBatch::new(inputs, &[0, 1, 1, 0], vec![vec![g; 4]], 0, &device)
+    };
+    let groups = |stats: &std::collections::BTreeMap<String, f64>| {
+        let mut keys: Vec<String> = stats.keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    // Draws of groups 0 and 1 only: group 2, in the batch, has no distance (d = 0).
+    method.group_batches(vec![(0, draw(0)), (1, draw(1))]);
+    let drawn = method.step(&model, &batch);
+    assert_eq!(
+        groups(&drawn.stats),
+        ["sinkhorn_group_0", "sinkhorn_group_1"]
+    );
+    // The draws are used once: the next step measures the batch's members (groups 0, 1, 2).
+    let own = method.step(&model, &batch);
+    assert_eq!(
+        groups(&own.stats),
+        ["sinkhorn_group_0", "sinkhorn_group_1", "sinkhorn_group_2"]
+    );
+}

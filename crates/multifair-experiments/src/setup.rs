@@ -30,6 +30,30 @@ pub struct Run {
     pub train: Loader,
     pub val: Loader,
     pub test: Loader,
+    /// A shuffled loader over each group's training samples, for a method that wants every
+    /// group drawn beside each batch ([`Method::group_samples`]); empty otherwise.
+    pub groups: Vec<(i64, Loader)>,
+}
+
+/// The training split cut by `attribute`'s known codes, one split per group.
+fn group_splits(train: &SplitIndex, attribute: usize) -> Vec<(i64, SplitIndex)> {
+    let mut by_group: std::collections::BTreeMap<i64, Vec<_>> = Default::default();
+    for sample in train.samples.iter().filter(|s| s.codes[attribute] >= 0) {
+        by_group
+            .entry(sample.codes[attribute])
+            .or_default()
+            .push(sample.clone());
+    }
+    (by_group.into_iter())
+        .map(|(g, samples)| {
+            let split = SplitIndex {
+                samples,
+                skipped: Vec::new(),
+                ..train.clone()
+            };
+            (g, split)
+        })
+        .collect()
 }
 
 /// Training samples per group code of `attribute`, and how many have an unknown code.
@@ -120,12 +144,24 @@ impl Run {
         let loader = |s: &SplitIndex, cfg: LoaderConfig| -> anyhow::Result<Loader> {
             Loader::new(&schema, s, cfg, tokenizer.clone()).map_err(anyhow::Error::msg)
         };
+        let groups = match method.group_samples() {
+            0 => Vec::new(),
+            n => (group_splits(&train_split, attribute).into_iter())
+                .map(|(g, split)| {
+                    let mut cfg = train_config.clone();
+                    (cfg.batch_size, cfg.drop_last, cfg.balance_attribute) = (n, false, None);
+                    cfg.seed = config.seed.wrapping_add(g as u64 + 1);
+                    Ok((g, loader(&split, cfg)?))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
         let (model_config, pretrained) =
             Self::model_config(&config, &schema, &modality_slots, &setup, method, vocab)?;
         Ok(Run {
             train: loader(&train_split, train_config)?,
             val: loader(&val_split, base.clone())?,
             test: loader(&test_split, base)?,
+            groups,
             device: config.device.device()?.autodiff(),
             config,
             schema,

@@ -13,6 +13,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 use multifair_core::{Method, create, to_host};
+use multifair_data::loader::{Batch, EpochIter, Loader};
 use multifair_models::MultimodalModel;
 use multifair_models::pretrained::load_encoder;
 use serde_json::{Value, json};
@@ -39,6 +40,43 @@ impl RunOptions {
         if !self.quiet {
             eprintln!("{line}");
         }
+    }
+}
+
+/// Endless draws from each group's loader, as the original's `endless_loader`: a loader that
+/// runs out starts over, reshuffled. Each epoch starts its own cycles, so a resumed run draws
+/// what an uninterrupted one would.
+struct GroupDraws<'a> {
+    epoch: u64,
+    groups: Vec<(i64, &'a Loader, u64, EpochIter)>,
+}
+
+impl<'a> GroupDraws<'a> {
+    fn new(loaders: &'a [(i64, Loader)], epoch: usize) -> Self {
+        let epoch = (epoch as u64) << 32;
+        let groups = (loaders.iter())
+            .map(|(g, loader)| (*g, loader, 0, loader.epoch(epoch)))
+            .collect();
+        GroupDraws { epoch, groups }
+    }
+
+    /// One batch of every group.
+    fn next(&mut self) -> anyhow::Result<Vec<(i64, Batch)>> {
+        let epoch = self.epoch;
+        (self.groups.iter_mut())
+            .map(|(g, loader, cycle, iter)| {
+                let batch = match iter.next() {
+                    Some(batch) => batch,
+                    None => {
+                        *cycle += 1;
+                        *iter = loader.epoch(epoch + *cycle);
+                        iter.next()
+                            .context("a group's training samples are empty")?
+                    }
+                };
+                Ok((*g, batch.with_context(|| format!("a draw of group {g}"))?))
+            })
+            .collect()
     }
 }
 
@@ -292,9 +330,17 @@ impl Run {
         let (mut pending, mut steps) = (PendingLosses::default(), 0usize);
         let mut stats_sum: BTreeMap<String, (f64, usize)> = BTreeMap::new();
         let mut logged = Vec::new();
+        let mut draws = GroupDraws::new(&self.groups, epoch);
         for (b, batch) in self.train.epoch(epoch as u64).enumerate() {
             let step = epoch * steps_per_epoch + b;
             let batch = self.device_batch(&batch?, None)?;
+            if !self.groups.is_empty() {
+                let drawn = draws.next()?;
+                let drawn = (drawn.into_iter())
+                    .map(|(g, b)| Ok((g, self.device_batch(&b, None)?)))
+                    .collect::<anyhow::Result<_>>()?;
+                method.group_batches(drawn);
+            }
             let mut output = method.step(&model, &batch);
             clip_gradients(config, &model, &mut output.grads);
             let factor = state.schedule.factor(config, step, steps_per_epoch);

@@ -1,5 +1,5 @@
 //! Fair identity normalisation (FIN; Luo et al., Harvard-GF, WACV 2024): a learnable mean and
-//! scale per demographic group on the fused feature, blended with the un-normalised feature:
+//! scale per demographic group on a feature (the final linear layer's input), blended with the un-normalised feature:
 //! `out = (1 - m) (x - mu_g) / (softplus(s_g) + 1e-6) + m x`. Samples of unknown group (-1)
 //! pass unchanged: the layer never guesses a group.
 

@@ -3,6 +3,7 @@
 //! classifies token 0; auxiliary heads read each modality's detached token.
 
 pub mod fin;
+pub mod fused;
 pub mod mlp;
 pub mod model;
 pub mod oct;

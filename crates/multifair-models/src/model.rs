@@ -221,7 +221,7 @@ pub struct ModelConfig {
     pub fusion_layers: usize,
     pub classes: usize,
     pub dropout: f64,
-    /// Groups of a fair identity normalisation on the fused feature (FIN), when used.
+    /// Groups of a fair identity normalisation (FIN) on the head's final linear input, when used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fin_groups: Option<usize>,
     /// The fusion's attention initialised as PyTorch's (`torch_init`), as the original's.
@@ -339,12 +339,16 @@ impl MultimodalModel {
             _ => TransformerEncoderInput::new(stacked),
         };
         let fused = self.fusion.forward(input);
-        let mut first = fused.slice([0..b, 0..1, 0..p]).reshape([b, p]);
-        if let Some(fin) = &self.fin {
-            let groups = groups.expect("a model with FIN needs each sample's group");
-            first = fin.forward(first, groups.clone());
+        let first = fused.slice([0..b, 0..1, 0..p]).reshape([b, p]);
+        let hidden = self.head.hidden(first);
+        // FIN sits where the original script puts it: on the final linear layer's input.
+        match &self.fin {
+            Some(fin) => {
+                let groups = groups.expect("a model with FIN needs each sample's group");
+                fin.forward(hidden, groups.clone())
+            }
+            None => hidden,
         }
-        self.head.hidden(first)
     }
 
     /// Auxiliary logits of each modality on its detached token: they train their heads only.
@@ -368,5 +372,42 @@ impl MultimodalModel {
             .zip(&self.aux)
             .map(|(h, head)| head.classify(h.clone()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presets::ModelSize;
+    use burn::module::Param;
+    use burn::tensor::{Distribution, Int};
+
+    /// FIN sits on the final linear layer's input, as the original's
+    /// `nn.Sequential(backbone, FIN, final Linear)`: with a group mean c and a unit scale it
+    /// shifts that input by exactly -(1 - m) c, which no layer between it and the classifier
+    /// would leave intact.
+    #[test]
+    fn fin_normalises_the_final_linear_layers_input() {
+        let device = Device::flex();
+        let config = ModelSize::Tiny.model(&[("slo", "image"), ("oct", "volume")], 16, 2, 0, 2);
+        let p = config.fusion_dim;
+        let plain = config.init(&device);
+        let mut fin = FairNorm::new(2, p, 0.3, &device);
+        fin.mus = Param::from_tensor(Tensor::full([2, p], 0.5, &device));
+        // softplus(ln(e - 1)) = 1.
+        fin.sigmas = Param::from_tensor(Tensor::full([2, p], (1f32.exp() - 1.0).ln(), &device));
+        let mut with_fin = plain.clone();
+        with_fin.fin = Some(fin);
+        let tokens: Vec<Tensor<2>> = (0..2)
+            .map(|_| Tensor::random([3, p], Distribution::Normal(0.0, 1.0), &device))
+            .collect();
+        let groups = Tensor::<1, Int>::from_ints([0, 1, -1], &device);
+        let shifted = with_fin.fused_hidden(&tokens, Some(&groups), None);
+        let hidden = plain.fused_hidden(&tokens, None, None);
+        let difference: Vec<f32> = (shifted - hidden).into_data().try_to_vec().unwrap();
+        for (i, d) in difference.iter().enumerate() {
+            let want = if i / p < 2 { -0.7 * 0.5 } else { 0.0 };
+            assert!((d - want).abs() < 1e-4, "element {i}: {d} (want {want})");
+        }
     }
 }

@@ -1,9 +1,7 @@
 //! BERT-style text encoder: token, position and segment embeddings, post-LN encoder, [CLS].
 
 use burn::module::Module;
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
@@ -33,6 +31,8 @@ pub struct TextEncoder {
     dropout: Dropout,
     encoder: TransformerEncoder,
     cls_dropout: Dropout,
+    /// The layer norms' epsilon, which burn's `LayerNorm` keeps private (for `fused`).
+    epsilon: f64,
 }
 
 impl TextConfig {
@@ -56,6 +56,7 @@ impl TextConfig {
             .with_layer_norm_eps(self.layer_norm_eps)
             .init(device),
             cls_dropout: DropoutConfig::new(self.cls_dropout).init(),
+            epsilon: self.layer_norm_eps,
         }
     }
 }
@@ -101,8 +102,9 @@ impl TextEncoder {
         let x = self.tokens.forward(ids)
             + self.positions.forward(positions)
             + self.segments.forward(segments);
-        let x = self.dropout.forward(self.norm.forward(x));
-        self.encoder
-            .forward(TransformerEncoderInput::new(x).mask_pad(mask.equal_elem(0)))
+        let x = self
+            .dropout
+            .forward(crate::fused::layer_norm(&self.norm, x, self.epsilon));
+        crate::fused::encoder(&self.encoder, x, Some(mask.equal_elem(0)), self.epsilon)
     }
 }

@@ -3,9 +3,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Tensor};
@@ -32,6 +30,8 @@ pub struct Vit {
     encoder: TransformerEncoder,
     norm: LayerNorm,
     pooler: Linear,
+    /// The layer norms' epsilon, which burn's `LayerNorm` keeps private (for `fused`).
+    epsilon: f64,
 }
 
 impl VitConfig {
@@ -60,6 +60,7 @@ impl VitConfig {
                 .with_epsilon(self.layer_norm_eps)
                 .init(device),
             pooler: LinearConfig::new(self.hidden, self.hidden).init(device),
+            epsilon: self.layer_norm_eps,
         }
     }
 }
@@ -86,9 +87,8 @@ impl Vit {
         let x = x.reshape([b, d, h * w]).swap_dims(1, 2); // [B, N, d]
         let cls = self.cls.val().expand([b, 1, d]);
         let x = Tensor::cat(vec![cls, x], 1) + self.position.val();
-        let x = self
-            .norm
-            .forward(self.encoder.forward(TransformerEncoderInput::new(x)));
+        let x = crate::fused::encoder(&self.encoder, x, None, self.epsilon);
+        let x = crate::fused::layer_norm(&self.norm, x, self.epsilon);
         let first = x.slice([0..b, 0..1, 0..d]).reshape([b, d]);
         tanh(self.pooler.forward(first))
     }

@@ -1,6 +1,7 @@
 //! FIN, fair identity normalisation (Luo et al., "Harvard Glaucoma Fairness", WACV 2024): the
-//! fusion model with a learnable per-group mean and scale on the fused feature (momentum 0.3
-//! with the un-normalised feature; `multifair_models::fin`), trained with cross-entropy. The
+//! fusion model with a learnable per-group mean and scale on the classifier's input (the final
+//! linear layer's, as the original script places it; momentum 0.3 with the un-normalised
+//! feature; `multifair_models::fin`), trained with cross-entropy. The
 //! group is an input at test time too, as in the paper.
 
 use multifair_models::MultimodalModel;
@@ -12,7 +13,7 @@ use crate::{DeviceBatch, Method, Setup, StepOutput};
 
 pub const INFO: MethodInfo = super::plain(
     "fin",
-    "FIN (Luo et al., WACV 2024): per-group learnable normalisation of the fused feature",
+    "FIN (Luo et al., WACV 2024): per-group learnable normalisation of the final linear layer's input",
     |h| {
         NoHparams::from_value(h)?;
         Ok(Box::new(Fin))

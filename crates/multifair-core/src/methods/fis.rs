@@ -6,9 +6,11 @@
 //!
 //! where d_g is the Sinkhorn distance (`crate::sinkhorn`, blur 0.1) between group g's losses
 //! and all groups' losses, without gradient, and both softmaxes run over the batch. The
-//! individual weights keep their gradient, as there. The original draws, at every step, a
-//! separate batch of each group's training samples for d_g; here d_g comes from the batch's
-//! own members of each group (docs/fidelity.md). A sample of unknown group (-1) has d = 0.
+//! individual weights keep their gradient, as there. As the original, d_g is measured at every
+//! step on a separate draw of each group's training samples (`fis_group_samples` of each,
+//! forwarded in training mode without gradient), against all those draws together; with
+//! `fis_group_samples = 0` it comes from the batch's own members of each group instead. A
+//! sample of unknown group (-1), or of a group without a draw, has d = 0.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +32,9 @@ hparams! {
         t as "fis_t": f64 = 1.0, Range::LogUniform(0.1, 10.0);
         /// Sinkhorn blur.
         blur as "fis_blur": f64 = 0.1, Range::LogUniform(0.01, 1.0);
+        /// Training samples of each group drawn every step to measure d_g
+        /// (`fair_scaling_batchsize`); 0 measures it on the batch's own members.
+        samples as "fis_group_samples": usize = 64, Range::Fixed;
     }
 }
 
@@ -46,6 +51,8 @@ pub const INFO: MethodInfo = MethodInfo {
             c: h.c,
             t: h.t,
             blur: h.blur,
+            samples: h.samples,
+            draws: Vec::new(),
         }))
     },
 };
@@ -54,10 +61,13 @@ pub struct Fis {
     c: f64,
     t: f64,
     blur: f64,
+    samples: usize,
+    /// This step's draws of each group, from [`Method::group_batches`].
+    draws: Vec<(i64, DeviceBatch)>,
 }
 
 impl Fis {
-    /// Each group's Sinkhorn distance between its members' losses and the batch's.
+    /// Each group's Sinkhorn distance between its members' losses and all the losses given.
     pub fn distances(&self, losses: &[f64], groups: &[i64]) -> BTreeMap<i64, f64> {
         let mut distance = BTreeMap::new();
         for &g in groups.iter().filter(|&&g| g >= 0) {
@@ -70,6 +80,17 @@ impl Fis {
             });
         }
         distance
+    }
+
+    /// The losses of this step's group draws, without gradient, and each one's group.
+    fn drawn_losses(&mut self, model: &MultimodalModel) -> (Vec<f64>, Vec<i64>) {
+        let (mut losses, mut groups) = (Vec::new(), Vec::new());
+        for (g, batch) in std::mem::take(&mut self.draws) {
+            let drawn = to_host(forward(model, &batch).per_sample.detach()).expect("losses");
+            groups.extend(std::iter::repeat_n(g, drawn.len()));
+            losses.extend(drawn);
+        }
+        (losses, groups)
     }
 
     /// The scaled loss from per-sample losses [B] (with their gradient) and each sample's
@@ -90,10 +111,26 @@ impl Method for Fis {
         INFO.name
     }
 
+    fn group_samples(&self) -> usize {
+        self.samples
+    }
+
+    fn group_batches(&mut self, batches: Vec<(i64, DeviceBatch)>) {
+        self.draws = batches;
+    }
+
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
         let f = forward(model, batch);
-        let losses = to_host(f.per_sample.clone().detach()).expect("losses");
-        let distance = self.distances(&losses, &batch.groups);
+        let distance = match self.draws.is_empty() {
+            true => {
+                let losses = to_host(f.per_sample.clone().detach()).expect("losses");
+                self.distances(&losses, &batch.groups)
+            }
+            false => {
+                let (losses, groups) = self.drawn_losses(model);
+                self.distances(&losses, &groups)
+            }
+        };
         let per_sample: Vec<f64> = (batch.groups.iter())
             .map(|g| distance.get(g).copied().unwrap_or(0.0))
             .collect();
@@ -117,6 +154,8 @@ mod tests {
             c: 0.5,
             t: 1.0,
             blur: 0.1,
+            samples: 0,
+            draws: Vec::new(),
         };
         // One group holding the whole batch is at distance 0 from it.
         let d = fis.distances(&[0.0, 4f64.ln()], &[0, 0]);
@@ -150,6 +189,8 @@ mod tests {
             c: 0.5,
             t: 1.0,
             blur: 0.1,
+            samples: 0,
+            draws: Vec::new(),
         };
         // Two single-sample groups with losses 0 and 1 and an unknown sample at 0.5: the batch
         // {0, 0.5, 1} is symmetric about 0.5, so both groups sit at the same distance from it.
