@@ -92,8 +92,10 @@ bench-paper-step threads="2": setup-libtorch
     #!/usr/bin/env bash
     set -euo pipefail
     source scripts/libtorch-env.sh
-    cargo build --features tch --bin multifair
-    mf=${CARGO_TARGET_DIR:-target}/debug/multifair
+    # Optimised, as runs are: a debug build leaves the tensor API's generic code in our crates
+    # unoptimised, which the tiny size's many small ops feel.
+    cargo build --release --features tch --bin multifair
+    mf=${CARGO_TARGET_DIR:-target}/release/multifair
     dir=$(mktemp -d)
     OMP_NUM_THREADS={{threads}} "$mf" time-step --model paper --batch 2 --steps 2 --device libtorch > "$dir/ours-paper.json"
     python benches/paper_step.py --model paper --batch 2 --steps 2 --threads {{threads}} > "$dir/torch-paper.json"
