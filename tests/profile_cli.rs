@@ -99,6 +99,15 @@ fn check(runs: &[Value], vit: &Path, text: Option<&Path>, beta_tau: (f64, f64)) 
             assert_eq!(h["multifair_beta"], beta_tau.0, "{label}");
             assert_eq!(h["multifair_tau"], beta_tau.1, "{label}");
         }
+        if c["method"] == "fis" {
+            // FairVision's train_*_fair_fis.py: fair_scaling_coef .5, temperature 1, blur .1,
+            // and a draw of 64 of each group's training samples every step.
+            let h = &c["hparams"];
+            assert_eq!(h["fis_c"], 0.5, "{label}");
+            assert_eq!(h["fis_t"], 1.0, "{label}");
+            assert_eq!(h["fis_blur"], 0.1, "{label}");
+            assert_eq!(h["fis_group_samples"], 64, "{label}");
+        }
     }
 }
 

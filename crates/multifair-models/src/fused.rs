@@ -3,8 +3,8 @@
 //! burn 0.22's autodiff backend records both op by op. Attention (matmul, scale, softmax, matmul)
 //! then keeps the [heads, L, L] score and probability matrices of every layer until the backward
 //! pass, and a layer norm keeps its centred and its normalised input: at the paper size (197
-//! tokens, 12 heads, 11 images per sample) that is most of the memory a step needs beyond
-//! PyTorch's, and at the tiny size the many small ops are most of its time. Here the forward
+//! tokens, 12 heads, 11 images per sample) that was most of the memory a step needed beyond
+//! PyTorch's (README, "The libtorch backend"). Here the forward
 //! passes are the backend's own kernels (libtorch's `scaled_dot_product_attention` and
 //! `layer_norm`, flex's) and the backward passes keep only the inputs (and attention's output),
 //! recomputing the rest once, as flash attention and PyTorch's layer norm do.
