@@ -314,6 +314,15 @@ mod tests {
     use super::*;
     use burn::tensor::{Device, Distribution, Int, activation::softmax};
 
+    /// Every backend this build has: flex, and libtorch's CPU with the `tch` feature.
+    fn devices() -> Vec<Device> {
+        #[allow(unused_mut)]
+        let mut devices = vec![Device::flex()];
+        #[cfg(feature = "tch")]
+        devices.push(Device::libtorch());
+        devices
+    }
+
     fn op_by_op(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         let d = q.dims()[3] as f32;
         softmax(q.matmul(k.transpose()).div_scalar(d.sqrt()), 3).matmul(v)
@@ -334,7 +343,12 @@ mod tests {
 
     #[test]
     fn output_and_gradients_equal_the_op_by_op_attention() {
-        let device = Device::flex().autodiff();
+        for device in devices() {
+            attention_against_op_by_op(device.autodiff());
+        }
+    }
+
+    fn attention_against_op_by_op(device: Device) {
         let draw = || Tensor::<4>::random([2, 3, 7, 5], Distribution::Normal(0.0, 1.0), &device);
         let (q, k, v, w) = (draw(), draw(), draw(), draw());
         let leaves = || {
@@ -388,8 +402,13 @@ mod tests {
 
     #[test]
     fn layer_norm_output_and_gradients_equal_burns() {
+        for device in devices() {
+            layer_norm_against_burns(device.autodiff());
+        }
+    }
+
+    fn layer_norm_against_burns(device: Device) {
         use burn::nn::LayerNormConfig;
-        let device = Device::flex().autodiff();
         let mut norm = LayerNormConfig::new(6).with_epsilon(1e-5).init(&device);
         // A trained norm is not the identity: gamma off 1.
         norm.gamma = burn::module::Param::from_tensor(Tensor::random(
@@ -424,13 +443,15 @@ mod tests {
 
     #[test]
     fn without_autodiff_it_is_the_backends_attention() {
-        let device = Device::flex();
-        let draw = || Tensor::<4>::random([1, 2, 4, 3], Distribution::Normal(0.0, 1.0), &device);
-        let (q, k, v) = (draw(), draw(), draw());
-        close(
-            attention(q.clone(), k.clone(), v.clone()),
-            op_by_op(q, k, v),
-            "output",
-        );
+        for device in devices() {
+            let draw =
+                || Tensor::<4>::random([1, 2, 4, 3], Distribution::Normal(0.0, 1.0), &device);
+            let (q, k, v) = (draw(), draw(), draw());
+            close(
+                attention(q.clone(), k.clone(), v.clone()),
+                op_by_op(q, k, v),
+                "output",
+            );
+        }
     }
 }
