@@ -26,6 +26,7 @@ folder, `--set image_size=32 --set slices=8`.
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import os
 import random
@@ -189,6 +190,20 @@ def run_ours(binary, weights, data, method, seed, out):
     return {"val_auc": curve, "test_auc": test["auc"], "test_es_auc": gender["es_auc"]}
 
 
+def permutation_p(a, b):
+    """Two-sided p of the difference of means under exchangeable labels: the share of all ways
+    to split the pooled runs into groups of len(a) and len(b) whose difference is at least as
+    large as the observed one (seed noise alone explains a difference with a large p)."""
+    pooled, observed = a + b, abs(statistics.mean(a) - statistics.mean(b))
+    splits = list(itertools.combinations(range(len(pooled)), len(a)))
+    extreme = 0
+    for chosen in splits:
+        x = [pooled[i] for i in chosen]
+        y = [pooled[i] for i in range(len(pooled)) if i not in chosen]
+        extreme += abs(statistics.mean(x) - statistics.mean(y)) >= observed - 1e-12
+    return extreme / len(splits)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--original", required=True, help="a checkout of Zubair063/MultiFair")
@@ -236,6 +251,15 @@ def main():
             curve = " ".join(f"{statistics.mean(r['val_auc'][e] for r in runs):.2f}"
                              for e in range(epochs))
             print(f"| {impl} | {method} | {show('test_auc')} | {show('test_es_auc')} | {curve} |")
+    print("\n| method | metric | ours − original | exact permutation p (two-sided) |")
+    print("|---|---|---|---|")
+    for method in ["erm", "multifair_ref"]:
+        for key in ["test_auc", "test_es_auc"]:
+            a, b = ([v[key] for k, v in results.items() if k.startswith(f"{impl}/{method}/")]
+                    for impl in ["ours", "original"])
+            if a and b:
+                print(f"| {method} | {key} | {statistics.mean(a) - statistics.mean(b):+.3f} "
+                      f"| {permutation_p(a, b):.2f} |")
     skipped = sum(r.get("skipped_batches", 0) for r in results.values())
     print(f"\nbatches the original skipped after an error: {skipped}")
 
