@@ -27,12 +27,38 @@ pub fn run_ok(args: &[&str]) -> Output {
     ok(multifair(args))
 }
 
-/// An empty folder of this test process.
+/// An empty folder of this test process. The first call also removes the folders that test
+/// processes which have ended left behind (a process cannot clean up after its last test).
 pub fn scratch(name: &str) -> PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_ended_processes_scratch);
     let dir = std::env::temp_dir().join(format!("multifair-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Removes `multifair-test-PID-*` folders whose process is gone (Linux: no `/proc/PID`).
+fn remove_ended_processes_scratch() {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("multifair-test-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A small FairVision-format dataset (48 / 24 / 32 samples, 16 px, 6 B-scans) in `dir`.
