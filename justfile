@@ -114,6 +114,19 @@ bench-paper-step threads="2": setup-libtorch
               f"memory {ours['peak_rss_mib'] / torch['peak_rss_mib']:.2f}x")
     PY
 
+# The tiny training step on flex as built by default and with burn-flex's `simd` and `rayon`
+# features (cargo features flex-simd, flex-rayon), side by side: seconds per step, and the last
+# loss, which shows whether a feature changes results.
+bench-flex-features:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    target=${CARGO_TARGET_DIR:-target}
+    for features in "" flex-simd flex-simd,flex-rayon; do
+        cargo build --quiet --release --bin multifair ${features:+--features $features}
+        "$target/release/multifair" time-step --model tiny --batch 16 --steps 30 --device flex \
+            | python3 -c 'import json, sys; r = json.load(sys.stdin); print(f"{sys.argv[1] or \"default\"}: {r[\"seconds_per_step\"]:.4f} s/step, last loss {r[\"last_loss\"]!r}")' "$features"
+    done
+
 # Training-step cost of each two-modality method on the same tiny model and batch (flex),
 # relative to fusion ERM, measured side by side in one run.
 bench-step:
