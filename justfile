@@ -124,7 +124,7 @@ bench-flex-features:
     for features in "" flex-simd flex-simd,flex-rayon; do
         cargo build --quiet --release --bin multifair ${features:+--features $features}
         "$target/release/multifair" time-step --model tiny --batch 16 --steps 30 --device flex \
-            | python3 -c 'import json, sys; r = json.load(sys.stdin); print(f"{sys.argv[1] or \"default\"}: {r[\"seconds_per_step\"]:.4f} s/step, last loss {r[\"last_loss\"]!r}")' "$features"
+            | python3 -c 'import json, sys; r = json.load(sys.stdin); print((sys.argv[1] or "default") + ": %.4f s/step, last loss %r" % (r["seconds_per_step"], r["last_loss"]))' "$features"
     done
 
 # Training-step cost of each two-modality method on the same tiny model and batch (flex),
