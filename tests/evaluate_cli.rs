@@ -10,10 +10,10 @@ use serde_json::Value;
 
 const GOLDEN: &str = include_str!("golden/reference-vectors.json");
 
+/// `name` in this process's scratch folder (one for all its tests).
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("multifair-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| common::scratch("evaluate")).join(name)
 }
 
 fn evaluate(path: &Path, extra: &[&str]) -> Output {

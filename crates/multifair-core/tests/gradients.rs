@@ -92,19 +92,23 @@ fn method_and_model(info: &MethodInfo, device: &Device) -> (Box<dyn Method>, Mul
     prepared(info, 2, device).unwrap_or_else(|e| panic!("{}: {e}", info.name))
 }
 
-/// A random batch of 6 (3 channels: RGB for the fundus, 3 slices for the OCT), one unknown code.
-fn batch(modalities: usize, device: &Device) -> DeviceBatch {
-    let inputs = (0..modalities)
+/// `n` random 16 px images of 3 channels per modality (RGB for the fundus, 3 slices for the OCT).
+fn pixels(modalities: usize, n: usize, device: &Device) -> Vec<ModalityInput> {
+    (0..modalities)
         .map(|_| {
             ModalityInput::Pixels(Tensor::random(
-                [6, 3, 16, 16],
+                [n, 3, 16, 16],
                 Distribution::Normal(0.0, 1.0),
                 device,
             ))
         })
-        .collect();
+        .collect()
+}
+
+/// A random batch of 6, one unknown code.
+fn batch(modalities: usize, device: &Device) -> DeviceBatch {
     DeviceBatch::new(
-        inputs,
+        pixels(modalities, 6, device),
         &[0, 1, 0, 1, 1, 0],
         vec![vec![0, 1, 2, 0, -1, 2]],
         0,
@@ -188,15 +192,7 @@ fn every_method_takes_three_classes_and_missing_modalities_or_says_why() {
             }
         };
         let m = model.encoders.len();
-        let inputs = (0..m)
-            .map(|_| {
-                ModalityInput::Pixels(Tensor::random(
-                    [6, 3, 16, 16],
-                    Distribution::Normal(0.0, 1.0),
-                    &device,
-                ))
-            })
-            .collect();
+        let inputs = pixels(m, 6, &device);
         // The last modality is missing for two samples.
         let available: Vec<Vec<bool>> = (0..m)
             .map(|j| (0..6).map(|n| j + 1 < m || n % 3 != 0).collect())
@@ -420,21 +416,17 @@ fn fis_measures_group_distances_on_each_groups_draw() {
     let m = model.encoders.len();
     let batch = batch(m, &device);
     let draw = |g: i64| {
-        let inputs = (0..m)
-            .map(|_| {
-                ModalityInput::Pixels(Tensor::random(
-                    [4, 3, 16, 16],
-                    Distribution::Normal(0.0, 1.0),
-                    &device,
-                ))
-            })
-            .collect();
-        DeviceBatch::new(inputs, &[0, 1, 1, 0], vec![vec![g; 4]], 0, &device)
+        DeviceBatch::new(
+            pixels(m, 4, &device),
+            &[0, 1, 1, 0],
+            vec![vec![g; 4]],
+            0,
+            &device,
+        )
     };
+    // Statistics are a BTreeMap: its keys come sorted.
     let groups = |stats: &std::collections::BTreeMap<String, f64>| {
-        let mut keys: Vec<String> = stats.keys().cloned().collect();
-        keys.sort();
-        keys
+        stats.keys().cloned().collect::<Vec<String>>()
     };
     // Draws of groups 0 and 1 only: group 2, in the batch, has no distance (d = 0).
     method.group_batches(vec![(0, draw(0)), (1, draw(1))]);

@@ -47,9 +47,10 @@ fn group_splits(train: &SplitIndex, attribute: usize) -> Vec<(i64, SplitIndex)> 
     (by_group.into_iter())
         .map(|(g, samples)| {
             let split = SplitIndex {
+                split: train.split,
+                folder: train.folder.clone(),
                 samples,
                 skipped: Vec::new(),
-                ..train.clone()
             };
             (g, split)
         })

@@ -89,6 +89,21 @@ fn attention_backward<B: Backend>(
     [dq, dk, dv]
 }
 
+/// The common end of both backward passes: the output's gradient in, `partials` of it, each
+/// input that takes part in the backward pass handed its gradient.
+fn backward<B: Backend, S>(
+    ops: Ops<S, 3>,
+    grads: &mut Gradients,
+    partials: impl FnOnce(S, FloatTensor<B>) -> [FloatTensor<B>; 3],
+) {
+    let grad = grads.consume::<B>(&ops.node);
+    for (parent, partial) in ops.parents.into_iter().zip(partials(ops.state, grad)) {
+        if let Some(node) = parent {
+            grads.register::<B>(node.id, partial);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct AttentionBackward;
 
@@ -96,13 +111,7 @@ impl<B: Backend> Backward<B, 3> for AttentionBackward {
     type State = [FloatTensor<B>; 4];
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<B>(&ops.node);
-        let partials = attention_backward::<B>(ops.state, grad);
-        for (parent, partial) in ops.parents.into_iter().zip(partials) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, partial);
-            }
-        }
+        backward::<B, _>(ops, grads, attention_backward::<B>);
     }
 }
 
@@ -209,14 +218,9 @@ impl<B: Backend> Backward<B, 3> for LayerNormBackward {
     type State = (FloatTensor<B>, FloatTensor<B>, f64);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<B>(&ops.node);
-        let (x, gamma, epsilon) = ops.state;
-        let partials = layer_norm_backward::<B>(x, gamma, epsilon, grad);
-        for (parent, partial) in ops.parents.into_iter().zip(partials) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, partial);
-            }
-        }
+        backward::<B, _>(ops, grads, |(x, gamma, epsilon), grad| {
+            layer_norm_backward::<B>(x, gamma, epsilon, grad)
+        });
     }
 }
 
