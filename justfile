@@ -86,9 +86,11 @@ bench-loader: setup-libtorch
 # One whole training step of the two-modality model against the same architecture in PyTorch
 # (benches/paper_step.py), side by side in one run: the paper size (ViT-B/16 fundus + ViT-B/16 per
 # OCT slice, 10 slices, 224 px, batch 2) on burn-libtorch's CPU and the tiny size (batch 16) on
-# burn-flex, each against PyTorch on the same number of threads (flex runs on one); prints seconds
-# per step, peak memory and the ratios (ours / PyTorch; targets <= 1.0).
-bench-paper-step threads="2": setup-libtorch
+# burn-flex, each against PyTorch on the same number of threads (flex runs on one). Ours and
+# PyTorch alternate for `rounds` rounds (the paper size for `paper_rounds`), so a busy spell
+# on a shared machine hits both; prints each round and the medians' ratios (ours / PyTorch;
+# targets <= 1.0) of seconds per step and peak memory.
+bench-paper-step threads="2" rounds="3" paper_rounds="1": setup-libtorch
     #!/usr/bin/env bash
     set -euo pipefail
     source scripts/libtorch-env.sh
@@ -97,21 +99,28 @@ bench-paper-step threads="2": setup-libtorch
     cargo build --release --features tch --bin multifair
     mf=${CARGO_TARGET_DIR:-target}/release/multifair
     dir=$(mktemp -d)
-    OMP_NUM_THREADS={{threads}} "$mf" time-step --model paper --batch 2 --steps 2 --device libtorch > "$dir/ours-paper.json"
-    python benches/paper_step.py --model paper --batch 2 --steps 2 --threads {{threads}} > "$dir/torch-paper.json"
-    "$mf" time-step --model tiny --batch 16 --steps 10 --device flex > "$dir/ours-tiny.json"
-    python benches/paper_step.py --model tiny --batch 16 --steps 10 --threads 1 > "$dir/torch-tiny.json"
+    for round in $(seq {{paper_rounds}}); do
+        OMP_NUM_THREADS={{threads}} "$mf" time-step --model paper --batch 2 --steps 2 --device libtorch > "$dir/ours-paper-$round.json"
+        python benches/paper_step.py --model paper --batch 2 --steps 2 --threads {{threads}} > "$dir/torch-paper-$round.json"
+    done
+    for round in $(seq {{rounds}}); do
+        "$mf" time-step --model tiny --batch 16 --steps 30 --device flex > "$dir/ours-tiny-$round.json"
+        python benches/paper_step.py --model tiny --batch 16 --steps 30 --threads 1 > "$dir/torch-tiny-$round.json"
+    done
     python - "$dir" <<'PY'
-    import json, os, sys
+    import glob, json, os, statistics, sys
     d = sys.argv[1]
     for size, ours_device in [("paper", "burn-libtorch CPU, {{threads}} threads"), ("tiny", "burn-flex, 1 thread")]:
-        ours = json.load(open(os.path.join(d, f"ours-{size}.json")))
-        torch = json.load(open(os.path.join(d, f"torch-{size}.json")))
-        print(f"{size} (batch {ours['batch']}, {ours['image_size']} px, {ours['slices']} slices): "
-              f"ours ({ours_device}) {ours['seconds_per_step']:.3f} s/step, peak {ours['peak_rss_mib']:.0f} MiB; "
-              f"PyTorch {torch['seconds_per_step']:.3f} s/step, peak {torch['peak_rss_mib']:.0f} MiB; "
-              f"time {ours['seconds_per_step'] / torch['seconds_per_step']:.2f}x, "
-              f"memory {ours['peak_rss_mib'] / torch['peak_rss_mib']:.2f}x")
+        load = lambda who: [json.load(open(p)) for p in sorted(glob.glob(os.path.join(d, f"{who}-{size}-*.json")))]
+        ours, torch = load("ours"), load("torch")
+        for i, (o, t) in enumerate(zip(ours, torch)):
+            print(f"  {size} round {i + 1}: ours {o['seconds_per_step']:.4f} s/step, PyTorch {t['seconds_per_step']:.4f}")
+        median = lambda runs, key: statistics.median(r[key] for r in runs)
+        o_s, t_s = median(ours, "seconds_per_step"), median(torch, "seconds_per_step")
+        o_m, t_m = median(ours, "peak_rss_mib"), median(torch, "peak_rss_mib")
+        print(f"{size} (batch {ours[0]['batch']}, {ours[0]['image_size']} px, {ours[0]['slices']} slices, "
+              f"median of {len(ours)}): ours ({ours_device}) {o_s:.4f} s/step, peak {o_m:.0f} MiB; "
+              f"PyTorch {t_s:.4f} s/step, peak {t_m:.0f} MiB; time {o_s / t_s:.2f}x, memory {o_m / t_m:.2f}x")
     PY
 
 # The tiny training step on flex as built by default and with burn-flex's `simd` and `rayon`

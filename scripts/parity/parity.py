@@ -33,6 +33,7 @@ import random
 import statistics
 import subprocess
 import sys
+import time
 import types
 
 import numpy as np
@@ -176,12 +177,12 @@ def run_original(checkout, vit_folder, data, method, seed, out):
             "skipped_batches": skipped}
 
 
-def run_ours(binary, weights, data, method, seed, out):
+def run_ours(binary, weights, data, method, seed, out, dropout_mask):
     folder = os.path.join(out, f"ours-{method}-{seed}")
     subprocess.run([binary, "train", "--dataset", "fairvision", "--data-dir", data, "--method",
                     method, "--profile", "paper", "--weights-dir", weights, "--seed", str(seed),
                     "--set", f"image_size={SIZE}", "--set", f"slices={SLICES}", "--set",
-                    "workers=1", "--out", folder], check=True, stdout=subprocess.DEVNULL)
+                    "workers=1", "--set", f"dropout_mask={dropout_mask}", "--out", folder], check=True, stdout=subprocess.DEVNULL)
     # The validation AUC of the raw class-1 logit, which the paper profile selects on.
     curve = [json.loads(line)["val"]["auc_logit"]
              for line in open(os.path.join(folder, "metrics.jsonl")) if '"val"' in line]
@@ -211,7 +212,14 @@ def main():
     parser.add_argument("--out", default="results/parity")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--only", choices=["original", "ours"])
+    parser.add_argument("--threads", type=int,
+                        help="torch's threads for the original (default: torch's own choice)")
+    parser.add_argument("--dropout-mask", default="sampled", choices=["sampled", "hashed"],
+                        help="ours: the masks docs/fidelity.md's table was measured with, or the "
+                             "faster default")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = os.path.abspath(args.out)
     data, weights = os.path.join(out, "data"), os.path.join(out, "weights")
     os.makedirs(out, exist_ok=True)
@@ -231,10 +239,15 @@ def main():
                 if key in results:
                     continue
                 print(f"running {key}", file=sys.stderr, flush=True)
+                start = time.perf_counter()
                 if impl == "original":
                     results[key] = run_original(args.original, vit, data, method, seed, out)
                 else:
-                    results[key] = run_ours(args.multifair, weights, data, method, seed, out)
+                    results[key] = run_ours(args.multifair, weights, data, method, seed, out,
+                                            args.dropout_mask)
+                # Wall time per epoch, evaluation included (ours: a process of its own, from
+                # start to its test metrics).
+                results[key]["seconds_per_epoch"] = (time.perf_counter() - start) / EPOCHS
                 json.dump(results, open(results_path, "w"), indent=1)
     print("| implementation | method | test AUC | test ES-AUC (gender) | validation AUC by epoch (mean) |")
     print("|---|---|---|---|---|")
@@ -260,6 +273,15 @@ def main():
             if a and b:
                 print(f"| {method} | {key} | {statistics.mean(a) - statistics.mean(b):+.3f} "
                       f"| {permutation_p(a, b):.2f} |")
+    print("\n| method | seconds per epoch, ours | original | ours / original |")
+    print("|---|---|---|---|")
+    for method in ["erm", "multifair_ref"]:
+        a, b = ([v["seconds_per_epoch"] for k, v in results.items()
+                 if k.startswith(f"{impl}/{method}/") and "seconds_per_epoch" in v]
+                for impl in ["ours", "original"])
+        if a and b:
+            print(f"| {method} | {statistics.mean(a):.2f} | {statistics.mean(b):.2f} "
+                  f"| {statistics.mean(a) / statistics.mean(b):.2f} |")
     skipped = sum(r.get("skipped_batches", 0) for r in results.values())
     print(f"\nbatches the original skipped after an error: {skipped}")
 

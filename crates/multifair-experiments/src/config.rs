@@ -10,6 +10,7 @@ use anyhow::{bail, ensure};
 use multifair_core::hparams::{Hparam, Hparams, Range};
 use multifair_core::{MethodInfo, REGISTRY, hparams};
 use multifair_data::{DatasetKind, manifest};
+use multifair_models::fused::DropoutMask;
 use multifair_models::presets::ModelSize;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -132,6 +133,9 @@ hparams! {
         /// Photographs' pipeline: light (ours: bilinear, brightness and contrast ±0.2) or
         /// original (Pillow's antialiased resize, ColorJitter(0.4, 0.4, 0.4, 0.1) with p 0.8).
         augment as "augment": Pipeline = Pipeline::Light, Range::Fixed;
+        /// Dropout masks: hashed (a seed per layer call, hashed per element; fast on flex) or
+        /// sampled (burn's, element by element from the generator; runs made before hashed).
+        dropout_mask as "dropout_mask": DropoutMask = DropoutMask::Hashed, Range::Fixed;
         /// Loader threads.
         workers as "workers": usize = 2, Range::Fixed;
         /// Image and B-scan size in pixels (the paper size: 224).

@@ -109,6 +109,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
     let checkpoint = Checkpoint::new(out)?;
     let device = run.device.clone();
     device.seed(config.seed);
+    multifair_models::fused::use_dropout_mask(config.engine.dropout_mask);
     let mut model = run.model_config.init(&device);
     let mut imported = Vec::new();
     if !checkpoint.exists() {

@@ -1,16 +1,21 @@
-//! Scaled dot-product attention and layer normalisation as single differentiable operations.
+//! Scaled dot-product attention, layer normalisation and dropout as single differentiable
+//! operations.
 //!
-//! burn 0.22's autodiff backend records both op by op. Attention (matmul, scale, softmax, matmul)
-//! then keeps the [heads, L, L] score and probability matrices of every layer until the backward
-//! pass, and a layer norm keeps its centred and its normalised input: at the paper size (197
-//! tokens, 12 heads, 11 images per sample) that was most of the memory a step needed beyond
-//! PyTorch's (README, "The libtorch backend"). Here the forward
-//! passes are the backend's own kernels (libtorch's `scaled_dot_product_attention` and
-//! `layer_norm`, flex's) and the backward passes keep only the inputs (and attention's output),
-//! recomputing the rest once, as flash attention and PyTorch's layer norm do.
+//! burn 0.22's autodiff backend records attention and layer norm op by op. Attention (matmul,
+//! scale, softmax, matmul) then keeps the [heads, L, L] score and probability matrices of every
+//! layer until the backward pass, and a layer norm keeps its centred and its normalised input:
+//! at the paper size (197 tokens, 12 heads, 11 images per sample) that was most of the memory a
+//! step needed beyond PyTorch's (README, "The libtorch backend"). Here the forward passes are the
+//! backend's own kernels (libtorch's `scaled_dot_product_attention` and `layer_norm`, flex's)
+//! and the backward passes keep only the inputs, recomputing the rest once, as flash attention
+//! and PyTorch's layer norm do. Dropout on flex draws its mask from a seed hashed with each
+//! element's index (burn's samples a ChaCha stream element by element, a fifth of a tiny-model
+//! step), so the backward pass and a fused attention's recomputation repeat it from the seed.
 
 // burn 0.22 marks libtorch deprecated; it is still the fast CPU/CUDA path here.
 #![allow(deprecated)]
+
+use std::cell::Cell;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -20,27 +25,30 @@ use burn::backend::ops::AttentionModuleOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 use burn::nn::attention::{MhaInput, MultiHeadAttention};
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderLayer};
-use burn::nn::{LayerNorm, Linear};
-use burn::tensor::{Bool, Tensor};
+use burn::nn::transformer::{PositionWiseFeedForward, TransformerEncoder, TransformerEncoderLayer};
+use burn::nn::{Dropout, LayerNorm, Linear};
+use burn::tensor::{Bool, DType, Device, Distribution, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 
-/// Attention and layer norm as single operations on every backend this workspace builds.
+/// Attention, layer norm and dropout as single operations on every backend this workspace builds.
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait FusedOps: Backend {
-    /// softmax(q kᵀ / √d) v for q, k, v of shape [B, H, L, d].
+    /// dropout(softmax(q kᵀ / √d)) v for q, k, v of shape [B, H, L, d], the probabilities
+    /// dropped as [`FusedOps::fused_dropout`] with `dropout` and `seed` (burn's attention
+    /// order); without dropout the backend's own attention kernel.
     fn fused_attention(
         query: FloatTensor<Self>,
         key: FloatTensor<Self>,
         value: FloatTensor<Self>,
+        dropout: f64,
+        seed: u64,
     ) -> FloatTensor<Self> {
-        Self::attention(
-            query,
-            key,
-            value,
-            None,
-            None,
-            AttentionModuleOptions::default(),
-        )
+        if dropout == 0.0 {
+            let options = AttentionModuleOptions::default();
+            return Self::attention(query, key, value, None, None, options);
+        }
+        let p = attention_probabilities::<Self>(&query, &key);
+        Self::float_matmul(Self::fused_dropout(p, dropout, seed), value)
     }
 
     /// Layer norm over the last dimension with scale `gamma` and shift `beta`.
@@ -52,22 +60,113 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self> {
         Self::layer_norm(x, gamma, Some(beta), epsilon)
     }
+
+    /// x with each element zeroed where [`drops`] says so for (`seed`, its index) and the rest
+    /// scaled by 1/(1 − prob). The mask is a function of the seed, so the backward pass is this
+    /// same operation on the gradient and nothing is stored.
+    fn fused_dropout(x: FloatTensor<Self>, prob: f64, seed: u64) -> FloatTensor<Self> {
+        dropout_by_host_mask::<Self>(x, prob, seed)
+    }
 }
 
-impl FusedOps for Flex {}
+/// [`FusedOps::fused_dropout`] on any backend: the scaled mask made on the host and multiplied in.
+fn dropout_by_host_mask<B: Backend>(x: FloatTensor<B>, prob: f64, seed: u64) -> FloatTensor<B> {
+    let shape = x.shape();
+    let (scale, threshold) = ((1.0 / (1.0 - prob)) as f32, keep_threshold(prob));
+    let mask: Vec<f32> = (0..shape.num_elements() as u32)
+        .map(|i| {
+            if drops(seed, i, threshold) {
+                0.0
+            } else {
+                scale
+            }
+        })
+        .collect();
+    let mask = B::float_from_data(TensorData::new(mask, shape), &x.device());
+    let mask = B::float_cast(mask, x.dtype().into());
+    B::float_mul(x, mask)
+}
+
+/// Elements whose hash falls at or above this value are dropped: keep probability × 2³².
+fn keep_threshold(prob: f64) -> u32 {
+    ((1.0 - prob) * 2f64.powi(32)) as u32
+}
+
+/// Whether dropout with this `threshold` zeroes element `index` under `seed`: the index hashed
+/// with the seed's two halves by two rounds of a 32-bit integer hash (lowbias32). Random enough
+/// for a mask, cheap enough to recompute in the backward pass, and in 32-bit lanes so the loop
+/// vectorises.
+#[inline(always)]
+fn drops(seed: u64, index: u32, threshold: u32) -> bool {
+    let round = |mut x: u32| {
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x7FEB_352D);
+        x ^= x >> 15;
+        x = x.wrapping_mul(0x846C_A68B);
+        x ^ (x >> 16)
+    };
+    round(round(index ^ seed as u32) ^ (seed >> 32) as u32) >= threshold
+}
+
+/// Zeroes the dropped elements of a contiguous slice and scales the rest.
+fn drop_in_place(values: &mut [f32], seed: u64, threshold: u32, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { drop_in_place_avx2(values, seed, threshold, scale) };
+    }
+    drop_in_place_portable(values, seed, threshold, scale);
+}
+
+/// The loop built for AVX2, whose 32-bit lane multiplies vectorise the hash (the baseline
+/// x86-64 target has none).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn drop_in_place_avx2(values: &mut [f32], seed: u64, threshold: u32, scale: f32) {
+    drop_in_place_portable(values, seed, threshold, scale);
+}
+
+#[inline(always)]
+fn drop_in_place_portable(values: &mut [f32], seed: u64, threshold: u32, scale: f32) {
+    for (i, value) in values.iter_mut().enumerate() {
+        *value = match drops(seed, i as u32, threshold) {
+            true => 0.0,
+            false => *value * scale,
+        };
+    }
+}
+
+/// Every dropout on the CPU backend: one pass over the data, in place when nothing else holds
+/// it. burn's own dropout samples a float mask element by element from a ChaCha generator and
+/// multiplies twice, a fifth of a tiny-model step.
+impl FusedOps for Flex {
+    fn fused_dropout(x: FloatTensor<Self>, prob: f64, seed: u64) -> FloatTensor<Self> {
+        if x.dtype() != DType::F32 {
+            return dropout_by_host_mask::<Self>(x, prob, seed);
+        }
+        let mut x = match x.layout().contiguous_offsets() {
+            Some(_) => x,
+            None => x.to_contiguous(),
+        };
+        let (start, end) = x.layout().contiguous_offsets().expect("made contiguous");
+        let (scale, threshold) = ((1.0 / (1.0 - prob)) as f32, keep_threshold(prob));
+        drop_in_place(
+            &mut x.storage_mut::<f32>()[start..end],
+            seed,
+            threshold,
+            scale,
+        );
+        x
+    }
+}
 
 #[cfg(feature = "tch")]
 impl FusedOps for burn::backend::LibTorch {}
 
-/// The backward pass of softmax(q kᵀ s) v, from q, k, v, the output o and its gradient g:
-/// with P recomputed, dv = Pᵀ g, dS = P ⊙ (g vᵀ − rowsum(g ⊙ o)), dq = s dS k, dk = s dSᵀ q.
-fn attention_backward<B: Backend>(
-    [q, k, v, o]: [FloatTensor<B>; 4],
-    grad: FloatTensor<B>,
-) -> [FloatTensor<B>; 3] {
+/// softmax(q kᵀ / √d) over the last dimension.
+fn attention_probabilities<B: Backend>(q: &FloatTensor<B>, k: &FloatTensor<B>) -> FloatTensor<B> {
     let dims = q.shape().num_dims();
-    let head = q.shape()[dims - 1];
-    let scale = (head as f64).sqrt().recip();
+    let scale = (q.shape()[dims - 1] as f64).sqrt().recip();
     let scores = B::float_mul_scalar(
         B::float_matmul(q.clone(), B::float_swap_dims(k.clone(), dims - 2, dims - 1)),
         scale.into(),
@@ -75,14 +174,32 @@ fn attention_backward<B: Backend>(
     let max = B::float_max_dim(scores.clone(), dims - 1);
     let exp = B::float_exp(B::float_sub(scores, max));
     let sum = B::float_sum_dim(exp.clone(), dims - 1);
-    let p = B::float_div(exp, sum);
+    B::float_div(exp, sum)
+}
 
+/// The backward pass of D(softmax(q kᵀ s)) v, D the seeded dropout (or none), from q, k, v and
+/// the output's gradient g: with P recomputed, dv = D(P)ᵀ g, dP = D(g vᵀ) (the same mask),
+/// dS = P ⊙ (dP − rowsum(dP ⊙ P)), dq = s dS k, dk = s dSᵀ q.
+fn attention_backward<B: Backend + FusedOps>(
+    ([q, k, v], dropout, seed): AttentionState<B>,
+    grad: FloatTensor<B>,
+) -> [FloatTensor<B>; 3] {
+    let dims = q.shape().num_dims();
+    let scale = (q.shape()[dims - 1] as f64).sqrt().recip();
+    let p = attention_probabilities::<B>(&q, &k);
+    let drop = |t: FloatTensor<B>| match dropout {
+        0.0 => t,
+        _ => B::fused_dropout(t, dropout, seed),
+    };
     let dv = B::float_matmul(
-        B::float_swap_dims(p.clone(), dims - 2, dims - 1),
+        B::float_swap_dims(drop(p.clone()), dims - 2, dims - 1),
         grad.clone(),
     );
-    let dp = B::float_matmul(grad.clone(), B::float_swap_dims(v, dims - 2, dims - 1));
-    let delta = B::float_sum_dim(B::float_mul(grad, o), dims - 1);
+    let dp = drop(B::float_matmul(
+        grad,
+        B::float_swap_dims(v, dims - 2, dims - 1),
+    ));
+    let delta = B::float_sum_dim(B::float_mul(dp.clone(), p.clone()), dims - 1);
     let ds = B::float_mul_scalar(B::float_mul(p, B::float_sub(dp, delta)), scale.into());
     let dq = B::float_matmul(ds.clone(), k);
     let dk = B::float_matmul(B::float_swap_dims(ds, dims - 2, dims - 1), q);
@@ -107,8 +224,11 @@ fn backward<B: Backend, S>(
 #[derive(Debug)]
 struct AttentionBackward;
 
-impl<B: Backend> Backward<B, 3> for AttentionBackward {
-    type State = [FloatTensor<B>; 4];
+/// q, k, v, and the dropout probability and seed.
+type AttentionState<B> = ([FloatTensor<B>; 3], f64, u64);
+
+impl<B: Backend + FusedOps> Backward<B, 3> for AttentionBackward {
+    type State = AttentionState<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         backward::<B, _>(ops, grads, attention_backward::<B>);
@@ -120,6 +240,8 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         query: FloatTensor<Self>,
         key: FloatTensor<Self>,
         value: FloatTensor<Self>,
+        dropout: f64,
+        seed: u64,
     ) -> FloatTensor<Self> {
         match AttentionBackward
             .prepare::<C>([query.node(), key.node(), value.node()])
@@ -132,13 +254,15 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                     key.into_primitive(),
                     value.into_primitive(),
                 );
-                let output = B::fused_attention(q.clone(), k.clone(), v.clone());
-                prep.finish([q, k, v, output.clone()], output)
+                let output = B::fused_attention(q.clone(), k.clone(), v.clone(), dropout, seed);
+                prep.finish(([q, k, v], dropout, seed), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::fused_attention(
                 query.into_primitive(),
                 key.into_primitive(),
                 value.into_primitive(),
+                dropout,
+                seed,
             )),
         }
     }
@@ -166,6 +290,22 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                 beta.into_primitive(),
                 epsilon,
             )),
+        }
+    }
+
+    fn fused_dropout(x: FloatTensor<Self>, prob: f64, seed: u64) -> FloatTensor<Self> {
+        match DropoutBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                (prob, seed),
+                B::fused_dropout(x.into_primitive(), prob, seed),
+            ),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::fused_dropout(x.into_primitive(), prob, seed))
+            }
         }
     }
 }
@@ -224,12 +364,110 @@ impl<B: Backend> Backward<B, 3> for LayerNormBackward {
     }
 }
 
+#[derive(Debug)]
+struct DropoutBackward;
+
+impl<B: Backend + FusedOps> Backward<B, 1> for DropoutBackward {
+    type State = (f64, u64);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let [parent] = ops.parents;
+        if let Some(node) = parent {
+            let (prob, seed) = ops.state;
+            grads.register::<B>(node.id, B::fused_dropout(grad, prob, seed));
+        }
+    }
+}
+
+/// How training draws dropout masks (the engine's `dropout_mask`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropoutMask {
+    /// On flex, each layer call draws one seed and hashes it with each element's index
+    /// ([`FusedOps::fused_dropout`]): one pass, recomputed in the backward pass. libtorch keeps
+    /// burn's dropout.
+    #[default]
+    Hashed,
+    /// burn's own dropout on every backend, element by element from the device's generator:
+    /// the masks of runs made before `hashed` existed, to rerun them to the same numbers.
+    Sampled,
+}
+
+thread_local! {
+    static MASK: Cell<DropoutMask> = const { Cell::new(DropoutMask::Hashed) };
+}
+
+/// Sets how dropout draws its masks on this thread (a run's training thread).
+pub fn use_dropout_mask(mask: DropoutMask) {
+    MASK.set(mask);
+}
+
+/// What a dropout layer does to a tensor on `device`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Plan {
+    /// Nothing: evaluation, no autodiff, or probability 0.
+    Identity,
+    /// A mask recomputed from this seed ([`FusedOps::fused_dropout`]): on the CPU backend,
+    /// where burn's sampled mask costs a fifth of a small model's step.
+    Seeded(u64),
+    /// burn's own dropout: with `DropoutMask::Sampled`, and on libtorch (its generator and
+    /// kernels are fast, and drawing a seed on the host would wait on a GPU).
+    Burns,
+}
+
+impl Plan {
+    /// The seed is drawn from the device's generator, so `Device::seed` still makes a run
+    /// repeat.
+    fn of(dropout: &Dropout, device: &Device) -> Plan {
+        if MASK.get() == DropoutMask::Sampled && dropout.prob > 0.0 {
+            return Plan::Burns;
+        }
+        if !dropout.training.is_enabled() || !device.is_autodiff() || dropout.prob == 0.0 {
+            return Plan::Identity;
+        }
+        let device = device.clone().without_autodiff();
+        if device != Device::flex() {
+            return Plan::Burns;
+        }
+        let draws = Tensor::<1>::random([2], Distribution::Default, &device)
+            .into_data()
+            .to_vec::<f32>()
+            .expect("f32 draws");
+        // Two uniform f32 in [0, 1) carry 24 random bits each.
+        let bits = |u: f32| (u * 16_777_216.0) as u64;
+        Plan::Seeded(bits(draws[0]) << 24 | bits(draws[1]))
+    }
+}
+
+/// `dropout.forward(x)`, as one recorded operation with a seeded mask where that is cheaper.
+pub fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    match Plan::of(dropout, &x.device()) {
+        Plan::Identity => x,
+        Plan::Burns => dropout.forward(x),
+        Plan::Seeded(seed) => {
+            Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::fused_dropout(
+                x.into_dispatch(),
+                dropout.prob,
+                seed,
+            ))
+        }
+    }
+}
+
 /// softmax(q kᵀ / √d) v for q, k, v of shape [B, H, L, d], differentiable, one recorded operation.
 pub fn attention(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>) -> Tensor<4> {
+    attention_dropped(query, key, value, 0.0, 0)
+}
+
+/// [`attention`] with its probabilities dropped as [`FusedOps::fused_dropout`] does.
+fn attention_dropped(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, prob: f64, seed: u64) -> Tensor<4> {
     Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::fused_attention(
-        query.into_dispatch(),
-        key.into_dispatch(),
-        value.into_dispatch(),
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        prob,
+        seed,
     ))
 }
 
@@ -247,9 +485,9 @@ pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, epsilon: f64) 
     ))
 }
 
-/// burn's `TransformerEncoder::forward`, its layer norms fused (`epsilon` is the encoder's) and,
-/// without a padding mask, each attention fused where its dropout is 0 (ViT's; BERT's 0.1 keeps
-/// burn's attention, which drops probabilities).
+/// burn's `TransformerEncoder::forward`, its layer norms and dropouts fused (`epsilon` is the
+/// encoder's) and, without a padding mask, each attention fused, its probabilities dropped by a
+/// seeded mask (libtorch's attention with dropout, and BERT's masked one, keep burn's).
 pub fn encoder(
     encoder: &TransformerEncoder,
     mut x: Tensor<3>,
@@ -270,9 +508,10 @@ fn encoder_layer(
     epsilon: f64,
 ) -> Tensor<3> {
     let norm = |norm: &LayerNorm, x: Tensor<3>| layer_norm(norm, x, epsilon);
-    let attend = |x: Tensor<3>| match (mask_pad, layer.mha.dropout.prob == 0.0) {
-        (None, true) => self_attention(&layer.mha, x),
-        (None, false) => layer.mha.forward(MhaInput::self_attn(x)).context,
+    let attend = |x: Tensor<3>| match (mask_pad, Plan::of(&layer.mha.dropout, &x.device())) {
+        (None, Plan::Identity) => self_attention(&layer.mha, x, 0.0, 0),
+        (None, Plan::Seeded(seed)) => self_attention(&layer.mha, x, layer.mha.dropout.prob, seed),
+        (None, Plan::Burns) => layer.mha.forward(MhaInput::self_attn(x)).context,
         (Some(mask), _) => {
             layer
                 .mha
@@ -284,7 +523,7 @@ fn encoder_layer(
         true => attend(norm(&layer.norm_2, x.clone())),
         false => attend(x.clone()),
     };
-    let mut x = x + layer.dropout.forward(attended);
+    let mut x = x + dropout(&layer.dropout, attended);
     let residual = match layer.norm_first {
         true => norm(&layer.norm_1, x.clone()),
         false => {
@@ -292,15 +531,22 @@ fn encoder_layer(
             x.clone()
         }
     };
-    let x = x + layer.dropout.forward(layer.pwff.forward(residual));
+    let x = x + dropout(&layer.dropout, feed_forward(&layer.pwff, residual));
     match layer.norm_first {
         true => x,
         false => norm(&layer.norm_2, x),
     }
 }
 
-/// `MultiHeadAttention::forward(MhaInput::self_attn(x)).context` with one fused attention.
-fn self_attention(mha: &MultiHeadAttention, x: Tensor<3>) -> Tensor<3> {
+/// `PositionWiseFeedForward::forward` with its dropout fused.
+fn feed_forward(pwff: &PositionWiseFeedForward, x: Tensor<3>) -> Tensor<3> {
+    let hidden = pwff.activation.forward(pwff.linear_inner.forward(x));
+    pwff.linear_outer.forward(dropout(&pwff.dropout, hidden))
+}
+
+/// `MultiHeadAttention::forward(MhaInput::self_attn(x)).context` with one fused attention, its
+/// probabilities dropped with `prob` and `seed`.
+fn self_attention(mha: &MultiHeadAttention, x: Tensor<3>, prob: f64, seed: u64) -> Tensor<3> {
     let [b, l, d] = x.dims();
     let heads = |linear: &Linear| {
         linear
@@ -308,7 +554,8 @@ fn self_attention(mha: &MultiHeadAttention, x: Tensor<3>) -> Tensor<3> {
             .reshape([b, l, mha.n_heads, mha.d_k])
             .swap_dims(1, 2)
     };
-    let context = attention(heads(&mha.query), heads(&mha.key), heads(&mha.value));
+    let (q, k, v) = (heads(&mha.query), heads(&mha.key), heads(&mha.value));
+    let context = attention_dropped(q, k, v, prob, seed);
     mha.output
         .forward(context.swap_dims(1, 2).reshape([b, l, d]))
 }
@@ -346,13 +593,15 @@ mod tests {
     }
 
     #[test]
-    fn output_and_gradients_equal_the_op_by_op_attention() {
+    fn output_and_gradients_equal_the_op_by_op_attention_with_and_without_dropout() {
         for device in devices() {
-            attention_against_op_by_op(device.autodiff());
+            for prob in [0.0, 0.2] {
+                attention_against_op_by_op(device.clone().autodiff(), prob);
+            }
         }
     }
 
-    fn attention_against_op_by_op(device: Device) {
+    fn attention_against_op_by_op(device: Device, prob: f64) {
         let draw = || Tensor::<4>::random([2, 3, 7, 5], Distribution::Normal(0.0, 1.0), &device);
         let (q, k, v, w) = (draw(), draw(), draw(), draw());
         let leaves = || {
@@ -363,10 +612,22 @@ mod tests {
             )
         };
         let (q1, k1, v1) = leaves();
-        let fused = attention(q1.clone(), k1.clone(), v1.clone());
+        let fused = attention_dropped(q1.clone(), k1.clone(), v1.clone(), prob, 11);
         let grads_fused = (fused.clone() * w.clone()).sum().backward();
         let (q2, k2, v2) = leaves();
-        let reference = op_by_op(q2.clone(), k2.clone(), v2.clone());
+        let reference = match prob {
+            0.0 => op_by_op(q2.clone(), k2.clone(), v2.clone()),
+            _ => {
+                let d = q2.dims()[3] as f32;
+                let p = softmax(
+                    q2.clone()
+                        .matmul(k2.clone().transpose())
+                        .div_scalar(d.sqrt()),
+                    3,
+                );
+                seeded_dropout(p, prob, 11).matmul(v2.clone())
+            }
+        };
         let grads_reference = (reference.clone() * w).sum().backward();
 
         close(fused, reference, "output");
@@ -443,6 +704,100 @@ mod tests {
                 name,
             );
         }
+    }
+
+    /// fused_dropout through the dispatcher: flex's kernel on flex, the host mask elsewhere.
+    fn seeded_dropout<const D: usize>(x: Tensor<D>, prob: f64, seed: u64) -> Tensor<D> {
+        Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::fused_dropout(
+            x.into_dispatch(),
+            prob,
+            seed,
+        ))
+    }
+
+    fn values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+        x.into_data().to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn dropout_kernel_equals_the_host_mask_in_any_layout_and_on_every_backend() {
+        let flex = Device::flex();
+        let x = Tensor::<2>::random([37, 53], Distribution::Normal(0.0, 1.0), &flex);
+        let by_mask = |x: Tensor<2>| {
+            Tensor::<2>::from_dispatch(dropout_by_host_mask::<burn::backend::Dispatch>(
+                x.into_dispatch(),
+                0.3,
+                7,
+            ))
+        };
+        for x in [
+            x.clone(),
+            x.clone().transpose(),
+            x.clone().slice([3..20, 5..40]),
+        ] {
+            let kernel = values(seeded_dropout(x.clone(), 0.3, 7));
+            assert_eq!(kernel, values(by_mask(x.clone())));
+            let dropped = kernel.iter().filter(|v| **v == 0.0).count();
+            let kept_scaled = kernel
+                .iter()
+                .zip(values(x.clone()))
+                .all(|(k, x)| *k == 0.0 || (k - x / 0.7).abs() < 1e-6);
+            assert!(kept_scaled, "kept values are x / (1 - p)");
+            let share = dropped as f64 / kernel.len() as f64;
+            assert!((share - 0.3).abs() < 0.05, "dropped share {share}");
+        }
+        for device in devices() {
+            let here = Tensor::<2>::from_data(x.to_data(), &device);
+            assert_eq!(
+                values(seeded_dropout(here, 0.3, 7)),
+                values(by_mask(x.clone()))
+            );
+        }
+    }
+
+    #[test]
+    fn dropout_masks_follow_the_seed_and_the_gradient_takes_the_same_mask() {
+        let device = Device::flex().autodiff();
+        let layer = burn::nn::DropoutConfig::new(0.25).init();
+        let x = Tensor::<2>::random([64, 64], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<2>::random([64, 64], Distribution::Normal(0.0, 1.0), &device);
+        // The mask is a function of the seed (the seed itself comes from the device's
+        // generator, which tests running beside this one share, so it is not pinned here).
+        let masked = |seed| values(seeded_dropout(x.clone().inner(), 0.25, seed));
+        assert!(masked(3) == masked(3), "same seed, same mask");
+        assert!(masked(3) != masked(4), "another seed, another mask");
+        let leaf = x.clone().require_grad();
+        let out = dropout(&layer, leaf.clone());
+        let grads = (out.clone() * w.clone()).sum().backward();
+        let (out, grad) = (values(out), values(leaf.grad(&grads).unwrap()));
+        let (xs, ws) = (values(x.clone()), values(w.clone()));
+        for i in 0..out.len() {
+            let expected = if out[i] == 0.0 { 0.0 } else { ws[i] / 0.75 };
+            assert!((grad[i] - expected).abs() < 1e-5, "element {i}");
+            assert!(out[i] == 0.0 || (out[i] - xs[i] / 0.75).abs() < 1e-5);
+        }
+        let dropped = out.iter().filter(|v| **v == 0.0).count() as f64 / out.len() as f64;
+        assert!((dropped - 0.25).abs() < 0.03, "dropped share {dropped}");
+        // Without autodiff (evaluation) it is the identity, as burn's.
+        let eval = dropout(&layer, x.clone().inner()).into_data();
+        assert_eq!(eval, x.inner().into_data());
+    }
+
+    #[test]
+    fn hashed_masks_on_flex_only_and_sampled_ones_are_burns_dropout() {
+        let layer = burn::nn::DropoutConfig::new(0.1).init();
+        let flex = Device::flex().autodiff();
+        assert!(matches!(Plan::of(&layer, &flex), Plan::Seeded(_)));
+        assert_eq!(Plan::of(&layer, &Device::flex()), Plan::Identity);
+        #[cfg(feature = "tch")]
+        assert_eq!(
+            Plan::of(&layer, &Device::libtorch().autodiff()),
+            Plan::Burns
+        );
+        // The setting is the thread's: tests beside this one keep the default.
+        use_dropout_mask(DropoutMask::Sampled);
+        assert_eq!(Plan::of(&layer, &flex), Plan::Burns);
+        use_dropout_mask(DropoutMask::Hashed);
     }
 
     #[test]

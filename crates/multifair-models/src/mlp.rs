@@ -38,8 +38,8 @@ impl MlpConfig {
 impl Mlp {
     /// Rows [B, inputs] -> features [B, hidden].
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.layers
-            .iter()
-            .fold(x, |x, layer| self.dropout.forward(relu(layer.forward(x))))
+        self.layers.iter().fold(x, |x, layer| {
+            crate::fused::dropout(&self.dropout, relu(layer.forward(x)))
+        })
     }
 }

@@ -180,7 +180,7 @@ impl AuxHead {
 
     /// The input of the last layer [B, p].
     pub fn hidden(&self, x: Tensor<2>) -> Tensor<2> {
-        self.dropout.forward(relu(self.first.forward(x)))
+        crate::fused::dropout(&self.dropout, relu(self.first.forward(x)))
     }
 
     pub fn classify(&self, hidden: Tensor<2>) -> Tensor<2> {
@@ -197,7 +197,7 @@ impl FusionHead {
     /// The input of the last layer [B, p].
     pub fn hidden(&self, x: Tensor<2>) -> Tensor<2> {
         let h = self.first.forward(x);
-        self.dropout.forward(gelu(self.norm.forward(h)))
+        crate::fused::dropout(&self.dropout, gelu(self.norm.forward(h)))
     }
 
     pub fn classify(&self, hidden: Tensor<2>) -> Tensor<2> {
@@ -301,7 +301,7 @@ impl MultimodalModel {
             .zip(self.encoders.iter().zip(&self.projections))
             .map(|(input, (encoder, projection))| {
                 let z = projection.linear.forward(encoder.forward(input));
-                projection.dropout.forward(projection.norm.forward(z))
+                crate::fused::dropout(&projection.dropout, projection.norm.forward(z))
             })
             .collect()
     }

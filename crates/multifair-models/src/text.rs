@@ -77,8 +77,10 @@ impl TextEncoder {
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2, Int>) -> Tensor<2> {
         let x = self.hidden_states(ids, mask);
         let [b, _, d] = x.dims();
-        self.cls_dropout
-            .forward(x.slice([0..b, 0..1, 0..d]).reshape([b, d]))
+        crate::fused::dropout(
+            &self.cls_dropout,
+            x.slice([0..b, 0..1, 0..d]).reshape([b, d]),
+        )
     }
 
     /// The mean of the token states over the mask (sentence-transformers' mean pooling) [B, hidden].
@@ -102,9 +104,8 @@ impl TextEncoder {
         let x = self.tokens.forward(ids)
             + self.positions.forward(positions)
             + self.segments.forward(segments);
-        let x = self
-            .dropout
-            .forward(crate::fused::layer_norm(&self.norm, x, self.epsilon));
+        let x = crate::fused::layer_norm(&self.norm, x, self.epsilon);
+        let x = crate::fused::dropout(&self.dropout, x);
         crate::fused::encoder(&self.encoder, x, Some(mask.equal_elem(0)), self.epsilon)
     }
 }
