@@ -113,6 +113,8 @@ bench-paper-step threads="2" rounds="3" paper_rounds="1": setup-libtorch
     for size, ours_device in [("paper", "burn-libtorch CPU, {{threads}} threads"), ("tiny", "burn-flex, 1 thread")]:
         load = lambda who: [json.load(open(p)) for p in sorted(glob.glob(os.path.join(d, f"{who}-{size}-*.json")))]
         ours, torch = load("ours"), load("torch")
+        if not ours:
+            continue
         for i, (o, t) in enumerate(zip(ours, torch)):
             print(f"  {size} round {i + 1}: ours {o['seconds_per_step']:.4f} s/step, PyTorch {t['seconds_per_step']:.4f}")
         median = lambda runs, key: statistics.median(r[key] for r in runs)

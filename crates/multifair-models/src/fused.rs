@@ -7,10 +7,11 @@
 //! at the paper size (197 tokens, 12 heads, 11 images per sample) that was most of the memory a
 //! step needed beyond PyTorch's (README, "The libtorch backend"). Here the forward passes are the
 //! backend's own kernels (libtorch's `scaled_dot_product_attention` and `layer_norm`, flex's)
-//! and the backward passes keep only the inputs, recomputing the rest once, as flash attention
-//! and PyTorch's layer norm do. Dropout on flex draws its mask from a seed hashed with each
-//! element's index (burn's samples a ChaCha stream element by element, a fifth of a tiny-model
-//! step), so the backward pass and a fused attention's recomputation repeat it from the seed.
+//! and the backward passes keep only the inputs (and attention's output), recomputing the rest
+//! once, as flash attention and PyTorch's layer norm do. Dropout on flex draws its mask from a
+//! seed hashed with each element's index (burn's samples a ChaCha stream element by element, a
+//! fifth of a tiny-model step), so the backward pass and a fused attention's recomputation
+//! repeat it from the seed.
 
 // burn 0.22 marks libtorch deprecated; it is still the fast CPU/CUDA path here.
 #![allow(deprecated)]
@@ -177,11 +178,12 @@ fn attention_probabilities<B: Backend>(q: &FloatTensor<B>, k: &FloatTensor<B>) -
     B::float_div(exp, sum)
 }
 
-/// The backward pass of D(softmax(q kᵀ s)) v, D the seeded dropout (or none), from q, k, v and
-/// the output's gradient g: with P recomputed, dv = D(P)ᵀ g, dP = D(g vᵀ) (the same mask),
-/// dS = P ⊙ (dP − rowsum(dP ⊙ P)), dq = s dS k, dk = s dSᵀ q.
+/// The backward pass of D(softmax(q kᵀ s)) v, D the seeded dropout (or none), from q, k, v, the
+/// output o and its gradient g: with P recomputed, dv = D(P)ᵀ g, dP = D(g vᵀ) (the same mask),
+/// dS = P ⊙ (dP − rowsum(dP ⊙ P)), dq = s dS k, dk = s dSᵀ q. Without dropout rowsum(dP ⊙ P)
+/// is the cheaper rowsum(g ⊙ o).
 fn attention_backward<B: Backend + FusedOps>(
-    ([q, k, v], dropout, seed): AttentionState<B>,
+    ([q, k, v, o], dropout, seed): AttentionState<B>,
     grad: FloatTensor<B>,
 ) -> [FloatTensor<B>; 3] {
     let dims = q.shape().num_dims();
@@ -196,10 +198,13 @@ fn attention_backward<B: Backend + FusedOps>(
         grad.clone(),
     );
     let dp = drop(B::float_matmul(
-        grad,
+        grad.clone(),
         B::float_swap_dims(v, dims - 2, dims - 1),
     ));
-    let delta = B::float_sum_dim(B::float_mul(dp.clone(), p.clone()), dims - 1);
+    let delta = match dropout {
+        0.0 => B::float_sum_dim(B::float_mul(grad, o), dims - 1),
+        _ => B::float_sum_dim(B::float_mul(dp.clone(), p.clone()), dims - 1),
+    };
     let ds = B::float_mul_scalar(B::float_mul(p, B::float_sub(dp, delta)), scale.into());
     let dq = B::float_matmul(ds.clone(), k);
     let dk = B::float_matmul(B::float_swap_dims(ds, dims - 2, dims - 1), q);
@@ -224,8 +229,8 @@ fn backward<B: Backend, S>(
 #[derive(Debug)]
 struct AttentionBackward;
 
-/// q, k, v, and the dropout probability and seed.
-type AttentionState<B> = ([FloatTensor<B>; 3], f64, u64);
+/// q, k, v, the output, and the dropout probability and seed.
+type AttentionState<B> = ([FloatTensor<B>; 4], f64, u64);
 
 impl<B: Backend + FusedOps> Backward<B, 3> for AttentionBackward {
     type State = AttentionState<B>;
@@ -255,7 +260,7 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                     value.into_primitive(),
                 );
                 let output = B::fused_attention(q.clone(), k.clone(), v.clone(), dropout, seed);
-                prep.finish(([q, k, v], dropout, seed), output)
+                prep.finish(([q, k, v, output.clone()], dropout, seed), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::fused_attention(
                 query.into_primitive(),
