@@ -118,6 +118,28 @@ fn same_seed_same_results_and_resume_is_exact() {
 }
 
 #[test]
+fn each_dropout_mask_repeats_and_the_two_draw_different_masks() {
+    let data = data("masks");
+    let (hashed, sampled, again) = (scratch("mask-h"), scratch("mask-s"), scratch("mask-s2"));
+    let pinned = ["--set", "dropout_mask=sampled"];
+    ok(train(&data, &hashed, &[]));
+    ok(train(&data, &sampled, &pinned));
+    ok(train(&data, &again, &pinned));
+    let run: Value = serde_json::from_str(&read(&sampled.join("run.json"))).unwrap();
+    assert_eq!(run["config"]["engine"]["dropout_mask"], "sampled");
+    let predictions = |dir: &Path| read(&dir.join("predictions.csv"));
+    assert_eq!(predictions(&sampled), predictions(&again));
+    assert_ne!(predictions(&sampled), predictions(&hashed));
+    let refused = train(
+        &data,
+        &scratch("mask-bad"),
+        &["--set", "dropout_mask=bernoulli"],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("dropout_mask"));
+}
+
+#[test]
 fn sgd_with_momentum_trains_and_resumes_exactly() {
     let data = data("sgd");
     let (a, b) = (scratch("sgd-a"), scratch("sgd-b"));
