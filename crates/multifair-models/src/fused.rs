@@ -73,16 +73,8 @@ pub trait FusedOps: Backend {
 /// [`FusedOps::fused_dropout`] on any backend: the scaled mask made on the host and multiplied in.
 fn dropout_by_host_mask<B: Backend>(x: FloatTensor<B>, prob: f64, seed: u64) -> FloatTensor<B> {
     let shape = x.shape();
-    let (scale, threshold) = ((1.0 / (1.0 - prob)) as f32, keep_threshold(prob));
-    let mask: Vec<f32> = (0..shape.num_elements() as u32)
-        .map(|i| {
-            if drops(seed, i, threshold) {
-                0.0
-            } else {
-                scale
-            }
-        })
-        .collect();
+    let mut mask = vec![1.0f32; shape.num_elements()];
+    drop_in_place(&mut mask, prob, seed);
     let mask = B::float_from_data(TensorData::new(mask, shape), &x.device());
     let mask = B::float_cast(mask, x.dtype().into());
     B::float_mul(x, mask)
@@ -109,8 +101,9 @@ fn drops(seed: u64, index: u32, threshold: u32) -> bool {
     round(round(index ^ seed as u32) ^ (seed >> 32) as u32) >= threshold
 }
 
-/// Zeroes the dropped elements of a contiguous slice and scales the rest.
-fn drop_in_place(values: &mut [f32], seed: u64, threshold: u32, scale: f32) {
+/// Zeroes the dropped elements of a contiguous slice and scales the rest by 1/(1 − prob).
+fn drop_in_place(values: &mut [f32], prob: f64, seed: u64) {
+    let (scale, threshold) = ((1.0 / (1.0 - prob)) as f32, keep_threshold(prob));
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
@@ -150,13 +143,7 @@ impl FusedOps for Flex {
             None => x.to_contiguous(),
         };
         let (start, end) = x.layout().contiguous_offsets().expect("made contiguous");
-        let (scale, threshold) = ((1.0 / (1.0 - prob)) as f32, keep_threshold(prob));
-        drop_in_place(
-            &mut x.storage_mut::<f32>()[start..end],
-            seed,
-            threshold,
-            scale,
-        );
+        drop_in_place(&mut x.storage_mut::<f32>()[start..end], prob, seed);
         x
     }
 }
@@ -211,12 +198,12 @@ fn attention_backward<B: Backend + FusedOps>(
     [dq, dk, dv]
 }
 
-/// The common end of both backward passes: the output's gradient in, `partials` of it, each
-/// input that takes part in the backward pass handed its gradient.
-fn backward<B: Backend, S>(
-    ops: Ops<S, 3>,
+/// The common end of every backward pass here: the output's gradient in, `partials` of it,
+/// each input that takes part in the backward pass handed its gradient.
+fn backward<B: Backend, S, const N: usize>(
+    ops: Ops<S, N>,
     grads: &mut Gradients,
-    partials: impl FnOnce(S, FloatTensor<B>) -> [FloatTensor<B>; 3],
+    partials: impl FnOnce(S, FloatTensor<B>) -> [FloatTensor<B>; N],
 ) {
     let grad = grads.consume::<B>(&ops.node);
     for (parent, partial) in ops.parents.into_iter().zip(partials(ops.state, grad)) {
@@ -236,7 +223,7 @@ impl<B: Backend + FusedOps> Backward<B, 3> for AttentionBackward {
     type State = AttentionState<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        backward::<B, _>(ops, grads, attention_backward::<B>);
+        backward::<B, _, 3>(ops, grads, attention_backward::<B>);
     }
 }
 
@@ -363,7 +350,7 @@ impl<B: Backend> Backward<B, 3> for LayerNormBackward {
     type State = (FloatTensor<B>, FloatTensor<B>, f64);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        backward::<B, _>(ops, grads, |(x, gamma, epsilon), grad| {
+        backward::<B, _, 3>(ops, grads, |(x, gamma, epsilon), grad| {
             layer_norm_backward::<B>(x, gamma, epsilon, grad)
         });
     }
@@ -376,12 +363,9 @@ impl<B: Backend + FusedOps> Backward<B, 1> for DropoutBackward {
     type State = (f64, u64);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<B>(&ops.node);
-        let [parent] = ops.parents;
-        if let Some(node) = parent {
-            let (prob, seed) = ops.state;
-            grads.register::<B>(node.id, B::fused_dropout(grad, prob, seed));
-        }
+        backward::<B, _, 1>(ops, grads, |(prob, seed), grad| {
+            [B::fused_dropout(grad, prob, seed)]
+        });
     }
 }
 
@@ -513,16 +497,14 @@ fn encoder_layer(
     epsilon: f64,
 ) -> Tensor<3> {
     let norm = |norm: &LayerNorm, x: Tensor<3>| layer_norm(norm, x, epsilon);
-    let attend = |x: Tensor<3>| match (mask_pad, Plan::of(&layer.mha.dropout, &x.device())) {
-        (None, Plan::Identity) => self_attention(&layer.mha, x, 0.0, 0),
-        (None, Plan::Seeded(seed)) => self_attention(&layer.mha, x, layer.mha.dropout.prob, seed),
-        (None, Plan::Burns) => layer.mha.forward(MhaInput::self_attn(x)).context,
-        (Some(mask), _) => {
-            layer
-                .mha
-                .forward(MhaInput::self_attn(x).mask_pad(mask))
-                .context
-        }
+    let mha = &layer.mha;
+    let attend = |x: Tensor<3>| match mask_pad {
+        Some(mask) => mha.forward(MhaInput::self_attn(x).mask_pad(mask)).context,
+        None => match Plan::of(&mha.dropout, &x.device()) {
+            Plan::Identity => self_attention(mha, x, 0.0, 0),
+            Plan::Seeded(seed) => self_attention(mha, x, mha.dropout.prob, seed),
+            Plan::Burns => mha.forward(MhaInput::self_attn(x)).context,
+        },
     };
     let attended = match layer.norm_first {
         true => attend(norm(&layer.norm_2, x.clone())),
