@@ -118,15 +118,16 @@ fn same_seed_same_results_and_resume_is_exact() {
 }
 
 #[test]
-fn each_dropout_mask_repeats_and_the_two_draw_different_masks() {
+fn burns_dropout_and_linear_layers_repeat_and_differ_from_the_defaults() {
     let data = data("masks");
     let (hashed, sampled, again) = (scratch("mask-h"), scratch("mask-s"), scratch("mask-s2"));
-    let pinned = ["--set", "dropout_mask=sampled"];
+    let pinned = ["--set", "dropout_mask=sampled", "--set", "linear_op=burn"];
     ok(train(&data, &hashed, &[]));
     ok(train(&data, &sampled, &pinned));
     ok(train(&data, &again, &pinned));
     let run: Value = serde_json::from_str(&read(&sampled.join("run.json"))).unwrap();
     assert_eq!(run["config"]["engine"]["dropout_mask"], "sampled");
+    assert_eq!(run["config"]["engine"]["linear_op"], "burn");
     let predictions = |dir: &Path| read(&dir.join("predictions.csv"));
     assert_eq!(predictions(&sampled), predictions(&again));
     assert_ne!(predictions(&sampled), predictions(&hashed));
@@ -137,6 +138,9 @@ fn each_dropout_mask_repeats_and_the_two_draw_different_masks() {
     );
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("dropout_mask"));
+    let refused = train(&data, &scratch("linear-bad"), &["--set", "linear_op=tch"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("linear_op"));
 }
 
 #[test]

@@ -177,12 +177,14 @@ def run_original(checkout, vit_folder, data, method, seed, out):
             "skipped_batches": skipped}
 
 
-def run_ours(binary, weights, data, method, seed, out, dropout_mask):
+def run_ours(binary, weights, data, method, seed, out, fast):
     folder = os.path.join(out, f"ours-{method}-{seed}")
     subprocess.run([binary, "train", "--dataset", "fairvision", "--data-dir", data, "--method",
                     method, "--profile", "paper", "--weights-dir", weights, "--seed", str(seed),
                     "--set", f"image_size={SIZE}", "--set", f"slices={SLICES}", "--set",
-                    "workers=1", "--set", f"dropout_mask={dropout_mask}", "--out", folder], check=True, stdout=subprocess.DEVNULL)
+                    "workers=1", "--out", folder]
+                   + ([] if fast else ["--set", "dropout_mask=sampled", "--set", "linear_op=burn"]),
+                   check=True, stdout=subprocess.DEVNULL)
     # The validation AUC of the raw class-1 logit, which the paper profile selects on.
     curve = [json.loads(line)["val"]["auc_logit"]
              for line in open(os.path.join(folder, "metrics.jsonl")) if '"val"' in line]
@@ -214,9 +216,10 @@ def main():
     parser.add_argument("--only", choices=["original", "ours"])
     parser.add_argument("--threads", type=int,
                         help="torch's threads for the original (default: torch's own choice)")
-    parser.add_argument("--dropout-mask", default="sampled", choices=["sampled", "hashed"],
-                        help="ours: the masks docs/fidelity.md's table was measured with, or the "
-                             "faster default")
+    parser.add_argument("--fast", action="store_true",
+                        help="ours with the engine's faster defaults (hashed dropout masks, fused "
+                             "linear layers) instead of burn's dropout and linear layers, which "
+                             "docs/fidelity.md's table was measured with")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -244,7 +247,7 @@ def main():
                     results[key] = run_original(args.original, vit, data, method, seed, out)
                 else:
                     results[key] = run_ours(args.multifair, weights, data, method, seed, out,
-                                            args.dropout_mask)
+                                            args.fast)
                 # Wall time per epoch, evaluation included (ours: a process of its own, from
                 # start to its test metrics).
                 results[key]["seconds_per_epoch"] = (time.perf_counter() - start) / EPOCHS

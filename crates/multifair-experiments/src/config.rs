@@ -10,7 +10,7 @@ use anyhow::{bail, ensure};
 use multifair_core::hparams::{Hparam, Hparams, Range};
 use multifair_core::{MethodInfo, REGISTRY, hparams};
 use multifair_data::{DatasetKind, manifest};
-use multifair_models::fused::DropoutMask;
+use multifair_models::fused::{DropoutMask, LinearOp};
 use multifair_models::presets::ModelSize;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -136,6 +136,9 @@ hparams! {
         /// Dropout masks: hashed (a seed per layer call, hashed per element; fast on flex) or
         /// sampled (burn's, element by element from the generator; runs made before hashed).
         dropout_mask as "dropout_mask": DropoutMask = DropoutMask::Hashed, Range::Fixed;
+        /// The transformers' linear layers: fused (one recorded operation, the weight gradient
+        /// one product over all rows) or burn (its Linear; runs made before fused).
+        linear_op as "linear_op": LinearOp = LinearOp::Fused, Range::Fixed;
         /// Loader threads.
         workers as "workers": usize = 2, Range::Fixed;
         /// Image and B-scan size in pixels (the paper size: 224).

@@ -110,6 +110,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
     let device = run.device.clone();
     device.seed(config.seed);
     multifair_models::fused::use_dropout_mask(config.engine.dropout_mask);
+    multifair_models::fused::use_linear_op(config.engine.linear_op);
     let mut model = run.model_config.init(&device);
     let mut imported = Vec::new();
     if !checkpoint.exists() {

@@ -62,6 +62,16 @@ pub trait FusedOps: Backend {
         Self::layer_norm(x, gamma, Some(beta), epsilon)
     }
 
+    /// x w + b for x [..., in], w [in, out], b [out]; under autodiff its weight gradient is one
+    /// matrix product over all rows (burn's own `linear`, which its dispatch backend skips).
+    fn fused_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::linear(x, weight, Some(bias))
+    }
+
     /// x with each element zeroed where [`drops`] says so for (`seed`, its index) and the rest
     /// scaled by 1/(1 − prob). The mask is a function of the seed, so the backward pass is this
     /// same operation on the gradient and nothing is stored.
@@ -383,13 +393,32 @@ pub enum DropoutMask {
     Sampled,
 }
 
+/// How training records the transformers' linear layers (the engine's `linear_op`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinearOp {
+    /// One recorded operation whose weight gradient is one product over all rows ([`linear`]).
+    #[default]
+    Fused,
+    /// burn's `Linear::forward`: the weight gradient of a batched input summed over the batch,
+    /// the last bits of which differ; the runs made before `fused` existed, to rerun them to
+    /// the same numbers.
+    Burn,
+}
+
 thread_local! {
     static MASK: Cell<DropoutMask> = const { Cell::new(DropoutMask::Hashed) };
+    static LINEAR: Cell<LinearOp> = const { Cell::new(LinearOp::Fused) };
 }
 
 /// Sets how dropout draws its masks on this thread (a run's training thread).
 pub fn use_dropout_mask(mask: DropoutMask) {
     MASK.set(mask);
+}
+
+/// Sets how linear layers are recorded on this thread (a run's training thread).
+pub fn use_linear_op(op: LinearOp) {
+    LINEAR.set(op);
 }
 
 /// What a dropout layer does to a tensor on `device`.
@@ -442,6 +471,27 @@ pub fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
             ))
         }
     }
+}
+
+/// `linear.forward(x)` as one recorded operation. burn's dispatch backend records a linear
+/// layer on inputs of rank 3 or more as a batched product with the weight broadcast over the
+/// batch, so its weight gradient is a [batch, in, out] product summed over the batch: a
+/// temporary of that size per layer per step (at the paper size, 190 MB for each MLP layer of
+/// the OCT encoder), freshly paged in, and a reduction; a third of a paper-size step on
+/// libtorch. Recorded as one operation (burn's autodiff `linear`), the weight gradient is one
+/// product over all rows, as PyTorch's. The forward pass is the same computation.
+pub fn linear<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
+    let Some(bias) = &linear.bias else {
+        return linear.forward(x);
+    };
+    if D < 3 || !x.device().is_autodiff() || LINEAR.get() == LinearOp::Burn {
+        return linear.forward(x);
+    }
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::fused_linear(
+        x.into_dispatch(),
+        linear.weight.val().into_dispatch(),
+        bias.val().into_dispatch(),
+    ))
 }
 
 /// softmax(q kᵀ / √d) v for q, k, v of shape [B, H, L, d], differentiable, one recorded operation.
@@ -527,24 +577,22 @@ fn encoder_layer(
 
 /// `PositionWiseFeedForward::forward` with its dropout fused.
 fn feed_forward(pwff: &PositionWiseFeedForward, x: Tensor<3>) -> Tensor<3> {
-    let hidden = pwff.activation.forward(pwff.linear_inner.forward(x));
-    pwff.linear_outer.forward(dropout(&pwff.dropout, hidden))
+    let hidden = pwff.activation.forward(linear(&pwff.linear_inner, x));
+    linear(&pwff.linear_outer, dropout(&pwff.dropout, hidden))
 }
 
 /// `MultiHeadAttention::forward(MhaInput::self_attn(x)).context` with one fused attention, its
 /// probabilities dropped with `prob` and `seed`.
 fn self_attention(mha: &MultiHeadAttention, x: Tensor<3>, prob: f64, seed: u64) -> Tensor<3> {
     let [b, l, d] = x.dims();
-    let heads = |linear: &Linear| {
-        linear
-            .forward(x.clone())
+    let heads = |layer: &Linear| {
+        linear(layer, x.clone())
             .reshape([b, l, mha.n_heads, mha.d_k])
             .swap_dims(1, 2)
     };
     let (q, k, v) = (heads(&mha.query), heads(&mha.key), heads(&mha.value));
     let context = attention_dropped(q, k, v, prob, seed);
-    mha.output
-        .forward(context.swap_dims(1, 2).reshape([b, l, d]))
+    linear(&mha.output, context.swap_dims(1, 2).reshape([b, l, d]))
 }
 
 #[cfg(test)]
@@ -691,6 +739,51 @@ mod tests {
                 name,
             );
         }
+    }
+
+    #[test]
+    fn linear_output_and_gradients_equal_burns_and_burn_is_the_thread_setting() {
+        for device in devices() {
+            // 5 rows of 3 batches: burn's dispatch runs this as a broadcast batched product.
+            let device = device.autodiff();
+            let layer = burn::nn::LinearConfig::new(6, 4).init(&device);
+            let x = Tensor::<3>::random([3, 5, 6], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<3>::random([3, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+            let x1 = x.clone().require_grad();
+            let fused = linear(&layer, x1.clone());
+            let grads_fused = (fused.clone() * w.clone()).sum().backward();
+            let x2 = x.require_grad();
+            let reference = layer.forward(x2.clone());
+            let grads_reference = (reference.clone() * w).sum().backward();
+
+            close(fused.unsqueeze(), reference.unsqueeze(), "output");
+            close(
+                x1.grad(&grads_fused).unwrap().unsqueeze(),
+                x2.grad(&grads_reference).unwrap().unsqueeze(),
+                "x",
+            );
+            close(
+                layer.weight.grad(&grads_fused).unwrap().unsqueeze(),
+                layer.weight.grad(&grads_reference).unwrap().unsqueeze(),
+                "weight",
+            );
+            let bias = layer.bias.as_ref().unwrap();
+            close(
+                bias.grad(&grads_fused).unwrap().unsqueeze(),
+                bias.grad(&grads_reference).unwrap().unsqueeze(),
+                "bias",
+            );
+        }
+        // With `burn` it is burn's forward, recorded op by op: bit for bit the same output and
+        // weight gradient. The setting is the thread's: tests beside this one keep the default.
+        let device = Device::flex().autodiff();
+        let layer = burn::nn::LinearConfig::new(6, 4).init(&device);
+        let x = Tensor::<3>::random([3, 5, 6], Distribution::Normal(0.0, 1.0), &device);
+        let weight_grad = |y: Tensor<3>| values(layer.weight.grad(&y.sum().backward()).unwrap());
+        use_linear_op(LinearOp::Burn);
+        let pinned = weight_grad(linear(&layer, x.clone()));
+        use_linear_op(LinearOp::Fused);
+        assert_eq!(pinned, weight_grad(layer.forward(x)));
     }
 
     /// fused_dropout through the dispatcher: flex's kernel on flex, the host mask elsewhere.
