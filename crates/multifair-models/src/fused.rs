@@ -23,6 +23,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::AttentionModuleOptions;
+use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 use burn::nn::attention::{MhaInput, MultiHeadAttention};
@@ -155,6 +156,41 @@ impl FusedOps for Flex {
         let (start, end) = x.layout().contiguous_offsets().expect("made contiguous");
         drop_in_place(&mut x.storage_mut::<f32>()[start..end], prob, seed);
         x
+    }
+
+    /// burn-flex's layer norm, bit for bit, with many rows normalised at once
+    /// ([`crate::welford`]); with burn's `simd` feature, burn's own SIMD kernel.
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let shape = x.shape();
+        let f32s = [&x, &gamma, &beta].iter().all(|t| t.dtype() == DType::F32);
+        let width = shape[shape.num_dims() - 1];
+        if cfg!(feature = "flex-simd")
+            || !f32s
+            || width == 0
+            || gamma.shape().num_elements() != width
+        {
+            return Self::layer_norm(x, gamma, Some(beta), epsilon);
+        }
+        let contiguous = |t: &FloatTensor<Self>| t.to_contiguous();
+        let (x, gamma, beta) = (contiguous(&x), contiguous(&gamma), contiguous(&beta));
+        fn values(t: &FloatTensor<Flex>) -> &[f32] {
+            let (start, end) = t.layout().contiguous_offsets().expect("made contiguous");
+            &t.storage::<f32>()[start..end]
+        }
+        let mut output = FloatTensor::<Self>::empty(shape, DType::F32);
+        crate::welford::layer_norm_rows(
+            values(&x),
+            output.storage_mut::<f32>(),
+            values(&gamma),
+            values(&beta),
+            epsilon as f32,
+        );
+        output
     }
 }
 

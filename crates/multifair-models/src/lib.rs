@@ -12,5 +12,6 @@ pub mod pretrained;
 pub mod text;
 pub mod torch_init;
 pub mod vit;
+mod welford;
 
 pub use model::{Encoder, EncoderConfig, ModalityInput, ModelConfig, MultimodalModel};
