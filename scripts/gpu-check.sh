@@ -8,7 +8,9 @@
 # Steps, each bounded in time (about 8 minutes in all on one H200): check-device on
 # libtorch-cuda:0; the paper-size training step (ViT-B/16 fundus + ViT-B/16 per OCT slice,
 # 10 slices, 224 px) at batch 32 in fp32 for fusion ERM and multifair_ref, with the GPU's peak
-# memory; one epoch of a `paper` run on a small synthetic FairVision-format set at 224 px.
+# memory; the ERM step with the whole model in bf16 and in f16 (burn has no autocast, so this
+# is what half precision can be here); one epoch of a `paper` run on a small synthetic
+# FairVision-format set at 224 px.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$here/out}
@@ -41,6 +43,10 @@ measure check_device 60 "$mf" check-device --device "$device"
 for method in erm multifair_ref; do
     measure "step_$method" 150 "$mf" time-step --model paper --method $method --batch 32 \
         --steps 3 --device "$device"
+done
+for dtype in bf16 f16; do
+    measure "step_erm_$dtype" 90 "$mf" time-step --model paper --method erm --batch 32 \
+        --steps 3 --device "$device" --dtype $dtype
 done
 "$mf" generate --kind fairvision --out "$out/data" --size 224 --depth 10 --n-train 64 \
     --n-val 32 --n-test 32 >> "$log" 2>&1
@@ -79,6 +85,7 @@ report = {
     "check_device": step("check_device"),
     "paper_step_fp32_batch32": {m: step(f"step_{m}") for m in ["erm", "multifair_ref"]},
     "mixed_precision": "not run: burn 0.22 has no autocast or gradient scaler (see docs/fidelity.md)",
+    "half_precision_model_erm_batch32": {d: step(f"step_erm_{d}") for d in ["bf16", "f16"]},
     "paper_epoch_synthetic_224px_10_slices": step("paper_epoch"),
 }
 test = os.path.join(out, "run", "test.json")

@@ -256,6 +256,10 @@ enum Command {
         device: DeviceSpec,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// The whole model's float type (burn has no autocast: bf16 and f16 are half-precision
+        /// models, not mixed precision).
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: crate::timing::Precision,
     },
     /// Runs a small forward and backward pass on a device and compares it with the closed form.
     CheckDevice {
@@ -650,6 +654,7 @@ pub fn run() -> anyhow::Result<()> {
             steps,
             device,
             seed,
+            dtype,
         } => {
             let (size, depth) = model.inputs();
             let report = crate::timing::time_steps(&crate::timing::StepTiming {
@@ -661,6 +666,7 @@ pub fn run() -> anyhow::Result<()> {
                 steps,
                 device,
                 seed,
+                dtype,
             })?;
             print_json(&report)
         }

@@ -486,6 +486,7 @@ impl Plan {
         }
         let draws = Tensor::<1>::random([2], Distribution::Default, &device)
             .into_data()
+            .convert::<f32>()
             .to_vec::<f32>()
             .expect("f32 draws");
         // Two uniform f32 in [0, 1) carry 24 random bits each.
