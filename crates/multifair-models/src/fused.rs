@@ -197,6 +197,89 @@ impl FusedOps for Flex {
 #[cfg(feature = "tch")]
 impl FusedOps for burn::backend::LibTorch {}
 
+/// Attention for training: the forward pass with what the backward pass keeps beyond q, k, v
+/// and the output, and the backward pass. By default nothing more is kept and the backward pass
+/// recomputes the probabilities ([`attention_backward`]); libtorch's CPU keeps each row's
+/// log-sum-exp and runs PyTorch's flash-attention backward, tiled, as a PyTorch model's
+/// attention trains there.
+pub trait TrainingAttention: FusedOps {
+    fn attention_forward(
+        query: FloatTensor<Self>,
+        key: FloatTensor<Self>,
+        value: FloatTensor<Self>,
+        dropout: f64,
+        seed: u64,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        (
+            Self::fused_attention(query, key, value, dropout, seed),
+            None,
+        )
+    }
+
+    fn attention_backward(
+        state: AttentionState<Self>,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        attention_backward::<Self>(state, grad)
+    }
+}
+
+impl TrainingAttention for Flex {}
+
+#[cfg(feature = "tch")]
+impl TrainingAttention for burn::backend::LibTorch {
+    fn attention_forward(
+        query: FloatTensor<Self>,
+        key: FloatTensor<Self>,
+        value: FloatTensor<Self>,
+        dropout: f64,
+        seed: u64,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        use burn::backend::libtorch::TchTensor;
+        if dropout != 0.0 || query.tensor.device() != tch::Device::Cpu {
+            return (
+                Self::fused_attention(query, key, value, dropout, seed),
+                None,
+            );
+        }
+        // The kernel scaled_dot_product_attention runs on the CPU, here with its row statistics.
+        let (output, logsumexp) = tch::Tensor::internal_scaled_dot_product_flash_attention_for_cpu(
+            &query.tensor,
+            &key.tensor,
+            &value.tensor,
+            0.0,
+            false,
+            None::<tch::Tensor>,
+            None,
+        );
+        (TchTensor::new(output), Some(TchTensor::new(logsumexp)))
+    }
+
+    fn attention_backward(
+        ([q, k, v, o], logsumexp, dropout, seed): AttentionState<Self>,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        use burn::backend::libtorch::TchTensor;
+        let Some(logsumexp) = logsumexp else {
+            return attention_backward::<Self>(([q, k, v, o], None, dropout, seed), grad);
+        };
+        let (dq, dk, dv) =
+            tch::Tensor::internal_scaled_dot_product_flash_attention_for_cpu_backward(
+                &grad.tensor,
+                &q.tensor,
+                &k.tensor,
+                &v.tensor,
+                &o.tensor,
+                &logsumexp.tensor,
+                0.0,
+                false,
+                None::<tch::Tensor>,
+                None,
+            );
+        [TchTensor::new(dq), TchTensor::new(dk), TchTensor::new(dv)]
+    }
+}
+
 /// softmax(q kᵀ / √d) over the last dimension.
 fn attention_probabilities<B: Backend>(q: &FloatTensor<B>, k: &FloatTensor<B>) -> FloatTensor<B> {
     let dims = q.shape().num_dims();
@@ -216,7 +299,7 @@ fn attention_probabilities<B: Backend>(q: &FloatTensor<B>, k: &FloatTensor<B>) -
 /// dS = P ⊙ (dP − rowsum(dP ⊙ P)), dq = s dS k, dk = s dSᵀ q. Without dropout rowsum(dP ⊙ P)
 /// is the cheaper rowsum(g ⊙ o).
 fn attention_backward<B: Backend + FusedOps>(
-    ([q, k, v, o], dropout, seed): AttentionState<B>,
+    ([q, k, v, o], _, dropout, seed): AttentionState<B>,
     grad: FloatTensor<B>,
 ) -> [FloatTensor<B>; 3] {
     let dims = q.shape().num_dims();
@@ -262,18 +345,19 @@ fn backward<B: Backend, S, const N: usize>(
 #[derive(Debug)]
 struct AttentionBackward;
 
-/// q, k, v, the output, and the dropout probability and seed.
-type AttentionState<B> = ([FloatTensor<B>; 4], f64, u64);
+/// q, k, v, the output, what else the backend's forward pass kept, and the dropout probability
+/// and seed.
+pub type AttentionState<B> = ([FloatTensor<B>; 4], Option<FloatTensor<B>>, f64, u64);
 
-impl<B: Backend + FusedOps> Backward<B, 3> for AttentionBackward {
+impl<B: Backend + TrainingAttention> Backward<B, 3> for AttentionBackward {
     type State = AttentionState<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        backward::<B, _, 3>(ops, grads, attention_backward::<B>);
+        backward::<B, _, 3>(ops, grads, B::attention_backward);
     }
 }
 
-impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+impl<B: Backend + TrainingAttention, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn fused_attention(
         query: FloatTensor<Self>,
         key: FloatTensor<Self>,
@@ -292,8 +376,9 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                     key.into_primitive(),
                     value.into_primitive(),
                 );
-                let output = B::fused_attention(q.clone(), k.clone(), v.clone(), dropout, seed);
-                prep.finish(([q, k, v, output.clone()], dropout, seed), output)
+                let (output, kept) =
+                    B::attention_forward(q.clone(), k.clone(), v.clone(), dropout, seed);
+                prep.finish(([q, k, v, output.clone()], kept, dropout, seed), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::fused_attention(
                 query.into_primitive(),
@@ -710,6 +795,28 @@ mod tests {
                 name,
             );
         }
+    }
+
+    /// libtorch's CPU trains attention with PyTorch's flash backward (the gradient test above
+    /// checks its numbers); with dropout it recomputes, as every other backend.
+    #[cfg(feature = "tch")]
+    #[test]
+    fn libtorch_cpu_keeps_row_statistics_only_without_dropout() {
+        use burn::backend::{LibTorch, libtorch::TchTensor};
+        let draw = || {
+            TchTensor::new(tch::Tensor::randn(
+                [1, 2, 4, 3],
+                (tch::Kind::Float, tch::Device::Cpu),
+            ))
+        };
+        let kept = |prob| {
+            <LibTorch as TrainingAttention>::attention_forward(draw(), draw(), draw(), prob, 1).1
+        };
+        assert_eq!(
+            kept(0.0).map(|lse| lse.shape().dims::<3>()),
+            Some([1, 2, 4])
+        );
+        assert!(kept(0.2).is_none());
     }
 
     #[test]
