@@ -1,17 +1,20 @@
-//! Scaled dot-product attention, layer normalisation and dropout as single differentiable
-//! operations.
+//! Scaled dot-product attention, layer normalisation, linear layers and dropout as single
+//! differentiable operations.
 //!
 //! burn 0.22's autodiff backend records attention and layer norm op by op. Attention (matmul,
 //! scale, softmax, matmul) then keeps the [heads, L, L] score and probability matrices of every
 //! layer until the backward pass, and a layer norm keeps its centred and its normalised input:
 //! at the paper size (197 tokens, 12 heads, 11 images per sample) that was most of the memory a
 //! step needed beyond PyTorch's (README, "The libtorch backend"). Here the forward passes are the
-//! backend's own kernels (libtorch's `scaled_dot_product_attention` and `layer_norm`, flex's)
-//! and the backward passes keep only the inputs (and attention's output), recomputing the rest
-//! once, as flash attention and PyTorch's layer norm do. Dropout on flex draws its mask from a
-//! seed hashed with each element's index (burn's samples a ChaCha stream element by element, a
-//! fifth of a tiny-model step), so the backward pass and a fused attention's recomputation
-//! repeat it from the seed.
+//! backend's own kernels (libtorch's `scaled_dot_product_attention` and `layer_norm`, flex's,
+//! whose layer norm runs many rows at once in [`crate::welford`]) and the backward passes keep
+//! only the inputs (and attention's output), recomputing the rest once, as flash attention and
+//! PyTorch's layer norm do; on libtorch's CPU attention's backward pass is PyTorch's own flash
+//! kernel. burn's dispatch backend records a linear layer as a broadcast batched product, whose
+//! weight gradient is a product per batch element summed afterwards; [`linear`] records burn's
+//! autodiff `linear` instead. Dropout on flex draws its mask from a seed hashed with each
+//! element's index (burn's samples a ChaCha stream element by element, a fifth of a tiny-model
+//! step), so the backward pass and a fused attention's recomputation repeat it from the seed.
 
 // burn 0.22 marks libtorch deprecated; it is still the fast CPU/CUDA path here.
 #![allow(deprecated)]
@@ -599,7 +602,7 @@ pub fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
 /// layer on inputs of rank 3 or more as a batched product with the weight broadcast over the
 /// batch, so its weight gradient is a [batch, in, out] product summed over the batch: a
 /// temporary of that size per layer per step (at the paper size, 190 MB for each MLP layer of
-/// the OCT encoder), freshly paged in, and a reduction; a third of a paper-size step on
+/// the OCT encoder), freshly paged in, and a reduction: 30% of a paper-size step on
 /// libtorch. Recorded as one operation (burn's autodiff `linear`), the weight gradient is one
 /// product over all rows, as PyTorch's. The forward pass is the same computation.
 pub fn linear<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
@@ -918,8 +921,8 @@ mod tests {
                 "bias",
             );
         }
-        // With `burn` it is burn's forward, recorded op by op: bit for bit the same output and
-        // weight gradient. The setting is the thread's: tests beside this one keep the default.
+        // With `burn` it is burn's forward, recorded op by op: bit for bit the same weight
+        // gradient. The setting is the thread's: tests beside this one keep the default.
         let device = Device::flex().autodiff();
         let layer = burn::nn::LinearConfig::new(6, 4).init(&device);
         let x = Tensor::<3>::random([3, 5, 6], Distribution::Normal(0.0, 1.0), &device);
