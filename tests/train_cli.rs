@@ -444,6 +444,38 @@ fn trains_on_libtorch_cpu() {
     assert!(test["auc"].is_number());
 }
 
+/// A whole bf16 model steps on libtorch (the GPU path's) with a finite loss. A device's float
+/// type is set once per process, before its first tensor, hence a process of its own.
+#[cfg(feature = "tch")]
+#[test]
+fn time_step_runs_a_bf16_model_on_libtorch() {
+    let result = ok(multifair(&[
+        "time-step",
+        "--model",
+        "tiny",
+        "--method",
+        "multifair_ref",
+        "--batch",
+        "4",
+        "--image-size",
+        "16",
+        "--slices",
+        "2",
+        "--steps",
+        "1",
+        "--device",
+        "libtorch",
+        "--dtype",
+        "bf16",
+    ]));
+    let report: Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(report["dtype"], "bf16");
+    assert!(
+        report["last_loss"].as_f64().is_some_and(f64::is_finite),
+        "{report}"
+    );
+}
+
 #[test]
 fn demo_at_a_small_scale_prints_the_tables_and_the_two_checks() {
     let out = scratch("demo");
