@@ -864,27 +864,46 @@ mod tests {
             &device,
         ));
         let x = Tensor::<3>::random([2, 3, 6], Distribution::Normal(1.0, 2.0), &device);
-        let w = Tensor::<3>::random([2, 3, 6], Distribution::Normal(0.0, 1.0), &device);
-        let x1 = x.clone().require_grad();
-        let fused = layer_norm(&norm, x1.clone(), 1e-5);
-        let grads_fused = (fused.clone() * w.clone()).sum().backward();
-        let x2 = x.require_grad();
-        let reference = norm.forward(x2.clone());
-        let grads_reference = (reference.clone() * w).sum().backward();
+        let beta = norm.beta.as_ref().unwrap();
+        same_output_and_gradients(
+            x,
+            |x| layer_norm(&norm, x, 1e-5),
+            |x| norm.forward(x),
+            &[
+                ("gamma", &|g| norm.gamma.grad(g).unwrap().unsqueeze()),
+                ("beta", &|g| beta.grad(g).unwrap().unsqueeze()),
+            ],
+        );
+    }
 
-        close(fused.unsqueeze(), reference.unsqueeze(), "output");
+    /// A parameter's name and how to read its gradient.
+    type ParamGrad<'a> = (&'a str, &'a dyn Fn(&burn::tensor::Gradients) -> Tensor<4>);
+
+    /// `fused` and `reference` applied to the same `x`, each into the backward pass of one
+    /// random weighting of its output: the outputs, x's gradients and the gradients `params`
+    /// read agree.
+    fn same_output_and_gradients(
+        x: Tensor<3>,
+        fused: impl Fn(Tensor<3>) -> Tensor<3>,
+        reference: impl Fn(Tensor<3>) -> Tensor<3>,
+        params: &[ParamGrad],
+    ) {
+        let x1 = x.clone().require_grad();
+        let out1 = fused(x1.clone());
+        let w = Tensor::<3>::random(out1.dims(), Distribution::Normal(0.0, 1.0), &x.device());
+        let grads1 = (out1.clone() * w.clone()).sum().backward();
+        let x2 = x.require_grad();
+        let out2 = reference(x2.clone());
+        let grads2 = (out2.clone() * w).sum().backward();
+
+        close(out1.unsqueeze(), out2.unsqueeze(), "output");
         close(
-            x1.grad(&grads_fused).unwrap().unsqueeze(),
-            x2.grad(&grads_reference).unwrap().unsqueeze(),
+            x1.grad(&grads1).unwrap().unsqueeze(),
+            x2.grad(&grads2).unwrap().unsqueeze(),
             "x",
         );
-        let beta = norm.beta.as_ref().unwrap();
-        for (name, param) in [("gamma", &norm.gamma), ("beta", beta)] {
-            close(
-                param.grad(&grads_fused).unwrap().unsqueeze(),
-                param.grad(&grads_reference).unwrap().unsqueeze(),
-                name,
-            );
+        for (name, grad) in params {
+            close(grad(&grads1), grad(&grads2), name);
         }
     }
 
@@ -895,30 +914,15 @@ mod tests {
             let device = device.autodiff();
             let layer = burn::nn::LinearConfig::new(6, 4).init(&device);
             let x = Tensor::<3>::random([3, 5, 6], Distribution::Normal(0.0, 1.0), &device);
-            let w = Tensor::<3>::random([3, 5, 4], Distribution::Normal(0.0, 1.0), &device);
-            let x1 = x.clone().require_grad();
-            let fused = linear(&layer, x1.clone());
-            let grads_fused = (fused.clone() * w.clone()).sum().backward();
-            let x2 = x.require_grad();
-            let reference = layer.forward(x2.clone());
-            let grads_reference = (reference.clone() * w).sum().backward();
-
-            close(fused.unsqueeze(), reference.unsqueeze(), "output");
-            close(
-                x1.grad(&grads_fused).unwrap().unsqueeze(),
-                x2.grad(&grads_reference).unwrap().unsqueeze(),
-                "x",
-            );
-            close(
-                layer.weight.grad(&grads_fused).unwrap().unsqueeze(),
-                layer.weight.grad(&grads_reference).unwrap().unsqueeze(),
-                "weight",
-            );
             let bias = layer.bias.as_ref().unwrap();
-            close(
-                bias.grad(&grads_fused).unwrap().unsqueeze(),
-                bias.grad(&grads_reference).unwrap().unsqueeze(),
-                "bias",
+            same_output_and_gradients(
+                x,
+                |x| linear(&layer, x),
+                |x| layer.forward(x),
+                &[
+                    ("weight", &|g| layer.weight.grad(g).unwrap().unsqueeze()),
+                    ("bias", &|g| bias.grad(g).unwrap().unsqueeze()),
+                ],
             );
         }
         // With `burn` it is burn's forward, recorded op by op: bit for bit the same weight
