@@ -131,16 +131,14 @@ fn burns_dropout_and_linear_layers_repeat_and_differ_from_the_defaults() {
     let predictions = |dir: &Path| read(&dir.join("predictions.csv"));
     assert_eq!(predictions(&sampled), predictions(&again));
     assert_ne!(predictions(&sampled), predictions(&hashed));
-    let refused = train(
-        &data,
-        &scratch("mask-bad"),
-        &["--set", "dropout_mask=bernoulli"],
-    );
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("dropout_mask"));
-    let refused = train(&data, &scratch("linear-bad"), &["--set", "linear_op=tch"]);
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("linear_op"));
+    for (setting, key) in [
+        ("dropout_mask=bernoulli", "dropout_mask"),
+        ("linear_op=tch", "linear_op"),
+    ] {
+        let refused = train(&data, &scratch(key), &["--set", setting]);
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains(key));
+    }
 }
 
 #[test]
