@@ -15,9 +15,10 @@ use std::collections::BTreeMap;
 use burn::optim::GradientsParams;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor};
-use multifair_models::{ModalityInput, MultimodalModel};
+use multifair_models::{ModalityInput, MultimodalModel, Readout};
 
 pub use methods::{MethodInfo, REGISTRY, create, info};
+pub use multifair_data::loader::Cells;
 
 /// A training batch on the device, with what methods need on the host.
 #[derive(Debug, Clone)]
@@ -198,9 +199,67 @@ pub trait Method: Send {
     /// Called before each epoch (0-based), for methods active in some epochs only.
     fn start_epoch(&mut self, _epoch: usize) {}
 
-    /// Whether batches should draw each group equally often (balanced group sampling).
-    fn balanced_sampling(&self) -> bool {
+    /// How the training batches are drawn.
+    fn sampling(&self) -> Sampling {
+        Sampling::Shuffle
+    }
+
+    /// How the model reads its prediction out of the modality tokens.
+    fn readout(&self, _setup: &Setup) -> Readout {
+        Readout::Fused
+    }
+
+    /// Unimodal runs this method needs before its own (UME, UMT).
+    fn phases(&self) -> Phases {
+        Phases::None
+    }
+
+    /// The selected unimodal models of [`Phases::Teachers`], one per modality in the model's
+    /// order, handed over before training.
+    fn teachers(&mut self, _teachers: Vec<MultimodalModel>) {}
+
+    /// Optimizer steps per batch: [`Method::step`] is called this many times on each batch,
+    /// the optimizers stepping after each call (MLA steps each modality in turn).
+    fn substeps(&self) -> usize {
+        1
+    }
+
+    /// Called before each batch: its index in the epoch and the epoch's batches.
+    fn start_batch(&mut self, _index: usize, _batches: usize) {}
+
+    /// The share of the training split held out from training, whose per-head losses the
+    /// engine reports after each epoch ([`EpochEnd::holdout`]); 0 for none.
+    fn holdout(&self) -> f64 {
+        0.0
+    }
+
+    /// The share of the training batches whose tokens the method wants before each epoch
+    /// (PMR's prototypes); 0 for none.
+    fn feature_share(&self) -> f64 {
+        0.0
+    }
+
+    /// The tokens [`Method::feature_share`] asks for, before epoch `epoch` (0-based); an error
+    /// stops the run.
+    fn features(&mut self, _epoch: usize, _features: Features) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether the engine averages each epoch's weights into a segment ([`Method::end_epoch`]
+    /// sees them by epoch) and tests [`Method::average`] instead of the selected epoch.
+    fn averages_weights(&self) -> bool {
         false
+    }
+
+    /// After an epoch's validation; returns whether training stops here.
+    fn end_epoch(&mut self, _end: &EpochEnd) -> bool {
+        false
+    }
+
+    /// The epochs' segments whose mean is the model to test, each with its count (an epoch
+    /// can count more than once), for a method that [`Method::averages_weights`].
+    fn average(&self) -> Vec<(usize, usize)> {
+        Vec::new()
     }
 
     /// Whether the model carries a FIN layer before its final linear layer.
@@ -231,6 +290,51 @@ pub trait Method: Send {
     fn load_state(&mut self, _state: serde_json::Value) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// How training batches are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampling {
+    /// Every sample once per epoch, shuffled.
+    Shuffle,
+    /// As many draws as samples, with replacement, each cell of the run's attribute equally
+    /// likely, then a member uniformly (torch's WeightedRandomSampler with weights 1 / n_cell).
+    Balanced(Cells),
+}
+
+/// The runs a method trains before its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phases {
+    None,
+    /// One `unimodal` run per modality, then their summed logits are the prediction: no
+    /// training of its own.
+    Ensemble,
+    /// One `unimodal` run per modality, whose selected models teach the method's own run
+    /// ([`Method::teachers`]).
+    Teachers,
+}
+
+/// Tokens of training samples in evaluation mode ([`Method::feature_share`]).
+pub struct Features {
+    /// Per modality, [sample][p].
+    pub tokens: Vec<Vec<Vec<f32>>>,
+    /// Per modality, whether each sample has it.
+    pub available: Vec<Vec<bool>>,
+    pub labels: Vec<u8>,
+}
+
+/// What the engine measured at the end of an epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochEnd {
+    /// 0-based.
+    pub epoch: usize,
+    /// Mean cross-entropy of the fused prediction on the validation split.
+    pub val_loss: f64,
+    /// The lowest group AUC of the run's attribute on the validation split.
+    pub val_worst_group_auc: Option<f64>,
+    /// Mean cross-entropies on the held-out part of training ([`Method::holdout`]): each
+    /// modality's auxiliary head, then the fused prediction.
+    pub holdout: Option<Vec<f64>>,
 }
 
 /// A method's state struct as checkpoint JSON.

@@ -12,6 +12,7 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -50,11 +51,23 @@ pub struct LoaderConfig {
     pub max_tokens: usize,
     /// Notes as the original prepares them ([`original_note`]); else lower-cased only.
     pub original_notes: bool,
-    /// Balanced group sampling on this attribute (index into the dataset's attributes): each
-    /// epoch draws as many samples as the split has, with replacement, every group equally
-    /// likely, then a member uniformly (torch's WeightedRandomSampler with weights 1 / n_g);
-    /// samples of unknown group are not drawn.
-    pub balance_attribute: Option<usize>,
+    /// Balanced sampling on this attribute (index into the dataset's attributes) and its
+    /// cells: each epoch draws as many samples as the split has, with replacement, every cell
+    /// equally likely, then a member uniformly (torch's WeightedRandomSampler with weights
+    /// 1 / n_cell, as MEDFAIR's resampling); samples of unknown group are not drawn.
+    pub balance: Option<(usize, Cells)>,
+}
+
+/// The cells balanced sampling draws evenly (MEDFAIR's `resample_which`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cells {
+    /// The groups of the attribute.
+    Group,
+    /// Group x label.
+    Balanced,
+    /// The labels (unknown groups still not drawn).
+    Class,
 }
 
 impl LoaderConfig {
@@ -73,7 +86,7 @@ impl LoaderConfig {
             slices,
             max_tokens: 128,
             original_notes: false,
-            balance_attribute: None,
+            balance: None,
         }
     }
 }
@@ -207,11 +220,17 @@ impl Loader {
     /// The sample order of `epoch`.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let samples = &self.shared.samples;
-        if let Some(a) = self.shared.config.balance_attribute {
-            let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        if let Some((a, cells)) = self.shared.config.balance {
+            let mut groups: BTreeMap<(i64, i64), Vec<usize>> = BTreeMap::new();
             for (i, s) in samples.iter().enumerate() {
-                if s.codes[a] >= 0 {
-                    groups.entry(s.codes[a]).or_default().push(i);
+                let (g, y) = (s.codes[a], s.label as i64);
+                let cell = match cells {
+                    Cells::Group => (g, 0),
+                    Cells::Balanced => (g, y),
+                    Cells::Class => (y, 0),
+                };
+                if g >= 0 {
+                    groups.entry(cell).or_default().push(i);
                 }
             }
             let groups: Vec<Vec<usize>> = groups.into_values().collect();

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use multifair_data::loader::{Loader, LoaderConfig, ModalityBatch};
+use multifair_data::loader::{Cells, Loader, LoaderConfig, ModalityBatch};
 use multifair_data::preprocess::Augment;
 use multifair_data::synthetic::{NOTE_WORDS, SyntheticConfig, generate};
 use multifair_data::tokenizer::WordPiece;
@@ -158,7 +158,7 @@ fn balanced_sampling_draws_every_group_about_equally_and_no_unknowns() {
     let index = DatasetIndex::open(DatasetKind::FairVision, &dir, BadFilePolicy::Fail).unwrap();
     let split = index.split(Split::Train).unwrap();
     let mut lc = LoaderConfig::new(8, 8, 2);
-    (lc.shuffle, lc.seed, lc.balance_attribute) = (true, 3, Some(0)); // race
+    (lc.shuffle, lc.seed, lc.balance) = (true, 3, Some((0, Cells::Group))); // race
     let loader = Loader::new(&index.schema, split, lc, None).unwrap();
     let order = loader.order(0);
     assert_eq!(order.len(), split.samples.len());
@@ -173,5 +173,26 @@ fn balanced_sampling_draws_every_group_about_equally_and_no_unknowns() {
     for c in counts {
         let share = c as f64 / order.len() as f64;
         assert!((share - 1.0 / 3.0).abs() < 0.07, "{counts:?}");
+    }
+    // MEDFAIR's other cells: group x label (six cells), then the label alone.
+    for (cells, n) in [(Cells::Balanced, 6), (Cells::Class, 2)] {
+        let mut lc = LoaderConfig::new(8, 8, 2);
+        (lc.shuffle, lc.seed, lc.balance) = (true, 3, Some((0, cells)));
+        let order = Loader::new(&index.schema, split, lc, None).unwrap().order(0);
+        let mut counts = std::collections::BTreeMap::<(i64, u8), usize>::new();
+        for &i in &order {
+            let s = &split.samples[i];
+            assert!(s.codes[0] >= 0, "an unknown-race sample was drawn");
+            let cell = match cells {
+                Cells::Balanced => (s.codes[0], s.label),
+                _ => (0, s.label),
+            };
+            *counts.entry(cell).or_default() += 1;
+        }
+        assert_eq!(counts.len(), n, "{cells:?}: {counts:?}");
+        for c in counts.values() {
+            let share = *c as f64 / order.len() as f64;
+            assert!((share - 1.0 / n as f64).abs() < 0.06, "{cells:?}: {counts:?}");
+        }
     }
 }

@@ -14,4 +14,4 @@ pub mod torch_init;
 pub mod vit;
 mod welford;
 
-pub use model::{Encoder, EncoderConfig, ModalityInput, ModelConfig, MultimodalModel};
+pub use model::{Encoder, EncoderConfig, ModalityInput, ModelConfig, MultimodalModel, Readout};

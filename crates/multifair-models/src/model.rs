@@ -156,6 +156,13 @@ pub struct Projection {
     dropout: Dropout,
 }
 
+impl Projection {
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let z = self.linear.forward(x);
+        crate::fused::dropout(&self.dropout, self.norm.forward(z))
+    }
+}
+
 /// The reference's classification head: Linear + LayerNorm + GELU + Dropout + Linear.
 #[derive(Module, Debug)]
 pub struct FusionHead {
@@ -208,6 +215,11 @@ impl FusionHead {
     pub fn classifier_weight(&self) -> Tensor<2> {
         self.last.weight.val()
     }
+
+    /// The last layer itself (its parameters' ids).
+    pub fn last_layer(&self) -> &Linear {
+        &self.last
+    }
 }
 
 /// Modalities, their encoders and the fusion sizes.
@@ -227,6 +239,40 @@ pub struct ModelConfig {
     /// The fusion's attention initialised as PyTorch's (`torch_init`), as the original's.
     #[serde(default)]
     pub torch_init: bool,
+    /// How the fused prediction is read out (absent: the fusion transformer's token 0).
+    #[serde(default, skip_serializing_if = "Readout::is_fused")]
+    pub readout: Readout,
+}
+
+/// How the model turns modality tokens into its prediction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readout {
+    /// The fusion transformer over all tokens, token 0, the head.
+    #[default]
+    Fused,
+    /// One head per group (domain-independent training): the last layer has `classes x K`
+    /// outputs, group-major; a sample trains its own group's, a prediction sums the K heads'
+    /// logits (MEDFAIR's DomainInd inference).
+    Domains(usize),
+    /// Each modality alone through the shared head (MLA; the model has no fusion transformer
+    /// layer): a prediction weighs each modality's logits by softmax over modalities of minus
+    /// its entropy, per sample.
+    Alone,
+}
+
+impl Readout {
+    pub fn is_fused(&self) -> bool {
+        *self == Readout::Fused
+    }
+
+    /// Sets of classifier outputs in the head's last layer.
+    pub fn heads(&self) -> usize {
+        match self {
+            Readout::Domains(k) => *k,
+            _ => 1,
+        }
+    }
 }
 
 #[derive(Module, Debug)]
@@ -237,6 +283,8 @@ pub struct MultimodalModel {
     pub head: FusionHead,
     pub aux: Vec<AuxHead>,
     pub fin: Option<FairNorm>,
+    #[module(skip)]
+    pub readout: Readout,
 }
 
 impl ModelConfig {
@@ -272,7 +320,7 @@ impl ModelConfig {
                 first: LinearConfig::new(p, p).init(device),
                 norm: LayerNormConfig::new(p).init(device),
                 dropout: dropout(),
-                last: LinearConfig::new(p, c).init(device),
+                last: LinearConfig::new(p, c * self.readout.heads()).init(device),
             },
             aux: self
                 .modalities
@@ -284,7 +332,18 @@ impl ModelConfig {
                 })
                 .collect(),
             fin: self.fin_groups.map(|k| FairNorm::new(k, p, 0.3, device)),
+            readout: self.readout,
         }
+    }
+
+    /// The configuration read out by `readout`; [`Readout::Alone`] passes each token alone
+    /// through the head, so the model has no fusion transformer.
+    pub fn with_readout(mut self, readout: Readout) -> Self {
+        if readout == Readout::Alone {
+            self.fusion_layers = 0;
+        }
+        self.readout = readout;
+        self
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -295,28 +354,81 @@ impl ModelConfig {
 impl MultimodalModel {
     /// Each modality's token [B, p], in the configured order.
     pub fn encode(&self, inputs: Vec<ModalityInput>) -> Vec<Tensor<2>> {
+        self.project(self.features(inputs))
+    }
+
+    /// Modality `j`'s token [B, p] alone (the other encoders do not run).
+    pub fn encode_one(&self, j: usize, input: ModalityInput) -> Tensor<2> {
+        self.projections[j].forward(self.encoders[j].forward(input))
+    }
+
+    /// Each modality encoder's output [B, d] (before its projection), in the configured order.
+    pub fn features(&self, inputs: Vec<ModalityInput>) -> Vec<Tensor<2>> {
         assert_eq!(inputs.len(), self.encoders.len(), "one input per modality");
-        inputs
-            .into_iter()
-            .zip(self.encoders.iter().zip(&self.projections))
-            .map(|(input, (encoder, projection))| {
-                let z = projection.linear.forward(encoder.forward(input));
-                crate::fused::dropout(&projection.dropout, projection.norm.forward(z))
-            })
+        (inputs.into_iter().zip(&self.encoders))
+            .map(|(input, encoder)| encoder.forward(input))
+            .collect()
+    }
+
+    /// Encoder outputs -> tokens [B, p]: each modality's projection.
+    pub fn project(&self, features: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
+        (features.into_iter().zip(&self.projections))
+            .map(|(x, projection)| projection.forward(x))
             .collect()
     }
 
     /// Fused logits [B, C] from the modality tokens: the fusion transformer, token 0, the head.
     /// `groups` [B] (codes, -1 unknown) feed the FIN layer when the model has one; `available`
     /// [B, M] (1 present, 0 missing) takes missing modalities out of the fusion.
+    /// The prediction follows the model's [`Readout`].
     pub fn fuse(
         &self,
         tokens: &[Tensor<2>],
         groups: Option<&Tensor<1, Int>>,
         available: Option<&Tensor<2>>,
     ) -> Tensor<2> {
-        self.head
-            .classify(self.fused_hidden(tokens, groups, available))
+        match self.readout {
+            Readout::Fused => self
+                .head
+                .classify(self.fused_hidden(tokens, groups, available)),
+            Readout::Domains(k) => {
+                let logits = self.domain_logits(tokens, groups, available);
+                let [b, _, c] = logits.dims();
+                debug_assert_eq!(logits.dims()[1], k);
+                logits.sum_dim(1).reshape([b, c])
+            }
+            Readout::Alone => {
+                let alone: Vec<Tensor<2>> = (0..tokens.len())
+                    .map(|j| self.alone(&tokens[j], groups))
+                    .collect();
+                entropy_weighted(&alone, available)
+            }
+        }
+    }
+
+    /// Every group head's logits [B, K, C] (a model with [`Readout::Domains`]).
+    pub fn domain_logits(
+        &self,
+        tokens: &[Tensor<2>],
+        groups: Option<&Tensor<1, Int>>,
+        available: Option<&Tensor<2>>,
+    ) -> Tensor<3> {
+        let logits = self
+            .head
+            .classify(self.fused_hidden(tokens, groups, available));
+        let [b, kc] = logits.dims();
+        let k = self.readout.heads();
+        logits.reshape([b, k, kc / k])
+    }
+
+    /// One modality's token alone through the head [B, C] (the shared head of
+    /// [`Readout::Alone`], whose model has no fusion transformer layer).
+    pub fn alone(&self, token: &Tensor<2>, groups: Option<&Tensor<1, Int>>) -> Tensor<2> {
+        self.head.classify(self.fused_hidden(
+            std::slice::from_ref(token),
+            groups,
+            None,
+        ))
     }
 
     /// The fused head's last-layer input [B, p]. A missing modality's token is zeroed (so the
@@ -365,6 +477,14 @@ impl MultimodalModel {
             .collect()
     }
 
+    /// Each auxiliary head on its modality's token *with* gradient into the encoder: the
+    /// unimodal heads of methods that train each modality on its own loss too.
+    pub fn unimodal_logits(&self, tokens: &[Tensor<2>]) -> Vec<Tensor<2>> {
+        (tokens.iter().zip(&self.aux))
+            .map(|(t, head)| head.forward(t.clone()))
+            .collect()
+    }
+
     /// Each auxiliary head's logits from its hidden features.
     pub fn aux_classify(&self, hidden: &[Tensor<2>]) -> Vec<Tensor<2>> {
         hidden
@@ -373,6 +493,29 @@ impl MultimodalModel {
             .map(|(h, head)| head.classify(h.clone()))
             .collect()
     }
+}
+
+/// sum_m softmax_m(-H_m) z_m per sample, H_m the entropy of softmax(z_m) (MLA's inference,
+/// as BalanceMM computes it); a missing modality (`available` [B, M] 0) gets weight 0.
+pub fn entropy_weighted(logits: &[Tensor<2>], available: Option<&Tensor<2>>) -> Tensor<2> {
+    let [b, _] = logits[0].dims();
+    let entropies: Vec<Tensor<2>> = logits
+        .iter()
+        .map(|z| {
+            let logp = burn::tensor::activation::log_softmax(z.clone(), 1);
+            (logp.clone().exp() * logp).sum_dim(1).neg()
+        })
+        .collect();
+    let scores = Tensor::cat(entropies, 1).neg(); // [B, M]
+    let scores = match available {
+        Some(a) => scores.mask_fill(a.clone().equal_elem(0.0), -1e30),
+        None => scores,
+    };
+    let weights = burn::tensor::activation::softmax(scores, 1);
+    (logits.iter().enumerate())
+        .map(|(j, z)| z.clone() * weights.clone().slice([0..b, j..j + 1]))
+        .reduce(|a, b| a + b)
+        .expect("at least one modality")
 }
 
 #[cfg(test)]
@@ -408,6 +551,25 @@ mod tests {
         for (i, d) in difference.iter().enumerate() {
             let want = if i / p < 2 { -0.7 * 0.5 } else { 0.0 };
             assert!((d - want).abs() < 1e-4, "element {i}: {d} (want {want})");
+        }
+    }
+
+    /// MLA's gating on worked logits: z_a = [2, 0, 0] (entropy 0.665573), z_v = [1, 1, 0]
+    /// (1.017357): weights 0.587050 and 0.412950, fused [1.587050, 0.412950, 0]; a missing
+    /// modality gets weight 0.
+    #[test]
+    fn entropy_weighted_fusion_by_hand() {
+        let device = Device::flex();
+        let za = Tensor::<2>::from_floats([[2.0, 0.0, 0.0], [2.0, 0.0, 0.0]], &device);
+        let zv = Tensor::<2>::from_floats([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]], &device);
+        let available = Tensor::<2>::from_floats([[1.0, 1.0], [1.0, 0.0]], &device);
+        let fused: Vec<f32> = entropy_weighted(&[za, zv], Some(&available))
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let want = [1.587_050, 0.412_950, 0.0, 2.0, 0.0, 0.0];
+        for (g, w) in fused.iter().zip(want) {
+            assert!((g - w).abs() < 1e-5, "{fused:?}");
         }
     }
 }

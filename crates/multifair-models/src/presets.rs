@@ -168,6 +168,7 @@ impl ModelSize {
             dropout: 0.1,
             fin_groups: None,
             torch_init: self == ModelSize::Paper,
+            readout: crate::model::Readout::Fused,
         }
     }
 }

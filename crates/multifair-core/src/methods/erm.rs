@@ -28,10 +28,18 @@ pub(crate) struct Forward {
 }
 
 pub(crate) fn forward(model: &MultimodalModel, batch: &DeviceBatch) -> Forward {
-    let tokens = model.encode(batch.inputs.clone());
-    let fused_logits = model.fuse(&tokens, Some(&batch.group_ids), batch.available.as_ref());
+    forward_tokens(model, batch, &model.encode(batch.inputs.clone()))
+}
+
+/// [`forward`] from the modality tokens.
+pub(crate) fn forward_tokens(
+    model: &MultimodalModel,
+    batch: &DeviceBatch,
+    tokens: &[Tensor<2>],
+) -> Forward {
+    let fused_logits = model.fuse(tokens, Some(&batch.group_ids), batch.available.as_ref());
     let per_sample = cross_entropy_per_sample(fused_logits.clone(), batch.onehot.clone());
-    let aux_logits = model.aux_logits(&tokens);
+    let aux_logits = model.aux_logits(tokens);
     let aux_loss = batch.aux_loss(&aux_logits);
     Forward {
         per_sample,

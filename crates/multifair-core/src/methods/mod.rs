@@ -1,14 +1,25 @@
 //! The registry: every method by name, with the hyperparameter keys it reads.
 
+mod agm;
 mod cggm;
+mod domain_ind;
 mod erm;
 mod fin;
 mod fis;
+mod gblending;
 mod group_dro;
+mod mla;
+mod mmpareto;
 mod multifair;
 mod multifair_ref;
 mod ogm_ge;
+mod pmr;
+mod resample;
 mod reweight;
+mod sam;
+mod swad;
+mod umt;
+mod ume;
 mod unimodal;
 
 pub use erm::Erm;
@@ -54,6 +65,17 @@ pub const REGISTRY: &[MethodInfo] = &[
     reweight::INFO,
     fin::INFO,
     fis::INFO,
+    ume::INFO,
+    umt::INFO,
+    gblending::INFO,
+    mla::INFO,
+    pmr::INFO,
+    agm::INFO,
+    mmpareto::INFO,
+    resample::INFO,
+    domain_ind::INFO,
+    swad::INFO,
+    sam::INFO,
 ];
 
 /// The registry entry of a method without hyperparameters, paper settings or presets; `build`

@@ -11,7 +11,7 @@ use multifair_models::MultimodalModel;
 use super::MethodInfo;
 use super::erm::{finish, forward};
 use crate::hparams::{Hparams, Range};
-use crate::{DeviceBatch, Method, Setup, StepOutput, hparams};
+use crate::{Cells, DeviceBatch, Method, Sampling, Setup, StepOutput, hparams};
 
 /// How groups are balanced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -78,8 +78,11 @@ impl Method for Reweight {
         Ok(())
     }
 
-    fn balanced_sampling(&self) -> bool {
-        self.sample
+    fn sampling(&self) -> Sampling {
+        match self.sample {
+            true => Sampling::Balanced(Cells::Group),
+            false => Sampling::Shuffle,
+        }
     }
 
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
