@@ -254,6 +254,17 @@ fn every_method_trains_on_the_synthetic_benchmark() {
         ("reweight", vec!["--set", "reweight_mode=sample"]),
         ("fin", vec![]),
         ("fis", vec![]),
+        ("ume", vec![]),
+        ("umt", vec![]),
+        ("gblending", vec!["--set", "gblend_super_epoch=2"]),
+        ("mla", vec![]),
+        ("pmr", vec![]),
+        ("agm", vec![]),
+        ("mmpareto", vec![]),
+        ("resample", vec!["--set", "resample_which=balanced"]),
+        ("domain_ind", vec![]),
+        ("swad", vec!["--set", "swad_converge=1", "--set", "swad_tolerance=2"]),
+        ("sam", vec!["--set", "preset=medfair"]),
     ];
     let help = String::from_utf8_lossy(&ok(multifair(&["train", "--help"])).stdout).into_owned();
     for (name, extra) in &methods {
@@ -262,7 +273,7 @@ fn every_method_trains_on_the_synthetic_benchmark() {
             "{name} not in --help"
         );
         let out = scratch(&format!("method-{name}"));
-        let mut args = vec!["--method", name, "--epochs", "1"];
+        let mut args = vec!["--method", name, "--epochs", "2"];
         args.extend(extra);
         let output = train(&data, &out, &args);
         assert!(
@@ -280,19 +291,49 @@ fn every_method_trains_on_the_synthetic_benchmark() {
             .iter()
             .map(|c| c.as_u64().unwrap())
             .sum();
-        assert_eq!(known + groups["unknown"].as_u64().unwrap(), 48);
+        // G-Blend holds 8% of the 48 training samples out.
+        let trained = if *name == "gblending" { 44 } else { 48 };
+        assert_eq!(known + groups["unknown"].as_u64().unwrap(), trained, "{name}");
         let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
         assert!(test["auc"].as_f64().is_some_and(f64::is_finite), "{name}");
+        let race = &test["attributes"]["race"];
+        assert!(race["es_auc"].as_f64().is_some_and(f64::is_finite), "{name}: {race}");
+        // What each kind of run leaves: the members of a phased run, the averaged epochs of
+        // a weight average, the held-out losses of G-Blend.
+        match *name {
+            "ume" | "umt" => {
+                for m in ["slo", "oct"] {
+                    let member = out.join("phases").join(m).join("test.json");
+                    assert!(member.is_file(), "{name}: no {}", member.display());
+                }
+                if *name == "ume" {
+                    assert_eq!(test["ensemble"], serde_json::json!(["phases/slo", "phases/oct"]));
+                }
+            }
+            "swad" => {
+                let average = test["average"].as_array().unwrap();
+                assert!(!average.is_empty() && test["selected_epoch"].is_null(), "{test}");
+                assert!(out.join("segments/epoch-0002.safetensors").is_file());
+            }
+            "gblending" => {
+                let last = read(&out.join("metrics.jsonl"));
+                let line: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+                assert_eq!(line["holdout_loss"].as_array().unwrap().len(), 3, "{line}");
+                // Two epochs, a super-epoch of two: the weights were estimated once.
+                assert_eq!(line["method"]["blend_0"].as_f64().map(|w| w > 0.0), Some(true));
+            }
+            _ => {}
+        }
         if *name == "multifair_ref" {
-            // Per-step statistics lines, before the epoch's line: 48 samples, batches of 16.
+            // Per-step statistics lines, before each epoch's line: 48 samples, batches of 16.
             let steps: Vec<Value> = read(&out.join("metrics.jsonl"))
                 .lines()
                 .map(|l| serde_json::from_str::<Value>(l).unwrap())
                 .filter(|l| l.get("step").is_some())
                 .collect();
-            assert_eq!(steps.len(), 3);
+            assert_eq!(steps.len(), 6);
             assert!(
-                steps[2]["stats"]["coeff_1"].is_f64() && steps[2]["stats"]["priority"].is_f64()
+                steps[5]["stats"]["coeff_1"].is_f64() && steps[5]["stats"]["priority"].is_f64()
             );
         }
     }

@@ -1,6 +1,7 @@
 //! The `multifair` command: evaluation of prediction files, the synthetic benchmark and dataset
 //! summaries, the training engine, and the demo.
 
+pub mod average;
 pub mod checkpoint;
 pub mod cli;
 pub mod compare;
@@ -13,6 +14,7 @@ pub mod evaluate;
 pub mod mlflow;
 pub mod optim;
 pub mod outputs;
+pub mod phases;
 pub mod plot;
 pub mod profile;
 pub mod reproduce;

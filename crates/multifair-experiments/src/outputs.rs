@@ -7,13 +7,12 @@ use std::path::Path;
 
 use multifair_core::ovr_tasks;
 use multifair_metrics::Predictions;
-use multifair_models::MultimodalModel;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::durable;
 use crate::evaluate::{PredictionTable, report_json};
-use crate::score::Scored;
+use crate::score::{Scored, Scorer};
 use crate::setup::Run;
 
 /// Writes `value` as pretty JSON to `path`, atomically.
@@ -94,13 +93,16 @@ impl Run {
 
     /// Writes `predictions.csv` and `test.json` for the selected epoch's `model`; returns the
     /// report.
+    /// `extra` (an object) adds what chose the model: a weight average's epochs, an
+    /// ensemble's members.
     pub fn write_test(
         &self,
         out: &Path,
-        model: &MultimodalModel,
+        scorer: Scorer,
         selected: Option<usize>,
+        extra: Value,
     ) -> anyhow::Result<Value> {
-        let scored = self.score(model, &self.test, None)?;
+        let scored = self.score(scorer, &self.test, None)?;
         let table = self.write_predictions(out, &scored)?;
         let mut test = report_json(&table, None)?;
         let classes = &self.schema.classes;
@@ -117,9 +119,12 @@ impl Run {
         }
         let c = &self.config;
         test["selected_epoch"] = json!(selected);
+        if let Value::Object(extra) = extra {
+            test.as_object_mut().expect("an object").extend(extra);
+        }
         test["selection"] =
             json!({"metric": c.engine.selection.name(), "attribute": c.attribute, "split": "val"});
-        test["modality_group_report"] = self.modality_group_report(model, &scored)?;
+        test["modality_group_report"] = self.modality_group_report(scorer, &scored)?;
         write_json(&out.join("test.json"), &test)?;
         Ok(test)
     }

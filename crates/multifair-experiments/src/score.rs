@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use burn::module::Module;
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 use burn::tensor::activation::softmax;
-use multifair_core::{ovr_tasks, to_host};
+use multifair_core::{Features, ovr_tasks, to_host};
 use multifair_data::DatasetKind;
 use multifair_data::loader::Loader;
 use multifair_metrics::{GroupFrame, Predictions};
-use multifair_models::MultimodalModel;
+use multifair_models::{ModalityInput, MultimodalModel};
 use serde_json::{Value, json};
 
 use crate::config::Selection;
@@ -30,6 +30,71 @@ pub struct Scored {
     pub labels: Vec<u8>,
     /// Codes, [attribute][sample].
     pub codes: Vec<Vec<i64>>,
+}
+
+/// What scores a split: one model, or an ensemble's members (one unimodal model per modality,
+/// in the model's order), whose logits are summed.
+#[derive(Clone, Copy)]
+pub enum Scorer<'a> {
+    Model(&'a MultimodalModel),
+    Ensemble(&'a [MultimodalModel]),
+}
+
+impl<'a> From<&'a MultimodalModel> for Scorer<'a> {
+    fn from(model: &'a MultimodalModel) -> Self {
+        Scorer::Model(model)
+    }
+}
+
+/// A [`Scorer`] in evaluation mode.
+enum Valid {
+    Model(MultimodalModel),
+    Ensemble(Vec<MultimodalModel>),
+}
+
+impl Scorer<'_> {
+    fn valid(self) -> Valid {
+        match self {
+            Scorer::Model(m) => Valid::Model(m.valid()),
+            Scorer::Ensemble(members) => Valid::Ensemble(members.iter().map(Module::valid).collect()),
+        }
+    }
+}
+
+impl Valid {
+    /// The fused logits [B, C] and each modality's own [B, C]: the auxiliary heads' for a
+    /// model, each member's prediction for an ensemble.
+    fn predict(
+        &self,
+        inputs: Vec<ModalityInput>,
+        groups: &Tensor<1, Int>,
+        available: Option<&Tensor<2>>,
+    ) -> (Tensor<2>, Vec<Tensor<2>>) {
+        match self {
+            Valid::Model(model) => {
+                let tokens = model.encode(inputs);
+                let fused = model.fuse(&tokens, Some(groups), available);
+                (fused, model.aux_logits(&tokens))
+            }
+            Valid::Ensemble(members) => {
+                let logits: Vec<Tensor<2>> = (members.iter().zip(inputs))
+                    .map(|(member, input)| {
+                        let tokens = member.encode(vec![input]);
+                        member.fuse(&tokens, Some(groups), None)
+                    })
+                    .collect();
+                let present: Vec<Option<Tensor<1>>> = (0..logits.len())
+                    .map(|j| {
+                        available.map(|a| {
+                            let [b, _] = a.dims();
+                            a.clone().slice([0..b, j..j + 1]).reshape([b])
+                        })
+                    })
+                    .collect();
+                (multifair_core::methods::ensemble(&logits, &present), logits)
+            }
+        }
+    }
 }
 
 /// One one-vs-rest task of scored samples: class `c`'s probabilities and who has class `c`
@@ -74,7 +139,7 @@ fn group_aucs(frames: &[GroupFrame]) -> BTreeMap<String, Option<f64>> {
 
 /// Cross-entropy of fused probabilities (what ReduceLROnPlateau watches); for two classes from
 /// the positive probability, as the binary reports read it.
-fn mean_loss(probs: &[Vec<f64>], labels: &[u8]) -> f64 {
+pub fn mean_loss(probs: &[Vec<f64>], labels: &[u8]) -> f64 {
     let total: f64 = (probs.iter().zip(labels))
         .map(|(p, &y)| {
             let p_true = if p.len() == 2 && y == 0 {
@@ -89,16 +154,16 @@ fn mean_loss(probs: &[Vec<f64>], labels: &[u8]) -> f64 {
 }
 
 impl Run {
-    /// Scores every sample of `loader` with the model in evaluation mode; `zero` takes one
-    /// modality out (for the modality x group report): as missing where the model learned with
-    /// missing modalities (manifests), else as a blank input.
+    /// Scores every sample of `loader` in evaluation mode; `zero` takes one modality out (for
+    /// the modality x group report): as missing where the model learned with missing
+    /// modalities (manifests), else as a blank input.
     pub fn score(
         &self,
-        model: &MultimodalModel,
+        scorer: Scorer,
         loader: &Loader,
         zero: Option<usize>,
     ) -> anyhow::Result<Scored> {
-        let model = model.valid();
+        let scorer = scorer.valid();
         let classes = self.model_config.classes;
         let mut scored = Scored {
             probs: Vec::new(),
@@ -124,11 +189,10 @@ impl Run {
                 .collect();
             let groups = db.group_ids.to_device(&plain);
             let available = db.available.map(|a| a.to_device(&plain));
-            let tokens = model.encode(inputs);
-            let fused = model.fuse(&tokens, Some(&groups), available.as_ref());
+            let (fused, aux) = scorer.predict(inputs, &groups, available.as_ref());
             scored.logits.extend(rows(fused.clone())?);
             scored.probs.extend(host(fused)?);
-            for (j, logits) in model.aux_logits(&tokens).into_iter().enumerate() {
+            for (j, logits) in aux.into_iter().enumerate() {
                 scored.aux[j].extend(host(logits)?);
             }
             scored.labels.extend(&batch.labels);
@@ -137,6 +201,44 @@ impl Run {
             }
         }
         Ok(scored)
+    }
+
+    /// The tokens of a `share` of the training batches (at least one), in evaluation mode, for
+    /// a method's pass before `epoch` ([`multifair_core::Method::feature_share`]): the first
+    /// batches of a shuffled pass of its own, augmented as in training.
+    pub fn features(
+        &self,
+        model: &MultimodalModel,
+        epoch: usize,
+        share: f64,
+    ) -> anyhow::Result<Features> {
+        let model = model.valid();
+        let plain = self.device.clone().inner();
+        let m = self.modality_slots.len();
+        let mut features = Features {
+            tokens: vec![Vec::new(); m],
+            available: vec![Vec::new(); m],
+            labels: Vec::new(),
+        };
+        let batches = ((self.train.len() as f64 * share) as usize).max(1);
+        // An order of its own, never one a training epoch draws.
+        for batch in self.train.epoch(u64::MAX - epoch as u64).take(batches) {
+            let batch = batch?;
+            let db = self.device_batch(&batch, None)?;
+            let n = batch.labels.len();
+            let inputs = (db.inputs.into_iter())
+                .map(|input| input.to_device(&plain, false))
+                .collect();
+            for (j, token) in model.encode(inputs).into_iter().enumerate() {
+                let [_, p] = token.dims();
+                let flat = to_host(token.flatten::<1>(0, 1)).map_err(anyhow::Error::msg)?;
+                (features.tokens[j]).extend(flat.chunks(p).map(|r| r.iter().map(|&v| v as f32).collect()));
+                let present = batch.available[self.modality_slots[j]].iter().copied();
+                features.available[j].extend(present.take(n));
+            }
+            features.labels.extend(&batch.labels);
+        }
+        Ok(features)
     }
 
     /// The selection score (higher is better) and the validation summary for `metrics.jsonl`.
@@ -177,11 +279,7 @@ impl Run {
 
     /// Per modality: its auxiliary head's AUC per group, and the fused AUC per group with that
     /// modality taken out — which modality fails which group.
-    pub fn modality_group_report(
-        &self,
-        model: &MultimodalModel,
-        scored: &Scored,
-    ) -> anyhow::Result<Value> {
+    pub fn modality_group_report(&self, scorer: Scorer, scored: &Scored) -> anyhow::Result<Value> {
         let groups = |probs: &[Vec<f64>]| -> anyhow::Result<Value> {
             let mut out = serde_json::Map::new();
             for (a, attribute) in self.schema.attributes.iter().enumerate() {
@@ -201,7 +299,7 @@ impl Run {
         };
         let mut report = serde_json::Map::new();
         for (j, name) in self.model_config.names().iter().enumerate() {
-            let without = self.score(model, &self.test, Some(j))?;
+            let without = self.score(scorer, &self.test, Some(j))?;
             let entry =
                 json!({"aux": groups(&scored.aux[j])?, "fused_without": groups(&without.probs)?});
             report.insert(name.to_string(), entry);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use burn::tensor::Device;
-use multifair_core::{DeviceBatch, Method, Setup};
+use multifair_core::{DeviceBatch, Method, Sampling, Setup};
 use multifair_data::loader::{Batch, Loader, LoaderConfig, ModalityBatch};
 use multifair_data::preprocess::{Augment, Resize};
 use multifair_data::tokenizer;
@@ -33,6 +33,37 @@ pub struct Run {
     /// A shuffled loader over each group's training samples, for a method that wants every
     /// group drawn beside each batch ([`Method::group_samples`]); empty otherwise.
     pub groups: Vec<(i64, Loader)>,
+    /// The share of training held out from it ([`Method::holdout`]), in evaluation order.
+    pub holdout: Option<Loader>,
+}
+
+/// Splits `train` into a training part and a held-out `share` of its samples, drawn with
+/// `seed` (the same samples for every run of the seed).
+fn hold_out(train: SplitIndex, share: f64, seed: u64) -> anyhow::Result<(SplitIndex, SplitIndex)> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let n = train.samples.len();
+    anyhow::ensure!(
+        n >= 2,
+        "the training split has {n} sample(s): nothing to hold out"
+    );
+    let held = ((n as f64 * share).round() as usize).clamp(1, n - 1);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x686f_6c64));
+    let mut out = vec![false; n];
+    for &i in &order[..held] {
+        out[i] = true;
+    }
+    let (mut kept, mut held_out) = (train.clone(), train);
+    let samples = std::mem::take(&mut kept.samples);
+    held_out.samples.clear();
+    for (sample, out) in samples.into_iter().zip(out) {
+        match out {
+            true => held_out.samples.push(sample),
+            false => kept.samples.push(sample),
+        }
+    }
+    Ok((kept, held_out))
 }
 
 /// The training split cut by `attribute`'s known codes, one split per group.
@@ -77,6 +108,13 @@ impl Run {
         let (kind, engine) = (config.dataset, &config.engine);
         let index = DatasetIndex::open(kind, &config.data_dir, BadFilePolicy::Fail)?;
         let [train_split, val_split, test_split] = index.train_val_test()?;
+        let (train_split, holdout_split) = match method.holdout() {
+            share if share > 0.0 => {
+                let (kept, held) = hold_out(train_split, share, config.seed)?;
+                (kept, Some(held))
+            }
+            _ => (train_split, None),
+        };
         let schema = index.schema.clone();
         let manifest = kind == DatasetKind::Manifest;
         let tokenizer = tokenizer::for_dataset(
@@ -139,8 +177,8 @@ impl Run {
         };
         let mut train_config = base.clone();
         (train_config.shuffle, train_config.augment) = (true, Some(augment));
-        if method.balanced_sampling() {
-            train_config.balance_attribute = Some(attribute);
+        if let Sampling::Balanced(cells) = method.sampling() {
+            train_config.balance = Some((attribute, cells));
         }
         let loader = |s: &SplitIndex, cfg: LoaderConfig| -> anyhow::Result<Loader> {
             Loader::new(&schema, s, cfg, tokenizer.clone()).map_err(anyhow::Error::msg)
@@ -150,7 +188,7 @@ impl Run {
             n => (group_splits(&train_split, attribute).into_iter())
                 .map(|(g, split)| {
                     let mut cfg = train_config.clone();
-                    (cfg.batch_size, cfg.drop_last, cfg.balance_attribute) = (n, false, None);
+                    (cfg.batch_size, cfg.drop_last, cfg.balance) = (n, false, None);
                     cfg.seed = config.seed.wrapping_add(g as u64 + 1);
                     Ok((g, loader(&split, cfg)?))
                 })
@@ -158,7 +196,11 @@ impl Run {
         };
         let (model_config, pretrained) =
             Self::model_config(&config, &schema, &modality_slots, &setup, method, vocab)?;
+        let holdout = (holdout_split.as_ref())
+            .map(|split| loader(split, base.clone()))
+            .transpose()?;
         Ok(Run {
+            holdout,
             train: loader(&train_split, train_config)?,
             val: loader(&val_split, base.clone())?,
             test: loader(&test_split, base)?,
@@ -200,6 +242,7 @@ impl Run {
         if method.fair_norm() {
             model.fin_groups = Some(setup.group_counts.len());
         }
+        let mut model = model.with_readout(method.readout(setup));
         for ((_, encoder), &i) in model.modalities.iter_mut().zip(slots) {
             if let (EncoderConfig::Tabular(c), Some(t)) = (encoder, &schema.modalities[i].tabular) {
                 c.inputs = t.width();

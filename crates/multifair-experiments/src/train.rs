@@ -12,17 +12,20 @@ use anyhow::{Context, bail};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
-use multifair_core::{Method, create, to_host};
+use multifair_core::{EpochEnd, Method, Phases, create, to_host};
 use multifair_data::loader::{Batch, EpochIter, Loader};
 use multifair_models::MultimodalModel;
 use multifair_models::pretrained::load_encoder;
 use serde_json::{Value, json};
 
+use crate::average::{self, Average};
 use crate::checkpoint::{Checkpoint, CheckpointState, truncate_metrics};
 pub use crate::config::TrainConfig;
 use crate::diagnostics::diagnose;
 use crate::durable::{self, RunLock};
 use crate::optim::{Optimizers, clip_gradients};
+use crate::phases;
+use crate::score::{Scored, Scorer, mean_loss};
 use crate::setup::Run;
 use crate::tensorboard::{EventWriter, flatten_numbers};
 
@@ -36,7 +39,7 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    fn say(&self, line: String) {
+    pub(crate) fn say(&self, line: String) {
         if !self.quiet {
             eprintln!("{line}");
         }
@@ -103,8 +106,17 @@ const LOSS_READ_EVERY: usize = 20;
 pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::Result<Value> {
     let mut method = create(&config.method, &config.hparams).map_err(anyhow::Error::msg)?;
     let run = Run::new(config.clone(), method.as_mut())?;
+    if method.phases() == Phases::Ensemble {
+        return phases::ensemble(&run, out, options);
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let _lock = RunLock::take(out)?;
+    if method.phases() == Phases::Teachers {
+        match phases::members(&run, out, options)? {
+            Some(teachers) => method.teachers(teachers),
+            None => return Ok(Value::Null),
+        }
+    }
     durable::remove_temporaries(out)?;
     let checkpoint = Checkpoint::new(out)?;
     let device = run.device.clone();
@@ -153,7 +165,16 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
             tb: &mut tb,
             started,
         };
-        let stop = run.end_epoch(epoch, &model, &mut state, trained.log, logs, options)?;
+        let (mut stop, end) =
+            run.end_epoch(epoch, &model, &mut state, trained.log, logs, options)?;
+        if let Some(segment) = trained.segment {
+            average::save(&segment, &average::segment_path(out, epoch))?;
+        }
+        if method.end_epoch(&end) {
+            options.say(format!("{}: the method ends training after epoch {}", config.method, epoch + 1));
+            state.stopped_early = Some(epoch + 1);
+            stop = true;
+        }
         state.method_state = method.state();
         checkpoint.save(&state, &model, &optim)?;
         if stop {
@@ -161,6 +182,20 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         }
     }
 
+    if method.averages_weights() {
+        let epochs = method.average();
+        let template = run.model_config.init(&device);
+        let averaged = average::of_segments(out, &epochs, template)?;
+        average::save(&averaged, &out.join("model.safetensors"))?;
+        let test = run.write_test(out, Scorer::Model(&averaged), None, json!({"average": epochs.iter().map(|(e, c)| [e + 1, *c]).collect::<Vec<_>>()}))?;
+        options.say(format!(
+            "test AUC {:.4} (the weights averaged over epochs {}); outputs in {}",
+            test["auc"].as_f64().unwrap_or(f64::NAN),
+            (epochs.iter().map(|(e, c)| format!("{}x{c}", e + 1)).collect::<Vec<_>>().join(", ")),
+            out.display()
+        ));
+        return Ok(test);
+    }
     let test = run.test_selected(out, state.best_epoch)?;
     options.say(format!(
         "test AUC {:.4} (epoch {} selected on validation); outputs in {}",
@@ -223,6 +258,8 @@ fn unix_ms() -> u64 {
 struct Trained {
     model: MultimodalModel,
     log: EpochLog,
+    /// The mean of the epoch's weights, for a method that averages them.
+    segment: Option<MultimodalModel>,
 }
 
 /// The training losses still on the device: read every [`LOSS_READ_EVERY`] steps (one host
@@ -280,7 +317,7 @@ impl Run {
         let mut store = SafetensorsStore::from_file(out.join("model.safetensors"));
         (best.load_from(&mut store))
             .map_err(|e| anyhow::anyhow!("reading model.safetensors: {e:?}"))?;
-        self.write_test(out, &best, selected)
+        self.write_test(out, Scorer::Model(&best), selected, Value::Null)
     }
 
     /// Pretrained encoders from their folders, and what `run.json` records of each import.
@@ -325,6 +362,12 @@ impl Run {
     ) -> anyhow::Result<Trained> {
         let (config, steps_per_epoch) = (&self.config, self.train.len());
         method.start_epoch(epoch);
+        if method.feature_share() > 0.0 {
+            let features = self.features(&model, epoch, method.feature_share())?;
+            (method.features(epoch, features))
+                .map_err(|e| anyhow::anyhow!("epoch {}: {e}", epoch + 1))?;
+        }
+        let mut segment = method.averages_weights().then(Average::default);
         // Dropout draws from the device generator: reseeding per epoch makes a resumed run
         // continue exactly as an uninterrupted one.
         self.device.seed(mix(config.seed, epoch as u64 + 1));
@@ -343,21 +386,33 @@ impl Run {
                     .collect::<anyhow::Result<_>>()?;
                 method.group_batches(drawn);
             }
-            let mut output = method.step(&model, &batch);
-            clip_gradients(config, &model, &mut output.grads);
+            method.start_batch(b, steps_per_epoch);
             let factor = state.schedule.factor(config, step, steps_per_epoch);
             let every = config.engine.diagnostics_every;
             let before =
                 (every > 0 && (step + 1) % every == 0).then(|| (model.clone(), optim.clone()));
-            model = optim.step(
-                config,
-                factor,
-                model,
-                output.grads,
-                output.encoder_steps.as_deref(),
-            );
+            // One optimizer step per sub-step (MLA steps each modality in turn); the last
+            // sub-step's statistics are the batch's.
+            let mut stats = BTreeMap::new();
+            for _ in 0..method.substeps() {
+                let mut output = method.step(&model, &batch);
+                clip_gradients(config, &model, &mut output.grads);
+                model = optim.step(
+                    config,
+                    factor,
+                    model,
+                    output.grads,
+                    output.encoder_steps.as_deref(),
+                );
+                pending.losses.push((step, b, output.loss));
+                steps += 1;
+                stats = output.stats;
+            }
+            if let Some(segment) = segment.as_mut() {
+                segment.add(&model, 1.0);
+            }
             if let Some((before, optim_before)) = before {
-                output.stats.extend(diagnose(
+                stats.extend(diagnose(
                     config,
                     factor,
                     &before,
@@ -366,17 +421,15 @@ impl Run {
                     &batch,
                 )?);
             }
-            pending.losses.push((step, b, output.loss));
-            if pending.losses.len() == LOSS_READ_EVERY {
+            if pending.losses.len() >= LOSS_READ_EVERY {
                 pending.read(epoch, checkpoint)?;
             }
-            steps += 1;
-            for (k, v) in &output.stats {
+            for (k, v) in &stats {
                 let entry = stats_sum.entry(k.clone()).or_default();
                 (entry.0, entry.1) = (entry.0 + v, entry.1 + 1);
             }
-            if !output.stats.is_empty() {
-                logged.push((step + 1, unix_ms(), output.stats));
+            if !stats.is_empty() {
+                logged.push((step + 1, unix_ms(), stats));
             }
             bar.inc(1);
         }
@@ -391,7 +444,12 @@ impl Run {
             stats,
             steps: logged,
         };
-        Ok(Trained { model, log })
+        let segment = segment.map(|s| s.model(model.clone()));
+        Ok(Trained {
+            model,
+            log,
+            segment,
+        })
     }
 
     /// Validation, model selection, the schedule's epoch update, early stopping and the
@@ -404,10 +462,23 @@ impl Run {
         log: EpochLog,
         logs: Logs,
         options: &RunOptions,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<(bool, EpochEnd)> {
         let (out, started) = (logs.out, logs.started);
         let (config, steps_per_epoch) = (&self.config, self.train.len());
-        let (score, val) = self.validate(&self.score(model, &self.val, None)?)?;
+        let (score, val) = self.validate(&self.score(model.into(), &self.val, None)?)?;
+        let holdout = match &self.holdout {
+            Some(loader) => Some(head_losses(&self.score(model.into(), loader, None)?)),
+            None => None,
+        };
+        let worst = (val["group_auc"].as_object().into_iter().flatten())
+            .filter_map(|(_, auc)| auc.as_f64())
+            .reduce(f64::min);
+        let end = EpochEnd {
+            epoch,
+            val_loss: val["loss"].as_f64().unwrap_or(f64::NAN),
+            val_worst_group_auc: worst,
+            holdout: holdout.clone(),
+        };
         let last_step = (epoch + 1) * steps_per_epoch - 1;
         let lr = config.engine.lr * state.schedule.factor(config, last_step, steps_per_epoch);
         state
@@ -426,12 +497,15 @@ impl Run {
         let without_improvement = epoch + 1 - state.best_epoch.unwrap_or(0);
         let patience = config.engine.early_stopping;
         let stop = patience > 0 && without_improvement >= patience;
-        let line = json!({
+        let mut line = json!({
             "epoch": epoch + 1, "train_loss": log.train_loss, "lr": lr,
             "val": val, "method": log.stats, "selected": improved,
             "epochs_without_improvement": without_improvement, "early_stop": stop,
             "seconds": started.elapsed().as_secs_f64(), "time": unix_ms(),
         });
+        if let Some(losses) = holdout {
+            line["holdout_loss"] = json!(losses);
+        }
         write_epoch_logs(epoch, &line, &log.steps, out, logs.tb)?;
         let selection = config.engine.selection.name();
         options.say(format!(
@@ -449,8 +523,15 @@ impl Run {
             state.stopped_early = Some(epoch + 1);
             options.say(format!("early stopping: {without_improvement} epochs without a better validation {selection}"));
         }
-        Ok(stop)
+        Ok((stop, end))
     }
+}
+
+/// Mean cross-entropies of each modality's auxiliary head, then of the fused prediction.
+fn head_losses(scored: &Scored) -> Vec<f64> {
+    (scored.aux.iter().chain([&scored.probs]))
+        .map(|probs| mean_loss(probs, &scored.labels))
+        .collect()
 }
 
 /// The epoch's step lines and its line, appended to `metrics.jsonl` at once; the same numbers

@@ -25,6 +25,7 @@ mod unimodal;
 pub use erm::Erm;
 pub use multifair::{Modulation, Multifair, MultifairHparams};
 pub use multifair_ref::{MultifairRef, ORIGINAL_ENGINE, RefHparams, RefState, RefStats};
+pub use ume::ensemble;
 pub use unimodal::Unimodal;
 
 use serde_json::Value;

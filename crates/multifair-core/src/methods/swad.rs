@@ -108,6 +108,7 @@ pub struct Valley {
     smooth_queue: VecDeque<Segment>,
     /// The converged segment's epoch.
     converged: Option<usize>,
+    /// Set at convergence (read only after it).
     threshold: f64,
     dead: bool,
     /// The average so far: each epoch with its count.
@@ -134,7 +135,7 @@ impl Valley {
             converge_queue: VecDeque::new(),
             smooth_queue: VecDeque::new(),
             converged: None,
-            threshold: f64::NAN,
+            threshold: 0.0,
             dead: false,
             added: BTreeMap::new(),
         }
