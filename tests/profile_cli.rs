@@ -75,10 +75,10 @@ fn check(runs: &[Value], vit: &Path, text: Option<&Path>, beta_tau: (f64, f64)) 
         assert_eq!(c["model"], "paper", "{label}");
         assert_eq!(c["epochs"], 10, "{label}");
         assert_eq!(c["attribute"], "gender", "{label}");
-        // OGM-GE keeps its own original's optimizer (SGD 1e-3, StepLR); every other method
-        // runs the MultiFair code's.
+        // OGM-GE, MMPareto and PMR keep their originals' optimizers (SGD, StepLR), SWAD its
+        // constant-rate Adam; every other method runs the MultiFair code's.
         for (key, want) in original_engine().as_object().unwrap() {
-            let own = c["method"] == "ogm_ge" && ogm_keys().contains(&key.as_str());
+            let own = own_keys(c["method"].as_str().unwrap()).contains(&key.as_str());
             if !own {
                 assert_eq!(&c["engine"][key], want, "{label}: {key}");
             }
@@ -111,16 +111,20 @@ fn check(runs: &[Value], vit: &Path, text: Option<&Path>, beta_tau: (f64, f64)) 
     }
 }
 
-/// The engine keys OGM-GE's own paper settings set.
-fn ogm_keys() -> [&'static str; 6] {
-    [
-        "optimizer",
-        "lr",
-        "weight_decay",
-        "aux_weight_decay",
-        "schedule",
-        "warmup_epochs",
-    ]
+/// The engine keys a baseline's own original settings set over the MultiFair code's.
+fn own_keys(method: &str) -> &'static [&'static str] {
+    match method {
+        "ogm_ge" | "mmpareto" | "pmr" => &[
+            "optimizer",
+            "lr",
+            "weight_decay",
+            "aux_weight_decay",
+            "schedule",
+            "warmup_epochs",
+        ],
+        "swad" => &["optimizer", "schedule", "warmup_epochs"],
+        _ => &[],
+    }
 }
 
 #[test]
@@ -199,38 +203,49 @@ fn the_paper_profile_trains_on_the_cpu_with_small_pretrained_weights() {
     let data = dir.join("fairvision");
     small_fairvision(&data, 1);
     let w = weights(&dir, Some(&fixture("hf-vit")), None);
-    let out = dir.join("run");
-    run_ok(&[
-        "train",
-        "--dataset",
-        "fairvision",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--method",
-        "multifair_ref",
-        "--profile",
-        "paper",
-        "--weights-dir",
-        w.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--set",
-        "image_size=16",
-        "--set",
-        "slices=2",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let run: Value = serde_json::from_str(&read(&out.join("run.json"))).unwrap();
-    let c = &run["config"];
-    assert_eq!(c["profile"], "paper");
-    assert_eq!(c["attribute"], "gender");
-    assert_eq!(c["engine"]["image_size"], 16);
-    assert_eq!(c["engine"]["schedule"], "plateau");
-    let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
-    assert!(
-        test["attributes"]["gender"]["es_auc"].as_f64().is_some(),
-        "{test}"
-    );
+    // The reference method, a phased baseline (its members under the same profile) and one
+    // with its own original's optimizer.
+    for method in ["multifair_ref", "umt", "mmpareto"] {
+        let out = dir.join(method);
+        run_ok(&[
+            "train",
+            "--dataset",
+            "fairvision",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--method",
+            method,
+            "--profile",
+            "paper",
+            "--weights-dir",
+            w.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--set",
+            "image_size=16",
+            "--set",
+            "slices=2",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let run: Value = serde_json::from_str(&read(&out.join("run.json"))).unwrap();
+        let c = &run["config"];
+        assert_eq!(c["profile"], "paper");
+        assert_eq!(c["attribute"], "gender");
+        assert_eq!(c["engine"]["image_size"], 16);
+        let schedule = if method == "mmpareto" { "step" } else { "plateau" };
+        assert_eq!(c["engine"]["schedule"], schedule, "{method}");
+        let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
+        assert!(
+            test["attributes"]["gender"]["es_auc"].as_f64().is_some(),
+            "{method}: {test}"
+        );
+        if method == "umt" {
+            let member = read(&out.join("phases/oct/run.json"));
+            let member: Value = serde_json::from_str(&member).unwrap();
+            assert_eq!(member["config"]["profile"], "paper");
+            assert_eq!(member["config"]["method"], "unimodal");
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

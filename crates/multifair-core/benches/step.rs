@@ -1,11 +1,13 @@
-//! One training step (forward and backward, gradients ready for the optimizer) of every
-//! registered two-modality method on the same `tiny` FairVision model, batch and device (flex).
-//! `just bench-step` prints each method's time relative to fusion ERM (target for MultiFair:
-//! <= 1.10; the reference's own step runs about 2.3x).
+//! One training step per batch (forward and backward, gradients ready for the optimizer; every
+//! sub-step of a method that steps each modality in turn) of every registered two-modality
+//! method on the same `tiny` FairVision model (read out as the method asks), batch and device
+//! (flex). `just bench-step` prints each method's time relative to fusion ERM (target for
+//! MultiFair: <= 1.10; the reference's own step runs about 2.3x). UME's members are `unimodal`
+//! runs (its row is their steps side by side); UMT's teachers are fresh unimodal models.
 
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
-use multifair_core::{DeviceBatch, REGISTRY, Setup, create};
+use multifair_core::{DeviceBatch, Features, Phases, REGISTRY, Setup, create};
 use multifair_models::ModalityInput;
 use multifair_models::presets::ModelSize;
 
@@ -13,8 +15,8 @@ fn bench(c: &mut Criterion) {
     let device = Device::flex().autodiff();
     device.seed(0);
     let (size, slices, b) = (32, 8, 16);
-    let config = ModelSize::Tiny.model(&[("slo", "image"), ("oct", "volume")], size, slices, 0, 2);
-    let model = config.init(&device);
+    let kinds = [("slo", "image"), ("oct", "volume")];
+    let config = ModelSize::Tiny.model(&kinds, size, slices, 0, 2);
     let labels: Vec<u8> = (0..b).map(|i| (i % 2) as u8).collect();
     let groups: Vec<i64> = (0..b as i64).map(|i| (i / 2) % 3).collect();
     let inputs = vec![
@@ -47,8 +49,31 @@ fn bench(c: &mut Criterion) {
             classes: 2,
         };
         method.prepare(&setup).unwrap();
+        let model = config.clone().with_readout(method.readout(&setup)).init(&device);
+        if method.phases() == Phases::Teachers {
+            let teachers = (kinds.iter())
+                .map(|k| ModelSize::Tiny.model(&[*k], size, slices, 0, 2).init(&device))
+                .collect();
+            method.teachers(teachers);
+        }
+        if method.feature_share() > 0.0 {
+            let p = config.fusion_dim;
+            let tokens = (0..2)
+                .map(|_| (0..b).map(|i| vec![i as f32 / b as f32; p]).collect())
+                .collect();
+            let features = Features {
+                tokens,
+                available: vec![vec![true; b]; 2],
+                labels: labels.clone(),
+            };
+            method.features(0, features).unwrap();
+        }
         group.bench_function(info.name, |bencher| {
-            bencher.iter(|| method.step(&model, &batch))
+            bencher.iter(|| {
+                for _ in 0..method.substeps() {
+                    method.step(&model, &batch);
+                }
+            })
         });
     }
     group.finish();
