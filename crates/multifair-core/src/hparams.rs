@@ -41,6 +41,35 @@ impl Serialize for Range {
     }
 }
 
+/// The values a hyperparameter may take (beyond its type), checked when a method is built.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Valid {
+    /// Finite and >= 0.
+    NonNegative,
+    /// Finite and > 0.
+    Positive,
+    /// In [lo, hi].
+    Closed(f64, f64),
+    /// In [0, 1).
+    Fraction,
+}
+
+impl Valid {
+    /// `value` of `key` against the bound; the error names both.
+    pub fn check(&self, key: &str, value: f64) -> Result<(), String> {
+        let (ok, want) = match *self {
+            Valid::NonNegative => (value.is_finite() && value >= 0.0, "a finite number >= 0".into()),
+            Valid::Positive => (value.is_finite() && value > 0.0, "a finite number > 0".into()),
+            Valid::Closed(lo, hi) => ((lo..=hi).contains(&value), format!("in [{lo}, {hi}]")),
+            Valid::Fraction => ((0.0..1.0).contains(&value), "in [0, 1)".to_string()),
+        };
+        match ok {
+            true => Ok(()),
+            false => Err(format!("{key}={value}: must be {want}")),
+        }
+    }
+}
+
 /// One declared hyperparameter.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Hparam {
@@ -59,21 +88,27 @@ pub trait Hparams: Serialize + DeserializeOwned + Default {
         serde_json::to_value(Self::default()).expect("hyperparameters serialise")
     }
 
-    /// Reads resolved values (as [`Hparams::defaults`] writes them).
+    /// The declared bounds ([`Valid`]) on the values.
+    fn check(&self) -> Result<(), String>;
+
+    /// Reads resolved values (as [`Hparams::defaults`] writes them) and checks their bounds.
     fn from_value(value: &Value) -> Result<Self, String> {
-        serde_path_to_error::deserialize(value.clone()).map_err(|e| match e.path().to_string() {
-            path if path == "." => e.inner().to_string(),
-            path => format!("{path}: {}", e.inner()),
-        })
+        let h: Self =
+            serde_path_to_error::deserialize(value.clone()).map_err(|e| match e.path().to_string() {
+                path if path == "." => e.inner().to_string(),
+                path => format!("{path}: {}", e.inner()),
+            })?;
+        h.check()?;
+        Ok(h)
     }
 }
 
-/// Declares a hyperparameter struct: `field as "key": Type = default, range;` per line, each
-/// with a doc comment.
+/// Declares a hyperparameter struct: `field as "key": Type = default, range[, valid];` per
+/// line, each with a doc comment; `valid` ([`Valid`]) bounds a numeric value.
 #[macro_export]
 macro_rules! hparams {
     ($(#[$meta:meta])* pub struct $name:ident {
-        $( $(#[doc = $doc:literal])+ $field:ident as $key:literal : $ty:ty = $default:expr, $range:expr; )*
+        $( $(#[doc = $doc:literal])+ $field:ident as $key:literal : $ty:ty = $default:expr, $range:expr $(, $valid:expr)?; )*
     }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -89,6 +124,11 @@ macro_rules! hparams {
         }
 
         impl $crate::hparams::Hparams for $name {
+            fn check(&self) -> Result<(), String> {
+                $( $( $crate::hparams::Valid::check(&$valid, $key, self.$field as f64)?; )? )*
+                Ok(())
+            }
+
             const HPARAMS: &'static [$crate::hparams::Hparam] = &[
                 $( $crate::hparams::Hparam {
                     key: $key,
@@ -113,7 +153,7 @@ mod tests {
         /// Two keys, for the tests.
         pub struct Example {
             /// A rate.
-            rate as "ex_rate": f64 = 0.5, Range::Uniform(0.0, 1.0);
+            rate as "ex_rate": f64 = 0.5, Range::Uniform(0.0, 1.0), Valid::Closed(0.0, 1.0);
             /// A switch.
             on as "ex_on": bool = true, Range::Choice(&["true", "false"]);
         }
@@ -132,6 +172,10 @@ mod tests {
         );
         let e = Example::from_value(&serde_json::json!({"ex_on": "yes"})).unwrap_err();
         assert!(e.starts_with("ex_on: invalid type"), "{e}");
+        let e = Example::from_value(&serde_json::json!({"ex_rate": 1.5})).unwrap_err();
+        assert_eq!(e, "ex_rate=1.5: must be in [0, 1]");
+        assert_eq!(Valid::Positive.check("k", 0.0).unwrap_err(), "k=0: must be a finite number > 0");
+        assert!(Valid::NonNegative.check("k", f64::NAN).is_err() && Valid::Fraction.check("k", 1.0).is_err());
         assert_eq!(Example::HPARAMS[1].key, "ex_on");
         assert_eq!(Example::HPARAMS[0].doc, " A rate.");
     }

@@ -22,8 +22,11 @@ fn entropic_ot(x: &[f64], y: &[f64], eps: f64) -> f64 {
     let hi = x.iter().chain(y).cloned().fold(f64::NEG_INFINITY, f64::max);
     let mut e = ((hi - lo).powi(2) / 2.0).max(eps);
     let (mut f, mut g) = (vec![0.0; n], vec![0.0; m]);
-    let mut at_target = 0;
-    loop {
+    let (mut at_target, mut iterations) = (0, 0);
+    // Bounded: the annealing halves e at most ~2100 times over f64's range, then at most 2000
+    // iterations at the target.
+    while iterations < 5000 {
+        iterations += 1;
         for (i, fi) in f.iter_mut().enumerate() {
             *fi = -e * log_sum_exp((0..m).map(|j| log_b + (g[j] - cost(i, j)) / e));
         }
@@ -45,10 +48,15 @@ fn entropic_ot(x: &[f64], y: &[f64], eps: f64) -> f64 {
     f.iter().sum::<f64>() / n as f64 + g.iter().sum::<f64>() / m as f64
 }
 
-/// S_eps(a, b) = OT_eps(a, b) - OT_eps(a, a) / 2 - OT_eps(b, b) / 2, eps = blur^2.
+/// S_eps(a, b) = OT_eps(a, b) - OT_eps(a, a) / 2 - OT_eps(b, b) / 2, eps = blur^2. NaN when a
+/// point or the blur is not finite or the blur is not positive (a diverged run's losses): the
+/// caller's loss turns NaN and the run stops, where the iteration would never settle.
 pub fn sinkhorn_divergence(x: &[f64], y: &[f64], blur: f64) -> f64 {
     if x.is_empty() || y.is_empty() {
         return 0.0;
+    }
+    if !(blur.is_finite() && blur > 0.0) || !x.iter().chain(y).all(|v| v.is_finite()) {
+        return f64::NAN;
     }
     let eps = blur * blur;
     entropic_ot(x, y, eps) - entropic_ot(x, x, eps) / 2.0 - entropic_ot(y, y, eps) / 2.0
@@ -75,6 +83,15 @@ mod tests {
             assert!((s - 0.245).abs() < 1e-8, "blur {blur}: {s}");
         }
         assert!(sinkhorn_divergence(&a, &a, 0.1).abs() < 1e-9);
+    }
+
+    /// Inputs a diverging run produces end at once, as NaN: infinite or NaN losses, a blur of
+    /// 0 (the annealing would never reach it).
+    #[test]
+    fn non_finite_points_or_a_zero_blur_give_nan_at_once() {
+        for (x, blur) in [([0.0, f64::INFINITY], 0.1), ([0.0, f64::NAN], 0.1), ([0.0, 1.0], 0.0)] {
+            assert!(sinkhorn_divergence(&x, &[0.5], blur).is_nan());
+        }
     }
 
     #[test]

@@ -35,3 +35,34 @@ pub fn shown(text: &str) -> String {
         .unwrap_or(0);
     format!("{}... ({} bytes)", &text[..cut], text.len())
 }
+
+/// Checks that `name` can be one folder name under an output folder: 1 to 128 bytes of
+/// letters, digits and `-_.+=,@`, not starting with a dot — so no separator, no `..`, no
+/// absolute path, no hidden or control character. `what` names the field in the error.
+pub fn path_component(what: &str, name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_alphanumeric() || "-_.+=,@".contains(c);
+    if name.is_empty() || name.len() > 128 || name.starts_with('.') || !name.chars().all(allowed) {
+        return Err(format!(
+            "{what} '{}' cannot name a folder: use 1 to 128 letters, digits or -_.+=,@, not starting with a dot",
+            shown(&name.escape_debug().to_string())
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_components_stay_one_folder_deep() {
+        for good in ["erm", "multifair_ref", "seed-0", "race", "α-β", "a.b", "x=1,y@2+3"] {
+            assert_eq!(path_component("label", good), Ok(()), "{good}");
+        }
+        let long = "a".repeat(129);
+        for bad in ["", ".", "..", "../../escaped", "/abs", "a/b", "a\\b", ".hidden", "a b", "a\nb", "a\0b", &long] {
+            let e = path_component("label", bad).unwrap_err();
+            assert!(e.starts_with("label '") && e.contains("cannot name a folder"), "{bad}: {e}");
+        }
+    }
+}

@@ -228,6 +228,15 @@ pub fn open(data: &Path) -> Result<DatasetIndex, DataError> {
         problems,
     })?;
     let manifest = root.join(&spec.manifest);
+    if !spec.allow_outside && manifest.exists() && !inside(&manifest, &root) {
+        return Err(DataError::Manifest {
+            path: toml_path,
+            problems: vec![format!(
+                "manifest: '{}' leaves the TOML's folder (set allow_outside = true to allow it)",
+                crate::shown(&spec.manifest)
+            )],
+        });
+    }
     let table = Table::read(&manifest)?;
     let mut index = read_rows(&spec, schema, &sources, &table, &root)?;
     index.root = root;
@@ -258,6 +267,10 @@ fn check_spec(spec: &ManifestToml) -> Result<(Schema, Vec<Source>), Vec<String>>
     }
     let mut attributes = Vec::new();
     for a in &spec.attributes {
+        // Attribute names become folder names in sweeps.
+        if let Err(e) = crate::path_component("attribute", &a.name) {
+            problems.push(e);
+        }
         let groups: Vec<String> = a.groups.iter().map(Scalar::text).collect();
         if groups.len() < 2 {
             problems.push(format!(

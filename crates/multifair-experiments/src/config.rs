@@ -187,6 +187,15 @@ impl Engine {
     }
 }
 
+/// Every `--set` key: the engine's and every registered method's.
+pub fn known_keys() -> Vec<&'static str> {
+    (Engine::HPARAMS.iter())
+        .chain(REGISTRY.iter().flat_map(|m| m.hparams))
+        .map(|h| h.key)
+        .chain(["preset"])
+        .collect()
+}
+
 /// Bounds on input sizes: far above any real use, far below an allocation that fails.
 const MAX_IMAGE_SIZE: usize = 2048;
 const MAX_SLICES: usize = 512;

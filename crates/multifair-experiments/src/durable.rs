@@ -155,102 +155,143 @@ pub fn append(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether process `pid` is alive (on Linux, from /proc; elsewhere assumed alive).
-fn alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true
+/// This machine's name, as the lock records it.
+fn hostname() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer it is given.
+    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    match rc {
+        0 => String::from_utf8_lossy(&buffer[..end]).into_owned(),
+        _ => "an unknown host".into(),
     }
 }
 
-/// An exclusive lock on a run folder, held while this process trains it and released on drop.
+/// An exclusive lock on a folder (`folder/lock`), held while this process works in it. The
+/// kernel holds it (`flock`), so it ends with the process however that ends, and on a shared
+/// filesystem that supports locks it excludes processes on other nodes too; the file records
+/// the holder's PID and host for the messages. Released (and the file removed) on drop.
 #[derive(Debug)]
 pub struct RunLock {
     path: PathBuf,
+    file: File,
 }
 
-/// Another live process holds a run's lock.
+/// Another process holds a folder's lock.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{folder} is being trained by process {pid} (lock file {folder}/lock); run it again once that process ends"
+    "{folder} is in use by {holder} (lock {folder}/lock); run it again once that process ends. The lock is the kernel's: it goes with its process, on a network filesystem with the server's lease when a node is lost"
 )]
 pub struct Locked {
     pub folder: String,
-    pub pid: u32,
+    /// "process P on HOST since T", as the holder wrote it.
+    pub holder: String,
 }
 
 /// The exit code of a run refused because another process holds its lock (EX_TEMPFAIL).
 pub const LOCKED_EXIT: u8 = 75;
 
+/// Whether `file` is still the file at `path` (not unlinked by the lock's last holder).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+fn holder(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "another process".into())
+}
+
 impl RunLock {
-    /// Takes `folder/lock`; a lock left by a dead process is taken over. The lock file is
-    /// written whole under another name and then hard-linked into place, which fails when a
-    /// lock exists: another process never reads a lock without its PID.
+    /// Takes `folder/lock`, or fails with [`Locked`] naming the holder.
     pub fn take(folder: &Path) -> anyhow::Result<RunLock> {
-        let (path, me) = (folder.join("lock"), std::process::id());
-        let mine = folder.join(format!(".lock-{me}"));
-        std::fs::write(&mine, me.to_string())
-            .with_context(|| format!("writing {}", mine.display()))?;
-        let result = (|| {
-            for _ in 0..3 {
-                match std::fs::hard_link(&mine, &path) {
-                    Ok(()) => return Ok(RunLock { path: path.clone() }),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        let holder = std::fs::read_to_string(&path)
-                            .ok()
-                            .and_then(|t| t.trim().parse().ok());
-                        match holder {
-                            Some(pid) if pid != me && alive(pid) => {
-                                return Err(Locked {
-                                    folder: folder.display().to_string(),
-                                    pid,
-                                }
-                                .into());
-                            }
-                            // Stale (its process is gone) or unreadable: take it over.
-                            _ => match std::fs::remove_file(&path) {
-                                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                                    return Err(anyhow::Error::from(e)
-                                        .context(format!("removing {}", path.display())));
-                                }
-                                _ => {}
-                            },
-                        }
+        let path = folder.join("lock");
+        for _ in 0..64 {
+            let file = (std::fs::OpenOptions::new().read(true).write(true).create(true))
+                .truncate(false)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            match file.try_lock() {
+                // The last holder may have removed the file between our open and our lock.
+                Ok(()) if !same_file(&file, &path) => continue,
+                Ok(()) => {
+                    let since = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let text = format!(
+                        "process {} on {} since unix time {since}\n",
+                        std::process::id(),
+                        hostname()
+                    );
+                    file.set_len(0)
+                        .and_then(|()| (&file).write_all(text.as_bytes()))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    return Ok(RunLock { path, file });
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Locked {
+                        folder: folder.display().to_string(),
+                        holder: holder(&path),
                     }
-                    Err(e) => {
-                        return Err(
-                            anyhow::Error::from(e).context(format!("creating {}", path.display()))
-                        );
-                    }
+                    .into());
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(anyhow::Error::from(e).context(format!("locking {}", path.display())));
                 }
             }
-            anyhow::bail!("could not take {}", path.display())
-        })();
-        let _ = std::fs::remove_file(&mine);
-        result
+        }
+        anyhow::bail!("could not take {}: it kept being replaced", path.display())
     }
 
-    /// Whether `folder` is locked by a live process other than this one.
-    pub fn held(folder: &Path) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(folder.join("lock"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        (pid != std::process::id() && alive(pid)).then_some(pid)
+    /// The holder of `folder`'s lock, when another process holds it.
+    pub fn held(folder: &Path) -> Option<String> {
+        let path = folder.join("lock");
+        let file = File::open(&path).ok()?;
+        match file.try_lock_shared() {
+            Ok(()) => None,
+            Err(_) => Some(holder(&path)),
+        }
     }
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
+        // Removed while still held: a process that opens it now finds it unlinked and retries.
         let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernel's lock: a second taker is refused with the holder's PID and host, a lock
+    /// file nobody holds (left by a killed process, or naming a PID that now belongs to
+    /// another process) is simply taken, and the file goes with the lock.
+    #[test]
+    fn the_run_lock_names_its_holder_and_never_outlives_it() {
+        let dir = std::env::temp_dir().join(format!("multifair-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("lock"), "process 1 on elsewhere since unix time 0\n").unwrap();
+        let lock = RunLock::take(&dir).unwrap();
+        let me = format!("process {} on {}", std::process::id(), hostname());
+        assert!(RunLock::held(&dir).unwrap().starts_with(&me));
+        let e = RunLock::take(&dir).unwrap_err();
+        let locked = e.downcast_ref::<Locked>().unwrap();
+        assert!(locked.holder.starts_with(&me), "{locked}");
+        assert!(e.to_string().contains("run it again once that process ends"));
+        drop(lock);
+        assert!(!dir.join("lock").exists() && RunLock::held(&dir).is_none());
+        drop(RunLock::take(&dir).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn writes_replace_whole_files_and_leave_no_temporary() {

@@ -78,21 +78,88 @@ fn set_value(v: &toml::Value) -> String {
     }
 }
 
+/// Bounds on what a spec may ask for: far above any real sweep, far below what exhausts a
+/// machine before the first run starts.
+pub const MAX_SEEDS: usize = 1000;
+pub const MAX_EPOCHS: usize = 10_000;
+pub const MAX_RUNS: usize = 100_000;
+
+/// The first value of `values` that appears twice.
+fn repeated<'a, T: Ord>(values: impl IntoIterator<Item = &'a T>) -> Option<&'a T> {
+    let mut seen = std::collections::BTreeSet::new();
+    values.into_iter().find(|v| !seen.insert(*v))
+}
+
 impl Spec {
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<Spec> {
         let spec: Spec = toml::from_str(text).with_context(|| format!("reading {origin}"))?;
-        ensure!(!spec.runs.is_empty(), "{origin}: no [[runs]]");
-        ensure!(!spec.attributes.is_empty(), "{origin}: no attributes");
-        ensure!(spec.seeds > 0, "{origin}: seeds must be at least 1");
-        let mut seen = std::collections::BTreeSet::new();
-        for row in &spec.runs {
-            ensure!(
-                seen.insert(&row.label),
-                "{origin}: the label '{}' appears twice",
-                row.label
-            );
-        }
+        spec.check(origin)?;
         Ok(spec)
+    }
+
+    /// Refuses what would write outside the output folder (names and labels are folder
+    /// names), repeat a run, or size a sweep beyond its bounds.
+    pub fn check(&self, origin: &str) -> anyhow::Result<()> {
+        let component = |what: &str, name: &str| {
+            multifair_data::path_component(what, name).map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+        };
+        component("name", &self.name)?;
+        ensure!(!self.runs.is_empty(), "{origin}: no [[runs]]");
+        ensure!(!self.attributes.is_empty(), "{origin}: no attributes");
+        for attribute in &self.attributes {
+            component("attribute", attribute)?;
+        }
+        if let Some(a) = repeated(&self.attributes) {
+            bail!("{origin}: the attribute '{a}' appears twice");
+        }
+        for row in &self.runs {
+            component("label", &row.label)?;
+        }
+        if let Some(l) = repeated(self.runs.iter().map(|r| &r.label)) {
+            bail!("{origin}: the label '{l}' appears twice");
+        }
+        ensure!(
+            (1..=MAX_SEEDS).contains(&self.seeds),
+            "{origin}: seeds = {}: must be 1 to {MAX_SEEDS}",
+            self.seeds
+        );
+        ensure!(
+            (1..=MAX_EPOCHS).contains(&self.epochs),
+            "{origin}: epochs = {}: must be 1 to {MAX_EPOCHS}",
+            self.epochs
+        );
+        if let Some(list) = &self.seed_list {
+            ensure!(
+                list.len() >= self.seeds,
+                "{origin}: seeds = {} but seed_list has {} seed(s): list at least as many, or lower seeds",
+                self.seeds,
+                list.len()
+            );
+            if let Some(s) = repeated(&list[..self.seeds]) {
+                bail!("{origin}: seed {s} appears twice in seed_list");
+            }
+        }
+        let runs = self.runs.len() * self.attributes.len() * self.seeds;
+        ensure!(
+            runs <= MAX_RUNS,
+            "{origin}: {runs} runs ({} rows x {} attributes x {} seeds): at most {MAX_RUNS}",
+            self.runs.len(),
+            self.attributes.len(),
+            self.seeds
+        );
+        if let Some(keys) = &self.tune {
+            let known = crate::config::known_keys();
+            for key in keys {
+                ensure!(
+                    known.contains(&key.as_str()),
+                    "{origin}: tune: '{key}' is no --set key of the engine or of any method (`multifair train --help` lists them)"
+                );
+            }
+            if let Some(k) = repeated(keys) {
+                bail!("{origin}: tune: '{k}' appears twice");
+            }
+        }
+        Ok(())
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Spec> {
@@ -213,6 +280,7 @@ pub fn plan(spec: &Spec, data_dir: &Path, overrides: &Overrides) -> anyhow::Resu
     if let Some(e) = overrides.epochs {
         spec.epochs = e;
     }
+    spec.check(&format!("{} with the command line's options", spec.name))?;
     if let Some(labels) = &overrides.labels {
         for l in labels {
             if !spec.runs.iter().any(|r| &r.label == l) {
@@ -343,8 +411,8 @@ pub fn sweep_local(
 /// How a run of a local sweep ended.
 enum Outcome {
     Trained,
-    /// Another process holds the run's lock (its PID when known).
-    Locked(u32),
+    /// Another process holds the run's lock (who, when known).
+    Locked(Option<String>),
     Failed,
 }
 
@@ -352,8 +420,8 @@ enum Outcome {
 /// finished it meanwhile.
 fn run_one(exe: &Path, run: &PlannedRun, out: &Path) -> anyhow::Result<Outcome> {
     let folder = out.join(&run.folder);
-    if let Some(pid) = RunLock::held(&folder) {
-        return Ok(Outcome::Locked(pid));
+    if let Some(holder) = RunLock::held(&folder) {
+        return Ok(Outcome::Locked(Some(holder)));
     }
     if run.finished(out) {
         return Ok(Outcome::Trained);
@@ -368,7 +436,7 @@ fn run_one(exe: &Path, run: &PlannedRun, out: &Path) -> anyhow::Result<Outcome> 
         .status()?;
     Ok(match status.code() {
         Some(0) => Outcome::Trained,
-        Some(code) if code == LOCKED_EXIT as i32 => Outcome::Locked(0),
+        Some(code) if code == LOCKED_EXIT as i32 => Outcome::Locked(None),
         _ => Outcome::Failed,
     })
 }
@@ -395,6 +463,7 @@ pub fn run_local(todo: &[PlannedRun], out: &Path, jobs: usize) -> anyhow::Result
     let next = AtomicUsize::new(0);
     let finished = AtomicUsize::new(0);
     let failures = Arc::new(Mutex::new(Vec::new()));
+    let held = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1).min(todo.len()) {
             scope.spawn(|| {
@@ -409,13 +478,10 @@ pub fn run_local(todo: &[PlannedRun], out: &Path, jobs: usize) -> anyhow::Result
                     let result = run_one(&exe, run, out);
                     match result {
                         Ok(Outcome::Trained) => {}
-                        Ok(Outcome::Locked(pid)) => {
-                            let by = if pid > 0 {
-                                format!(" (process {pid})")
-                            } else {
-                                String::new()
-                            };
-                            eprintln!("{name}: skipped, another process is training it{by}");
+                        Ok(Outcome::Locked(holder)) => {
+                            let by = holder.map(|h| format!(" ({h})")).unwrap_or_default();
+                            eprintln!("{name}: another process is training it{by}; waiting for it");
+                            held.lock().unwrap().push(run);
                         }
                         Ok(Outcome::Failed) => failures.lock().unwrap().push(format!(
                             "{name}: see {}",
@@ -440,7 +506,8 @@ pub fn run_local(todo: &[PlannedRun], out: &Path, jobs: usize) -> anyhow::Result
         }
     });
     bar.finish_and_clear();
-    let failures = failures.lock().unwrap();
+    let mut failures = failures.lock().unwrap();
+    failures.extend(wait_for(held.into_inner().unwrap(), &exe, out));
     if !failures.is_empty() {
         bail!(
             "{} of {} runs failed:\n  {}",
@@ -450,6 +517,34 @@ pub fn run_local(todo: &[PlannedRun], out: &Path, jobs: usize) -> anyhow::Result
         );
     }
     Ok(())
+}
+
+/// Waits for the runs other processes hold, so that what follows (a table, a tuning choice)
+/// never reads a run still training; a run whose holder ended without finishing it is trained
+/// here. Returns the failures.
+fn wait_for(mut held: Vec<&PlannedRun>, exe: &Path, out: &Path) -> Vec<String> {
+    let mut failures = Vec::new();
+    while !held.is_empty() {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let mut still = Vec::new();
+        for run in held {
+            if run.finished(out) {
+                continue;
+            }
+            let name = format!("{} / {} / seed {}", run.label, run.attribute, run.seed_index);
+            match run_one(exe, run, out) {
+                Ok(Outcome::Trained) => {}
+                Ok(Outcome::Locked(_)) => still.push(run),
+                Ok(Outcome::Failed) => failures.push(format!(
+                    "{name}: see {}",
+                    out.join(&run.folder).join("train.log").display()
+                )),
+                Err(e) => failures.push(format!("{name}: {e}")),
+            }
+        }
+        held = still;
+    }
+    failures
 }
 
 /// The Slurm array script: one array task per run, reading its command from `commands.txt`.

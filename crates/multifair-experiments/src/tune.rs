@@ -62,6 +62,9 @@ fn tuned_keys(spec: &Spec, row: &SpecRow) -> anyhow::Result<Vec<&'static Hparam>
         .collect())
 }
 
+/// Trials per row at most.
+pub const MAX_TRIALS: usize = 1000;
+
 /// The label of trial `k` of `label`.
 fn trial_label(label: &str, k: usize) -> String {
     format!("{label}.trial{k}")
@@ -106,8 +109,10 @@ pub fn trial_spec(spec: &Spec, trials: usize) -> anyhow::Result<Spec> {
 }
 
 /// A finished trial's validation score: its selection metric at its selected epoch, read from
-/// `metrics.jsonl` only (higher is better; DTO negated). `None` until the trial has finished.
+/// `metrics.jsonl` only (higher is better; DTO negated). `None` until the trial has finished
+/// (its `test.json` parses): a trial still training never competes.
 pub fn trial_score(folder: &Path, selection: Selection) -> Option<f64> {
+    crate::train::finished_report(folder)?;
     let text = std::fs::read_to_string(folder.join("metrics.jsonl")).ok()?;
     let selected = text
         .lines()
@@ -162,6 +167,16 @@ fn choose(
                 best = Some((k, s, run));
             }
         }
+        let unfinished: Vec<usize> = (scores.iter().enumerate())
+            .filter(|(_, s)| s.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        anyhow::ensure!(
+            unfinished.is_empty(),
+            "row '{}': trials {unfinished:?} have not finished (see {}); rerun once they have",
+            row.label,
+            trials_out.join("runs").join(format!("{}.trial*", row.label)).display()
+        );
         let (trial, score, run) =
             best.with_context(|| format!("row '{}': no trial has finished", row.label))?;
         let keys = tuned_keys(spec, row)?;
@@ -251,7 +266,10 @@ pub fn tune(
     jobs: usize,
     emitting: Emit,
 ) -> anyhow::Result<Option<String>> {
-    anyhow::ensure!(trials > 0, "--trials must be at least 1");
+    anyhow::ensure!(
+        (1..=MAX_TRIALS).contains(&trials),
+        "--trials {trials}: must be 1 to {MAX_TRIALS}"
+    );
     // `--methods` keeps rows before their trials are drawn; `--seeds` applies to the final runs.
     let mut spec = spec.clone();
     if let Some(labels) = &overrides.labels {

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::MethodInfo;
 use super::erm::{Forward, finish};
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::scaling::scale_gradient;
 use crate::{
     DeviceBatch, Method, Setup, StepOutput, cross_entropy_per_sample, hparams, read_state,
@@ -39,9 +39,9 @@ use crate::{
 hparams! {
     pub struct AgmHparams {
         /// Strength of the modulation, k = exp(alpha min(r^ - r, cap)).
-        alpha as "agm_alpha": f64 = 1.0, Range::LogUniform(0.05, 5.0);
+        alpha as "agm_alpha": f64 = 1.0, Range::LogUniform(0.05, 5.0), Valid::NonNegative;
         /// Upper bound on r^ - r (CREMA-D's 10).
-        cap as "agm_cap": f64 = 10.0, Range::Fixed;
+        cap as "agm_cap": f64 = 10.0, Range::Fixed, Valid::Positive;
         /// First epoch of modulation (0-based).
         start as "agm_start": usize = 0, Range::Fixed;
         /// Last epoch of modulation (inclusive).

@@ -24,7 +24,7 @@ use multifair_models::MultimodalModel;
 use super::MethodInfo;
 use super::erm::{Forward, finish};
 use crate::clip::scale_grads;
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::{
     DeviceBatch, Method, Setup, StepOutput, cosine, cross_entropy_per_sample, hparams,
     last_layer_gradient, read_state, to_host, write_state,
@@ -101,9 +101,9 @@ pub enum Direction {
 hparams! {
     pub struct CggmHparams {
         /// Scale of the encoders' gradients, rho B_m.
-        rho as "cggm_rho": f64 = 1.2, Range::Uniform(1.0, 1.5);
+        rho as "cggm_rho": f64 = 1.2, Range::Uniform(1.0, 1.5), Valid::NonNegative;
         /// Weight of the direction term.
-        lambda as "cggm_lambda": f64 = 0.15, Range::LogUniform(0.01, 0.5);
+        lambda as "cggm_lambda": f64 = 0.15, Range::LogUniform(0.01, 0.5), Valid::NonNegative;
         /// weights or gradients (see the module's notes).
         direction as "cggm_direction": Direction = Direction::Weights, Range::Choice(&["weights", "gradients"]);
         /// Scale the modalities' projections too (ours); CGGM's code scales the encoders only.

@@ -20,21 +20,21 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::{finish, forward};
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::sinkhorn::sinkhorn_divergence;
 use crate::{DeviceBatch, Method, StepOutput, hparams, to_host};
 
 hparams! {
     pub struct FisHparams {
         /// Weight of the group term against the individual one (`fair_scaling_coef`).
-        c as "fis_c": f64 = 0.5, Range::Uniform(0.0, 1.0);
+        c as "fis_c": f64 = 0.5, Range::Uniform(0.0, 1.0), Valid::Closed(0.0, 1.0);
         /// Softmax temperature.
-        t as "fis_t": f64 = 1.0, Range::LogUniform(0.1, 10.0);
+        t as "fis_t": f64 = 1.0, Range::LogUniform(0.1, 10.0), Valid::Positive;
         /// Sinkhorn blur.
-        blur as "fis_blur": f64 = 0.1, Range::LogUniform(0.01, 1.0);
+        blur as "fis_blur": f64 = 0.1, Range::LogUniform(0.01, 1.0), Valid::Positive;
         /// Training samples of each group drawn every step to measure d_g
         /// (`fair_scaling_batchsize`); 0 measures it on the batch's own members.
-        samples as "fis_group_samples": usize = 64, Range::Fixed;
+        samples as "fis_group_samples": usize = 64, Range::Fixed, Valid::Closed(0.0, 65536.0);
     }
 }
 

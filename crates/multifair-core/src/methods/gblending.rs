@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::MethodInfo;
 use super::erm::{Forward, finish};
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::{
     DeviceBatch, EpochEnd, Method, Setup, StepOutput, cross_entropy_per_sample, hparams,
     read_state, to_host, write_state,
@@ -35,9 +35,9 @@ use crate::{
 hparams! {
     pub struct GblendHparams {
         /// Epochs between weight estimates (BalanceBenchmark's `super_epoch`).
-        super_epoch as "gblend_super_epoch": usize = 10, Range::Int(2, 10);
+        super_epoch as "gblend_super_epoch": usize = 10, Range::Int(2, 10), Valid::Closed(2.0, 1e6);
         /// Share of the training split held out for the estimate.
-        holdout as "gblend_holdout": f64 = 0.08, Range::Fixed;
+        holdout as "gblend_holdout": f64 = 0.08, Range::Fixed, Valid::Closed(0.01, 0.5);
     }
 }
 
@@ -49,15 +49,8 @@ pub const INFO: MethodInfo = MethodInfo {
     engine_defaults: &[],
     presets: &[],
     build: |h| {
-        let h = GblendHparams::from_value(h)?;
-        if !(0.0..0.5).contains(&h.holdout) || h.holdout == 0.0 {
-            return Err(format!(
-                "gblend_holdout={}: the held-out share must be in (0, 0.5)",
-                h.holdout
-            ));
-        }
         Ok(Box::new(Gblending {
-            h,
+            h: GblendHparams::from_value(h)?,
             state: GblendState::default(),
             sums: Vec::new(),
         }))

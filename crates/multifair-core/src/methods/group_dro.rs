@@ -11,7 +11,7 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::{finish, forward};
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::{DeviceBatch, Method, Setup, StepOutput, hparams, read_state, to_host, write_state};
 
 /// What GroupDRO's groups are.
@@ -27,7 +27,7 @@ pub enum DroGroups {
 hparams! {
     pub struct GroupDroHparams {
         /// Step size of the exponentiated-gradient update of q.
-        eta as "group_dro_eta": f64 = 0.01, Range::LogUniform(1e-3, 1e-1);
+        eta as "group_dro_eta": f64 = 0.01, Range::LogUniform(1e-3, 1e-1), Valid::Positive;
         /// label_attribute (the original's) or attribute.
         groups as "group_dro_groups": DroGroups = DroGroups::LabelAttribute, Range::Fixed;
     }

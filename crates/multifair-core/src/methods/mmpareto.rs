@@ -27,13 +27,13 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::forward;
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::{DeviceBatch, Method, Setup, StepOutput, hparams, to_host};
 
 hparams! {
     pub struct MmParetoHparams {
         /// The final gradient's magnitude factor (the original's hard-coded 1.5).
-        gamma as "mmpareto_gamma": f64 = 1.5, Range::Uniform(1.0, 2.0);
+        gamma as "mmpareto_gamma": f64 = 1.5, Range::Uniform(1.0, 2.0), Valid::Positive;
     }
 }
 

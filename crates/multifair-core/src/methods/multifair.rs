@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::MethodInfo;
 use super::multifair_ref::REFERENCE;
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::pairwise::{auc_by_group, surrogate_by_group};
 use crate::scaling::scale_gradient;
 use crate::stats as names;
@@ -43,13 +43,13 @@ hparams! {
     /// reference's values (`multifair_ref::REFERENCE`).
     pub struct MultifairHparams {
         /// Scale of the encoders' per-sample weights, rho B_m.
-        rho as "multifair_rho": f64 = REFERENCE.rho, Range::Uniform(0.8, 2.0);
+        rho as "multifair_rho": f64 = REFERENCE.rho, Range::Uniform(0.8, 2.0), Valid::Positive;
         /// Strength of the group factors.
-        beta as "multifair_beta": f64 = REFERENCE.beta, Range::Uniform(0.1, 1.0);
+        beta as "multifair_beta": f64 = REFERENCE.beta, Range::Uniform(0.1, 1.0), Valid::NonNegative;
         /// Fairness threshold on group-AUC gaps, of the factors and of the fairness loss.
-        tau as "multifair_tau": f64 = REFERENCE.tau, Range::LogUniform(0.01, 0.2);
+        tau as "multifair_tau": f64 = REFERENCE.tau, Range::LogUniform(0.01, 0.2), Valid::Positive;
         /// Decay of the group AUCs' moving average.
-        ema as "multifair_ema": f64 = REFERENCE.ema, Range::Choice(&["0.8", "0.9", "0.95"]);
+        ema as "multifair_ema": f64 = REFERENCE.ema, Range::Choice(&["0.8", "0.9", "0.95"]), Valid::Fraction;
         /// The modality level (coefficients B_m); false: B_m = 1.
         modality as "multifair_modality": bool = true, Range::Fixed;
         /// The group level (factors f_mg); false: f = 1.
@@ -59,17 +59,17 @@ hparams! {
         /// Group factors only while the fused group-AUC gap exceeds tau.
         priority as "multifair_priority": bool = true, Range::Fixed;
         /// Smoothing of the modality AUCs before differencing (0: raw).
-        smoothing as "multifair_smoothing": f64 = 0.5, Range::Uniform(0.0, 0.9);
+        smoothing as "multifair_smoothing": f64 = 0.5, Range::Uniform(0.0, 0.9), Valid::Fraction;
         /// Group factors clipped to [1/max, max] (0: unclipped).
-        factor_max as "multifair_factor_max": f64 = 2.0, Range::Uniform(1.5, 4.0);
+        factor_max as "multifair_factor_max": f64 = 2.0, Range::Uniform(1.5, 4.0), Valid::NonNegative;
         /// Weight of the fairness loss with gradient (0: off).
-        fairness as "multifair_fairness": f64 = 0.5, Range::LogUniform(0.05, 2.0);
+        fairness as "multifair_fairness": f64 = 0.5, Range::LogUniform(0.05, 2.0), Valid::NonNegative;
         /// Weight of the direction term from last-layer gradients (0: off).
-        direction as "multifair_direction": f64 = 0.0, Range::Fixed;
+        direction as "multifair_direction": f64 = 0.0, Range::Fixed, Valid::NonNegative;
         /// Attributes balanced, with weights, e.g. race:1,gender:0.5 (empty: the run's, weight 1).
         attributes as "multifair_attributes": String = String::new(), Range::Fixed;
         /// Steps between logged statistics.
-        log_every as "multifair_log_every": usize = 10, Range::Fixed;
+        log_every as "multifair_log_every": usize = 10, Range::Fixed, Valid::Closed(1.0, 1e9);
         /// Where rho B_m acts: the encoder's gradient (gradient) or its learning rate (step);
         /// the group factors act inside the batch's gradient either way.
         apply as "multifair_apply": Apply = Apply::Gradient, Range::Choice(&["gradient", "step"]);

@@ -24,7 +24,7 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use crate::clip::scale_grads;
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::stats as names;
 use crate::{
     DeviceBatch, Method, Setup, StepOutput, cross_entropy, hparams, positive_probability,
@@ -88,13 +88,13 @@ hparams! {
     #[derive(Copy)]
     pub struct RefHparams {
         /// Scale of the encoders' gradients, rho B_m.
-        rho as "multifair_rho": f64 = REFERENCE.rho, Range::Uniform(0.8, 1.6);
+        rho as "multifair_rho": f64 = REFERENCE.rho, Range::Uniform(0.8, 1.6), Valid::Positive;
         /// Strength of the group factors.
-        beta as "multifair_beta": f64 = REFERENCE.beta, Range::Uniform(0.1, 1.0);
+        beta as "multifair_beta": f64 = REFERENCE.beta, Range::Uniform(0.1, 1.0), Valid::NonNegative;
         /// Fairness threshold on the fused group-AUC gap (and the factors' scale).
-        tau as "multifair_tau": f64 = REFERENCE.tau, Range::LogUniform(0.01, 0.2);
+        tau as "multifair_tau": f64 = REFERENCE.tau, Range::LogUniform(0.01, 0.2), Valid::Positive;
         /// Decay of the group AUCs' moving average.
-        ema as "multifair_ema": f64 = REFERENCE.ema, Range::Choice(&["0.8", "0.9", "0.95"]);
+        ema as "multifair_ema": f64 = REFERENCE.ema, Range::Choice(&["0.8", "0.9", "0.95"]), Valid::Fraction;
         /// Scale the modalities' projections too (ours); the reference scales the encoders'
         /// parameters only (it matches their names: fundus_encoder, oct_slice_encoder, ...).
         scale_projections as "multifair_scale_projections": bool = false, Range::Fixed;

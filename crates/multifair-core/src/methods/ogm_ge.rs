@@ -18,13 +18,13 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::{finish, forward};
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::{DeviceBatch, Method, Setup, StepOutput, hparams, to_host};
 
 hparams! {
     pub struct OgmGeHparams {
         /// Strength of the slow-down of the dominant modality, k = 1 - tanh(alpha ratio).
-        alpha as "ogm_alpha": f64 = 0.1, Range::LogUniform(0.01, 1.0);
+        alpha as "ogm_alpha": f64 = 0.1, Range::LogUniform(0.01, 1.0), Valid::NonNegative;
         /// First epoch of modulation (0-based).
         start as "ogm_start": usize = 0, Range::Fixed;
         /// Last epoch of modulation (inclusive).

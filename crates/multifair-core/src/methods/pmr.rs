@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::MethodInfo;
 use super::erm::{finish, forward_tokens};
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::{
     DeviceBatch, Features, Method, Setup, StepOutput, hparams, read_state, to_host, write_state,
 };
@@ -40,15 +40,15 @@ use crate::{
 hparams! {
     pub struct PmrHparams {
         /// Weight of the lagging modality's prototypical cross-entropy.
-        alpha as "pmr_alpha": f64 = 1.0, Range::LogUniform(0.1, 5.0);
+        alpha as "pmr_alpha": f64 = 1.0, Range::LogUniform(0.1, 5.0), Valid::NonNegative;
         /// Momentum of the prototypes.
-        momentum as "pmr_momentum": f64 = 0.2, Range::Uniform(0.0, 0.9);
+        momentum as "pmr_momentum": f64 = 0.2, Range::Uniform(0.0, 0.9), Valid::Fraction;
         /// First epoch of rebalancing (0-based).
         start as "pmr_start": usize = 0, Range::Fixed;
         /// Last epoch of rebalancing (inclusive).
         end as "pmr_end": usize = 100, Range::Fixed;
         /// The share of training batches the prototypes are computed from.
-        share as "pmr_share": f64 = 0.1, Range::Fixed;
+        share as "pmr_share": f64 = 0.1, Range::Fixed, Valid::Closed(0.001, 1.0);
     }
 }
 

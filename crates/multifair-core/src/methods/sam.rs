@@ -20,13 +20,13 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::erm_step;
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::{DeviceBatch, Method, StepOutput, hparams};
 
 hparams! {
     pub struct SamHparams {
         /// Radius of the ascent step.
-        rho as "sam_rho": f64 = 0.05, Range::LogUniform(0.01, 5.0);
+        rho as "sam_rho": f64 = 0.05, Range::LogUniform(0.01, 5.0), Valid::Positive;
         /// ASAM: the ascent scaled by |w| (element-wise).
         adaptive as "sam_adaptive": bool = false, Range::Choice(&["false", "true"]);
     }

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use super::MethodInfo;
 use super::erm::erm_step;
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::{DeviceBatch, EpochEnd, Method, StepOutput, hparams, read_state, write_state};
 
 /// The signal of the valley.
@@ -50,11 +50,11 @@ pub enum Signal {
 hparams! {
     pub struct SwadHparams {
         /// Segments whose minimum must be the oldest to converge (`n_converge`).
-        converge as "swad_converge": usize = 3, Range::Int(2, 9);
+        converge as "swad_converge": usize = 3, Range::Int(2, 9), Valid::Closed(1.0, 1000.0);
         /// Segments in the tolerance queue (`n_tolerance`).
-        tolerance as "swad_tolerance": usize = 6, Range::Int(2, 12);
+        tolerance as "swad_tolerance": usize = 6, Range::Int(2, 12), Valid::Closed(1.0, 1000.0);
         /// The threshold over the converged mean (`tolerance_ratio`).
-        ratio as "swad_tolerance_ratio": f64 = 0.3, Range::Uniform(0.01, 0.3);
+        ratio as "swad_tolerance_ratio": f64 = 0.3, Range::Uniform(0.01, 0.3), Valid::NonNegative;
         /// loss (validation loss) or worst_group_auc (1 - the worst group's AUC).
         signal as "swad_signal": Signal = Signal::Loss, Range::Fixed;
     }
@@ -81,9 +81,6 @@ pub const INFO: MethodInfo = MethodInfo {
     )],
     build: |h| {
         let h = SwadHparams::from_value(h)?;
-        if h.converge < 1 || h.tolerance < 1 {
-            return Err("swad_converge and swad_tolerance must be at least 1".into());
-        }
         Ok(Box::new(Swad {
             valley: Valley::new(h.converge, h.tolerance, h.ratio),
             signal: h.signal,

@@ -20,13 +20,13 @@ use multifair_models::MultimodalModel;
 
 use super::MethodInfo;
 use super::erm::{finish, forward_tokens};
-use crate::hparams::{Hparams, Range};
+use crate::hparams::{Hparams, Range, Valid};
 use crate::{DeviceBatch, Method, Phases, Setup, StepOutput, hparams};
 
 hparams! {
     pub struct UmtHparams {
         /// Weight of the feature distillation (BalanceBenchmark's `scaling`).
-        lambda as "umt_lambda": f64 = 10.0, Range::LogUniform(0.1, 100.0);
+        lambda as "umt_lambda": f64 = 10.0, Range::LogUniform(0.1, 100.0), Valid::NonNegative;
     }
 }
 
