@@ -463,7 +463,8 @@ fn a_diverging_run_stops_naming_epoch_step_and_batch() {
     assert!(!result.status.success());
     let err = String::from_utf8_lossy(&result.stderr);
     assert!(
-        err.contains("loss is NaN at epoch 1 step") || err.contains("loss is inf at epoch 1 step"),
+        err.contains("diverged at epoch 1 (loss NaN at step")
+            || err.contains("diverged at epoch 1 (loss inf at step"),
         "{err}"
     );
     assert!(

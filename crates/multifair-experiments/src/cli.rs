@@ -1,6 +1,6 @@
 //! Command-line interface. Results go to stdout; progress and errors to stderr.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use multifair_data::cohort::{self, CohortConfig};
@@ -180,6 +180,10 @@ enum Command {
         /// B-scans per OCT volume.
         #[arg(long)]
         depth: Option<usize>,
+        /// Replace OUT when it holds a dataset generate wrote (its meta.json or manifest.toml):
+        /// the folder is removed whole first.
+        #[arg(long)]
+        replace: bool,
     },
     /// Trains one method on one dataset and writes run.json, metrics.jsonl, test.json,
     /// predictions.csv, model.safetensors and a resumable checkpoint to --out.
@@ -566,7 +570,9 @@ pub fn run() -> anyhow::Result<()> {
             n_test,
             size,
             depth,
+            replace,
         } => {
+            clear_for_generate(&out, replace)?;
             if kind == DatasetKind::Manifest {
                 let mut config = CohortConfig::new(seed);
                 config.n_train = n_train.unwrap_or(config.n_train);
@@ -764,4 +770,26 @@ fn load_spec(spec: &str) -> anyhow::Result<crate::sweep::Spec> {
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// `generate` writes a whole dataset: into a missing or empty folder, or over one it wrote
+/// before when asked (`--replace` removes it first), never over anything else.
+fn clear_for_generate(out: &Path, replace: bool) -> anyhow::Result<()> {
+    let Ok(mut entries) = std::fs::read_dir(out) else {
+        return Ok(());
+    };
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    let ours = out.join("meta.json").is_file() || out.join("manifest.toml").is_file();
+    anyhow::ensure!(
+        replace && ours,
+        "{} is not empty: {}",
+        out.display(),
+        match ours {
+            true => "pass --replace to remove it and write the dataset anew, or choose an empty folder",
+            false => "it holds no dataset generate wrote (no meta.json or manifest.toml); choose an empty folder",
+        }
+    );
+    std::fs::remove_dir_all(out).map_err(|e| anyhow::anyhow!("removing {}: {e}", out.display()))
 }

@@ -5,10 +5,15 @@
 //! run per seed with `run.json` flattened into params, `metrics.jsonl` as metric histories
 //! (step = epoch; per-step statistics at their step), `test.json` under `test/...`, and the run's
 //! files as artifacts. Runs are found again by their tags, so exporting twice adds nothing, and a
-//! run that finished after the first export is added by the second.
+//! run that finished after the first export is added by the second. An export that failed
+//! midway is repaired by the next: a seed's run left unfinished on the server is deleted and
+//! exported again, a row's parent gets its files and params again. Everything local (the
+//! tables, every run's files, the figures folder) is read before the first request; each request
+//! has connect and whole-call timeouts and is retried with backoff on a transport error or a 5xx.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -32,10 +37,16 @@ struct Client {
     agent: ureq::Agent,
 }
 
+/// Tries of a request, and the wait before the first retry (doubled after each).
+const TRIES: u32 = 4;
+const FIRST_WAIT: Duration = Duration::from_millis(500);
+
 impl Client {
     fn new(uri: &str) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(120)))
             .build();
         Client {
             base: uri.trim_end_matches('/').to_owned(),
@@ -43,10 +54,39 @@ impl Client {
         }
     }
 
+    /// `send` retried with backoff while it fails in transport or the server answers 5xx or
+    /// 429; the last answer or error otherwise.
+    fn with_retries<T>(
+        &self,
+        what: &str,
+        mut send: impl FnMut() -> Result<T, ureq::Error>,
+        status: impl Fn(&T) -> u16,
+    ) -> anyhow::Result<T> {
+        let mut wait = FIRST_WAIT;
+        for attempt in 1..=TRIES {
+            let retry = match send() {
+                Ok(answer) if !(status(&answer) >= 500 || status(&answer) == 429) => {
+                    return Ok(answer);
+                }
+                Ok(answer) if attempt == TRIES => return Ok(answer),
+                Err(e) if attempt == TRIES => {
+                    return Err(anyhow::Error::from(e)
+                        .context(format!("{what} (tried {TRIES} times)")));
+                }
+                Ok(answer) => format!("HTTP {}", status(&answer)),
+                Err(e) => e.to_string(),
+            };
+            eprintln!("{what}: {retry}; retrying in {:.1} s", wait.as_secs_f64());
+            std::thread::sleep(wait);
+            wait *= 2;
+        }
+        unreachable!("the last try returns")
+    }
+
     /// A REST call; an error status is an error with the server's message.
     fn call(&self, method: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let url = format!("{}/api/2.0/mlflow/{path}", self.base);
-        let response = match method {
+        let send = || match method {
             "GET" => {
                 let mut request = self.agent.get(&url);
                 for (k, v) in body.as_object().into_iter().flatten() {
@@ -56,7 +96,8 @@ impl Client {
             }
             _ => self.agent.post(&url).send_json(body),
         };
-        let mut response = response.with_context(|| format!("{method} {url}"))?;
+        let what = format!("{method} {url}");
+        let mut response = self.with_retries(&what, send, |r| r.status().as_u16())?;
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap_or_default();
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -152,8 +193,14 @@ impl Client {
         self.ok("POST", "runs/update", &body).map(|_| ())
     }
 
-    /// Uploads `file` as artifact `name` of `run` (through the server's artifact proxy).
-    fn upload(&self, run: &Value, file: &Path, name: &str) -> anyhow::Result<()> {
+    /// Deletes a run a failed export left unfinished (it leaves the searches).
+    fn delete(&self, run_id: &str) -> anyhow::Result<()> {
+        self.ok("POST", "runs/delete", &json!({"run_id": run_id}))
+            .map(|_| ())
+    }
+
+    /// Uploads `bytes` as artifact `name` of `run` (through the server's artifact proxy).
+    fn upload(&self, run: &Value, bytes: &[u8], name: &str) -> anyhow::Result<()> {
         let uri = run["info"]["artifact_uri"].as_str().unwrap_or_default();
         let Some(rest) = uri.strip_prefix("mlflow-artifacts:") else {
             bail!(
@@ -165,12 +212,11 @@ impl Client {
             self.base,
             rest.trim_start_matches('/')
         );
-        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let response = self
-            .agent
-            .put(&url)
-            .send(&bytes[..])
-            .with_context(|| format!("PUT {url}"))?;
+        let response = self.with_retries(
+            &format!("PUT {url}"),
+            || self.agent.put(&url).send(bytes),
+            |r| r.status().as_u16(),
+        )?;
         if !response.status().is_success() {
             bail!("PUT {url}: HTTP {}", response.status());
         }
@@ -286,21 +332,26 @@ pub fn export(
         .with_context(|| format!("reading {} (run a sweep first)", plan_path.display()))?;
     let plan: Plan =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_path.display()))?;
+    // Everything local first: a missing figure folder or a broken run file stops the export
+    // before the server is touched.
+    let tables = crate::table::load(results)?;
+    let rendered = Tables {
+        md: crate::table::render(&tables, crate::table::Format::Md)?,
+        csv: crate::table::render(&tables, crate::table::Format::Csv)?,
+        figures: (figure_files(figures)?.into_iter())
+            .map(|f| {
+                let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+                Ok((name, bytes))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let mut locals = BTreeMap::new();
+    for run in plan.runs.iter().filter(|r| r.finished(results)) {
+        locals.insert(run.id.clone(), LocalRun::read(&results.join(&run.folder))?);
+    }
     let client = Client::new(uri);
     let experiment = client.experiment(experiment.unwrap_or(&plan.spec.name))?;
-    let tables = crate::table::load(results)?;
-    let (md, csv) = (
-        results.join(".export-table.md"),
-        results.join(".export-table.csv"),
-    );
-    crate::durable::write(
-        &md,
-        crate::table::render(&tables, crate::table::Format::Md)?.as_bytes(),
-    )?;
-    crate::durable::write(
-        &csv,
-        crate::table::render(&tables, crate::table::Format::Csv)?.as_bytes(),
-    )?;
     let mut done = Exported::default();
     let mut groups: BTreeMap<(String, String), Vec<&PlannedRun>> = BTreeMap::new();
     for run in &plan.runs {
@@ -311,17 +362,28 @@ pub fn export(
     }
     for ((label, attribute), runs) in groups {
         let key = format!("{}/{label}/{attribute}", plan.spec.name);
+        let row = Row {
+            label: &label,
+            attribute: &attribute,
+            method: &runs[0].method,
+        };
         let parent = match client.find(&experiment, ROW_TAG, &key)? {
+            // A parent a failed export left unfinished gets its files and params again.
+            Some(parent) if parent["info"]["status"] != "FINISHED" => {
+                fill_parent(&client, &parent, &plan.spec, &row, &rendered)?;
+                parent
+            }
             Some(parent) => parent,
             None => {
                 done.parents += 1;
-                let row = Row {
-                    key: &key,
-                    label: &label,
-                    attribute: &attribute,
-                    method: &runs[0].method,
-                };
-                create_parent(&client, &experiment, &plan.spec, &row, [&md, &csv], figures)?
+                let tags = vec![
+                    (ROW_TAG.to_owned(), key.clone()),
+                    ("mlflow.note.content".into(), plan.spec.description.clone()),
+                ];
+                let name = format!("{label} / {attribute}");
+                let parent = client.create_run(&experiment, &name, &tags)?;
+                fill_parent(&client, &parent, &plan.spec, &row, &rendered)?;
+                parent
             }
         };
         let parent_id = parent["info"]["run_id"]
@@ -330,76 +392,98 @@ pub fn export(
             .to_owned();
         let mut finished = Vec::new();
         for run in runs {
-            if !run.finished(results) {
+            let Some(local) = locals.get(&run.id) else {
                 done.unfinished += 1;
                 continue;
+            };
+            match client.find(&experiment, HASH_TAG, &run.id)? {
+                Some(found) if found["info"]["status"] == "FINISHED" => done.already += 1,
+                stale => {
+                    // Left unfinished by a failed export: replaced whole.
+                    if let Some(stale) = stale {
+                        client.delete(stale["info"]["run_id"].as_str().unwrap_or_default())?;
+                    }
+                    export_run(&client, &experiment, &parent_id, run, local)?;
+                    done.children += 1;
+                }
             }
-            if client.find(&experiment, HASH_TAG, &run.id)?.is_some() {
-                done.already += 1;
-            } else {
-                export_run(&client, &experiment, &parent_id, run, results)?;
-                done.children += 1;
-            }
-            finished.push(run);
+            finished.push(local);
         }
         // The row's statistics over its finished seeds (re-logged: the latest value wins).
-        client.log(
-            &parent_id,
-            &[],
-            &row_metrics(&finished, results, &attribute)?,
-        )?;
+        client.log(&parent_id, &[], &row_metrics(&finished, &attribute))?;
         client.finish(&parent_id)?;
     }
-    let _ = std::fs::remove_file(md);
-    let _ = std::fs::remove_file(csv);
     Ok(done)
+}
+
+/// The tables and figures every parent carries, rendered in memory.
+struct Tables {
+    md: String,
+    csv: String,
+    figures: Vec<(String, Vec<u8>)>,
+}
+
+/// A finished run's files, read before any request.
+struct LocalRun {
+    run_json: Value,
+    test: Value,
+    metrics: String,
+    files: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl LocalRun {
+    fn read(folder: &Path) -> anyhow::Result<LocalRun> {
+        let read = |name: &str| {
+            std::fs::read(folder.join(name))
+                .with_context(|| format!("reading {}", folder.join(name).display()))
+        };
+        let files = ["run.json", "test.json", "predictions.csv", "metrics.jsonl"]
+            .into_iter()
+            .map(|f| Ok((f, read(f)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let text = |i: usize| String::from_utf8_lossy(&files[i].1).into_owned();
+        let run_json = serde_json::from_str(&text(0))
+            .with_context(|| format!("parsing {}", folder.join("run.json").display()))?;
+        let test = crate::outputs::read_report(folder)?
+            .with_context(|| format!("{}: no test.json", folder.display()))?;
+        Ok(LocalRun {
+            run_json,
+            test,
+            metrics: text(3),
+            files,
+        })
+    }
 }
 
 /// A table row and attribute: the parent run's identity.
 struct Row<'a> {
-    key: &'a str,
     label: &'a str,
     attribute: &'a str,
     method: &'a str,
 }
 
-/// The parent run of a row: the spec and the row as params, the tables and figures as
-/// artifacts.
-fn create_parent(
+/// A row's parent run gets the spec and the row as params, the tables and figures as
+/// artifacts (both idempotent: the same values, files overwritten).
+fn fill_parent(
     client: &Client,
-    experiment: &str,
+    parent: &Value,
     spec: &crate::sweep::Spec,
     row: &Row,
-    tables: [&Path; 2],
-    figures: Option<&Path>,
-) -> anyhow::Result<Value> {
-    let tags = vec![
-        (ROW_TAG.to_owned(), row.key.to_owned()),
-        ("mlflow.note.content".into(), spec.description.clone()),
-    ];
-    let name = format!("{} / {}", row.label, row.attribute);
-    let parent = client.create_run(experiment, &name, &tags)?;
-    let id = parent["info"]["run_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    tables: &Tables,
+) -> anyhow::Result<()> {
+    let id = parent["info"]["run_id"].as_str().unwrap_or_default();
     let mut params = params_of(&json!({"spec": serde_json::to_value(spec)?}));
     params.retain(|(k, _)| !k.starts_with("spec.runs"));
     params.push(("row.label".into(), row.label.to_owned()));
     params.push(("row.method".into(), row.method.to_owned()));
     params.push(("row.attribute".into(), row.attribute.to_owned()));
-    client.log(&id, &params, &[])?;
-    client.upload(&parent, tables[0], "table.md")?;
-    client.upload(&parent, tables[1], "table.csv")?;
-    for figure in figure_files(figures)? {
-        let name = figure
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        client.upload(&parent, &figure, &format!("figures/{name}"))?;
+    client.log(id, &params, &[])?;
+    client.upload(parent, tables.md.as_bytes(), "table.md")?;
+    client.upload(parent, tables.csv.as_bytes(), "table.csv")?;
+    for (name, bytes) in &tables.figures {
+        client.upload(parent, bytes, &format!("figures/{name}"))?;
     }
-    Ok(parent)
+    Ok(())
 }
 
 fn figure_files(figures: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
@@ -417,16 +501,10 @@ fn figure_files(figures: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Mean and std over seeds of each test metric of a row, with the number of seeds.
-fn row_metrics(
-    runs: &[&PlannedRun],
-    results: &Path,
-    attribute: &str,
-) -> anyhow::Result<Vec<Value>> {
+fn row_metrics(runs: &[&LocalRun], attribute: &str) -> Vec<Value> {
     let mut by_key: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for run in runs {
-        let test: Value = serde_json::from_str(&std::fs::read_to_string(
-            results.join(&run.folder).join("test.json"),
-        )?)?;
+        let test = &run.test;
         let mut values = Vec::new();
         flatten_numbers(
             "",
@@ -446,7 +524,7 @@ fn row_metrics(
             out.push(metric(&format!("test/{key}/std"), std, 0, time));
         }
     }
-    Ok(out)
+    out
 }
 
 fn export_run(
@@ -454,15 +532,8 @@ fn export_run(
     experiment: &str,
     parent: &str,
     run: &PlannedRun,
-    results: &Path,
+    local: &LocalRun,
 ) -> anyhow::Result<()> {
-    let folder = results.join(&run.folder);
-    let read = |name: &str| {
-        std::fs::read_to_string(folder.join(name))
-            .with_context(|| format!("reading {}", folder.join(name).display()))
-    };
-    let run_json: Value = serde_json::from_str(&read("run.json")?)?;
-    let test: Value = serde_json::from_str(&read("test.json")?)?;
     let tags = vec![
         ("mlflow.parentRunId".to_owned(), parent.to_owned()),
         (HASH_TAG.to_owned(), run.id.clone()),
@@ -476,7 +547,7 @@ fn export_run(
         ),
         (
             "mlflow.source.git.commit".to_owned(),
-            run_json["git_commit"]
+            local.run_json["git_commit"]
                 .as_str()
                 .map_or_else(git_commit, str::to_owned),
         ),
@@ -492,12 +563,13 @@ fn export_run(
         .to_owned();
     client.log(
         &id,
-        &params_of(&run_json),
-        &metrics_of(&read("metrics.jsonl")?, &test),
+        &params_of(&local.run_json),
+        &metrics_of(&local.metrics, &local.test),
     )?;
-    for file in ["run.json", "test.json", "predictions.csv", "metrics.jsonl"] {
-        client.upload(&created, &folder.join(file), file)?;
+    for (file, bytes) in &local.files {
+        client.upload(&created, bytes, file)?;
     }
+    // Last: a run is FINISHED on the server only once everything above is there.
     client.finish(&id)
 }
 

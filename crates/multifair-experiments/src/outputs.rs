@@ -23,6 +23,48 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     )
 }
 
+/// The report keys whose values are rates or AUCs, so within [0, 1] (or null).
+const UNIT_KEYS: [&str; 9] = [
+    "auc", "es_auc", "worst_group_auc", "auc_gap", "dpd", "deodds", "tpr", "fpr", "selection_rate",
+];
+
+/// The first rate or AUC in `value` outside [0, 1], as (JSON path, value).
+fn out_of_range(value: &Value, path: &str) -> Option<(String, f64)> {
+    match value {
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = format!("{path}.{k}");
+            match v.as_f64() {
+                Some(x) if UNIT_KEYS.contains(&k.as_str()) && !(0.0..=1.0).contains(&x) => {
+                    Some((here, x))
+                }
+                _ => out_of_range(v, &here),
+            }
+        }),
+        Value::Array(items) => (items.iter().enumerate())
+            .find_map(|(i, v)| out_of_range(v, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+/// A run's `test.json`: `None` when there is none yet; an error naming the file when it is
+/// torn (a kill mid-write on a filesystem without atomic renames, a hand edit) or holds a rate
+/// or AUC outside [0, 1]. Tables, figures and listings read run reports through this alone.
+pub fn read_report(folder: &Path) -> anyhow::Result<Option<Value>> {
+    let path = folder.join("test.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("{}: {e}", path.display()),
+    };
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not a whole report ({e}); rerun the run to rewrite it", path.display()))?;
+    anyhow::ensure!(value.is_object(), "{}: not a report object", path.display());
+    if let Some((at, x)) = out_of_range(&value, "") {
+        anyhow::bail!("{}: {} = {x} lies outside [0, 1]", path.display(), &at[1..]);
+    }
+    Ok(Some(value))
+}
+
 fn git_commit() -> Option<String> {
     let out = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])

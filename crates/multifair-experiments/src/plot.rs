@@ -378,11 +378,19 @@ fn read_json(path: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
+/// A run's valid report; a torn or out-of-range one is said and left out.
+fn read_report(folder: &Path) -> Option<Value> {
+    crate::outputs::read_report(folder)
+        .inspect_err(|e| eprintln!("left out of the figures: {e:#}"))
+        .ok()
+        .flatten()
+}
+
 /// The group names a manifest gives `attribute` (from any finished run), else none.
 fn group_names(results: &Path, plan: &Plan, attribute: &str) -> Vec<String> {
     plan.runs
         .iter()
-        .filter_map(|r| read_json(&results.join(&r.folder).join("test.json")))
+        .filter_map(|r| read_report(&results.join(&r.folder)))
         .find_map(|t| serde_json::from_value(t["group_names"][attribute].clone()).ok())
         .unwrap_or_default()
 }
@@ -469,7 +477,7 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         for label in &labels {
             let tests: Vec<Value> = runs(label, attribute)
                 .iter()
-                .filter_map(|r| read_json(&results.join(&r.folder).join("test.json")))
+                .filter_map(|r| read_report(&results.join(&r.folder)))
                 .collect();
             let mut per_group: BTreeMap<String, Vec<f64>> = BTreeMap::new();
             let mut per_modality: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();

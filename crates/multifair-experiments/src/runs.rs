@@ -20,7 +20,7 @@ pub enum Status {
     Running,
     /// Stopped after a checkpoint; rerunning resumes it.
     Interrupted,
-    /// Its log ends with an error.
+    /// Its log ends with an error, or its report is torn or out of range.
     Failed,
     /// Nothing written yet.
     Pending,
@@ -75,10 +75,6 @@ pub enum RunsFormat {
     Json,
 }
 
-fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
 fn line_of(run: &PlannedRun, out: &Path) -> RunLine {
     let folder = out.join(&run.folder);
     let epochs: Vec<Value> = std::fs::read_to_string(folder.join("metrics.jsonl"))
@@ -87,7 +83,10 @@ fn line_of(run: &PlannedRun, out: &Path) -> RunLine {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|l| l.get("step").is_none() && l["epoch"].is_u64())
         .collect();
-    let test = read_json(&folder.join("test.json")).filter(Value::is_object);
+    let (test, invalid) = match crate::outputs::read_report(&folder) {
+        Ok(test) => (test, None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     let last_log = std::fs::read_to_string(folder.join("train.log"))
         .ok()
         .and_then(|t| {
@@ -102,6 +101,7 @@ fn line_of(run: &PlannedRun, out: &Path) -> RunLine {
     });
     let (status, error) = match (RunLock::held(&folder), &test, last_log) {
         (Some(_), _, _) => (Status::Running, None),
+        _ if invalid.is_some() => (Status::Failed, invalid),
         (None, Some(_), _) => (Status::Finished, None),
         (None, None, Some(l)) if l.starts_with("error:") => (Status::Failed, Some(l)),
         _ if checkpointed => (Status::Interrupted, None),

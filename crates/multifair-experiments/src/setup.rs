@@ -66,6 +66,34 @@ fn hold_out(train: SplitIndex, share: f64, seed: u64) -> anyhow::Result<(SplitIn
     Ok((kept, held_out))
 }
 
+/// Refuses a split with fewer than two classes: training would learn one answer, and an AUC
+/// (the selection on validation, the report on test) is undefined.
+fn check_classes(split: &SplitIndex, classes: &[String]) -> anyhow::Result<()> {
+    let mut counts = vec![0usize; classes.len().max(1)];
+    for s in &split.samples {
+        if let Some(c) = counts.get_mut(s.label as usize) {
+            *c += 1;
+        }
+    }
+    let present: Vec<String> = (counts.iter().enumerate())
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| format!("{} ({n})", classes.get(c).map_or("?", String::as_str)))
+        .collect();
+    anyhow::ensure!(
+        present.len() >= 2,
+        "the {} split ({}) has {} of {} classes{}: every split needs at least two, or its AUC is undefined",
+        split.split.name(),
+        split.folder.display(),
+        present.len(),
+        classes.len(),
+        match present.is_empty() {
+            true => String::new(),
+            false => format!(", only {}", present.join(", ")),
+        }
+    );
+    Ok(())
+}
+
 /// The training split cut by `attribute`'s known codes, one split per group.
 fn group_splits(train: &SplitIndex, attribute: usize) -> Vec<(i64, SplitIndex)> {
     let mut by_group: std::collections::BTreeMap<i64, Vec<_>> = Default::default();
@@ -108,6 +136,9 @@ impl Run {
         let (kind, engine) = (config.dataset, &config.engine);
         let index = DatasetIndex::open(kind, &config.data_dir, BadFilePolicy::Fail)?;
         let [train_split, val_split, test_split] = index.train_val_test()?;
+        for split in [&train_split, &val_split, &test_split] {
+            check_classes(split, &index.schema.classes)?;
+        }
         let (train_split, holdout_split) = match method.holdout() {
             share if share > 0.0 => {
                 let (kept, held) = hold_out(train_split, share, config.seed)?;

@@ -88,14 +88,16 @@ pub fn load(results: &Path) -> anyhow::Result<Tables> {
     let seeds = plan.spec.seeds;
     let mut tests: BTreeMap<(String, String, usize), Value> = BTreeMap::new();
     for run in &plan.runs {
-        let path = results.join(&run.folder).join("test.json");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let test: Value = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
-            tests.insert(
-                (run.label.clone(), run.attribute.clone(), run.seed_index),
-                test,
-            );
+        // A torn or out-of-range report is said and left out, as a missing one is.
+        match crate::outputs::read_report(&results.join(&run.folder)) {
+            Ok(Some(test)) => {
+                tests.insert(
+                    (run.label.clone(), run.attribute.clone(), run.seed_index),
+                    test,
+                );
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("left out of the tables: {e:#}"),
         }
     }
     let labels: Vec<(String, String)> = plan

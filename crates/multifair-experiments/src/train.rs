@@ -90,12 +90,10 @@ fn mix(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `out/test.json` when it parses (a torn one left by a kill or a full disk does not).
+/// `out/test.json` when it is a whole, valid report (a torn one left by a kill or a full disk
+/// is not).
 pub fn finished_report(out: &Path) -> Option<Value> {
-    let text = std::fs::read_to_string(out.join("test.json")).ok()?;
-    serde_json::from_str::<Value>(&text)
-        .ok()
-        .filter(Value::is_object)
+    crate::outputs::read_report(out).ok().flatten()
 }
 
 /// Steps between host reads of the training loss.
@@ -287,7 +285,7 @@ impl PendingLosses {
                     ),
                 };
                 bail!(
-                    "loss is {loss} at epoch {} step {step} (batch {b} of the epoch); the run stops here ({saved})",
+                    "diverged at epoch {} (loss {loss} at step {step}, batch {b} of the epoch); the run stops here ({saved})",
                     epoch + 1
                 );
             }
@@ -465,7 +463,19 @@ impl Run {
     ) -> anyhow::Result<(bool, EpochEnd)> {
         let (out, started) = (logs.out, logs.started);
         let (config, steps_per_epoch) = (&self.config, self.train.len());
-        let (score, val) = self.validate(&self.score(model.into(), &self.val, None)?)?;
+        let scored = self.score(model.into(), &self.val, None)?;
+        if scored.probs.iter().flatten().any(|p| !p.is_finite()) {
+            let saved = match epoch {
+                0 => "no epoch had finished, so there is no checkpoint".to_owned(),
+                _ => format!("epoch {epoch}'s checkpoint is in {}", out.join("checkpoint").display()),
+            };
+            bail!(
+                "diverged at epoch {} (its validation predictions are not finite; training loss {}); the run stops here ({saved})",
+                epoch + 1,
+                log.train_loss
+            );
+        }
+        let (score, val) = self.validate(&scored)?;
         let holdout = match &self.holdout {
             Some(loader) => Some(head_losses(&self.score(model.into(), loader, None)?)),
             None => None,
