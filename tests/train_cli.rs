@@ -468,7 +468,7 @@ fn a_diverging_run_stops_naming_epoch_step_and_batch() {
         "{err}"
     );
     assert!(
-        err.contains("(batch ") && err.contains("no epoch had finished"),
+        err.contains(", batch ") && err.contains("no epoch had finished"),
         "{err}"
     );
     assert!(!out.join("test.json").exists());

@@ -7,7 +7,7 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
-use multifair_core::{DeviceBatch, Features, Phases, REGISTRY, Setup, create};
+use multifair_core::{DeviceBatch, REGISTRY, Setup, create, model_for_steps};
 use multifair_models::ModalityInput;
 use multifair_models::presets::ModelSize;
 
@@ -49,25 +49,7 @@ fn bench(c: &mut Criterion) {
             classes: 2,
         };
         method.prepare(&setup).unwrap();
-        let model = config.clone().with_readout(method.readout(&setup)).init(&device);
-        if method.phases() == Phases::Teachers {
-            let teachers = (kinds.iter())
-                .map(|k| ModelSize::Tiny.model(&[*k], size, slices, 0, 2).init(&device))
-                .collect();
-            method.teachers(teachers);
-        }
-        if method.feature_share() > 0.0 {
-            let p = config.fusion_dim;
-            let tokens = (0..2)
-                .map(|_| (0..b).map(|i| vec![i as f32 / b as f32; p]).collect())
-                .collect();
-            let features = Features {
-                tokens,
-                available: vec![vec![true; b]; 2],
-                labels: labels.clone(),
-            };
-            method.features(0, features).unwrap();
-        }
+        let model = model_for_steps(method.as_mut(), &config, &setup, &device).unwrap();
         group.bench_function(info.name, |bencher| {
             bencher.iter(|| {
                 for _ in 0..method.substeps() {

@@ -65,7 +65,7 @@ impl Valid {
         };
         match ok {
             true => Ok(()),
-            false => Err(format!("{key}={value}: must be {want}")),
+            false => Err(format!("{key}: must be {want}, not {value}")),
         }
     }
 }
@@ -173,8 +173,8 @@ mod tests {
         let e = Example::from_value(&serde_json::json!({"ex_on": "yes"})).unwrap_err();
         assert!(e.starts_with("ex_on: invalid type"), "{e}");
         let e = Example::from_value(&serde_json::json!({"ex_rate": 1.5})).unwrap_err();
-        assert_eq!(e, "ex_rate=1.5: must be in [0, 1]");
-        assert_eq!(Valid::Positive.check("k", 0.0).unwrap_err(), "k=0: must be a finite number > 0");
+        assert_eq!(e, "ex_rate: must be in [0, 1], not 1.5");
+        assert_eq!(Valid::Positive.check("k", 0.0).unwrap_err(), "k: must be a finite number > 0, not 0");
         assert!(Valid::NonNegative.check("k", f64::NAN).is_err() && Valid::Fraction.check("k", 1.0).is_err());
         assert_eq!(Example::HPARAMS[1].key, "ex_on");
         assert_eq!(Example::HPARAMS[0].doc, " A rate.");

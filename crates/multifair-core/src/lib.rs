@@ -337,6 +337,48 @@ pub struct EpochEnd {
     pub holdout: Option<Vec<f64>>,
 }
 
+/// A model from `config` ready for `method`'s steps outside a run (timing, benchmarks, tests):
+/// read out as the method asks, and with what a run would hand it first — fresh teachers (one
+/// single-modality model per encoder) and prototypes of made-up tokens of every class. A real
+/// run hands over trained teachers and real tokens. (UME's step on it trains its members side
+/// by side, as its runs do one at a time.)
+pub fn model_for_steps(
+    method: &mut dyn Method,
+    config: &multifair_models::ModelConfig,
+    setup: &Setup,
+    device: &Device,
+) -> Result<MultimodalModel, String> {
+    let config = config.clone().with_readout(method.readout(setup));
+    if method.phases() == Phases::Teachers {
+        let teachers = (config.modalities.iter())
+            .map(|m| {
+                let one = multifair_models::ModelConfig {
+                    modalities: vec![m.clone()],
+                    fusion_layers: 0,
+                    readout: Readout::Fused,
+                    ..config.clone()
+                };
+                one.init(device)
+            })
+            .collect();
+        method.teachers(teachers);
+    }
+    if method.feature_share() > 0.0 {
+        let (m, n, p) = (config.modalities.len(), 4 * setup.classes, config.fusion_dim);
+        let labels: Vec<u8> = (0..n).map(|i| (i % setup.classes) as u8).collect();
+        let tokens = (0..m)
+            .map(|j| (0..n).map(|i| vec![((i + j) % 5) as f32 / 5.0; p]).collect())
+            .collect();
+        let features = Features {
+            tokens,
+            available: vec![vec![true; n]; m],
+            labels,
+        };
+        method.features(0, features)?;
+    }
+    Ok(config.init(device))
+}
+
 /// A method's state struct as checkpoint JSON.
 pub fn write_state(state: &impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(state).expect("method state serialises")

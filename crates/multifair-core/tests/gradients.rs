@@ -5,7 +5,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
-use multifair_core::{DeviceBatch, Features, Method, MethodInfo, Phases, REGISTRY, Setup, create};
+use multifair_core::{DeviceBatch, Method, MethodInfo, Phases, REGISTRY, Setup, create, model_for_steps};
 use multifair_models::presets::ModelSize;
 use multifair_models::{EncoderConfig, ModalityInput, MultimodalModel};
 
@@ -85,31 +85,8 @@ fn prepared(
     if method.fair_norm() {
         config.fin_groups = Some(3);
     }
-    config = config.with_readout(method.readout(&setup));
-    if method.phases() == Phases::Teachers {
-        let teachers = (kinds.iter())
-            .map(|k| ModelSize::Tiny.model(&[*k], 16, 3, 0, classes).init(device))
-            .collect();
-        method.teachers(teachers);
-    }
-    if method.feature_share() > 0.0 {
-        // Tokens of every class for the prototypes.
-        let labels: Vec<u8> = (0..12).map(|i| (i % classes) as u8).collect();
-        let tokens = (0..kinds.len())
-            .map(|j| {
-                (0..12)
-                    .map(|i| (0..config.fusion_dim).map(|d| ((i * 7 + d * 3 + j) % 5) as f32 / 5.0).collect())
-                    .collect()
-            })
-            .collect();
-        let features = Features {
-            tokens,
-            available: vec![vec![true; 12]; kinds.len()],
-            labels,
-        };
-        method.features(0, features)?;
-    }
-    Ok((method, config.init(device)))
+    let model = model_for_steps(method.as_mut(), &config, &setup, device)?;
+    Ok((method, model))
 }
 
 /// One step, checked to give a finite loss and finite statistics; its gradients.

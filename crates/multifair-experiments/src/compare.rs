@@ -37,6 +37,10 @@ pub fn spec(options: &CompareOptions, dataset: DatasetKind) -> anyhow::Result<Sp
         !options.methods.is_empty() && options.seeds > 0,
         "compare needs at least one method and one seed"
     );
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(m) = options.methods.iter().find(|m| !seen.insert(*m)) {
+        anyhow::bail!("'{m}' appears twice in --methods: each method is one row");
+    }
     let mut set = BTreeMap::new();
     let mut rows: Vec<SpecRow> = (options.methods.iter())
         .map(|m| SpecRow {

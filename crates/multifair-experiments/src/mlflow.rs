@@ -43,10 +43,15 @@ const FIRST_WAIT: Duration = Duration::from_millis(500);
 
 impl Client {
     fn new(uri: &str) -> Self {
+        Self::with_timeouts(uri, Duration::from_secs(10), Duration::from_secs(120))
+    }
+
+    /// A client whose requests connect within `connect` and end within `whole`.
+    fn with_timeouts(uri: &str, connect: Duration, whole: Duration) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(120)))
+            .timeout_connect(Some(connect))
+            .timeout_global(Some(whole))
             .build();
         Client {
             base: uri.trim_end_matches('/').to_owned(),
@@ -137,7 +142,7 @@ impl Client {
 
     /// The run of `experiment` whose tag `key` is `value`.
     fn find(&self, experiment: &str, key: &str, value: &str) -> anyhow::Result<Option<Value>> {
-        let filter = format!("tags.`{key}` = '{value}'");
+        let filter = format!("tags.`{key}` = '{}'", value.replace('\\', "\\\\").replace('\'', "\\'"));
         let found = self.ok(
             "POST",
             "runs/search",
@@ -576,6 +581,51 @@ fn export_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A server that accepts and never answers makes a request fail within the client's
+    /// bound (tries x whole-call timeout + the backoff); one that answers 503 twice and then
+    /// 200 is retried to success.
+    #[test]
+    fn requests_time_out_and_retry_5xx_with_backoff() {
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!("http://{}", silent.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in silent.incoming().take(TRIES as usize) {
+                held.push(stream); // accepted, never answered
+            }
+            std::thread::sleep(Duration::from_secs(30));
+        });
+        let client = Client::with_timeouts(&uri, Duration::from_millis(300), Duration::from_millis(300));
+        let start = std::time::Instant::now();
+        let e = client.call("GET", "experiments/get-by-name", &json!({})).unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+        assert!(format!("{e:#}").contains("tried 4 times"), "{e:#}");
+
+        let flaky = TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!("http://{}", flaky.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for (i, stream) in flaky.incoming().take(3).enumerate() {
+                let mut stream = stream.unwrap();
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let (status, body) = match i {
+                    0 | 1 => ("503 Service Unavailable", "{}"),
+                    _ => ("200 OK", "{\"ok\": true}"),
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(reply.as_bytes()).unwrap();
+            }
+        });
+        let client = Client::with_timeouts(&uri, Duration::from_secs(2), Duration::from_secs(5));
+        let (status, value) = client.call("POST", "runs/update", &json!({})).unwrap();
+        assert_eq!((status, value), (200, json!({"ok": true})));
+    }
 
     #[test]
     fn keys_are_sanitised_and_values_cut_to_the_limits() {

@@ -174,6 +174,37 @@ impl Optimizers {
     }
 }
 
+/// What one batch's training leaves: each sub-step's loss (on the device) and the last
+/// sub-step's statistics.
+pub struct Stepped {
+    pub losses: Vec<Tensor<1>>,
+    pub stats: std::collections::BTreeMap<String, f64>,
+}
+
+/// One batch's training, the same in runs and timings: the method's step (each of its
+/// sub-steps), clipping, and every optimizer at the schedule's `factor`.
+pub fn train_step(
+    config: &TrainConfig,
+    optim: &mut Optimizers,
+    factor: f64,
+    method: &mut dyn multifair_core::Method,
+    mut model: MultimodalModel,
+    batch: &multifair_core::DeviceBatch,
+) -> (MultimodalModel, Stepped) {
+    let mut stepped = Stepped {
+        losses: Vec::new(),
+        stats: Default::default(),
+    };
+    for _ in 0..method.substeps() {
+        let mut output = method.step(&model, batch);
+        clip_gradients(config, &model, &mut output.grads);
+        model = optim.step(config, factor, model, output.grads, output.encoder_steps.as_deref());
+        stepped.losses.push(output.loss);
+        stepped.stats = output.stats;
+    }
+    (model, stepped)
+}
+
 /// The learning-rate schedule: a factor on every group's base rate. `constant`, `step`
 /// (StepLR, per epoch), `cosine` (to 0, per step) and `plateau` (ReduceLROnPlateau on the
 /// validation loss, per epoch), each after an optional linear warm-up.

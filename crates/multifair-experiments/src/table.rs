@@ -286,7 +286,8 @@ pub fn markdown(t: &Tables) -> String {
     let mut out = format!("# {}\n\n{NOTE}\n", t.name);
     for table in &t.tables {
         let _ = writeln!(out, "\n## {}\n", table.attribute);
-        let header: Vec<&str> = table.columns.iter().map(|c| c.label.as_str()).collect();
+        // A manifest's group names reach the headers: a `|` would split a cell.
+        let header: Vec<String> = table.columns.iter().map(|c| c.label.replace('|', "\\|")).collect();
         let _ = writeln!(out, "| method | {} |", header.join(" | "));
         let _ = writeln!(out, "|---|{}", "---|".repeat(header.len()));
         for (label, _, cells) in table.shown() {

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::config::{Request, TrainConfig};
 use crate::device::DeviceSpec;
-use crate::optim::{Optimizers, clip_gradients};
+use crate::optim::{Optimizers, train_step};
 
 /// What to time.
 #[derive(Debug, Clone)]
@@ -105,19 +105,25 @@ pub fn time_steps(t: &StepTiming) -> anyhow::Result<StepReport> {
     let mut method =
         multifair_core::create(&t.method, &config.hparams).map_err(anyhow::Error::msg)?;
     let modalities = [("slo", "image"), ("oct", "volume")];
-    method
-        .prepare(&Setup {
-            modalities: 2,
-            attributes: vec!["gender".into()],
-            attribute: 0,
-            group_counts: vec![t.batch.div_ceil(2), t.batch / 2],
-            unknown: 0,
-            classes: 2,
-        })
-        .map_err(|e| anyhow::anyhow!("{}: {e}", t.method))?;
-    let mut model = (t.model)
-        .model(&modalities, t.image_size, t.slices, 0, 2)
-        .init(&device);
+    let setup = Setup {
+        modalities: 2,
+        attributes: vec!["gender".into()],
+        attribute: 0,
+        group_counts: vec![t.batch.div_ceil(2), t.batch / 2],
+        unknown: 0,
+        classes: 2,
+    };
+    let error = |e: String| anyhow::anyhow!("{}: {e}", t.method);
+    method.prepare(&setup).map_err(error)?;
+    let model_config = (t.model).model(&modalities, t.image_size, t.slices, 0, 2);
+    // The sizes `train` accepts, checked the same way.
+    for (_, encoder) in &model_config.modalities {
+        encoder
+            .check_inputs(config.engine.max_tokens)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let mut model = multifair_core::model_for_steps(method.as_mut(), &model_config, &setup, &device)
+        .map_err(error)?;
     let (b, size) = (t.batch, t.image_size);
     let labels: Vec<u8> = (0..b).map(|i| (i % 2) as u8).collect();
     let groups: Vec<i64> = (0..b as i64).map(|i| (i / 2) % 2).collect();
@@ -129,16 +135,9 @@ pub fn time_steps(t: &StepTiming) -> anyhow::Result<StepReport> {
     let batch = DeviceBatch::new(inputs, &labels, vec![groups], 0, &device);
     let mut optim = Optimizers::new(&config);
     let mut step = |model: multifair_models::MultimodalModel| -> anyhow::Result<_> {
-        let mut output = method.step(&model, &batch);
-        clip_gradients(&config, &model, &mut output.grads);
-        let loss = output.loss.clone().into_scalar::<f32>() as f64;
-        let model = optim.step(
-            &config,
-            1.0,
-            model,
-            output.grads,
-            output.encoder_steps.as_deref(),
-        );
+        let (model, stepped) = train_step(&config, &mut optim, 1.0, method.as_mut(), model, &batch);
+        let last = stepped.losses.last().expect("a step").clone();
+        let loss = last.into_scalar::<f32>() as f64;
         anyhow::ensure!(loss.is_finite(), "a non-finite loss in {:?}", t.dtype);
         Ok((model, loss))
     };
@@ -187,5 +186,28 @@ mod tests {
         .unwrap();
         assert!(report.seconds_per_step > 0.0 && report.last_loss.is_finite());
         assert!(report.peak_rss_mib.is_some_and(|m| m > 1.0), "{report:?}");
+    }
+
+    /// The sizes `train` refuses are refused here too, and every method times, MLA's
+    /// sub-steps and UMT's teachers included.
+    #[test]
+    fn sizes_are_checked_as_train_checks_them_and_every_method_times() {
+        let timing = |method: &str, image_size| StepTiming {
+            model: ModelSize::Tiny,
+            method: method.into(),
+            batch: 4,
+            image_size,
+            slices: 2,
+            steps: 1,
+            device: DeviceSpec::Flex,
+            seed: 0,
+            dtype: Precision::F32,
+        };
+        let e = time_steps(&timing("erm", 17)).unwrap_err().to_string();
+        assert!(e.contains("--set image_size=17: must be a positive multiple"), "{e}");
+        for method in ["mla", "umt", "pmr", "domain_ind", "ume"] {
+            let report = time_steps(&timing(method, 16)).unwrap();
+            assert!(report.last_loss.is_finite(), "{method}");
+        }
     }
 }

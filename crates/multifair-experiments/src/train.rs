@@ -23,7 +23,7 @@ use crate::checkpoint::{Checkpoint, CheckpointState, truncate_metrics};
 pub use crate::config::TrainConfig;
 use crate::diagnostics::diagnose;
 use crate::durable::{self, RunLock};
-use crate::optim::{Optimizers, clip_gradients};
+use crate::optim::{Optimizers, train_step};
 use crate::phases;
 use crate::score::{Scored, Scorer, mean_loss};
 use crate::setup::Run;
@@ -389,23 +389,13 @@ impl Run {
             let every = config.engine.diagnostics_every;
             let before =
                 (every > 0 && (step + 1) % every == 0).then(|| (model.clone(), optim.clone()));
-            // One optimizer step per sub-step (MLA steps each modality in turn); the last
-            // sub-step's statistics are the batch's.
-            let mut stats = BTreeMap::new();
-            for _ in 0..method.substeps() {
-                let mut output = method.step(&model, &batch);
-                clip_gradients(config, &model, &mut output.grads);
-                model = optim.step(
-                    config,
-                    factor,
-                    model,
-                    output.grads,
-                    output.encoder_steps.as_deref(),
-                );
-                pending.losses.push((step, b, output.loss));
+            let (next, stepped) = train_step(config, optim, factor, method, model, &batch);
+            model = next;
+            for loss in stepped.losses {
+                pending.losses.push((step, b, loss));
                 steps += 1;
-                stats = output.stats;
             }
+            let mut stats = stepped.stats;
             if let Some(segment) = segment.as_mut() {
                 segment.add(&model, 1.0);
             }
