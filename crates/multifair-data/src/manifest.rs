@@ -427,9 +427,8 @@ impl Table {
         let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         match extension {
             "csv" => {
-                let mut reader = csv::ReaderBuilder::new()
-                    .from_path(path)
-                    .map_err(|e| error(format!("cannot read: {e}")))?;
+                let bytes = std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))?;
+                let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
                 let columns: Vec<String> = reader
                     .headers()
                     .map_err(|e| error(format!("header: {e}")))?
@@ -445,7 +444,14 @@ impl Table {
                 let mut rows = Vec::new();
                 for record in reader.records() {
                     let record = record.map_err(|e| error(e.to_string()))?;
-                    let line = record.position().map_or(0, |p| p.line() as usize);
+                    // Counted from the record's byte offset: csv's own line count is off with
+                    // Windows line endings.
+                    // A record's offset can point at the line ending before it.
+                    let mut start = record.position().map_or(0, |p| p.byte() as usize);
+                    while matches!(bytes.get(start), Some(b'\r' | b'\n')) {
+                        start += 1;
+                    }
+                    let line = 1 + bytes[..start].iter().filter(|&&b| b == b'\n').count();
                     rows.push((line, record.iter().map(str::to_owned).collect()));
                 }
                 Ok(Table {

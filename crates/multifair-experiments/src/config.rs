@@ -139,7 +139,7 @@ hparams! {
         /// The transformers' linear layers: fused (one recorded operation, the weight gradient
         /// one product over all rows) or burn (its Linear; runs made before fused).
         linear_op as "linear_op": LinearOp = LinearOp::Fused, Range::Fixed;
-        /// Loader threads.
+        /// Loader threads (0: batches are read in the training thread).
         workers as "workers": usize = 2, Range::Fixed;
         /// Image and B-scan size in pixels (the paper size: 224).
         image_size as "image_size": usize = ModelSize::Tiny.inputs().0, Range::Fixed;
