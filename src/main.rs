@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use multifair_experiments::durable::{LOCKED_EXIT, Locked};
+use multifair_engine::durable::{LOCKED_EXIT, Locked};
 
 fn main() -> ExitCode {
     // A closed pipe (`multifair evaluate ... | head -1`) ends the program quietly, as it does
@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    match multifair_experiments::cli::run() {
+    match multifair_lab::cli::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

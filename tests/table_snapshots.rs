@@ -6,13 +6,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use multifair_experiments::table::{Format, load, render};
+use multifair_lab::table::{Format, load, render};
 
 fn results() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results-mini")
 }
 
-fn tables() -> multifair_experiments::table::Tables {
+fn tables() -> multifair_lab::table::Tables {
     load(&results()).unwrap()
 }
 

@@ -10,7 +10,7 @@ use multifair_data::cohort::{self, CohortConfig};
 use multifair_data::synthetic::{SyntheticConfig, generate};
 use multifair_data::{DatasetKind, manifest};
 
-use crate::profile::Profile;
+use multifair_engine::profile::Profile;
 use crate::sweep::{Overrides, Spec, sweep_local};
 use crate::table::Format;
 
@@ -124,7 +124,7 @@ pub fn reproduce(
     let tables = crate::table::load(out)?;
     for format in Format::ALL {
         let path = out.join(format!("table.{}", format.extension()));
-        crate::durable::write(&path, crate::table::render(&tables, format)?.as_bytes())?;
+        multifair_engine::durable::write(&path, crate::table::render(&tables, format)?.as_bytes())?;
     }
     let written = crate::plot::plot(out, figures)?;
     eprintln!(

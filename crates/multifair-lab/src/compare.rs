@@ -9,7 +9,7 @@ use anyhow::ensure;
 use multifair_data::DatasetKind;
 use multifair_models::presets::ModelSize;
 
-use crate::device::DeviceSpec;
+use multifair_engine::device::DeviceSpec;
 use crate::sweep::{Overrides, Spec, SpecRow, sweep_local};
 use crate::table::Format;
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::durable;
-use crate::evaluate::{PredictionTable, report_json};
+use crate::report::{PredictionTable, report_json};
 use crate::score::{Scored, Scorer};
 use crate::setup::Run;
 

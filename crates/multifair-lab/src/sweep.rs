@@ -19,10 +19,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Request, TrainConfig};
-use crate::device::DeviceSpec;
-use crate::durable::{LOCKED_EXIT, RunLock};
-use crate::profile::Profile;
+use multifair_engine::config::{Request, TrainConfig};
+use multifair_engine::device::DeviceSpec;
+use multifair_engine::durable::{LOCKED_EXIT, RunLock};
+use multifair_engine::profile::Profile;
 
 /// One row of a spec: a label, a registered method and its `--set` pairs.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -148,7 +148,7 @@ impl Spec {
             self.seeds
         );
         if let Some(keys) = &self.tune {
-            let known = crate::config::known_keys();
+            let known = multifair_engine::config::known_keys();
             for key in keys {
                 ensure!(
                     known.contains(&key.as_str()),
@@ -204,7 +204,7 @@ impl PlannedRun {
     /// Whether the run has finished: its `test.json` parses (a torn or empty one left by a
     /// kill or a full disk does not count).
     pub fn finished(&self, out: &Path) -> bool {
-        crate::train::finished_report(&out.join(&self.folder)).is_some()
+        multifair_engine::train::finished_report(&out.join(&self.folder)).is_some()
     }
 
     /// The `multifair train` arguments of this run, writing under `out`.
@@ -378,7 +378,7 @@ pub fn command_line(run: &PlannedRun, out: &Path) -> anyhow::Result<String> {
 /// Writes `out/sweep.json` and returns the runs still to do.
 pub fn write_plan(plan: &Plan, out: &Path) -> anyhow::Result<Vec<PlannedRun>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    crate::outputs::write_json(&out.join("sweep.json"), plan)?;
+    multifair_engine::run_dir::write_json(&out.join("sweep.json"), plan)?;
     Ok(plan
         .runs
         .iter()
@@ -603,9 +603,9 @@ pub fn emit(
         Emit::Slurm => {
             let commands = out.join("commands.txt");
             let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-            crate::durable::write(&commands, text.as_bytes())?;
+            multifair_engine::durable::write(&commands, text.as_bytes())?;
             let script = out.join("sweep.sbatch");
-            crate::durable::write(
+            multifair_engine::durable::write(
                 &script,
                 slurm_script(name, &commands, lines.len(), jobs).as_bytes(),
             )?;

@@ -89,7 +89,7 @@ pub fn load(results: &Path) -> anyhow::Result<Tables> {
     let mut tests: BTreeMap<(String, String, usize), Value> = BTreeMap::new();
     for run in &plan.runs {
         // A torn or out-of-range report is said and left out, as a missing one is.
-        match crate::outputs::read_report(&results.join(&run.folder)) {
+        match multifair_engine::run_dir::read_report(&results.join(&run.folder)) {
             Ok(Some(test)) => {
                 tests.insert(
                     (run.label.clone(), run.attribute.clone(), run.seed_index),

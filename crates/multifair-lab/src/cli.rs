@@ -9,13 +9,13 @@ use multifair_data::{BadFilePolicy, DatasetIndex, DatasetKind};
 use multifair_metrics::BootstrapConfig;
 use multifair_models::presets::ModelSize;
 
-use crate::config::{Request, TrainConfig};
-use crate::device::{self, DeviceSpec};
-use crate::evaluate::{PredictionTable, report_json};
-use crate::profile::Profile;
+use multifair_engine::config::{Request, TrainConfig};
+use multifair_engine::device::{self, DeviceSpec};
+use multifair_engine::report::{PredictionTable, report_json};
+use multifair_engine::profile::Profile;
 use crate::sweep::Emit;
 use crate::table::Format;
-use crate::train::{RunOptions, train};
+use multifair_engine::train::{RunOptions, train};
 
 #[derive(Parser)]
 #[command(
@@ -187,7 +187,7 @@ enum Command {
     },
     /// Trains one method on one dataset and writes run.json, metrics.jsonl, test.json,
     /// predictions.csv, model.safetensors and a resumable checkpoint to --out.
-    #[command(after_long_help = crate::config::keys_help())]
+    #[command(after_long_help = multifair_engine::config::keys_help())]
     Train {
         /// fairvision, fairvlmed, harvard-gf or manifest (see datasets/manifest.md).
         #[arg(long, value_enum)]
@@ -263,7 +263,7 @@ enum Command {
         /// The whole model's float type (burn has no autocast: bf16 and f16 are half-precision
         /// models, not mixed precision).
         #[arg(long, value_enum, default_value = "f32")]
-        dtype: crate::timing::Precision,
+        dtype: multifair_engine::timing::Precision,
     },
     /// Runs a small forward and backward pass on a device and compares it with the closed form.
     CheckDevice {
@@ -516,7 +516,7 @@ pub fn run() -> anyhow::Result<()> {
         } => {
             let text = crate::table::render(&crate::table::load(&results)?, format)?;
             match out {
-                Some(path) => crate::durable::write(&path, text.as_bytes())?,
+                Some(path) => multifair_engine::durable::write(&path, text.as_bytes())?,
                 None => print!("{text}"),
             }
             Ok(())
@@ -663,7 +663,7 @@ pub fn run() -> anyhow::Result<()> {
             dtype,
         } => {
             let (size, depth) = model.inputs();
-            let report = crate::timing::time_steps(&crate::timing::StepTiming {
+            let report = multifair_engine::timing::time_steps(&multifair_engine::timing::StepTiming {
                 model,
                 method,
                 batch,

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::durable::RunLock;
+use multifair_engine::durable::RunLock;
 use crate::sweep::{Plan, PlannedRun};
 
 /// A run's state, read off its folder.
@@ -83,7 +83,7 @@ fn line_of(run: &PlannedRun, out: &Path) -> RunLine {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|l| l.get("step").is_none() && l["epoch"].is_u64())
         .collect();
-    let (test, invalid) = match crate::outputs::read_report(&folder) {
+    let (test, invalid) = match multifair_engine::run_dir::read_report(&folder) {
         Ok(test) => (test, None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };

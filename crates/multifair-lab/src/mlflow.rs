@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::sweep::{Plan, PlannedRun};
-use crate::tensorboard::{flatten_leaves, flatten_numbers};
+use multifair_engine::tensorboard::{flatten_leaves, flatten_numbers};
 
 /// MLflow's limits: entities per `log-batch` call, parameter value length, key length.
 const MAX_METRICS: usize = 1000;
@@ -449,7 +449,7 @@ impl LocalRun {
         let text = |i: usize| String::from_utf8_lossy(&files[i].1).into_owned();
         let run_json = serde_json::from_str(&text(0))
             .with_context(|| format!("parsing {}", folder.join("run.json").display()))?;
-        let test = crate::outputs::read_report(folder)?
+        let test = multifair_engine::run_dir::read_report(folder)?
             .with_context(|| format!("{}: no test.json", folder.display()))?;
         Ok(LocalRun {
             run_json,

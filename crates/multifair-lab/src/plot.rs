@@ -380,7 +380,7 @@ fn read_json(path: &Path) -> Option<Value> {
 
 /// A run's valid report; a torn or out-of-range one is said and left out.
 fn read_report(folder: &Path) -> Option<Value> {
-    crate::outputs::read_report(folder)
+    multifair_engine::run_dir::read_report(folder)
         .inspect_err(|e| eprintln!("left out of the figures: {e:#}"))
         .ok()
         .flatten()

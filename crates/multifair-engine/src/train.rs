@@ -93,7 +93,7 @@ fn mix(a: u64, b: u64) -> u64 {
 /// `out/test.json` when it is a whole, valid report (a torn one left by a kill or a full disk
 /// is not).
 pub fn finished_report(out: &Path) -> Option<Value> {
-    crate::outputs::read_report(out).ok().flatten()
+    crate::run_dir::read_report(out).ok().flatten()
 }
 
 /// Steps between host reads of the training loss.

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{Engine, Selection};
+use multifair_engine::config::{Engine, Selection};
 use crate::sweep::{Emit, Overrides, Plan, Spec, SpecRow, emit, plan, sweep_local, write_plan};
 
 /// Engine keys tuned when a spec does not list its own (`tune = [...]`).
@@ -112,7 +112,7 @@ pub fn trial_spec(spec: &Spec, trials: usize) -> anyhow::Result<Spec> {
 /// `metrics.jsonl` only (higher is better; DTO negated). `None` until the trial has finished
 /// (its `test.json` parses): a trial still training never competes.
 pub fn trial_score(folder: &Path, selection: Selection) -> Option<f64> {
-    crate::train::finished_report(folder)?;
+    multifair_engine::train::finished_report(folder)?;
     let text = std::fs::read_to_string(folder.join("metrics.jsonl")).ok()?;
     let selected = text
         .lines()
@@ -310,12 +310,12 @@ pub fn tune(
                 .insert(key.clone(), toml::Value::String(value.clone()));
         }
     }
-    crate::outputs::write_json(&out.join("tuned.json"), &chosen)?;
+    multifair_engine::run_dir::write_json(&out.join("tuned.json"), &chosen)?;
     if phase(&tuned, data, &overrides, out, jobs, emitting)?.is_none() {
         return Ok(None);
     }
     let text = report(out, &chosen, &trials_spec)?;
-    crate::durable::write(&out.join("tuned.md"), text.as_bytes())?;
+    multifair_engine::durable::write(&out.join("tuned.md"), text.as_bytes())?;
     Ok(Some(text))
 }
 

@@ -14,7 +14,7 @@ use multifair_models::{ModalityInput, MultimodalModel};
 use serde_json::{Value, json};
 
 use crate::config::Selection;
-use crate::evaluate::macro_mean;
+use crate::report::macro_mean;
 use crate::setup::Run;
 
 /// A split's predictions: fused and each modality's auxiliary class probabilities, labels and
