@@ -36,6 +36,18 @@ pub fn shown(text: &str) -> String {
     format!("{}... ({} bytes)", &text[..cut], text.len())
 }
 
+/// The golden ratio's 64-bit constant: the step between SplitMix64's states.
+pub const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's finaliser: every bit of `z` reaches every bit of the result, so nearby
+/// inputs (seeds, epochs, indices) give unrelated streams. The one mixer of seeds in the
+/// workspace; callers combine their inputs into `z`.
+pub fn splitmix64(z: u64) -> u64 {
+    let z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Checks that `name` can be one folder name under an output folder: 1 to 128 bytes of
 /// letters, digits and `-_.+=,@`, not starting with a dot — so no separator, no `..`, no
 /// absolute path, no hidden or control character. `what` names the field in the error.

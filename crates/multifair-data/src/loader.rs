@@ -164,14 +164,9 @@ pub struct Loader {
     shared: Arc<Shared>,
 }
 
+/// The stream of seed `a` at epoch `b`: distinct streams for nearby seeds and epochs.
 fn mix(a: u64, b: u64) -> u64 {
-    // SplitMix64 finaliser over the pair: distinct streams for nearby seeds and epochs.
-    let mut z = a
-        .wrapping_add(b.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::splitmix64(a.wrapping_add(b.wrapping_mul(crate::GOLDEN)).wrapping_add(crate::GOLDEN))
 }
 
 impl Loader {

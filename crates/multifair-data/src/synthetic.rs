@@ -358,7 +358,7 @@ pub fn generate(config: &SyntheticConfig, out: &Path) -> std::io::Result<Meta> {
         for _ in 0..n {
             // One generator per sample: any sample can be regenerated alone.
             let mut rng = ChaCha8Rng::seed_from_u64(
-                config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                config.seed ^ (index as u64).wrapping_mul(crate::GOLDEN),
             );
             let p = patient(kind, &mut rng);
             let easy = easy_severity(config, &p, &mut rng);

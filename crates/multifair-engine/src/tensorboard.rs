@@ -1,8 +1,8 @@
 //! TensorBoard event files written while a run trains (`RUN/tb/events.out.tfevents.*`): scalars
 //! per epoch and per logged step, and the resolved hyperparameters through the hparams plugin,
 //! so that `tensorboard --logdir results/NAME/runs` shows every run by its path during a sweep.
-//! Written by hand: TFRecord framing (length, masked CRC-32C of the length, data, masked CRC-32C
-//! of the data) around `Event` protocol buffers, the few fields they need encoded here.
+//! TFRecord framing (length, masked CRC-32C of the length, data, masked CRC-32C of the data;
+//! the `crc32c` crate) around `Event` protocol buffers, the few fields they need encoded here.
 
 use std::fs::File;
 use std::io::Write;
@@ -11,35 +11,9 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::Value;
 
-/// CRC-32C (Castagnoli), bitwise-reflected, as TFRecord uses it.
-fn crc32c(bytes: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 == 1 {
-                    0x82F6_3B78 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            table[i] = c;
-            i += 1;
-        }
-        table
-    };
-    !bytes.iter().fold(!0u32, |c, &b| {
-        TABLE[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8)
-    })
-}
-
-/// TFRecord's masked CRC.
+/// TFRecord's masked CRC-32C (Castagnoli).
 fn masked(bytes: &[u8]) -> u32 {
-    let c = crc32c(bytes);
+    let c = crc32c::crc32c(bytes);
     ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
 }
 
@@ -250,9 +224,9 @@ mod tests {
     #[test]
     fn crc32c_and_its_mask_match_the_reference_values() {
         // RFC 3720's check value, and TFRecord's mask of the CRC of an empty payload's length.
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-        assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
-        let c = crc32c(b"");
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c::crc32c(&[0u8; 32]), 0x8A91_36AA);
+        let c = crc32c::crc32c(b"");
         assert_eq!(
             masked(b""),
             ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)

@@ -83,11 +83,9 @@ impl<'a> GroupDraws<'a> {
     }
 }
 
+/// The device generator's seed for `seed` at epoch `b`.
 fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    multifair_data::splitmix64(a ^ b.wrapping_mul(multifair_data::GOLDEN))
 }
 
 /// `out/test.json` when it is a whole, valid report (a torn one left by a kill or a full disk

@@ -436,7 +436,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Sweep { spec, emit, sweep } => {
             let spec = load_spec(&spec)?;
             let out = sweep.out(&spec);
-            let data = crate::reproduce::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
+            let data = crate::specs::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
             let overrides = sweep.overrides();
             if sweep.dry_run {
                 return print_json(&crate::sweep::plan(&spec, &data, &overrides)?.runs);
@@ -467,7 +467,7 @@ pub fn run() -> anyhow::Result<()> {
         } => {
             let spec = load_spec(&spec)?;
             let out = sweep.out(&spec);
-            let data = crate::reproduce::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
+            let data = crate::specs::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
             let overrides = sweep.overrides();
             if sweep.dry_run {
                 let trials = crate::tune::trial_spec(&spec, trials)?;
@@ -485,16 +485,16 @@ pub fn run() -> anyhow::Result<()> {
             sweep,
             figures,
         } => {
-            let spec = crate::reproduce::builtin(&name)?;
+            let spec = crate::specs::builtin(&name)?;
             let out = sweep.out(&spec);
             let mut overrides = sweep.overrides();
-            overrides.profile = Some(crate::reproduce::choose_profile(
+            overrides.profile = Some(crate::specs::choose_profile(
                 &spec,
                 sweep.data_dir.as_deref(),
                 sweep.profile,
             ));
             if sweep.dry_run {
-                let data = crate::reproduce::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
+                let data = crate::specs::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
                 return print_json(&crate::sweep::plan(&spec, &data, &overrides)?.runs);
             }
             let figures = figures.unwrap_or_else(|| PathBuf::from("figures").join(&spec.name));
@@ -763,7 +763,7 @@ pub fn run() -> anyhow::Result<()> {
 fn load_spec(spec: &str) -> anyhow::Result<crate::sweep::Spec> {
     match std::path::Path::new(spec).is_file() {
         true => crate::sweep::Spec::load(std::path::Path::new(spec)),
-        false => crate::reproduce::builtin(spec),
+        false => crate::specs::builtin(spec),
     }
 }
 

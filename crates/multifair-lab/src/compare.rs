@@ -87,7 +87,7 @@ pub fn run(options: &CompareOptions) -> anyhow::Result<String> {
         Some(dir) => (dir.clone(), None, options.dataset),
         None => {
             let data = options.out.join("data");
-            let meta = crate::demo::benchmark(&data, options.samples, 0)?;
+            let meta = crate::specs::benchmark(&data, options.samples, 0)?;
             (data, Some(meta), DatasetKind::FairVision)
         }
     };
@@ -99,7 +99,7 @@ pub fn run(options: &CompareOptions) -> anyhow::Result<String> {
     sweep_local(&spec, &data, &overrides, &options.out, 1)?;
     let mut text = crate::table::render(&crate::table::load(&options.out)?, Format::Md)?;
     if let Some(meta) = meta {
-        text += &crate::demo::oracle_line(&meta, &options.attribute);
+        text += &crate::specs::oracle_line(&meta, &options.attribute);
     }
     std::fs::write(options.out.join("summary.md"), &text)?;
     Ok(text)

@@ -7,10 +7,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use multifair_data::DatasetKind;
-use multifair_data::synthetic::{SyntheticConfig, generate};
 use serde_json::Value;
 
+use crate::specs::{benchmark, fmt, oracle_line};
 use crate::sweep::{Overrides, Plan, sweep_local};
 use crate::table::Format;
 
@@ -24,29 +23,10 @@ pub struct DemoOptions {
     pub seed: u64,
 }
 
-/// The synthetic FairVision-format benchmark in `data` (written once: `samples` training
-/// samples, a quarter as many for validation, half for test), and its `meta.json`.
-pub fn benchmark(data: &Path, samples: usize, seed: u64) -> anyhow::Result<Value> {
-    if !data.join("meta.json").is_file() {
-        let mut config = SyntheticConfig::new(DatasetKind::FairVision, seed);
-        config.n_train = samples;
-        config.n_val = samples / 4;
-        config.n_test = samples / 2;
-        eprintln!(
-            "writing the synthetic FairVision-format benchmark to {}",
-            data.display()
-        );
-        generate(&config, data).with_context(|| format!("writing {}", data.display()))?;
-    }
-    Ok(serde_json::from_str(&std::fs::read_to_string(
-        data.join("meta.json"),
-    )?)?)
-}
-
 pub fn run(options: &DemoOptions) -> anyhow::Result<String> {
     let data = options.out.join("data");
     let meta = benchmark(&data, options.samples, options.seed)?;
-    let mut spec = crate::reproduce::builtin("demo")?;
+    let mut spec = crate::specs::builtin("demo")?;
     (spec.epochs, spec.seeds, spec.seed_list) = (options.epochs, 1, Some(vec![options.seed]));
     let plan = sweep_local(&spec, &data, &Overrides::default(), &options.out, 1)?;
     let tables = crate::table::load(&options.out)?;
@@ -55,26 +35,6 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<String> {
     summary += &findings(&meta, &plan, &options.out)?;
     std::fs::write(options.out.join("summary.md"), &summary)?;
     Ok(summary)
-}
-
-fn fmt(v: &Value) -> String {
-    v.as_f64().map_or("-".to_owned(), |v| format!("{v:.3}"))
-}
-
-/// The oracle's test AUC (the latent severity's) overall and per group of `attribute`.
-pub fn oracle_line(meta: &Value, attribute: &str) -> String {
-    let oracle = &meta["oracle_auc"];
-    let groups: Vec<String> = (oracle["attributes"][attribute]
-        .as_object()
-        .into_iter()
-        .flatten())
-    .map(|(code, auc)| format!("{attribute}={code} {}", fmt(auc)))
-    .collect();
-    format!(
-        "\nOracle (latent severity): AUC {}; {}.\n",
-        fmt(&oracle["overall"]),
-        groups.join(", ")
-    )
 }
 
 /// The problem MultiFair addresses and what it changed, read off the runs' test reports.

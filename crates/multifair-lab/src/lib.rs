@@ -10,6 +10,7 @@ pub mod mlflow;
 pub mod plot;
 pub mod reproduce;
 pub mod runs;
+pub mod specs;
 pub mod sweep;
 pub mod table;
 pub mod tune;
