@@ -1,8 +1,8 @@
 //! Weight averaging for a method that tests averaged weights (SWAD): the running mean of the
-//! model's parameters over an epoch's steps (a segment), each segment saved under
-//! `segments/`, and the weighted mean of the segments the method names.
+//! model's parameters over an epoch's steps (a segment), each segment saved in the run folder
+//! ([`crate::run_dir::RunDir::segment`]), and the weighted mean of the segments the method names.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
@@ -78,11 +78,6 @@ impl Average {
     }
 }
 
-/// `out/segments/epoch-E.safetensors`, epoch E counted from 1.
-pub fn segment_path(out: &Path, epoch: usize) -> PathBuf {
-    out.join("segments").join(format!("epoch-{:04}.safetensors", epoch + 1))
-}
-
 /// Saves `model` atomically as safetensors at `path`.
 pub fn save(model: &MultimodalModel, path: &Path) -> anyhow::Result<()> {
     if let Some(folder) = path.parent() {
@@ -111,7 +106,7 @@ pub fn of_segments(
 ) -> anyhow::Result<MultimodalModel> {
     let mut average = Average::default();
     for &(epoch, count) in epochs {
-        let segment = load(template.clone(), &segment_path(out, epoch))?;
+        let segment = load(template.clone(), &crate::run_dir::RunDir::new(out).segment(epoch))?;
         average.add(&segment, count as f64);
     }
     anyhow::ensure!(!average.is_empty(), "no segment to average in {}", out.display());

@@ -62,7 +62,7 @@ fn epoch_name(epoch: usize) -> String {
 impl Checkpoint {
     /// The checkpoint folder of run folder `out`, with stale temporary folders removed.
     pub fn new(out: &Path) -> anyhow::Result<Self> {
-        let folder = out.join("checkpoint");
+        let folder = crate::run_dir::RunDir::new(out).checkpoints();
         std::fs::create_dir_all(&folder)
             .with_context(|| format!("creating {}", folder.display()))?;
         for entry in std::fs::read_dir(&folder)?.flatten() {
@@ -211,23 +211,3 @@ impl Checkpoint {
     }
 }
 
-/// Keeps the lines of `metrics.jsonl` up to epoch `epochs_done` (per-step lines included) and
-/// drops a torn last line: what a run resumed there has already logged.
-pub fn truncate_metrics(path: &Path, epochs_done: usize) -> anyhow::Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
-    };
-    let kept: String = (text.lines())
-        .filter(|line| {
-            let epoch = serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v["epoch"].as_u64());
-            epoch.is_some_and(|e| e as usize <= epochs_done)
-        })
-        .map(|line| format!("{line}\n"))
-        .collect();
-    if kept != text {
-        durable::write(path, kept.as_bytes())?;
-    }
-    Ok(())
-}

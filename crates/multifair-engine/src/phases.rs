@@ -3,7 +3,7 @@
 //! members' summed logits are the run's predictions (an ensemble) or their selected models
 //! teach the method's own run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use multifair_core::create;
 use multifair_models::MultimodalModel;
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::average;
 use crate::config::TrainConfig;
 use crate::durable::RunLock;
+use crate::run_dir::RunDir;
 use crate::score::Scorer;
 use crate::setup::Run;
 use crate::train::{RunOptions, train};
@@ -25,10 +26,6 @@ fn member_config(config: &TrainConfig, modality: &str) -> TrainConfig {
     member
 }
 
-fn member_folder(out: &Path, modality: &str) -> PathBuf {
-    out.join("phases").join(modality)
-}
-
 /// Trains (or resumes, or reads back) every member, then loads each one's selected model, in
 /// the order of `run`'s model; `None` when a member stopped early as asked.
 pub fn members(
@@ -40,15 +37,15 @@ pub fn members(
     let mut models = Vec::new();
     for name in &names {
         let config = member_config(&run.config, name);
-        let folder = member_folder(out, name);
-        options.say(format!("{}: phase {name} ({})", out.display(), folder.display()));
-        if train(config.clone(), &folder, options)?.is_null() {
+        let folder = RunDir::new(out).phase(name);
+        options.say(format!("{}: phase {name} ({})", out.display(), folder.path().display()));
+        if train(config.clone(), folder.path(), options)?.is_null() {
             return Ok(None);
         }
         let mut method = create("unimodal", &config.hparams).map_err(anyhow::Error::msg)?;
         let member = Run::new(config, method.as_mut())?;
         let template = member.model_config.init(&member.device);
-        models.push(average::load(template, &folder.join("model.safetensors"))?);
+        models.push(average::load(template, &folder.model())?);
     }
     Ok(Some(models))
 }

@@ -1,9 +1,10 @@
-//! What a run writes besides its checkpoint: `run.json`, `predictions.csv` (the input format of
-//! `multifair evaluate`) and `test.json` (its report, plus the selection and the modality x
-//! group report).
+//! A run's folder ([`RunDir`]): the names of what it holds, reading and cutting its log, its
+//! report's checks, and what a run writes besides its checkpoint — `run.json`,
+//! `predictions.csv` (the input format of `multifair evaluate`) and `test.json` (its report,
+//! plus the selection and the modality x group report).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use multifair_core::ovr_tasks;
 use multifair_metrics::Predictions;
@@ -14,6 +15,122 @@ use crate::durable;
 use crate::report::{PredictionTable, report_json};
 use crate::score::{Scored, Scorer};
 use crate::setup::Run;
+
+/// A run's folder. Every file name a run writes or reads is spelt here:
+///
+/// ```text
+/// run.json            the resolved configuration, versions, imports, group counts
+/// metrics.jsonl       a line per epoch (and per logged step)
+/// test.json           the report of the tested model
+/// predictions.csv     the test split's predictions
+/// model.safetensors   the tested model
+/// checkpoint/         resumable checkpoints
+/// segments/           averaged weights per epoch (weight-averaging methods)
+/// phases/MODALITY/    the runs a phased method trains first
+/// tb/                 TensorBoard events
+/// train.log           the run's output, when a sweep ran it
+/// lock                the lock of the process training it
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        RunDir { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn run_json(&self) -> PathBuf {
+        self.path.join("run.json")
+    }
+
+    pub fn metrics(&self) -> PathBuf {
+        self.path.join("metrics.jsonl")
+    }
+
+    pub fn test(&self) -> PathBuf {
+        self.path.join("test.json")
+    }
+
+    pub fn predictions(&self) -> PathBuf {
+        self.path.join("predictions.csv")
+    }
+
+    pub fn model(&self) -> PathBuf {
+        self.path.join("model.safetensors")
+    }
+
+    pub fn checkpoints(&self) -> PathBuf {
+        self.path.join("checkpoint")
+    }
+
+    /// Epoch `epoch`'s (0-based) averaged weights, named from 1.
+    pub fn segment(&self, epoch: usize) -> PathBuf {
+        (self.path.join("segments")).join(format!("epoch-{:04}.safetensors", epoch + 1))
+    }
+
+    /// The run of a phase (a modality's `unimodal` run).
+    pub fn phase(&self, modality: &str) -> RunDir {
+        RunDir::new(self.path.join("phases").join(modality))
+    }
+
+    pub fn tensorboard(&self) -> PathBuf {
+        self.path.join("tb")
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.path.join("train.log")
+    }
+
+    /// The report when it is whole and valid ([`read_report`]).
+    pub fn report(&self) -> anyhow::Result<Option<Value>> {
+        read_report(&self.path)
+    }
+
+    /// The report of a finished run (a torn or invalid one is not finished).
+    pub fn finished(&self) -> Option<Value> {
+        self.report().ok().flatten()
+    }
+
+    /// The epoch lines of `metrics.jsonl` (step lines and a torn last line left out).
+    pub fn epoch_lines(&self) -> Vec<Value> {
+        (std::fs::read_to_string(self.metrics()).unwrap_or_default().lines())
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l.get("step").is_none() && l["epoch"].is_u64())
+            .collect()
+    }
+
+    /// Appends lines to `metrics.jsonl`, synced.
+    pub fn append_metrics(&self, text: &str) -> anyhow::Result<()> {
+        durable::append(&self.metrics(), text)
+    }
+
+    /// Keeps the lines of `metrics.jsonl` up to epoch `epochs_done` (per-step lines included)
+    /// and drops a torn last line: what a run resumed there has already logged.
+    pub fn truncate_metrics(&self, epochs_done: usize) -> anyhow::Result<()> {
+        let Ok(text) = std::fs::read_to_string(self.metrics()) else {
+            return Ok(());
+        };
+        let kept: String = (text.lines())
+            .filter(|line| {
+                let epoch = serde_json::from_str::<Value>(line)
+                    .ok()
+                    .and_then(|v| v["epoch"].as_u64());
+                epoch.is_some_and(|e| e as usize <= epochs_done)
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        if kept != text {
+            durable::write(&self.metrics(), kept.as_bytes())?;
+        }
+        Ok(())
+    }
+}
 
 /// Writes `value` as pretty JSON to `path`, atomically.
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
@@ -50,7 +167,7 @@ fn out_of_range(value: &Value, path: &str) -> Option<(String, f64)> {
 /// torn (a kill mid-write on a filesystem without atomic renames, a hand edit) or holds a rate
 /// or AUC outside [0, 1]. Tables, figures and listings read run reports through this alone.
 pub fn read_report(folder: &Path) -> anyhow::Result<Option<Value>> {
-    let path = folder.join("test.json");
+    let path = RunDir::new(folder).test();
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -81,7 +198,7 @@ impl Run {
     pub fn write_run_json(&self, out: &Path, imported: &[Value]) -> anyhow::Result<()> {
         let config = &self.config;
         write_json(
-            &out.join("run.json"),
+            &RunDir::new(out).run_json(),
             &json!({
                 "config": config,
                 "model": &self.model_config,
@@ -119,7 +236,7 @@ impl Run {
         let bytes = csv
             .into_inner()
             .map_err(|e| anyhow::anyhow!("predictions.csv: {e}"))?;
-        durable::write(&out.join("predictions.csv"), &bytes)?;
+        durable::write(&RunDir::new(out).predictions(), &bytes)?;
         let tasks = ovr_tasks(classes)
             .map(|c| {
                 let p = scored.probs.iter().map(|p| p[c]).collect();
@@ -167,7 +284,7 @@ impl Run {
         test["selection"] =
             json!({"metric": c.engine.selection.name(), "attribute": c.attribute, "split": "val"});
         test["modality_group_report"] = self.modality_group_report(scorer, &scored)?;
-        write_json(&out.join("test.json"), &test)?;
+        write_json(&RunDir::new(out).test(), &test)?;
         Ok(test)
     }
 }

@@ -111,7 +111,7 @@ impl EventWriter {
 
     /// A run's event file (`RUN/tb/`), opened with its resolved configuration as hparams.
     pub fn for_run(out: &Path, config: &Value) -> anyhow::Result<Self> {
-        let mut writer = EventWriter::create(&out.join("tb"))?;
+        let mut writer = EventWriter::create(&crate::run_dir::RunDir::new(out).tensorboard())?;
         let mut hparams = Vec::new();
         flatten_leaves("", config, &mut hparams);
         writer.hparams(&hparams, &out.display().to_string())?;

@@ -19,7 +19,8 @@ use multifair_models::pretrained::load_encoder;
 use serde_json::{Value, json};
 
 use crate::average::{self, Average};
-use crate::checkpoint::{Checkpoint, CheckpointState, truncate_metrics};
+use crate::checkpoint::{Checkpoint, CheckpointState};
+use crate::run_dir::RunDir;
 pub use crate::config::TrainConfig;
 use crate::diagnostics::diagnose;
 use crate::durable::{self, RunLock};
@@ -88,12 +89,6 @@ fn mix(a: u64, b: u64) -> u64 {
     multifair_data::splitmix64(a ^ b.wrapping_mul(multifair_data::GOLDEN))
 }
 
-/// `out/test.json` when it is a whole, valid report (a torn one left by a kill or a full disk
-/// is not).
-pub fn finished_report(out: &Path) -> Option<Value> {
-    crate::run_dir::read_report(out).ok().flatten()
-}
-
 /// Steps between host reads of the training loss.
 const LOSS_READ_EVERY: usize = 20;
 
@@ -128,7 +123,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         start(&checkpoint, &config, model, method.as_mut(), out, options)?;
     // A finished run (every epoch checkpointed, its report written) is read, not tested again.
     let last_epoch = state.stopped_early.unwrap_or(config.epochs);
-    if let Some(test) = finished_report(out).filter(|_| state.epochs_done >= last_epoch) {
+    if let Some(test) = RunDir::new(out).finished().filter(|_| state.epochs_done >= last_epoch) {
         options.say(format!(
             "{} has finished; its outputs are there",
             out.display()
@@ -164,7 +159,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         let (mut stop, end) =
             run.end_epoch(epoch, &model, &mut state, trained.log, logs, options)?;
         if let Some(segment) = trained.segment {
-            average::save(&segment, &average::segment_path(out, epoch))?;
+            average::save(&segment, &RunDir::new(out).segment(epoch))?;
         }
         if method.end_epoch(&end) {
             options.say(format!("{}: the method ends training after epoch {}", config.method, epoch + 1));
@@ -182,7 +177,7 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
         let epochs = method.average();
         let template = run.model_config.init(&device);
         let averaged = average::of_segments(out, &epochs, template)?;
-        average::save(&averaged, &out.join("model.safetensors"))?;
+        average::save(&averaged, &RunDir::new(out).model())?;
         let test = run.write_test(out, Scorer::Model(&averaged), None, json!({"average": epochs.iter().map(|(e, c)| [e + 1, *c]).collect::<Vec<_>>()}))?;
         options.say(format!(
             "test AUC {:.4} (the weights averaged over epochs {}); outputs in {}",
@@ -213,16 +208,16 @@ fn start(
     options: &RunOptions,
 ) -> anyhow::Result<(CheckpointState, MultimodalModel, Optimizers)> {
     let fresh = || Optimizers::new(config);
-    let metrics = out.join("metrics.jsonl");
+    let dir = RunDir::new(out);
     match checkpoint.resume(config, &model, fresh, method)? {
         Some((state, model, optim)) => {
             let epoch = state.epochs_done;
             options.say(format!("resuming {} after epoch {epoch}", out.display()));
-            truncate_metrics(&metrics, epoch)?;
+            dir.truncate_metrics(epoch)?;
             Ok((state, model, optim))
         }
         None => {
-            let _ = std::fs::remove_file(&metrics);
+            let _ = std::fs::remove_file(dir.metrics());
             Ok((CheckpointState::new(config.clone()), model, fresh()))
         }
     }
@@ -310,7 +305,7 @@ impl Run {
     /// and `test.json`.
     fn test_selected(&self, out: &Path, selected: Option<usize>) -> anyhow::Result<Value> {
         let mut best = self.model_config.init(&self.device);
-        let mut store = SafetensorsStore::from_file(out.join("model.safetensors"));
+        let mut store = SafetensorsStore::from_file(RunDir::new(out).model());
         (best.load_from(&mut store))
             .map_err(|e| anyhow::anyhow!("reading model.safetensors: {e:?}"))?;
         self.write_test(out, Scorer::Model(&best), selected, Value::Null)
@@ -455,7 +450,10 @@ impl Run {
         if scored.probs.iter().flatten().any(|p| !p.is_finite()) {
             let saved = match epoch {
                 0 => "no epoch had finished, so there is no checkpoint".to_owned(),
-                _ => format!("epoch {epoch}'s checkpoint is in {}", out.join("checkpoint").display()),
+                _ => format!(
+                    "epoch {epoch}'s checkpoint is in {}",
+                    RunDir::new(out).checkpoints().display()
+                ),
             };
             bail!(
                 "diverged at epoch {} (its validation predictions are not finite; training loss {}); the run stops here ({saved})",
@@ -485,7 +483,7 @@ impl Run {
         let improved = score > state.best_score;
         if improved {
             (state.best_score, state.best_epoch) = (score, Some(epoch + 1));
-            durable::persist(&out.join("model.safetensors"), |tmp| {
+            durable::persist(&RunDir::new(out).model(), |tmp| {
                 let mut store = SafetensorsStore::from_file(tmp).overwrite(true);
                 model
                     .save_into(&mut store)
@@ -555,7 +553,7 @@ fn write_epoch_logs(
         tb.scalars(*step as i64, *time as f64 / 1000.0, &scalars)?;
     }
     text += &format!("{line}\n");
-    durable::append(&out.join("metrics.jsonl"), &text)?;
+    RunDir::new(out).append_metrics(&text)?;
     let mut scalars = Vec::new();
     for key in ["train_loss", "lr", "val", "method"] {
         flatten_numbers(key, &line[key], &mut scalars);

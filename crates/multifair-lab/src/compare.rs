@@ -9,9 +9,9 @@ use anyhow::ensure;
 use multifair_data::DatasetKind;
 use multifair_models::presets::ModelSize;
 
-use multifair_engine::device::DeviceSpec;
 use crate::sweep::{Overrides, Spec, SpecRow, sweep_local};
 use crate::table::Format;
+use multifair_engine::device::DeviceSpec;
 
 #[derive(Debug, Clone)]
 pub struct CompareOptions {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::Value;
 
+use multifair_engine::run_dir::RunDir;
+
 use crate::specs::{benchmark, fmt, oracle_line};
 use crate::sweep::{Overrides, Plan, sweep_local};
 use crate::table::Format;
@@ -45,10 +47,9 @@ fn findings(meta: &Value, plan: &Plan, out: &Path) -> anyhow::Result<String> {
             .iter()
             .find(|r| r.label == label)
             .context(label.to_owned())?;
-        let path = out.join(&run.folder).join("test.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        Ok(serde_json::from_str(&text)?)
+        let dir = RunDir::new(out.join(&run.folder));
+        dir.report()?
+            .with_context(|| format!("{}: no report", dir.path().display()))
     };
     let (erm, oct, multifair) = (test("erm")?, test("oct")?, test("multifair")?);
     let race = |t: &Value, code: &str| fmt(&t["attributes"]["race"]["groups"][code]["auc"]);

@@ -18,7 +18,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::sweep::{Plan, PlannedRun};
+use multifair_engine::run_dir::RunDir;
+
+use crate::sweep::PlannedRun;
 use multifair_engine::tensorboard::{flatten_leaves, flatten_numbers};
 
 /// MLflow's limits: entities per `log-batch` call, parameter value length, key length.
@@ -75,8 +77,9 @@ impl Client {
                 }
                 Ok(answer) if attempt == TRIES => return Ok(answer),
                 Err(e) if attempt == TRIES => {
-                    return Err(anyhow::Error::from(e)
-                        .context(format!("{what} (tried {TRIES} times)")));
+                    return Err(
+                        anyhow::Error::from(e).context(format!("{what} (tried {TRIES} times)"))
+                    );
                 }
                 Ok(answer) => format!("HTTP {}", status(&answer)),
                 Err(e) => e.to_string(),
@@ -142,7 +145,10 @@ impl Client {
 
     /// The run of `experiment` whose tag `key` is `value`.
     fn find(&self, experiment: &str, key: &str, value: &str) -> anyhow::Result<Option<Value>> {
-        let filter = format!("tags.`{key}` = '{}'", value.replace('\\', "\\\\").replace('\'', "\\'"));
+        let filter = format!(
+            "tags.`{key}` = '{}'",
+            value.replace('\\', "\\\\").replace('\'', "\\'")
+        );
         let found = self.ok(
             "POST",
             "runs/search",
@@ -332,11 +338,7 @@ pub fn export(
     experiment: Option<&str>,
     figures: Option<&Path>,
 ) -> anyhow::Result<Exported> {
-    let plan_path = results.join("sweep.json");
-    let text = std::fs::read_to_string(&plan_path)
-        .with_context(|| format!("reading {} (run a sweep first)", plan_path.display()))?;
-    let plan: Plan =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_path.display()))?;
+    let plan = crate::sweep::read_plan(results)?;
     // Everything local first: a missing figure folder or a broken run file stops the export
     // before the server is touched.
     let tables = crate::table::load(results)?;
@@ -345,8 +347,13 @@ pub fn export(
         csv: crate::table::render(&tables, crate::table::Format::Csv)?,
         figures: (figure_files(figures)?.into_iter())
             .map(|f| {
-                let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+                let name = f
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let bytes =
+                    std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
                 Ok((name, bytes))
             })
             .collect::<anyhow::Result<_>>()?,
@@ -433,24 +440,28 @@ struct LocalRun {
     run_json: Value,
     test: Value,
     metrics: String,
-    files: Vec<(&'static str, Vec<u8>)>,
+    files: Vec<(String, Vec<u8>)>,
 }
 
 impl LocalRun {
     fn read(folder: &Path) -> anyhow::Result<LocalRun> {
-        let read = |name: &str| {
-            std::fs::read(folder.join(name))
-                .with_context(|| format!("reading {}", folder.join(name).display()))
-        };
-        let files = ["run.json", "test.json", "predictions.csv", "metrics.jsonl"]
-            .into_iter()
-            .map(|f| Ok((f, read(f)?)))
+        let dir = RunDir::new(folder);
+        let paths = [dir.run_json(), dir.test(), dir.predictions(), dir.metrics()];
+        let files = (paths.iter())
+            .map(|path| {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                let bytes =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                Ok((name.to_owned(), bytes))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let text = |i: usize| String::from_utf8_lossy(&files[i].1).into_owned();
         let run_json = serde_json::from_str(&text(0))
-            .with_context(|| format!("parsing {}", folder.join("run.json").display()))?;
-        let test = multifair_engine::run_dir::read_report(folder)?
-            .with_context(|| format!("{}: no test.json", folder.display()))?;
+            .with_context(|| format!("parsing {}", paths[0].display()))?;
+        let test = (dir.report()?).with_context(|| format!("{}: no report", folder.display()))?;
         Ok(LocalRun {
             run_json,
             test,
@@ -598,10 +609,17 @@ mod tests {
             }
             std::thread::sleep(Duration::from_secs(30));
         });
-        let client = Client::with_timeouts(&uri, Duration::from_millis(300), Duration::from_millis(300));
+        let client =
+            Client::with_timeouts(&uri, Duration::from_millis(300), Duration::from_millis(300));
         let start = std::time::Instant::now();
-        let e = client.call("GET", "experiments/get-by-name", &json!({})).unwrap_err();
-        assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+        let e = client
+            .call("GET", "experiments/get-by-name", &json!({}))
+            .unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
         assert!(format!("{e:#}").contains("tried 4 times"), "{e:#}");
 
         let flaky = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -14,6 +14,8 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 use serde_json::Value;
 
+use multifair_engine::run_dir::RunDir;
+
 use crate::sweep::{Plan, PlannedRun};
 use crate::table::mean_std;
 
@@ -407,14 +409,7 @@ fn tag(names: &[String], code: &str) -> String {
 pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     register_font();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let plan: Plan = serde_json::from_str(
-        &std::fs::read_to_string(results.join("sweep.json")).with_context(|| {
-            format!(
-                "reading {}/sweep.json (run a sweep first)",
-                results.display()
-            )
-        })?,
-    )?;
+    let plan = crate::sweep::read_plan(results)?;
     let labels: Vec<String> = plan.spec.runs.iter().map(|r| r.label.clone()).collect();
     let runs = |label: &str, attribute: &str| -> Vec<&PlannedRun> {
         plan.runs
@@ -436,7 +431,7 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 continue;
             };
             let rows = match predictions(
-                &results.join(&run.folder).join("predictions.csv"),
+                &RunDir::new(results.join(&run.folder)).predictions(),
                 attribute,
             ) {
                 Ok(rows) => rows,
@@ -559,12 +554,12 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         else {
             continue;
         };
-        let Ok(text) = std::fs::read_to_string(results.join(&run.folder).join("metrics.jsonl"))
-        else {
+        let dir = RunDir::new(results.join(&run.folder));
+        let Ok(text) = std::fs::read_to_string(dir.metrics()) else {
             continue;
         };
         // Statistics are logged by modality index: name them from run.json.
-        let modalities: Vec<String> = read_json(&results.join(&run.folder).join("run.json"))
+        let modalities: Vec<String> = read_json(&dir.run_json())
             .and_then(|r| {
                 r["modalities"].as_array().map(|m| {
                     m.iter()

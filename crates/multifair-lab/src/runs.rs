@@ -4,12 +4,13 @@
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde::Serialize;
-use serde_json::Value;
 
 use multifair_engine::durable::RunLock;
-use crate::sweep::{Plan, PlannedRun};
+use multifair_engine::run_dir::RunDir;
+
+use crate::sweep::PlannedRun;
 
 /// A run's state, read off its folder.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -77,25 +78,19 @@ pub enum RunsFormat {
 
 fn line_of(run: &PlannedRun, out: &Path) -> RunLine {
     let folder = out.join(&run.folder);
-    let epochs: Vec<Value> = std::fs::read_to_string(folder.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| l.get("step").is_none() && l["epoch"].is_u64())
-        .collect();
-    let (test, invalid) = match multifair_engine::run_dir::read_report(&folder) {
+    let dir = RunDir::new(&folder);
+    let epochs = dir.epoch_lines();
+    let (test, invalid) = match dir.report() {
         Ok(test) => (test, None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
-    let last_log = std::fs::read_to_string(folder.join("train.log"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .map(str::to_owned)
-        });
-    let checkpointed = std::fs::read_dir(folder.join("checkpoint")).is_ok_and(|d| {
+    let last_log = std::fs::read_to_string(dir.log()).ok().and_then(|t| {
+        t.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+    });
+    let checkpointed = std::fs::read_dir(dir.checkpoints()).is_ok_and(|d| {
         d.flatten()
             .any(|e| e.file_name().to_string_lossy().starts_with("epoch-"))
     });
@@ -144,11 +139,7 @@ pub fn list(
     filters: &[String],
     sort: Option<SortKey>,
 ) -> anyhow::Result<Vec<RunLine>> {
-    let plan_path = results.join("sweep.json");
-    let text = std::fs::read_to_string(&plan_path)
-        .with_context(|| format!("reading {} (run a sweep first)", plan_path.display()))?;
-    let plan: Plan =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_path.display()))?;
+    let plan = crate::sweep::read_plan(results)?;
     let mut lines: Vec<RunLine> = plan.runs.iter().map(|r| line_of(r, results)).collect();
     for filter in filters {
         let Some((key, value)) = filter.split_once('=') else {

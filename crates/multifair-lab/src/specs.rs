@@ -148,4 +148,3 @@ pub fn oracle_line(meta: &Value, attribute: &str) -> String {
         groups.join(", ")
     )
 }
-

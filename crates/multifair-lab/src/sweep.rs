@@ -23,6 +23,20 @@ use multifair_engine::config::{Request, TrainConfig};
 use multifair_engine::device::DeviceSpec;
 use multifair_engine::durable::{LOCKED_EXIT, RunLock};
 use multifair_engine::profile::Profile;
+use multifair_engine::run_dir::RunDir;
+
+/// A sweep's plan, in its output folder: the spec and every planned run.
+pub fn plan_path(out: &Path) -> PathBuf {
+    out.join("sweep.json")
+}
+
+/// The plan a sweep wrote into `results`.
+pub fn read_plan(results: &Path) -> anyhow::Result<Plan> {
+    let path = plan_path(results);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (run a sweep first)", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
 
 /// One row of a spec: a label, a registered method and its `--set` pairs.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -204,7 +218,7 @@ impl PlannedRun {
     /// Whether the run has finished: its `test.json` parses (a torn or empty one left by a
     /// kill or a full disk does not count).
     pub fn finished(&self, out: &Path) -> bool {
-        multifair_engine::train::finished_report(&out.join(&self.folder)).is_some()
+        RunDir::new(out.join(&self.folder)).finished().is_some()
     }
 
     /// The `multifair train` arguments of this run, writing under `out`.
@@ -378,7 +392,7 @@ pub fn command_line(run: &PlannedRun, out: &Path) -> anyhow::Result<String> {
 /// Writes `out/sweep.json` and returns the runs still to do.
 pub fn write_plan(plan: &Plan, out: &Path) -> anyhow::Result<Vec<PlannedRun>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    multifair_engine::run_dir::write_json(&out.join("sweep.json"), plan)?;
+    multifair_engine::run_dir::write_json(&plan_path(out), plan)?;
     Ok(plan
         .runs
         .iter()
@@ -429,7 +443,7 @@ fn run_one(exe: &Path, run: &PlannedRun, out: &Path) -> anyhow::Result<Outcome> 
     std::fs::create_dir_all(&folder)?;
     // Appended, never truncated: another process may be writing to it.
     let log =
-        (std::fs::OpenOptions::new().create(true).append(true)).open(folder.join("train.log"))?;
+        (std::fs::OpenOptions::new().create(true).append(true)).open(RunDir::new(&folder).log())?;
     let status = (Command::new(exe).args(run.args(out)))
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -485,7 +499,7 @@ pub fn run_local(todo: &[PlannedRun], out: &Path, jobs: usize) -> anyhow::Result
                         }
                         Ok(Outcome::Failed) => failures.lock().unwrap().push(format!(
                             "{name}: see {}",
-                            folder.join("train.log").display()
+                            RunDir::new(&folder).log().display()
                         )),
                         Err(e) => failures.lock().unwrap().push(format!("{name}: {e}")),
                     }
@@ -531,13 +545,16 @@ fn wait_for(mut held: Vec<&PlannedRun>, exe: &Path, out: &Path) -> Vec<String> {
             if run.finished(out) {
                 continue;
             }
-            let name = format!("{} / {} / seed {}", run.label, run.attribute, run.seed_index);
+            let name = format!(
+                "{} / {} / seed {}",
+                run.label, run.attribute, run.seed_index
+            );
             match run_one(exe, run, out) {
                 Ok(Outcome::Trained) => {}
                 Ok(Outcome::Locked(_)) => still.push(run),
                 Ok(Outcome::Failed) => failures.push(format!(
                     "{name}: see {}",
-                    out.join(&run.folder).join("train.log").display()
+                    RunDir::new(out.join(&run.folder)).log().display()
                 )),
                 Err(e) => failures.push(format!("{name}: {e}")),
             }

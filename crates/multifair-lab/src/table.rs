@@ -8,11 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Context;
 use multifair_metrics::sign_flip_p;
 use serde_json::Value;
-
-use crate::sweep::Plan;
 
 /// What a column shows and which way is better.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,12 +76,7 @@ pub(crate) fn at(value: &Value, path: &[String]) -> Option<f64> {
 
 /// Reads every planned run's `test.json` under `results` (the folder with `sweep.json`).
 pub fn load(results: &Path) -> anyhow::Result<Tables> {
-    let plan_path = results.join("sweep.json");
-    let plan: Plan = serde_json::from_str(
-        &std::fs::read_to_string(&plan_path)
-            .with_context(|| format!("reading {} (run a sweep first)", plan_path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", plan_path.display()))?;
+    let plan = crate::sweep::read_plan(results)?;
     let seeds = plan.spec.seeds;
     let mut tests: BTreeMap<(String, String, usize), Value> = BTreeMap::new();
     for run in &plan.runs {
@@ -287,7 +279,11 @@ pub fn markdown(t: &Tables) -> String {
     for table in &t.tables {
         let _ = writeln!(out, "\n## {}\n", table.attribute);
         // A manifest's group names reach the headers: a `|` would split a cell.
-        let header: Vec<String> = table.columns.iter().map(|c| c.label.replace('|', "\\|")).collect();
+        let header: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| c.label.replace('|', "\\|"))
+            .collect();
         let _ = writeln!(out, "| method | {} |", header.join(" | "));
         let _ = writeln!(out, "|---|{}", "---|".repeat(header.len()));
         for (label, _, cells) in table.shown() {

@@ -15,8 +15,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::Value;
 
-use multifair_engine::config::{Engine, Selection};
 use crate::sweep::{Emit, Overrides, Plan, Spec, SpecRow, emit, plan, sweep_local, write_plan};
+use multifair_engine::config::{Engine, Selection};
 
 /// Engine keys tuned when a spec does not list its own (`tune = [...]`).
 const ENGINE_TUNED: &[&str] = &["lr", "weight_decay"];
@@ -112,8 +112,9 @@ pub fn trial_spec(spec: &Spec, trials: usize) -> anyhow::Result<Spec> {
 /// `metrics.jsonl` only (higher is better; DTO negated). `None` until the trial has finished
 /// (its `test.json` parses): a trial still training never competes.
 pub fn trial_score(folder: &Path, selection: Selection) -> Option<f64> {
-    multifair_engine::train::finished_report(folder)?;
-    let text = std::fs::read_to_string(folder.join("metrics.jsonl")).ok()?;
+    let dir = multifair_engine::run_dir::RunDir::new(folder);
+    dir.finished()?;
+    let text = std::fs::read_to_string(dir.metrics()).ok()?;
     let selected = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -175,7 +176,10 @@ fn choose(
             unfinished.is_empty(),
             "row '{}': trials {unfinished:?} have not finished (see {}); rerun once they have",
             row.label,
-            trials_out.join("runs").join(format!("{}.trial*", row.label)).display()
+            trials_out
+                .join("runs")
+                .join(format!("{}.trial*", row.label))
+                .display()
         );
         let (trial, score, run) =
             best.with_context(|| format!("row '{}': no trial has finished", row.label))?;
