@@ -66,8 +66,18 @@ fn names_labels_and_attributes_stay_one_folder_under_the_output() {
     small_fairvision(&data, 0);
     let runs = "[[runs]]\nlabel = 'erm'\nmethod = 'erm'\n";
     let cases = [
-        small_spec("ok", 1, 1, "[[runs]]\nlabel = '../../escaped'\nmethod = 'erm'\n"),
-        small_spec("ok", 1, 1, "[[runs]]\nlabel = '/tmp/absolute'\nmethod = 'erm'\n"),
+        small_spec(
+            "ok",
+            1,
+            1,
+            "[[runs]]\nlabel = '../../escaped'\nmethod = 'erm'\n",
+        ),
+        small_spec(
+            "ok",
+            1,
+            1,
+            "[[runs]]\nlabel = '/tmp/absolute'\nmethod = 'erm'\n",
+        ),
         small_spec("ok", 1, 1, "[[runs]]\nlabel = ''\nmethod = 'erm'\n"),
         small_spec("../../x", 1, 1, runs),
         small_spec("/tmp/x", 1, 1, runs),
@@ -79,7 +89,12 @@ fn names_labels_and_attributes_stay_one_folder_under_the_output() {
         let spec = dir.join(format!("spec{i}.toml"));
         std::fs::write(&spec, text).unwrap();
         // Without --out the spec's name picks the folder (results/NAME under the current one).
-        let args = ["sweep", spec.to_str().unwrap(), "--data-dir", data.to_str().unwrap()];
+        let args = [
+            "sweep",
+            spec.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
         let err = refused(within(60, &work, &args));
         assert!(err.contains("cannot name a folder"), "{text}\n{err}");
     }
@@ -88,23 +103,52 @@ fn names_labels_and_attributes_stay_one_folder_under_the_output() {
     assert_eq!(after, before, "a refused spec wrote files");
     // A manifest TOML naming a manifest outside its folder needs allow_outside.
     let cohort = dir.join("cohort");
-    run_ok(&["generate", "--kind", "manifest", "--out", cohort.to_str().unwrap(),
-        "--n-train", "12", "--n-val", "6", "--n-test", "6"]);
+    run_ok(&[
+        "generate",
+        "--kind",
+        "manifest",
+        "--out",
+        cohort.to_str().unwrap(),
+        "--n-train",
+        "12",
+        "--n-val",
+        "6",
+        "--n-test",
+        "6",
+    ]);
     std::fs::rename(cohort.join("manifest.csv"), dir.join("outside.csv")).unwrap();
-    let toml = read(&cohort.join("manifest.toml"))
-        .replace("manifest = \"manifest.csv\"", "manifest = \"../outside.csv\"");
+    let toml = read(&cohort.join("manifest.toml")).replace(
+        "manifest = \"manifest.csv\"",
+        "manifest = \"../outside.csv\"",
+    );
     std::fs::write(cohort.join("manifest.toml"), toml).unwrap();
-    let summary = ["data", "summary", "--dataset", "manifest", "--data-dir", cohort.to_str().unwrap()];
+    let summary = [
+        "data",
+        "summary",
+        "--dataset",
+        "manifest",
+        "--data-dir",
+        cohort.to_str().unwrap(),
+    ];
     let err = refused(within(60, &dir, &summary));
-    assert!(err.contains("leaves the TOML's folder") && err.contains("allow_outside"), "{err}");
+    assert!(
+        err.contains("leaves the TOML's folder") && err.contains("allow_outside"),
+        "{err}"
+    );
     // A manifest attribute's name is a folder name too.
     std::fs::rename(dir.join("outside.csv"), cohort.join("manifest.csv")).unwrap();
     let toml = read(&cohort.join("manifest.toml"))
-        .replace("manifest = \"../outside.csv\"", "manifest = \"manifest.csv\"")
+        .replace(
+            "manifest = \"../outside.csv\"",
+            "manifest = \"manifest.csv\"",
+        )
         .replace("name = \"sex\"", "name = \"../sex\"");
     std::fs::write(cohort.join("manifest.toml"), toml).unwrap();
     let err = refused(within(60, &dir, &summary));
-    assert!(err.contains("attribute '../sex' cannot name a folder"), "{err}");
+    assert!(
+        err.contains("attribute '../sex' cannot name a folder"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -124,14 +168,92 @@ fn sizes_and_repeats_are_refused_before_anything_is_allocated() {
     let out = dir.join("out");
     let o = out.to_str().unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["sweep".into(), spec.clone(), "--seeds".into(), "1000000000000".into(), "--dry-run".into()], "seeds = 1000000000000: must be 1 to 1000"),
-        (vec!["sweep".into(), spec.clone(), "--seeds".into(), "0".into(), "--dry-run".into()], "seeds = 0: must be 1 to 1000"),
-        (vec!["tune".into(), spec.clone(), "--trials".into(), "100000000000".into()], "--trials 100000000000: must be 1 to 1000"),
-        (vec!["sweep".into(), write("list.toml", small_spec("l", 3, 1, runs).replace("seeds = 3", "seeds = 3\nseed_list = [5]")), "--dry-run".into()], "seeds = 3 but seed_list has 1 seed(s)"),
-        (vec!["sweep".into(), write("dup.toml", small_spec("d", 2, 1, runs).replace("seeds = 2", "seeds = 2\nseed_list = [5, 5]")), "--dry-run".into()], "seed 5 appears twice"),
-        (vec!["sweep".into(), write("attr.toml", small_spec("a", 1, 1, runs).replace("[\"race\"]", "[\"race\", \"race\"]")), "--dry-run".into()], "the attribute 'race' appears twice"),
-        (vec!["tune".into(), write("tune.toml", small_spec("t", 1, 1, runs).replace("seeds = 1", "seeds = 1\ntune = [\"nope\"]")), "--trials".into(), "2".into()], "tune: 'nope' is no --set key"),
-        (vec!["compare".into(), "--methods".into(), "erm,erm".into(), "--seeds".into(), "1".into()], "'erm' appears twice in --methods"),
+        (
+            vec![
+                "sweep".into(),
+                spec.clone(),
+                "--seeds".into(),
+                "1000000000000".into(),
+                "--dry-run".into(),
+            ],
+            "seeds = 1000000000000: must be 1 to 1000",
+        ),
+        (
+            vec![
+                "sweep".into(),
+                spec.clone(),
+                "--seeds".into(),
+                "0".into(),
+                "--dry-run".into(),
+            ],
+            "seeds = 0: must be 1 to 1000",
+        ),
+        (
+            vec![
+                "tune".into(),
+                spec.clone(),
+                "--trials".into(),
+                "100000000000".into(),
+            ],
+            "--trials 100000000000: must be 1 to 1000",
+        ),
+        (
+            vec![
+                "sweep".into(),
+                write(
+                    "list.toml",
+                    small_spec("l", 3, 1, runs).replace("seeds = 3", "seeds = 3\nseed_list = [5]"),
+                ),
+                "--dry-run".into(),
+            ],
+            "seeds = 3 but seed_list has 1 seed(s)",
+        ),
+        (
+            vec![
+                "sweep".into(),
+                write(
+                    "dup.toml",
+                    small_spec("d", 2, 1, runs)
+                        .replace("seeds = 2", "seeds = 2\nseed_list = [5, 5]"),
+                ),
+                "--dry-run".into(),
+            ],
+            "seed 5 appears twice",
+        ),
+        (
+            vec![
+                "sweep".into(),
+                write(
+                    "attr.toml",
+                    small_spec("a", 1, 1, runs).replace("[\"race\"]", "[\"race\", \"race\"]"),
+                ),
+                "--dry-run".into(),
+            ],
+            "the attribute 'race' appears twice",
+        ),
+        (
+            vec![
+                "tune".into(),
+                write(
+                    "tune.toml",
+                    small_spec("t", 1, 1, runs)
+                        .replace("seeds = 1", "seeds = 1\ntune = [\"nope\"]"),
+                ),
+                "--trials".into(),
+                "2".into(),
+            ],
+            "tune: 'nope' is no --set key",
+        ),
+        (
+            vec![
+                "compare".into(),
+                "--methods".into(),
+                "erm,erm".into(),
+                "--seeds".into(),
+                "1".into(),
+            ],
+            "'erm' appears twice in --methods",
+        ),
     ];
     for (args, want) in cases {
         let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -151,30 +273,65 @@ fn settings_out_of_range_and_splits_that_cannot_score_are_refused_before_trainin
     let d = data.to_str().unwrap();
     let train = |extra: &[&str], out: &str| {
         let out = dir.join(out);
-        let mut args = vec!["train", "--dataset", "fairvision", "--data-dir", d, "--epochs", "1",
-            "--set", "image_size=16", "--set", "slices=4", "--set", "batch_size=16",
-            "--out", out.to_str().unwrap()];
+        let mut args = vec![
+            "train",
+            "--dataset",
+            "fairvision",
+            "--data-dir",
+            d,
+            "--epochs",
+            "1",
+            "--set",
+            "image_size=16",
+            "--set",
+            "slices=4",
+            "--set",
+            "batch_size=16",
+            "--out",
+            out.to_str().unwrap(),
+        ];
         args.extend(extra);
         within(120, &dir, &args)
     };
     for (method, set, want) in [
-        ("multifair", "multifair_fairness=-1", "must be a finite number >= 0"),
+        (
+            "multifair",
+            "multifair_fairness=-1",
+            "must be a finite number >= 0",
+        ),
         ("fis", "fis_c=1.5", "must be in [0, 1]"),
         ("fis", "fis_t=0", "must be a finite number > 0"),
         ("fis", "fis_blur=0", "must be a finite number > 0"),
         ("sam", "sam_rho=-1", "must be a finite number > 0"),
     ] {
         let err = refused(train(&["--method", method, "--set", set], "never"));
-        assert!(err.contains(&format!("--set {set}: method '{method}': {want}")), "{set}: {err}");
+        assert!(
+            err.contains(&format!("--set {set}: method '{method}': {want}")),
+            "{set}: {err}"
+        );
     }
     assert!(!dir.join("never").join("test.json").exists());
     // FIS on a diverging rate ends (the Sinkhorn iteration was unbounded on infinite losses).
-    let err = refused(train(&["--method", "fis", "--set", "lr=1e30", "--set", "clip=1e30"], "fis"));
+    let err = refused(train(
+        &["--method", "fis", "--set", "lr=1e30", "--set", "clip=1e30"],
+        "fis",
+    ));
     assert!(err.contains("diverged at epoch 1"), "{err}");
     // A split with one class: the training split, then validation, then test.
     let cohort = dir.join("cohort");
-    run_ok(&["generate", "--kind", "manifest", "--out", cohort.to_str().unwrap(),
-        "--n-train", "16", "--n-val", "8", "--n-test", "8"]);
+    run_ok(&[
+        "generate",
+        "--kind",
+        "manifest",
+        "--out",
+        cohort.to_str().unwrap(),
+        "--n-train",
+        "16",
+        "--n-val",
+        "8",
+        "--n-test",
+        "8",
+    ]);
     let csv = read(&cohort.join("manifest.csv"));
     for split in ["train", "val", "test"] {
         let one: String = csv
@@ -187,11 +344,26 @@ fn settings_out_of_range_and_splits_that_cannot_score_are_refused_before_trainin
             .collect();
         std::fs::write(cohort.join("manifest.csv"), one).unwrap();
         let out = dir.join(format!("one-class-{split}"));
-        let err = refused(within(120, &dir, &["train", "--dataset", "manifest", "--data-dir",
-            cohort.to_str().unwrap(), "--method", "erm", "--epochs", "1",
-            "--out", out.to_str().unwrap()]));
+        let err = refused(within(
+            120,
+            &dir,
+            &[
+                "train",
+                "--dataset",
+                "manifest",
+                "--data-dir",
+                cohort.to_str().unwrap(),
+                "--method",
+                "erm",
+                "--epochs",
+                "1",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        ));
         assert!(
-            err.contains(&format!("the {split} split")) && err.contains("has 1 of 2 classes, only benign"),
+            err.contains(&format!("the {split} split"))
+                && err.contains("has 1 of 2 classes, only benign"),
             "{split}: {err}"
         );
         assert!(!out.join("test.json").exists());
@@ -206,13 +378,31 @@ fn generate_writes_whole_datasets_and_reports_are_checked_where_they_are_read() 
     let data = dir.join("data");
     small_fairvision(&data, 0);
     let generate = |extra: &[&str]| {
-        let mut args = vec!["generate", "--kind", "fairvision", "--out", data.to_str().unwrap(),
-            "--n-train", "40", "--n-val", "20", "--n-test", "20", "--size", "16", "--depth", "4"];
+        let mut args = vec![
+            "generate",
+            "--kind",
+            "fairvision",
+            "--out",
+            data.to_str().unwrap(),
+            "--n-train",
+            "40",
+            "--n-val",
+            "20",
+            "--n-test",
+            "20",
+            "--size",
+            "16",
+            "--depth",
+            "4",
+        ];
         args.extend(extra);
         within(60, &dir, &args)
     };
     let err = refused(generate(&[]));
-    assert!(err.contains("is not empty") && err.contains("--replace"), "{err}");
+    assert!(
+        err.contains("is not empty") && err.contains("--replace"),
+        "{err}"
+    );
     assert!(generate(&["--replace"]).status.success());
     let meta: Value = serde_json::from_str(&read(&data.join("meta.json"))).unwrap();
     assert_eq!(meta["splits"]["train"]["n"], 40, "{meta}");
@@ -220,30 +410,55 @@ fn generate_writes_whole_datasets_and_reports_are_checked_where_they_are_read() 
     let foreign = dir.join("foreign");
     std::fs::create_dir_all(&foreign).unwrap();
     std::fs::write(foreign.join("thesis.tex"), "precious").unwrap();
-    let err = refused(within(60, &dir, &["generate", "--kind", "fairvision", "--out",
-        foreign.to_str().unwrap(), "--replace"]));
+    let err = refused(within(
+        60,
+        &dir,
+        &[
+            "generate",
+            "--kind",
+            "fairvision",
+            "--out",
+            foreign.to_str().unwrap(),
+            "--replace",
+        ],
+    ));
     assert!(err.contains("holds no dataset generate wrote"), "{err}");
     assert_eq!(read(&foreign.join("thesis.tex")), "precious");
 
     // A sweep of two seeds: one report torn, then one out of range.
     let spec = dir.join("spec.toml");
-    std::fs::write(&spec, small_spec("reports", 2, 1, "[[runs]]\nlabel = 'erm'\nmethod = 'erm'\n")).unwrap();
+    std::fs::write(
+        &spec,
+        small_spec("reports", 2, 1, "[[runs]]\nlabel = 'erm'\nmethod = 'erm'\n"),
+    )
+    .unwrap();
     let out = dir.join("out");
-    let (s, d, o) = (spec.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let (s, d, o) = (
+        spec.to_str().unwrap(),
+        data.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
     run_ok(&["sweep", s, "--data-dir", d, "--out", o]);
     let plan: Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
     let folder = out.join(plan["runs"][0]["folder"].as_str().unwrap());
     let report = read(&folder.join("test.json"));
     for (broken, want) in [
         (report[..report.len() / 2].to_owned(), "not a whole report"),
-        (report.replacen("\"auc\": ", "\"auc\": 7.5, \"was\": ", 1), "auc = 7.5 lies outside [0, 1]"),
+        (
+            report.replacen("\"auc\": ", "\"auc\": 7.5, \"was\": ", 1),
+            "auc = 7.5 lies outside [0, 1]",
+        ),
     ] {
         std::fs::write(folder.join("test.json"), &broken).unwrap();
         let table = run_ok(&["table", o, "--format", "csv"]);
         let err = String::from_utf8_lossy(&table.stderr);
-        assert!(err.contains("left out of the tables") && err.contains(want), "{err}");
+        assert!(
+            err.contains("left out of the tables") && err.contains(want),
+            "{err}"
+        );
         assert!(!String::from_utf8_lossy(&table.stdout).contains("7.5"));
-        let runs = String::from_utf8_lossy(&run_ok(&["runs", o, "--format", "json"]).stdout).into_owned();
+        let runs =
+            String::from_utf8_lossy(&run_ok(&["runs", o, "--format", "json"]).stdout).into_owned();
         assert!(runs.contains(want), "{runs}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -260,8 +475,16 @@ fn two_tunes_on_one_folder_coordinate() {
     let runs = "[[runs]]\nlabel = 'erm'\nmethod = 'erm'\n[[runs]]\nlabel = 'sam'\nmethod = 'sam'\n";
     std::fs::write(&spec, small_spec("twice", 2, 2, runs)).unwrap();
     let out = dir.join("out");
-    let args = ["tune", spec.to_str().unwrap(), "--trials", "2", "--data-dir",
-        data.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let args = [
+        "tune",
+        spec.to_str().unwrap(),
+        "--trials",
+        "2",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
     let children: Vec<_> = (0..2)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_multifair"))
@@ -272,7 +495,10 @@ fn two_tunes_on_one_folder_coordinate() {
                 .unwrap()
         })
         .collect();
-    let outputs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
     let tables: Vec<String> = outputs
         .iter()
         .map(|o| {
@@ -281,10 +507,18 @@ fn two_tunes_on_one_folder_coordinate() {
         })
         .collect();
     assert_eq!(tables[0], tables[1]);
-    assert!(tables[0].contains("| erm") && tables[0].contains("| sam"), "{}", tables[0]);
+    assert!(
+        tables[0].contains("| erm") && tables[0].contains("| sam"),
+        "{}",
+        tables[0]
+    );
     let plan: Value = serde_json::from_str(&read(&out.join("trials/sweep.json"))).unwrap();
     for run in plan["runs"].as_array().unwrap() {
-        let log = read(&out.join("trials").join(run["folder"].as_str().unwrap()).join("train.log"));
+        let log = read(
+            &out.join("trials")
+                .join(run["folder"].as_str().unwrap())
+                .join("train.log"),
+        );
         assert_eq!(log.matches("test AUC").count(), 1, "{log}");
     }
     let tuned: Value = serde_json::from_str(&read(&out.join("tuned.json"))).unwrap();

@@ -233,7 +233,11 @@ fn the_paper_profile_trains_on_the_cpu_with_small_pretrained_weights() {
         assert_eq!(c["profile"], "paper");
         assert_eq!(c["attribute"], "gender");
         assert_eq!(c["engine"]["image_size"], 16);
-        let schedule = if method == "mmpareto" { "step" } else { "plateau" };
+        let schedule = if method == "mmpareto" {
+            "step"
+        } else {
+            "plateau"
+        };
         assert_eq!(c["engine"]["schedule"], schedule, "{method}");
         let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
         assert!(

@@ -263,7 +263,10 @@ fn every_method_trains_on_the_synthetic_benchmark() {
         ("mmpareto", vec![]),
         ("resample", vec!["--set", "resample_which=balanced"]),
         ("domain_ind", vec![]),
-        ("swad", vec!["--set", "swad_converge=1", "--set", "swad_tolerance=2"]),
+        (
+            "swad",
+            vec!["--set", "swad_converge=1", "--set", "swad_tolerance=2"],
+        ),
         ("sam", vec!["--set", "preset=medfair"]),
     ];
     let help = String::from_utf8_lossy(&ok(multifair(&["train", "--help"])).stdout).into_owned();
@@ -293,11 +296,18 @@ fn every_method_trains_on_the_synthetic_benchmark() {
             .sum();
         // G-Blend holds 8% of the 48 training samples out.
         let trained = if *name == "gblending" { 44 } else { 48 };
-        assert_eq!(known + groups["unknown"].as_u64().unwrap(), trained, "{name}");
+        assert_eq!(
+            known + groups["unknown"].as_u64().unwrap(),
+            trained,
+            "{name}"
+        );
         let test: Value = serde_json::from_str(&read(&out.join("test.json"))).unwrap();
         assert!(test["auc"].as_f64().is_some_and(f64::is_finite), "{name}");
         let race = &test["attributes"]["race"];
-        assert!(race["es_auc"].as_f64().is_some_and(f64::is_finite), "{name}: {race}");
+        assert!(
+            race["es_auc"].as_f64().is_some_and(f64::is_finite),
+            "{name}: {race}"
+        );
         // What each kind of run leaves: the members of a phased run, the averaged epochs of
         // a weight average, the held-out losses of G-Blend.
         match *name {
@@ -307,12 +317,18 @@ fn every_method_trains_on_the_synthetic_benchmark() {
                     assert!(member.is_file(), "{name}: no {}", member.display());
                 }
                 if *name == "ume" {
-                    assert_eq!(test["ensemble"], serde_json::json!(["phases/slo", "phases/oct"]));
+                    assert_eq!(
+                        test["ensemble"],
+                        serde_json::json!(["phases/slo", "phases/oct"])
+                    );
                 }
             }
             "swad" => {
                 let average = test["average"].as_array().unwrap();
-                assert!(!average.is_empty() && test["selected_epoch"].is_null(), "{test}");
+                assert!(
+                    !average.is_empty() && test["selected_epoch"].is_null(),
+                    "{test}"
+                );
                 assert!(out.join("segments/epoch-0002.safetensors").is_file());
             }
             "gblending" => {
@@ -320,7 +336,10 @@ fn every_method_trains_on_the_synthetic_benchmark() {
                 let line: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
                 assert_eq!(line["holdout_loss"].as_array().unwrap().len(), 3, "{line}");
                 // Two epochs, a super-epoch of two: the weights were estimated once.
-                assert_eq!(line["method"]["blend_0"].as_f64().map(|w| w > 0.0), Some(true));
+                assert_eq!(
+                    line["method"]["blend_0"].as_f64().map(|w| w > 0.0),
+                    Some(true)
+                );
             }
             _ => {}
         }

@@ -58,8 +58,14 @@ impl Valid {
     /// `value` of `key` against the bound; the error names both.
     pub fn check(&self, key: &str, value: f64) -> Result<(), String> {
         let (ok, want) = match *self {
-            Valid::NonNegative => (value.is_finite() && value >= 0.0, "a finite number >= 0".into()),
-            Valid::Positive => (value.is_finite() && value > 0.0, "a finite number > 0".into()),
+            Valid::NonNegative => (
+                value.is_finite() && value >= 0.0,
+                "a finite number >= 0".into(),
+            ),
+            Valid::Positive => (
+                value.is_finite() && value > 0.0,
+                "a finite number > 0".into(),
+            ),
             Valid::Closed(lo, hi) => ((lo..=hi).contains(&value), format!("in [{lo}, {hi}]")),
             Valid::Fraction => ((0.0..1.0).contains(&value), "in [0, 1)".to_string()),
         };
@@ -93,11 +99,12 @@ pub trait Hparams: Serialize + DeserializeOwned + Default {
 
     /// Reads resolved values (as [`Hparams::defaults`] writes them) and checks their bounds.
     fn from_value(value: &Value) -> Result<Self, String> {
-        let h: Self =
-            serde_path_to_error::deserialize(value.clone()).map_err(|e| match e.path().to_string() {
+        let h: Self = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+            match e.path().to_string() {
                 path if path == "." => e.inner().to_string(),
                 path => format!("{path}: {}", e.inner()),
-            })?;
+            }
+        })?;
         h.check()?;
         Ok(h)
     }
@@ -174,8 +181,14 @@ mod tests {
         assert!(e.starts_with("ex_on: invalid type"), "{e}");
         let e = Example::from_value(&serde_json::json!({"ex_rate": 1.5})).unwrap_err();
         assert_eq!(e, "ex_rate: must be in [0, 1], not 1.5");
-        assert_eq!(Valid::Positive.check("k", 0.0).unwrap_err(), "k: must be a finite number > 0, not 0");
-        assert!(Valid::NonNegative.check("k", f64::NAN).is_err() && Valid::Fraction.check("k", 1.0).is_err());
+        assert_eq!(
+            Valid::Positive.check("k", 0.0).unwrap_err(),
+            "k: must be a finite number > 0, not 0"
+        );
+        assert!(
+            Valid::NonNegative.check("k", f64::NAN).is_err()
+                && Valid::Fraction.check("k", 1.0).is_err()
+        );
         assert_eq!(Example::HPARAMS[1].key, "ex_on");
         assert_eq!(Example::HPARAMS[0].doc, " A rate.");
     }

@@ -364,10 +364,18 @@ pub fn model_for_steps(
         method.teachers(teachers);
     }
     if method.feature_share() > 0.0 {
-        let (m, n, p) = (config.modalities.len(), 4 * setup.classes, config.fusion_dim);
+        let (m, n, p) = (
+            config.modalities.len(),
+            4 * setup.classes,
+            config.fusion_dim,
+        );
         let labels: Vec<u8> = (0..n).map(|i| (i % setup.classes) as u8).collect();
         let tokens = (0..m)
-            .map(|j| (0..n).map(|i| vec![((i + j) % 5) as f32 / 5.0; p]).collect())
+            .map(|j| {
+                (0..n)
+                    .map(|i| vec![((i + j) % 5) as f32 / 5.0; p])
+                    .collect()
+            })
             .collect();
         let features = Features {
             tokens,

@@ -89,7 +89,11 @@ mod tests {
     /// 0 (the annealing would never reach it).
     #[test]
     fn non_finite_points_or_a_zero_blur_give_nan_at_once() {
-        for (x, blur) in [([0.0, f64::INFINITY], 0.1), ([0.0, f64::NAN], 0.1), ([0.0, 1.0], 0.0)] {
+        for (x, blur) in [
+            ([0.0, f64::INFINITY], 0.1),
+            ([0.0, f64::NAN], 0.1),
+            ([0.0, 1.0], 0.0),
+        ] {
             assert!(sinkhorn_divergence(&x, &[0.5], blur).is_nan());
         }
     }

@@ -5,7 +5,9 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
-use multifair_core::{DeviceBatch, Method, MethodInfo, Phases, REGISTRY, Setup, create, model_for_steps};
+use multifair_core::{
+    DeviceBatch, Method, MethodInfo, Phases, REGISTRY, Setup, create, model_for_steps,
+};
 use multifair_models::presets::ModelSize;
 use multifair_models::{EncoderConfig, ModalityInput, MultimodalModel};
 

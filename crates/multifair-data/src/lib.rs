@@ -68,13 +68,37 @@ mod tests {
 
     #[test]
     fn path_components_stay_one_folder_deep() {
-        for good in ["erm", "multifair_ref", "seed-0", "race", "α-β", "a.b", "x=1,y@2+3"] {
+        for good in [
+            "erm",
+            "multifair_ref",
+            "seed-0",
+            "race",
+            "α-β",
+            "a.b",
+            "x=1,y@2+3",
+        ] {
             assert_eq!(path_component("label", good), Ok(()), "{good}");
         }
         let long = "a".repeat(129);
-        for bad in ["", ".", "..", "../../escaped", "/abs", "a/b", "a\\b", ".hidden", "a b", "a\nb", "a\0b", &long] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../../escaped",
+            "/abs",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "a b",
+            "a\nb",
+            "a\0b",
+            &long,
+        ] {
             let e = path_component("label", bad).unwrap_err();
-            assert!(e.starts_with("label '") && e.contains("cannot name a folder"), "{bad}: {e}");
+            assert!(
+                e.starts_with("label '") && e.contains("cannot name a folder"),
+                "{bad}: {e}"
+            );
         }
     }
 }

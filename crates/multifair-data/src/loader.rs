@@ -12,10 +12,10 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use serde::{Deserialize, Serialize};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::datasets::{
     DataError, Entry, ModalityKind, ModalitySpec, SampleRecord, Schema, SplitIndex,
@@ -166,7 +166,10 @@ pub struct Loader {
 
 /// The stream of seed `a` at epoch `b`: distinct streams for nearby seeds and epochs.
 fn mix(a: u64, b: u64) -> u64 {
-    crate::splitmix64(a.wrapping_add(b.wrapping_mul(crate::GOLDEN)).wrapping_add(crate::GOLDEN))
+    crate::splitmix64(
+        a.wrapping_add(b.wrapping_mul(crate::GOLDEN))
+            .wrapping_add(crate::GOLDEN),
+    )
 }
 
 impl Loader {

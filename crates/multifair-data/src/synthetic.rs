@@ -357,9 +357,8 @@ pub fn generate(config: &SyntheticConfig, out: &Path) -> std::io::Result<Meta> {
         let (mut severities, mut labels, mut all_codes) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n {
             // One generator per sample: any sample can be regenerated alone.
-            let mut rng = ChaCha8Rng::seed_from_u64(
-                config.seed ^ (index as u64).wrapping_mul(crate::GOLDEN),
-            );
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(config.seed ^ (index as u64).wrapping_mul(crate::GOLDEN));
             let p = patient(kind, &mut rng);
             let easy = easy_severity(config, &p, &mut rng);
             let file = format!("data_{index:05}.npz");

@@ -178,7 +178,9 @@ fn balanced_sampling_draws_every_group_about_equally_and_no_unknowns() {
     for (cells, n) in [(Cells::Balanced, 6), (Cells::Class, 2)] {
         let mut lc = LoaderConfig::new(8, 8, 2);
         (lc.shuffle, lc.seed, lc.balance) = (true, 3, Some((0, cells)));
-        let order = Loader::new(&index.schema, split, lc, None).unwrap().order(0);
+        let order = Loader::new(&index.schema, split, lc, None)
+            .unwrap()
+            .order(0);
         let mut counts = std::collections::BTreeMap::<(i64, u8), usize>::new();
         for &i in &order {
             let s = &split.samples[i];
@@ -192,7 +194,10 @@ fn balanced_sampling_draws_every_group_about_equally_and_no_unknowns() {
         assert_eq!(counts.len(), n, "{cells:?}: {counts:?}");
         for c in counts.values() {
             let share = *c as f64 / order.len() as f64;
-            assert!((share - 1.0 / n as f64).abs() < 0.06, "{cells:?}: {counts:?}");
+            assert!(
+                (share - 1.0 / n as f64).abs() < 0.06,
+                "{cells:?}: {counts:?}"
+            );
         }
     }
 }

@@ -235,11 +235,15 @@ fn every_problem_is_named_by_row_and_column_at_once() {
     );
     // The same lines with Windows line endings (and a quoted field spanning two lines).
     let csv = std::fs::read_to_string(dir.join("m.csv")).unwrap();
-    let crlf = csv.replacen("1,tran,", "\"1\r\n\",tran,", 1).replace('\n', "\r\n");
+    let crlf = csv
+        .replacen("1,tran,", "\"1\r\n\",tran,", 1)
+        .replace('\n', "\r\n");
     std::fs::write(dir.join("m.csv"), crlf.replace("\r\r\n", "\r\n")).unwrap();
     let windows = self::problems(&dir);
     assert!(
-        windows.iter().any(|p| p.starts_with("row 4 (line 6): no modality has data")),
+        windows
+            .iter()
+            .any(|p| p.starts_with("row 4 (line 6): no modality has data")),
         "{windows:#?}"
     );
 }

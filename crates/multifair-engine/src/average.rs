@@ -26,7 +26,11 @@ struct Accumulate<'a> {
 
 impl ModuleVisitor for Accumulate<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let value = param.val().inner().flatten::<1>(0, D - 1).mul_scalar(self.weight);
+        let value = param
+            .val()
+            .inner()
+            .flatten::<1>(0, D - 1)
+            .mul_scalar(self.weight);
         match self.sum.get_mut(self.index) {
             Some(s) => *s = s.clone() + value,
             None => self.sum.push(value),
@@ -70,7 +74,11 @@ impl Average {
 
     /// `template` with the mean's parameters.
     pub fn model(&self, template: MultimodalModel) -> MultimodalModel {
-        let mean: Vec<Tensor<1>> = self.sum.iter().map(|s| s.clone().div_scalar(self.weight)).collect();
+        let mean: Vec<Tensor<1>> = self
+            .sum
+            .iter()
+            .map(|s| s.clone().div_scalar(self.weight))
+            .collect();
         template.map(&mut Assign {
             values: &mean,
             index: 0,
@@ -85,7 +93,9 @@ pub fn save(model: &MultimodalModel, path: &Path) -> anyhow::Result<()> {
     }
     durable::persist(path, |tmp| {
         let mut store = SafetensorsStore::from_file(tmp).overwrite(true);
-        model.save_into(&mut store).map_err(|e| anyhow::anyhow!("{e:?}"))
+        model
+            .save_into(&mut store)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
     })
 }
 
@@ -106,10 +116,17 @@ pub fn of_segments(
 ) -> anyhow::Result<MultimodalModel> {
     let mut average = Average::default();
     for &(epoch, count) in epochs {
-        let segment = load(template.clone(), &crate::run_dir::RunDir::new(out).segment(epoch))?;
+        let segment = load(
+            template.clone(),
+            &crate::run_dir::RunDir::new(out).segment(epoch),
+        )?;
         average.add(&segment, count as f64);
     }
-    anyhow::ensure!(!average.is_empty(), "no segment to average in {}", out.display());
+    anyhow::ensure!(
+        !average.is_empty(),
+        "no segment to average in {}",
+        out.display()
+    );
     Ok(average.model(template))
 }
 

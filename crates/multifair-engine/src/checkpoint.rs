@@ -210,4 +210,3 @@ impl Checkpoint {
         Ok(())
     }
 }
-

@@ -213,10 +213,13 @@ impl RunLock {
     pub fn take(folder: &Path) -> anyhow::Result<RunLock> {
         let path = folder.join("lock");
         for _ in 0..64 {
-            let file = (std::fs::OpenOptions::new().read(true).write(true).create(true))
-                .truncate(false)
-                .open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
+            let file = (std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true))
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
             match file.try_lock() {
                 // The last holder may have removed the file between our open and our lock.
                 Ok(()) if !same_file(&file, &path) => continue,
@@ -242,7 +245,9 @@ impl RunLock {
                     .into());
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(anyhow::Error::from(e).context(format!("locking {}", path.display())));
+                    return Err(
+                        anyhow::Error::from(e).context(format!("locking {}", path.display()))
+                    );
                 }
             }
         }
@@ -279,14 +284,21 @@ mod tests {
     fn the_run_lock_names_its_holder_and_never_outlives_it() {
         let dir = std::env::temp_dir().join(format!("multifair-lock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("lock"), "process 1 on elsewhere since unix time 0\n").unwrap();
+        std::fs::write(
+            dir.join("lock"),
+            "process 1 on elsewhere since unix time 0\n",
+        )
+        .unwrap();
         let lock = RunLock::take(&dir).unwrap();
         let me = format!("process {} on {}", std::process::id(), hostname());
         assert!(RunLock::held(&dir).unwrap().starts_with(&me));
         let e = RunLock::take(&dir).unwrap_err();
         let locked = e.downcast_ref::<Locked>().unwrap();
         assert!(locked.holder.starts_with(&me), "{locked}");
-        assert!(e.to_string().contains("run it again once that process ends"));
+        assert!(
+            e.to_string()
+                .contains("run it again once that process ends")
+        );
         drop(lock);
         assert!(!dir.join("lock").exists() && RunLock::held(&dir).is_none());
         drop(RunLock::take(&dir).unwrap());

@@ -198,7 +198,13 @@ pub fn train_step(
     for _ in 0..method.substeps() {
         let mut output = method.step(&model, batch);
         clip_gradients(config, &model, &mut output.grads);
-        model = optim.step(config, factor, model, output.grads, output.encoder_steps.as_deref());
+        model = optim.step(
+            config,
+            factor,
+            model,
+            output.grads,
+            output.encoder_steps.as_deref(),
+        );
         stepped.losses.push(output.loss);
         stepped.stats = output.stats;
     }

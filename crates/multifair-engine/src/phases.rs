@@ -33,12 +33,21 @@ pub fn members(
     out: &Path,
     options: &RunOptions,
 ) -> anyhow::Result<Option<Vec<MultimodalModel>>> {
-    let names: Vec<String> = run.model_config.names().iter().map(|n| n.to_string()).collect();
+    let names: Vec<String> = run
+        .model_config
+        .names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     let mut models = Vec::new();
     for name in &names {
         let config = member_config(&run.config, name);
         let folder = RunDir::new(out).phase(name);
-        options.say(format!("{}: phase {name} ({})", out.display(), folder.path().display()));
+        options.say(format!(
+            "{}: phase {name} ({})",
+            out.display(),
+            folder.path().display()
+        ));
         if train(config.clone(), folder.path(), options)?.is_null() {
             return Ok(None);
         }
@@ -60,7 +69,8 @@ pub fn ensemble(run: &Run, out: &Path, options: &RunOptions) -> anyhow::Result<V
     };
     run.write_run_json(out, &[])?;
     let names = run.model_config.names();
-    let extra = json!({"ensemble": names.iter().map(|n| format!("phases/{n}")).collect::<Vec<_>>()});
+    let extra =
+        json!({"ensemble": names.iter().map(|n| format!("phases/{n}")).collect::<Vec<_>>()});
     let test = run.write_test(out, Scorer::Ensemble(&models), None, extra)?;
     options.say(format!(
         "test AUC {:.4} (the members' summed logits); outputs in {}",

@@ -89,8 +89,7 @@ impl PredictionTable {
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .from_reader(text.as_bytes());
-        let header: Vec<String> = reader
-            .headers()
+        let header: Vec<String> = (reader.headers())
             .map_err(|e| InputError::Row {
                 file: file(),
                 row: 0,
@@ -99,100 +98,121 @@ impl PredictionTable {
             .iter()
             .map(str::to_owned)
             .collect();
-        for (i, name) in header.iter().enumerate() {
-            if header[..i].contains(name) {
-                return Err(InputError::DuplicateColumn {
-                    file: file(),
-                    column: name.clone(),
-                }
-                .into());
-            }
-        }
-        let find = |column: &'static str| {
-            header
-                .iter()
-                .position(|h| h == column)
-                .ok_or_else(|| InputError::MissingColumn {
-                    file: file(),
-                    column,
-                    found: header.join(", "),
-                })
-        };
-        let label_col = find(LABEL)?;
-        // `prob_0` .. `prob_{C-1}`: a multi-class file.
-        let class_cols: Vec<usize> = (0..)
-            .map_while(|c| header.iter().position(|h| *h == format!("prob_{c}")))
-            .collect();
-        let prob_cols = if class_cols.len() >= 2 {
-            class_cols
-        } else {
-            vec![find(PROB)?]
-        };
-        let multi_class = prob_cols.len() > 1;
-        let attribute_cols: Vec<usize> = (0..header.len())
-            .filter(|c| *c != label_col && !prob_cols.contains(c))
-            .collect();
-
-        let (mut probs, mut labels) = (vec![Vec::new(); prob_cols.len()], Vec::new());
-        let mut codes = vec![Vec::new(); attribute_cols.len()];
-        for (index, record) in reader.records().enumerate() {
-            let row = index + 1;
-            let record = record.map_err(|e| InputError::Row {
-                file: file(),
-                row,
-                problem: csv_problem(&e),
-            })?;
-            let cell = |col: usize, problem: &'static str| InputError::Cell {
-                file: file(),
-                row,
-                column: header[col].clone(),
-                value: multifair_data::shown(&record[col]),
-                problem,
-            };
-            for (values, &col) in probs.iter_mut().zip(&prob_cols) {
-                let p: f64 = record[col]
-                    .parse()
-                    .map_err(|_| cell(col, NOT_A_PROBABILITY))?;
-                if !(0.0..=1.0).contains(&p) {
-                    return Err(cell(col, NOT_A_PROBABILITY).into());
-                }
-                values.push(p);
-            }
-            let label = match (multi_class, record[label_col].parse::<usize>()) {
-                (false, Ok(y)) if y <= 1 => y,
-                (false, _) => return Err(cell(label_col, NOT_A_LABEL).into()),
-                (true, Ok(y)) if y < prob_cols.len() => y,
-                (true, _) => return Err(cell(label_col, NOT_A_CLASS).into()),
-            };
-            labels.push(label);
-            for (values, &col) in codes.iter_mut().zip(&attribute_cols) {
-                match record[col].parse::<i64>() {
-                    Ok(code) if code >= UNKNOWN => values.push(code),
-                    _ => return Err(cell(col, NOT_A_CODE).into()),
-                }
-            }
-        }
+        let columns = Columns::find(path, &header)?;
+        let (mut probs, labels, codes) = columns.read(path, &header, reader)?;
         if labels.is_empty() {
             return Err(InputError::NoRows { file: file() }.into());
         }
         // Two classes: class 1's task; more: each class's.
         let positive = |c: usize| labels.iter().map(|&y| y == c).collect::<Vec<bool>>();
-        let tasks = if multi_class {
-            probs
-                .into_iter()
-                .enumerate()
+        let tasks = match columns.probs.len() > 1 {
+            true => (probs.into_iter().enumerate())
                 .map(|(c, p)| Predictions::new(p, positive(c), threshold))
-                .collect::<Result<_, _>>()?
-        } else {
-            let p = probs.pop().expect("one prob column");
-            vec![Predictions::new(p, positive(1), threshold)?]
+                .collect::<Result<_, _>>()?,
+            false => {
+                let p = probs.pop().expect("one prob column");
+                vec![Predictions::new(p, positive(1), threshold)?]
+            }
         };
-        let attributes = attribute_cols
-            .iter()
+        let attributes = (columns.attributes.iter())
             .map(|&c| header[c].clone())
             .zip(codes)
             .collect();
         Ok(PredictionTable { tasks, attributes })
+    }
+}
+
+/// Where a predictions file keeps the label, the probabilities and the attributes.
+struct Columns {
+    label: usize,
+    /// `prob`, or `prob_0` .. `prob_{C-1}` for a multi-class file.
+    probs: Vec<usize>,
+    attributes: Vec<usize>,
+}
+
+/// Each probability column's values, the labels, each attribute's codes.
+type Rows = (Vec<Vec<f64>>, Vec<usize>, Vec<Vec<i64>>);
+
+impl Columns {
+    fn find(path: &Path, header: &[String]) -> Result<Columns, InputError> {
+        let file = || path.to_owned();
+        for (i, name) in header.iter().enumerate() {
+            if header[..i].contains(name) {
+                return Err(InputError::DuplicateColumn {
+                    file: file(),
+                    column: name.clone(),
+                });
+            }
+        }
+        let find = |column: &'static str| {
+            (header.iter().position(|h| h == column)).ok_or_else(|| InputError::MissingColumn {
+                file: file(),
+                column,
+                found: header.join(", "),
+            })
+        };
+        let label = find(LABEL)?;
+        let classes: Vec<usize> = (0..)
+            .map_while(|c| header.iter().position(|h| *h == format!("prob_{c}")))
+            .collect();
+        let probs = match classes.len() >= 2 {
+            true => classes,
+            false => vec![find(PROB)?],
+        };
+        let attributes = (0..header.len())
+            .filter(|c| *c != label && !probs.contains(c))
+            .collect();
+        Ok(Columns {
+            label,
+            probs,
+            attributes,
+        })
+    }
+
+    /// Every row, each cell checked: probabilities in [0, 1], a label of a class, codes >= -1.
+    fn read(
+        &self,
+        path: &Path,
+        header: &[String],
+        mut reader: csv::Reader<&[u8]>,
+    ) -> Result<Rows, InputError> {
+        let multi_class = self.probs.len() > 1;
+        let (mut probs, mut labels) = (vec![Vec::new(); self.probs.len()], Vec::new());
+        let mut codes = vec![Vec::new(); self.attributes.len()];
+        for (index, record) in reader.records().enumerate() {
+            let row = index + 1;
+            let record = record.map_err(|e| InputError::Row {
+                file: path.to_owned(),
+                row,
+                problem: csv_problem(&e),
+            })?;
+            let cell = |col: usize, problem: &'static str| InputError::Cell {
+                file: path.to_owned(),
+                row,
+                column: header[col].clone(),
+                value: multifair_data::shown(&record[col]),
+                problem,
+            };
+            for (values, &col) in probs.iter_mut().zip(&self.probs) {
+                match record[col].parse::<f64>() {
+                    Ok(p) if (0.0..=1.0).contains(&p) => values.push(p),
+                    _ => return Err(cell(col, NOT_A_PROBABILITY)),
+                }
+            }
+            labels.push(match (multi_class, record[self.label].parse::<usize>()) {
+                (false, Ok(y)) if y <= 1 => y,
+                (false, _) => return Err(cell(self.label, NOT_A_LABEL)),
+                (true, Ok(y)) if y < self.probs.len() => y,
+                (true, _) => return Err(cell(self.label, NOT_A_CLASS)),
+            });
+            for (values, &col) in codes.iter_mut().zip(&self.attributes) {
+                match record[col].parse::<i64>() {
+                    Ok(code) if code >= UNKNOWN => values.push(code),
+                    _ => return Err(cell(col, NOT_A_CODE)),
+                }
+            }
+        }
+        Ok((probs, labels, codes))
     }
 }
 

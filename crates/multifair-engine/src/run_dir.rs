@@ -99,10 +99,12 @@ impl RunDir {
 
     /// The epoch lines of `metrics.jsonl` (step lines and a torn last line left out).
     pub fn epoch_lines(&self) -> Vec<Value> {
-        (std::fs::read_to_string(self.metrics()).unwrap_or_default().lines())
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|l| l.get("step").is_none() && l["epoch"].is_u64())
-            .collect()
+        (std::fs::read_to_string(self.metrics())
+            .unwrap_or_default()
+            .lines())
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l.get("step").is_none() && l["epoch"].is_u64())
+        .collect()
     }
 
     /// Appends lines to `metrics.jsonl`, synced.
@@ -142,7 +144,15 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
 
 /// The report keys whose values are rates or AUCs, so within [0, 1] (or null).
 const UNIT_KEYS: [&str; 9] = [
-    "auc", "es_auc", "worst_group_auc", "auc_gap", "dpd", "deodds", "tpr", "fpr", "selection_rate",
+    "auc",
+    "es_auc",
+    "worst_group_auc",
+    "auc_gap",
+    "dpd",
+    "deodds",
+    "tpr",
+    "fpr",
+    "selection_rate",
 ];
 
 /// The first rate or AUC in `value` outside [0, 1], as (JSON path, value).
@@ -157,8 +167,9 @@ fn out_of_range(value: &Value, path: &str) -> Option<(String, f64)> {
                 _ => out_of_range(v, &here),
             }
         }),
-        Value::Array(items) => (items.iter().enumerate())
-            .find_map(|(i, v)| out_of_range(v, &format!("{path}[{i}]"))),
+        Value::Array(items) => {
+            (items.iter().enumerate()).find_map(|(i, v)| out_of_range(v, &format!("{path}[{i}]")))
+        }
         _ => None,
     }
 }
@@ -173,8 +184,12 @@ pub fn read_report(folder: &Path) -> anyhow::Result<Option<Value>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => anyhow::bail!("{}: {e}", path.display()),
     };
-    let value: Value = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not a whole report ({e}); rerun the run to rewrite it", path.display()))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a whole report ({e}); rerun the run to rewrite it",
+            path.display()
+        )
+    })?;
     anyhow::ensure!(value.is_object(), "{}: not a report object", path.display());
     if let Some((at, x)) = out_of_range(&value, "") {
         anyhow::bail!("{}: {} = {x} lies outside [0, 1]", path.display(), &at[1..]);

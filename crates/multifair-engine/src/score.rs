@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use burn::module::Module;
-use burn::tensor::{Int, Tensor};
 use burn::tensor::activation::softmax;
+use burn::tensor::{Int, Tensor};
 use multifair_core::{Features, ovr_tasks, to_host};
 use multifair_data::DatasetKind;
 use multifair_data::loader::Loader;
@@ -56,7 +56,9 @@ impl Scorer<'_> {
     fn valid(self) -> Valid {
         match self {
             Scorer::Model(m) => Valid::Model(m.valid()),
-            Scorer::Ensemble(members) => Valid::Ensemble(members.iter().map(Module::valid).collect()),
+            Scorer::Ensemble(members) => {
+                Valid::Ensemble(members.iter().map(Module::valid).collect())
+            }
         }
     }
 }
@@ -232,7 +234,10 @@ impl Run {
             for (j, token) in model.encode(inputs).into_iter().enumerate() {
                 let [_, p] = token.dims();
                 let flat = to_host(token.flatten::<1>(0, 1)).map_err(anyhow::Error::msg)?;
-                (features.tokens[j]).extend(flat.chunks(p).map(|r| r.iter().map(|&v| v as f32).collect()));
+                (features.tokens[j]).extend(
+                    flat.chunks(p)
+                        .map(|r| r.iter().map(|&v| v as f32).collect()),
+                );
                 let present = batch.available[self.modality_slots[j]].iter().copied();
                 features.available[j].extend(present.take(n));
             }

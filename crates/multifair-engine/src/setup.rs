@@ -49,7 +49,9 @@ fn hold_out(train: SplitIndex, share: f64, seed: u64) -> anyhow::Result<(SplitIn
     );
     let held = ((n as f64 * share).round() as usize).clamp(1, n - 1);
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x686f_6c64));
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
+        seed ^ 0x686f_6c64,
+    ));
     let mut out = vec![false; n];
     for &i in &order[..held] {
         out[i] = true;
@@ -64,6 +66,54 @@ fn hold_out(train: SplitIndex, share: f64, seed: u64) -> anyhow::Result<(SplitIn
         }
     }
     Ok((kept, held_out))
+}
+
+/// The evaluation loader's settings (no shuffle, no augmentation) from the engine's.
+fn base_loader(config: &TrainConfig) -> LoaderConfig {
+    let engine = &config.engine;
+    let mut base = LoaderConfig::new(engine.batch_size, engine.image_size, engine.slices);
+    (
+        base.seed,
+        base.workers,
+        base.max_tokens,
+        base.original_notes,
+    ) = (
+        config.seed,
+        engine.workers,
+        engine.max_tokens,
+        engine.original_notes,
+    );
+    if engine.augment == Pipeline::Original {
+        base.resize = Resize::Pillow;
+    }
+    base
+}
+
+/// What every loader of a run shares.
+struct Loaders<'a> {
+    schema: &'a Schema,
+    tokenizer: &'a Option<tokenizer::WordPiece>,
+    base: LoaderConfig,
+}
+
+impl Loaders<'_> {
+    fn load(&self, split: &SplitIndex, config: LoaderConfig) -> anyhow::Result<Loader> {
+        Loader::new(self.schema, split, config, self.tokenizer.clone()).map_err(anyhow::Error::msg)
+    }
+
+    /// The training loader's settings: shuffled, augmented, drawn as the method asks.
+    fn train(&self, config: &TrainConfig, method: &dyn Method, attribute: usize) -> LoaderConfig {
+        let mut train = self.base.clone();
+        let augment = match config.engine.augment {
+            Pipeline::Light => Augment::default(),
+            Pipeline::Original => Augment::ORIGINAL,
+        };
+        (train.shuffle, train.augment) = (true, Some(augment));
+        if let Sampling::Balanced(cells) = method.sampling() {
+            train.balance = Some((attribute, cells));
+        }
+        train
+    }
 }
 
 /// Refuses a split with fewer than two classes: training would learn one answer, and an AUC
@@ -133,7 +183,7 @@ fn group_counts(train: &SplitIndex, attribute: usize) -> (Vec<usize>, usize) {
 
 impl Run {
     pub fn new(config: TrainConfig, method: &mut dyn Method) -> anyhow::Result<Self> {
-        let (kind, engine) = (config.dataset, &config.engine);
+        let kind = config.dataset;
         let index = DatasetIndex::open(kind, &config.data_dir, BadFilePolicy::Fail)?;
         let [train_split, val_split, test_split] = index.train_val_test()?;
         for split in [&train_split, &val_split, &test_split] {
@@ -147,15 +197,61 @@ impl Run {
             _ => (train_split, None),
         };
         let schema = index.schema.clone();
-        let manifest = kind == DatasetKind::Manifest;
         let tokenizer = tokenizer::for_dataset(
             &schema,
             &train_split,
-            engine.text_weights.as_deref(),
-            manifest,
+            config.engine.text_weights.as_deref(),
+            kind == DatasetKind::Manifest,
         )
         .map_err(anyhow::Error::msg)?;
         let vocab = tokenizer.as_ref().map_or(0, |t| t.vocab_size());
+        let (modality_slots, setup) = Self::setup(&config, &schema, &train_split, method)?;
+        let loaders = Loaders {
+            schema: &schema,
+            tokenizer: &tokenizer,
+            base: base_loader(&config),
+        };
+        let train = loaders.train(&config, method, setup.attribute);
+        let groups = match method.group_samples() {
+            0 => Vec::new(),
+            n => (group_splits(&train_split, setup.attribute).into_iter())
+                .map(|(g, split)| {
+                    let mut cfg = train.clone();
+                    (cfg.batch_size, cfg.drop_last, cfg.balance) = (n, false, None);
+                    cfg.seed = config.seed.wrapping_add(g as u64 + 1);
+                    Ok((g, loaders.load(&split, cfg)?))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
+        let (model_config, pretrained) =
+            Self::model_config(&config, &schema, &modality_slots, &setup, method, vocab)?;
+        let holdout = (holdout_split.as_ref())
+            .map(|split| loaders.load(split, loaders.base.clone()))
+            .transpose()?;
+        Ok(Run {
+            holdout,
+            train: loaders.load(&train_split, train)?,
+            val: loaders.load(&val_split, loaders.base.clone())?,
+            test: loaders.load(&test_split, loaders.base.clone())?,
+            groups,
+            device: config.device.device()?.autodiff(),
+            config,
+            schema,
+            modality_slots,
+            model_config,
+            setup,
+            pretrained,
+        })
+    }
+
+    /// The method's modalities (their positions in the dataset's) and what it is told before
+    /// training; its refusal names the method and the dataset.
+    fn setup(
+        config: &TrainConfig,
+        schema: &Schema,
+        train: &SplitIndex,
+        method: &mut dyn Method,
+    ) -> anyhow::Result<(Vec<usize>, Setup)> {
         let attribute = schema.attribute(&config.attribute).with_context(|| {
             let names: Vec<&str> = schema.attributes.iter().map(|a| a.name.as_str()).collect();
             format!(
@@ -166,7 +262,7 @@ impl Run {
         })?;
         let names: Vec<String> = schema.modalities.iter().map(|m| m.name.clone()).collect();
         let chosen = method.modalities(&names).map_err(anyhow::Error::msg)?;
-        let modality_slots: Vec<usize> = (chosen.iter())
+        let slots: Vec<usize> = (chosen.iter())
             .map(|c| {
                 names
                     .iter()
@@ -174,76 +270,18 @@ impl Run {
                     .expect("chosen from names")
             })
             .collect();
-        let (group_counts, unknown) = group_counts(&train_split, attribute);
+        let (group_counts, unknown) = group_counts(train, attribute);
         let setup = Setup {
-            modalities: modality_slots.len(),
+            modalities: slots.len(),
             attributes: schema.attributes.iter().map(|a| a.name.clone()).collect(),
             attribute,
             group_counts,
             unknown,
             classes: schema.classes.len(),
         };
-        method
-            .prepare(&setup)
-            .map_err(|e| anyhow::anyhow!("{} on {}: {e}", config.method, kind.name()))?;
-
-        let mut base = LoaderConfig::new(engine.batch_size, engine.image_size, engine.slices);
-        (
-            base.seed,
-            base.workers,
-            base.max_tokens,
-            base.original_notes,
-        ) = (
-            config.seed,
-            engine.workers,
-            engine.max_tokens,
-            engine.original_notes,
-        );
-        let augment = match engine.augment {
-            Pipeline::Light => Augment::default(),
-            Pipeline::Original => {
-                base.resize = Resize::Pillow;
-                Augment::ORIGINAL
-            }
-        };
-        let mut train_config = base.clone();
-        (train_config.shuffle, train_config.augment) = (true, Some(augment));
-        if let Sampling::Balanced(cells) = method.sampling() {
-            train_config.balance = Some((attribute, cells));
-        }
-        let loader = |s: &SplitIndex, cfg: LoaderConfig| -> anyhow::Result<Loader> {
-            Loader::new(&schema, s, cfg, tokenizer.clone()).map_err(anyhow::Error::msg)
-        };
-        let groups = match method.group_samples() {
-            0 => Vec::new(),
-            n => (group_splits(&train_split, attribute).into_iter())
-                .map(|(g, split)| {
-                    let mut cfg = train_config.clone();
-                    (cfg.batch_size, cfg.drop_last, cfg.balance) = (n, false, None);
-                    cfg.seed = config.seed.wrapping_add(g as u64 + 1);
-                    Ok((g, loader(&split, cfg)?))
-                })
-                .collect::<anyhow::Result<_>>()?,
-        };
-        let (model_config, pretrained) =
-            Self::model_config(&config, &schema, &modality_slots, &setup, method, vocab)?;
-        let holdout = (holdout_split.as_ref())
-            .map(|split| loader(split, base.clone()))
-            .transpose()?;
-        Ok(Run {
-            holdout,
-            train: loader(&train_split, train_config)?,
-            val: loader(&val_split, base.clone())?,
-            test: loader(&test_split, base)?,
-            groups,
-            device: config.device.device()?.autodiff(),
-            config,
-            schema,
-            modality_slots,
-            model_config,
-            setup,
-            pretrained,
-        })
+        (method.prepare(&setup))
+            .map_err(|e| anyhow::anyhow!("{} on {}: {e}", config.method, config.dataset.name()))?;
+        Ok((slots, setup))
     }
 
     /// The model over the chosen modalities: a FIN layer if the method asks, tabular widths

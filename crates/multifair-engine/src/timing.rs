@@ -79,15 +79,8 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-pub fn time_steps(t: &StepTiming) -> anyhow::Result<StepReport> {
-    let mut request = Request::new(DatasetKind::FairVision, "unused", &t.method);
-    (request.model, request.device, request.seed) = (Some(t.model), t.device, t.seed);
-    request.sets = vec![
-        ("image_size".into(), t.image_size.to_string()),
-        ("slices".into(), t.slices.to_string()),
-        ("batch_size".into(), t.batch.to_string()),
-    ];
-    let config: TrainConfig = TrainConfig::resolve(&request)?;
+/// The device of `t`, in its float type, recording gradients.
+fn device(t: &StepTiming) -> anyhow::Result<burn::tensor::Device> {
     let mut device = t.device.device()?;
     if t.dtype != Precision::F32 {
         anyhow::ensure!(
@@ -100,7 +93,32 @@ pub fn time_steps(t: &StepTiming) -> anyhow::Result<StepReport> {
             .configure(t.dtype.float())
             .map_err(|e| anyhow::anyhow!("setting {} to {:?}: {e:?}", t.device, t.dtype))?;
     }
-    let device = device.autodiff();
+    Ok(device.autodiff())
+}
+
+/// A batch of `t`'s size of random images and volumes, labels and groups alternating.
+fn random_batch(t: &StepTiming, device: &burn::tensor::Device) -> DeviceBatch {
+    let (b, size) = (t.batch, t.image_size);
+    let labels: Vec<u8> = (0..b).map(|i| (i % 2) as u8).collect();
+    let groups: Vec<i64> = (0..b as i64).map(|i| (i / 2) % 2).collect();
+    let normal = Distribution::Normal(0.0, 1.0);
+    let inputs = vec![
+        ModalityInput::Pixels(Tensor::random([b, 3, size, size], normal, device)),
+        ModalityInput::Pixels(Tensor::random([b, t.slices, size, size], normal, device)),
+    ];
+    DeviceBatch::new(inputs, &labels, vec![groups], 0, device)
+}
+
+pub fn time_steps(t: &StepTiming) -> anyhow::Result<StepReport> {
+    let mut request = Request::new(DatasetKind::FairVision, "unused", &t.method);
+    (request.model, request.device, request.seed) = (Some(t.model), t.device, t.seed);
+    request.sets = vec![
+        ("image_size".into(), t.image_size.to_string()),
+        ("slices".into(), t.slices.to_string()),
+        ("batch_size".into(), t.batch.to_string()),
+    ];
+    let config: TrainConfig = TrainConfig::resolve(&request)?;
+    let device = device(t)?;
     device.seed(t.seed);
     let mut method =
         multifair_core::create(&t.method, &config.hparams).map_err(anyhow::Error::msg)?;
@@ -122,17 +140,10 @@ pub fn time_steps(t: &StepTiming) -> anyhow::Result<StepReport> {
             .check_inputs(config.engine.max_tokens)
             .map_err(anyhow::Error::msg)?;
     }
-    let mut model = multifair_core::model_for_steps(method.as_mut(), &model_config, &setup, &device)
-        .map_err(error)?;
-    let (b, size) = (t.batch, t.image_size);
-    let labels: Vec<u8> = (0..b).map(|i| (i % 2) as u8).collect();
-    let groups: Vec<i64> = (0..b as i64).map(|i| (i / 2) % 2).collect();
-    let normal = Distribution::Normal(0.0, 1.0);
-    let inputs = vec![
-        ModalityInput::Pixels(Tensor::random([b, 3, size, size], normal, &device)),
-        ModalityInput::Pixels(Tensor::random([b, t.slices, size, size], normal, &device)),
-    ];
-    let batch = DeviceBatch::new(inputs, &labels, vec![groups], 0, &device);
+    let mut model =
+        multifair_core::model_for_steps(method.as_mut(), &model_config, &setup, &device)
+            .map_err(error)?;
+    let batch = random_batch(t, &device);
     let mut optim = Optimizers::new(&config);
     let mut step = |model: multifair_models::MultimodalModel| -> anyhow::Result<_> {
         let (model, stepped) = train_step(&config, &mut optim, 1.0, method.as_mut(), model, &batch);
@@ -154,8 +165,8 @@ pub fn time_steps(t: &StepTiming) -> anyhow::Result<StepReport> {
         model: t.model.name().into(),
         method: t.method.clone(),
         device: t.device.to_string(),
-        batch: b,
-        image_size: size,
+        batch: t.batch,
+        image_size: t.image_size,
         slices: t.slices,
         dtype: t.dtype,
         steps: t.steps,
@@ -204,7 +215,10 @@ mod tests {
             dtype: Precision::F32,
         };
         let e = time_steps(&timing("erm", 17)).unwrap_err().to_string();
-        assert!(e.contains("--set image_size=17: must be a positive multiple"), "{e}");
+        assert!(
+            e.contains("--set image_size=17: must be a positive multiple"),
+            "{e}"
+        );
         for method in ["mla", "umt", "pmr", "domain_ind", "ume"] {
             let report = time_steps(&timing(method, 16)).unwrap();
             assert!(report.last_loss.is_finite(), "{method}");

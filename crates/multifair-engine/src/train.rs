@@ -20,12 +20,12 @@ use serde_json::{Value, json};
 
 use crate::average::{self, Average};
 use crate::checkpoint::{Checkpoint, CheckpointState};
-use crate::run_dir::RunDir;
 pub use crate::config::TrainConfig;
 use crate::diagnostics::diagnose;
 use crate::durable::{self, RunLock};
 use crate::optim::{Optimizers, train_step};
 use crate::phases;
+use crate::run_dir::RunDir;
 use crate::score::{Scored, Scorer, mean_loss};
 use crate::setup::Run;
 use crate::tensorboard::{EventWriter, flatten_numbers};
@@ -110,91 +110,172 @@ pub fn train(config: TrainConfig, out: &Path, options: &RunOptions) -> anyhow::R
     }
     durable::remove_temporaries(out)?;
     let checkpoint = Checkpoint::new(out)?;
-    let device = run.device.clone();
-    device.seed(config.seed);
-    multifair_models::fused::use_dropout_mask(config.engine.dropout_mask);
-    multifair_models::fused::use_linear_op(config.engine.linear_op);
-    let mut model = run.model_config.init(&device);
-    let mut imported = Vec::new();
-    if !checkpoint.exists() {
-        (model, imported) = run.load_pretrained(model, options)?;
-    }
-    let (mut state, mut model, mut optim) =
-        start(&checkpoint, &config, model, method.as_mut(), out, options)?;
-    // A finished run (every epoch checkpointed, its report written) is read, not tested again.
-    let last_epoch = state.stopped_early.unwrap_or(config.epochs);
-    if let Some(test) = RunDir::new(out).finished().filter(|_| state.epochs_done >= last_epoch) {
-        options.say(format!(
-            "{} has finished; its outputs are there",
-            out.display()
-        ));
-        return Ok(test);
-    }
-    run.write_run_json(out, &imported)?;
+    let (state, model, optim) = match run.begin(&checkpoint, method.as_mut(), out, options)? {
+        Begun::Finished(test) => return Ok(test),
+        Begun::Training(state, model, optim) => (state, model, optim),
+    };
     let mut tb = EventWriter::for_run(out, &serde_json::to_value(&config)?)?;
-
-    for epoch in state.epochs_done..last_epoch {
-        if options.stop_after.is_some_and(|n| epoch >= n) {
+    let training = Training {
+        checkpoint: &checkpoint,
+        out,
+        options,
+    };
+    let Some(state) = run.epochs(method.as_mut(), state, model, optim, &training, &mut tb)? else {
+        return Ok(Value::Null);
+    };
+    match method.averages_weights() {
+        true => run.test_average(out, &method.average(), options),
+        false => {
+            let test = run.test_selected(out, state.best_epoch)?;
             options.say(format!(
-                "stopping after epoch {epoch} as asked; rerun the same command to resume"
+                "test AUC {:.4} (epoch {} selected on validation); outputs in {}",
+                test["auc"].as_f64().unwrap_or(f64::NAN),
+                state.best_epoch.unwrap_or(0),
+                out.display()
             ));
-            return Ok(Value::Null);
-        }
-        let started = Instant::now();
-        let trained = run.train_epoch(
-            epoch,
-            model,
-            &mut optim,
-            method.as_mut(),
-            &state,
-            &checkpoint,
-            options,
-        )?;
-        model = trained.model;
-        let logs = Logs {
-            out,
-            tb: &mut tb,
-            started,
-        };
-        let (mut stop, end) =
-            run.end_epoch(epoch, &model, &mut state, trained.log, logs, options)?;
-        if let Some(segment) = trained.segment {
-            average::save(&segment, &RunDir::new(out).segment(epoch))?;
-        }
-        if method.end_epoch(&end) {
-            options.say(format!("{}: the method ends training after epoch {}", config.method, epoch + 1));
-            state.stopped_early = Some(epoch + 1);
-            stop = true;
-        }
-        state.method_state = method.state();
-        checkpoint.save(&state, &model, &optim)?;
-        if stop {
-            break;
+            Ok(test)
         }
     }
+}
 
-    if method.averages_weights() {
-        let epochs = method.average();
-        let template = run.model_config.init(&device);
-        let averaged = average::of_segments(out, &epochs, template)?;
+/// How a run begins: already finished (its report), or training from its state.
+enum Begun {
+    Finished(Value),
+    Training(CheckpointState, MultimodalModel, Optimizers),
+}
+
+/// Where a run's epochs keep what they write.
+struct Training<'a> {
+    checkpoint: &'a Checkpoint,
+    out: &'a Path,
+    options: &'a RunOptions,
+}
+
+impl Run {
+    /// Seeds the device, builds the model (pretrained encoders on a fresh start) and resumes
+    /// from the checkpoint, or reads back a finished run; writes `run.json`.
+    fn begin(
+        &self,
+        checkpoint: &Checkpoint,
+        method: &mut dyn Method,
+        out: &Path,
+        options: &RunOptions,
+    ) -> anyhow::Result<Begun> {
+        let config = &self.config;
+        self.device.seed(config.seed);
+        multifair_models::fused::use_dropout_mask(config.engine.dropout_mask);
+        multifair_models::fused::use_linear_op(config.engine.linear_op);
+        let mut model = self.model_config.init(&self.device);
+        let mut imported = Vec::new();
+        if !checkpoint.exists() {
+            (model, imported) = self.load_pretrained(model, options)?;
+        }
+        let (state, model, optim) = start(checkpoint, config, model, method, out, options)?;
+        // A finished run (every epoch checkpointed, its report written) is read, not tested again.
+        let last_epoch = state.stopped_early.unwrap_or(config.epochs);
+        if let Some(test) = RunDir::new(out)
+            .finished()
+            .filter(|_| state.epochs_done >= last_epoch)
+        {
+            options.say(format!(
+                "{} has finished; its outputs are there",
+                out.display()
+            ));
+            return Ok(Begun::Finished(test));
+        }
+        self.write_run_json(out, &imported)?;
+        Ok(Begun::Training(state, model, optim))
+    }
+
+    /// The epochs left: each trained, validated, logged and checkpointed, until the last, an
+    /// early stop or the method's stop. `None` when stopped as asked (`stop_after`).
+    fn epochs(
+        &self,
+        method: &mut dyn Method,
+        mut state: CheckpointState,
+        mut model: MultimodalModel,
+        mut optim: Optimizers,
+        training: &Training,
+        tb: &mut EventWriter,
+    ) -> anyhow::Result<Option<CheckpointState>> {
+        let (out, options) = (training.out, training.options);
+        let last_epoch = state.stopped_early.unwrap_or(self.config.epochs);
+        for epoch in state.epochs_done..last_epoch {
+            if options.stop_after.is_some_and(|n| epoch >= n) {
+                options.say(format!(
+                    "stopping after epoch {epoch} as asked; rerun the same command to resume"
+                ));
+                return Ok(None);
+            }
+            let started = Instant::now();
+            let trained = self.train_epoch(
+                epoch,
+                model,
+                &mut optim,
+                method,
+                &state,
+                training.checkpoint,
+                options,
+            )?;
+            model = trained.model;
+            let logs = Logs {
+                out,
+                tb: &mut *tb,
+                started,
+            };
+            let (mut stop, end) =
+                self.end_epoch(epoch, &model, &mut state, trained.log, logs, options)?;
+            if let Some(segment) = trained.segment {
+                average::save(&segment, &RunDir::new(out).segment(epoch))?;
+            }
+            if method.end_epoch(&end) {
+                options.say(format!(
+                    "{}: the method ends training after epoch {}",
+                    self.config.method,
+                    epoch + 1
+                ));
+                state.stopped_early = Some(epoch + 1);
+                stop = true;
+            }
+            state.method_state = method.state();
+            training.checkpoint.save(&state, &model, &optim)?;
+            if stop {
+                break;
+            }
+        }
+        Ok(Some(state))
+    }
+
+    /// The average of the epochs' segments (`epochs`, each with its count) on the test split;
+    /// saved as the run's model.
+    fn test_average(
+        &self,
+        out: &Path,
+        epochs: &[(usize, usize)],
+        options: &RunOptions,
+    ) -> anyhow::Result<Value> {
+        let template = self.model_config.init(&self.device);
+        let averaged = average::of_segments(out, epochs, template)?;
         average::save(&averaged, &RunDir::new(out).model())?;
-        let test = run.write_test(out, Scorer::Model(&averaged), None, json!({"average": epochs.iter().map(|(e, c)| [e + 1, *c]).collect::<Vec<_>>()}))?;
+        let named: Vec<[usize; 2]> = epochs.iter().map(|(e, c)| [e + 1, *c]).collect();
+        let test = self.write_test(
+            out,
+            Scorer::Model(&averaged),
+            None,
+            json!({"average": named}),
+        )?;
         options.say(format!(
             "test AUC {:.4} (the weights averaged over epochs {}); outputs in {}",
             test["auc"].as_f64().unwrap_or(f64::NAN),
-            (epochs.iter().map(|(e, c)| format!("{}x{c}", e + 1)).collect::<Vec<_>>().join(", ")),
+            (named
+                .iter()
+                .map(|[e, c]| format!("{e}x{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")),
             out.display()
         ));
-        return Ok(test);
+        Ok(test)
     }
-    let test = run.test_selected(out, state.best_epoch)?;
-    options.say(format!(
-        "test AUC {:.4} (epoch {} selected on validation); outputs in {}",
-        test["auc"].as_f64().unwrap_or(f64::NAN),
-        state.best_epoch.unwrap_or(0),
-        out.display()
-    ));
-    Ok(test)
 }
 
 /// The run's starting point: its newest complete checkpoint (the log cut back to it), or a
@@ -220,6 +301,56 @@ fn start(
             let _ = std::fs::remove_file(dir.metrics());
             Ok((CheckpointState::new(config.clone()), model, fresh()))
         }
+    }
+}
+
+/// An epoch's steps as they go: losses still on the device, sums of the statistics, the
+/// steps that logged statistics.
+#[derive(Default)]
+struct EpochSteps {
+    pending: PendingLosses,
+    losses: usize,
+    sums: BTreeMap<String, (f64, usize)>,
+    logged: Vec<(usize, u64, BTreeMap<String, f64>)>,
+}
+
+impl EpochSteps {
+    /// A batch's sub-steps' losses and statistics; the losses are read every
+    /// [`LOSS_READ_EVERY`] steps (the NaN guard, given the epoch and its checkpoint).
+    fn record(
+        &mut self,
+        step: usize,
+        b: usize,
+        stepped: crate::optim::Stepped,
+        (epoch, checkpoint): (usize, &Checkpoint),
+    ) -> anyhow::Result<()> {
+        for loss in stepped.losses {
+            self.pending.losses.push((step, b, loss));
+            self.losses += 1;
+        }
+        if self.pending.losses.len() >= LOSS_READ_EVERY {
+            self.pending.read(epoch, checkpoint)?;
+        }
+        for (k, v) in &stepped.stats {
+            let entry = self.sums.entry(k.clone()).or_default();
+            (entry.0, entry.1) = (entry.0 + v, entry.1 + 1);
+        }
+        if !stepped.stats.is_empty() {
+            self.logged.push((step + 1, unix_ms(), stepped.stats));
+        }
+        Ok(())
+    }
+
+    /// The epoch's log: the mean loss and each statistic's mean over the steps that logged it.
+    fn finish(mut self, (epoch, checkpoint): (usize, &Checkpoint)) -> anyhow::Result<EpochLog> {
+        self.pending.read(epoch, checkpoint)?;
+        Ok(EpochLog {
+            train_loss: self.pending.sum / self.losses.max(1) as f64,
+            stats: (self.sums.into_iter())
+                .map(|(k, (sum, n))| (k, sum / n as f64))
+                .collect(),
+            steps: self.logged,
+        })
     }
 }
 
@@ -363,9 +494,7 @@ impl Run {
         // continue exactly as an uninterrupted one.
         self.device.seed(mix(config.seed, epoch as u64 + 1));
         let bar = progress_bar(epoch, config.epochs, steps_per_epoch, options);
-        let (mut pending, mut steps) = (PendingLosses::default(), 0usize);
-        let mut stats_sum: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-        let mut logged = Vec::new();
+        let mut steps = EpochSteps::default();
         let mut draws = GroupDraws::new(&self.groups, epoch);
         for (b, batch) in self.train.epoch(epoch as u64).enumerate() {
             let step = epoch * steps_per_epoch + b;
@@ -382,55 +511,67 @@ impl Run {
             let every = config.engine.diagnostics_every;
             let before =
                 (every > 0 && (step + 1) % every == 0).then(|| (model.clone(), optim.clone()));
-            let (next, stepped) = train_step(config, optim, factor, method, model, &batch);
+            let (next, mut stepped) = train_step(config, optim, factor, method, model, &batch);
             model = next;
-            for loss in stepped.losses {
-                pending.losses.push((step, b, loss));
-                steps += 1;
-            }
-            let mut stats = stepped.stats;
             if let Some(segment) = segment.as_mut() {
                 segment.add(&model, 1.0);
             }
             if let Some((before, optim_before)) = before {
-                stats.extend(diagnose(
-                    config,
-                    factor,
-                    &before,
-                    &model,
-                    optim_before,
-                    &batch,
-                )?);
+                let diagnosed = diagnose(config, factor, &before, &model, optim_before, &batch)?;
+                stepped.stats.extend(diagnosed);
             }
-            if pending.losses.len() >= LOSS_READ_EVERY {
-                pending.read(epoch, checkpoint)?;
-            }
-            for (k, v) in &stats {
-                let entry = stats_sum.entry(k.clone()).or_default();
-                (entry.0, entry.1) = (entry.0 + v, entry.1 + 1);
-            }
-            if !stats.is_empty() {
-                logged.push((step + 1, unix_ms(), stats));
-            }
+            steps.record(step, b, stepped, (epoch, checkpoint))?;
             bar.inc(1);
         }
-        pending.read(epoch, checkpoint)?;
         bar.finish_and_clear();
-        let stats = stats_sum
-            .into_iter()
-            .map(|(k, (sum, n))| (k, sum / n as f64))
-            .collect();
-        let log = EpochLog {
-            train_loss: pending.sum / steps.max(1) as f64,
-            stats,
-            steps: logged,
-        };
+        let log = steps.finish((epoch, checkpoint))?;
         let segment = segment.map(|s| s.model(model.clone()));
         Ok(Trained {
             model,
             log,
             segment,
         })
+    }
+
+    /// The epoch's measurements: the selection score and validation summary, and what the
+    /// method is told (validation loss, worst group AUC, the held-out heads' losses). Stops
+    /// a run whose validation predictions are not finite.
+    fn measure(
+        &self,
+        epoch: usize,
+        model: &MultimodalModel,
+        out: &Path,
+        train_loss: f64,
+    ) -> anyhow::Result<(f64, Value, EpochEnd)> {
+        let scored = self.score(model.into(), &self.val, None)?;
+        if scored.probs.iter().flatten().any(|p| !p.is_finite()) {
+            let saved = match epoch {
+                0 => "no epoch had finished, so there is no checkpoint".to_owned(),
+                _ => format!(
+                    "epoch {epoch}'s checkpoint is in {}",
+                    RunDir::new(out).checkpoints().display()
+                ),
+            };
+            bail!(
+                "diverged at epoch {} (its validation predictions are not finite; training loss {train_loss}); the run stops here ({saved})",
+                epoch + 1,
+            );
+        }
+        let (score, val) = self.validate(&scored)?;
+        let holdout = match &self.holdout {
+            Some(loader) => Some(head_losses(&self.score(model.into(), loader, None)?)),
+            None => None,
+        };
+        let worst = (val["group_auc"].as_object().into_iter().flatten())
+            .filter_map(|(_, auc)| auc.as_f64())
+            .reduce(f64::min);
+        let end = EpochEnd {
+            epoch,
+            val_loss: val["loss"].as_f64().unwrap_or(f64::NAN),
+            val_worst_group_auc: worst,
+            holdout,
+        };
+        Ok((score, val, end))
     }
 
     /// Validation, model selection, the schedule's epoch update, early stopping and the
@@ -446,35 +587,8 @@ impl Run {
     ) -> anyhow::Result<(bool, EpochEnd)> {
         let (out, started) = (logs.out, logs.started);
         let (config, steps_per_epoch) = (&self.config, self.train.len());
-        let scored = self.score(model.into(), &self.val, None)?;
-        if scored.probs.iter().flatten().any(|p| !p.is_finite()) {
-            let saved = match epoch {
-                0 => "no epoch had finished, so there is no checkpoint".to_owned(),
-                _ => format!(
-                    "epoch {epoch}'s checkpoint is in {}",
-                    RunDir::new(out).checkpoints().display()
-                ),
-            };
-            bail!(
-                "diverged at epoch {} (its validation predictions are not finite; training loss {}); the run stops here ({saved})",
-                epoch + 1,
-                log.train_loss
-            );
-        }
-        let (score, val) = self.validate(&scored)?;
-        let holdout = match &self.holdout {
-            Some(loader) => Some(head_losses(&self.score(model.into(), loader, None)?)),
-            None => None,
-        };
-        let worst = (val["group_auc"].as_object().into_iter().flatten())
-            .filter_map(|(_, auc)| auc.as_f64())
-            .reduce(f64::min);
-        let end = EpochEnd {
-            epoch,
-            val_loss: val["loss"].as_f64().unwrap_or(f64::NAN),
-            val_worst_group_auc: worst,
-            holdout: holdout.clone(),
-        };
+        let (score, val, end) = self.measure(epoch, model, out, log.train_loss)?;
+        let holdout = end.holdout.clone();
         let last_step = (epoch + 1) * steps_per_epoch - 1;
         let lr = config.engine.lr * state.schedule.factor(config, last_step, steps_per_epoch);
         state

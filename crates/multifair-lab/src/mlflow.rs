@@ -341,11 +341,119 @@ pub fn export(
     let plan = crate::sweep::read_plan(results)?;
     // Everything local first: a missing figure folder or a broken run file stops the export
     // before the server is touched.
-    let tables = crate::table::load(results)?;
-    let rendered = Tables {
-        md: crate::table::render(&tables, crate::table::Format::Md)?,
-        csv: crate::table::render(&tables, crate::table::Format::Csv)?,
-        figures: (figure_files(figures)?.into_iter())
+    let rendered = Tables::render(results, figures)?;
+    let mut locals = BTreeMap::new();
+    for run in plan.runs.iter().filter(|r| r.finished(results)) {
+        locals.insert(run.id.clone(), LocalRun::read(&results.join(&run.folder))?);
+    }
+    let client = Client::new(uri);
+    let export = Export {
+        experiment: client.experiment(experiment.unwrap_or(&plan.spec.name))?,
+        client,
+        spec: &plan.spec,
+        tables: &rendered,
+    };
+    let mut done = Exported::default();
+    let mut groups: BTreeMap<(String, String), Vec<&PlannedRun>> = BTreeMap::new();
+    for run in &plan.runs {
+        (groups.entry((run.label.clone(), run.attribute.clone())))
+            .or_default()
+            .push(run);
+    }
+    for ((label, attribute), runs) in groups {
+        let row = Row {
+            label: &label,
+            attribute: &attribute,
+            method: &runs[0].method,
+        };
+        let parent_id = export.parent(&row, &mut done)?;
+        let mut finished = Vec::new();
+        for run in runs {
+            let Some(local) = locals.get(&run.id) else {
+                done.unfinished += 1;
+                continue;
+            };
+            export.child(&parent_id, run, local, &mut done)?;
+            finished.push(local);
+        }
+        // The row's statistics over its finished seeds (re-logged: the latest value wins).
+        (export.client).log(&parent_id, &[], &row_metrics(&finished, &attribute))?;
+        export.client.finish(&parent_id)?;
+    }
+    Ok(done)
+}
+
+/// An export in progress: the server, its experiment, the spec and what every parent carries.
+struct Export<'a> {
+    client: Client,
+    experiment: String,
+    spec: &'a crate::sweep::Spec,
+    tables: &'a Tables,
+}
+
+impl Export<'_> {
+    /// The row's parent run, created (with its files) when missing and refilled when a failed
+    /// export left it unfinished; its id.
+    fn parent(&self, row: &Row, done: &mut Exported) -> anyhow::Result<String> {
+        let key = format!("{}/{}/{}", self.spec.name, row.label, row.attribute);
+        let parent = match self.client.find(&self.experiment, ROW_TAG, &key)? {
+            Some(parent) if parent["info"]["status"] != "FINISHED" => {
+                fill_parent(&self.client, &parent, self.spec, row, self.tables)?;
+                parent
+            }
+            Some(parent) => parent,
+            None => {
+                done.parents += 1;
+                let tags = vec![
+                    (ROW_TAG.to_owned(), key.clone()),
+                    ("mlflow.note.content".into(), self.spec.description.clone()),
+                ];
+                let name = format!("{} / {}", row.label, row.attribute);
+                let parent = self.client.create_run(&self.experiment, &name, &tags)?;
+                fill_parent(&self.client, &parent, self.spec, row, self.tables)?;
+                parent
+            }
+        };
+        Ok(parent["info"]["run_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// A finished seed's run: left alone when the server has it finished, replaced whole when
+    /// a failed export left it unfinished, exported when missing.
+    fn child(
+        &self,
+        parent_id: &str,
+        run: &PlannedRun,
+        local: &LocalRun,
+        done: &mut Exported,
+    ) -> anyhow::Result<()> {
+        match self.client.find(&self.experiment, HASH_TAG, &run.id)? {
+            Some(found) if found["info"]["status"] == "FINISHED" => done.already += 1,
+            stale => {
+                if let Some(stale) = stale {
+                    (self.client).delete(stale["info"]["run_id"].as_str().unwrap_or_default())?;
+                }
+                export_run(&self.client, &self.experiment, parent_id, run, local)?;
+                done.children += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The tables and figures every parent carries, rendered in memory.
+struct Tables {
+    md: String,
+    csv: String,
+    figures: Vec<(String, Vec<u8>)>,
+}
+
+impl Tables {
+    fn render(results: &Path, figures: Option<&Path>) -> anyhow::Result<Tables> {
+        let tables = crate::table::load(results)?;
+        let figures = (figure_files(figures)?.into_iter())
             .map(|f| {
                 let name = f
                     .file_name()
@@ -356,83 +464,13 @@ pub fn export(
                     std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
                 Ok((name, bytes))
             })
-            .collect::<anyhow::Result<_>>()?,
-    };
-    let mut locals = BTreeMap::new();
-    for run in plan.runs.iter().filter(|r| r.finished(results)) {
-        locals.insert(run.id.clone(), LocalRun::read(&results.join(&run.folder))?);
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Tables {
+            md: crate::table::render(&tables, crate::table::Format::Md)?,
+            csv: crate::table::render(&tables, crate::table::Format::Csv)?,
+            figures,
+        })
     }
-    let client = Client::new(uri);
-    let experiment = client.experiment(experiment.unwrap_or(&plan.spec.name))?;
-    let mut done = Exported::default();
-    let mut groups: BTreeMap<(String, String), Vec<&PlannedRun>> = BTreeMap::new();
-    for run in &plan.runs {
-        groups
-            .entry((run.label.clone(), run.attribute.clone()))
-            .or_default()
-            .push(run);
-    }
-    for ((label, attribute), runs) in groups {
-        let key = format!("{}/{label}/{attribute}", plan.spec.name);
-        let row = Row {
-            label: &label,
-            attribute: &attribute,
-            method: &runs[0].method,
-        };
-        let parent = match client.find(&experiment, ROW_TAG, &key)? {
-            // A parent a failed export left unfinished gets its files and params again.
-            Some(parent) if parent["info"]["status"] != "FINISHED" => {
-                fill_parent(&client, &parent, &plan.spec, &row, &rendered)?;
-                parent
-            }
-            Some(parent) => parent,
-            None => {
-                done.parents += 1;
-                let tags = vec![
-                    (ROW_TAG.to_owned(), key.clone()),
-                    ("mlflow.note.content".into(), plan.spec.description.clone()),
-                ];
-                let name = format!("{label} / {attribute}");
-                let parent = client.create_run(&experiment, &name, &tags)?;
-                fill_parent(&client, &parent, &plan.spec, &row, &rendered)?;
-                parent
-            }
-        };
-        let parent_id = parent["info"]["run_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let mut finished = Vec::new();
-        for run in runs {
-            let Some(local) = locals.get(&run.id) else {
-                done.unfinished += 1;
-                continue;
-            };
-            match client.find(&experiment, HASH_TAG, &run.id)? {
-                Some(found) if found["info"]["status"] == "FINISHED" => done.already += 1,
-                stale => {
-                    // Left unfinished by a failed export: replaced whole.
-                    if let Some(stale) = stale {
-                        client.delete(stale["info"]["run_id"].as_str().unwrap_or_default())?;
-                    }
-                    export_run(&client, &experiment, &parent_id, run, local)?;
-                    done.children += 1;
-                }
-            }
-            finished.push(local);
-        }
-        // The row's statistics over its finished seeds (re-logged: the latest value wins).
-        client.log(&parent_id, &[], &row_metrics(&finished, &attribute))?;
-        client.finish(&parent_id)?;
-    }
-    Ok(done)
-}
-
-/// The tables and figures every parent carries, rendered in memory.
-struct Tables {
-    md: String,
-    csv: String,
-    figures: Vec<(String, Vec<u8>)>,
 }
 
 /// A finished run's files, read before any request.

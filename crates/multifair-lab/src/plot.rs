@@ -191,24 +191,25 @@ fn draw_roc<DB: DrawingBackend>(
 /// (label, group, mean, half-width of the 95% interval)
 type Bars = Vec<(String, String, f64, f64)>;
 
+/// The bars' labels in first-seen order and their groups, sorted.
+fn bar_axes(bars: &Bars) -> (Vec<String>, Vec<String>) {
+    let mut labels: Vec<String> = Vec::new();
+    for (l, ..) in bars {
+        if !labels.contains(l) {
+            labels.push(l.clone());
+        }
+    }
+    let groups: BTreeSet<String> = bars.iter().map(|(_, g, ..)| g.clone()).collect();
+    (labels, groups.into_iter().collect())
+}
+
 fn draw_bars<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     bars: &Bars,
     attribute: &str,
 ) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(err)?;
-    let labels: Vec<String> = bars.iter().fold(Vec::new(), |mut v, (l, ..)| {
-        if !v.contains(l) {
-            v.push(l.clone())
-        }
-        v
-    });
-    let groups: Vec<String> = bars
-        .iter()
-        .map(|(_, g, ..)| g.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let (labels, groups) = bar_axes(bars);
     let width = labels.len() as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption(
@@ -410,30 +411,59 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     register_font();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let plan = crate::sweep::read_plan(results)?;
-    let labels: Vec<String> = plan.spec.runs.iter().map(|r| r.label.clone()).collect();
-    let runs = |label: &str, attribute: &str| -> Vec<&PlannedRun> {
-        plan.runs
-            .iter()
-            .filter(|r| r.label == label && r.attribute == attribute)
-            .collect()
+    let figures = Figures {
+        results,
+        plan: &plan,
+        out,
+        labels: plan.spec.runs.iter().map(|r| r.label.clone()).collect(),
     };
     let mut written = Vec::new();
     for attribute in &plan.spec.attributes {
         let names = group_names(results, &plan, attribute);
-        let tag = |code: &str| tag(&names, code);
-        // ROC per group, each method's first seed.
+        written.extend(figures.roc(attribute, &names)?);
+        written.extend(figures.group_auc(attribute, &names)?);
+    }
+    // Training dynamics of each method with statistics: first attribute, first seed.
+    let attribute = &plan.spec.attributes[0];
+    let names = group_names(results, &plan, attribute);
+    for label in &figures.labels {
+        if let Some(run) = figures.first_seed(label, attribute) {
+            written.extend(figures.dynamics(run, label, attribute, &names)?);
+        }
+    }
+    Ok(written)
+}
+
+/// A sweep's figures: where its runs are and where the figures go.
+struct Figures<'a> {
+    results: &'a Path,
+    plan: &'a Plan,
+    out: &'a Path,
+    labels: Vec<String>,
+}
+
+impl Figures<'_> {
+    fn runs(&self, label: &str, attribute: &str) -> Vec<&PlannedRun> {
+        (self.plan.runs.iter())
+            .filter(|r| r.label == label && r.attribute == attribute)
+            .collect()
+    }
+
+    fn first_seed(&self, label: &str, attribute: &str) -> Option<&PlannedRun> {
+        self.runs(label, attribute)
+            .into_iter()
+            .find(|r| r.seed_index == 0)
+    }
+
+    /// ROC per group, each method's first seed.
+    fn roc(&self, attribute: &str, names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
         let mut panels: Curves = Vec::new();
-        for label in &labels {
-            let Some(run) = runs(label, attribute)
-                .into_iter()
-                .find(|r| r.seed_index == 0)
-            else {
+        for label in &self.labels {
+            let Some(run) = self.first_seed(label, attribute) else {
                 continue;
             };
-            let rows = match predictions(
-                &RunDir::new(results.join(&run.folder)).predictions(),
-                attribute,
-            ) {
+            let path = RunDir::new(self.results.join(&run.folder)).predictions();
+            let rows = match predictions(&path, attribute) {
                 Ok(rows) => rows,
                 Err(e) => {
                     eprintln!("roc-{attribute}: no curves for {label}: {e:#}");
@@ -447,71 +477,50 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 .filter_map(|&c| {
                     let (p, y): (Vec<f64>, Vec<bool>) =
                         rows.iter().filter(|r| r.2 == c).map(|r| (r.0, r.1)).unzip();
-                    (y.contains(&true) && y.contains(&false))
-                        .then(|| (format!("{attribute}={}", tag(&c.to_string())), roc(&p, &y)))
+                    (y.contains(&true) && y.contains(&false)).then(|| {
+                        (
+                            format!("{attribute}={}", tag(names, &c.to_string())),
+                            roc(&p, &y),
+                        )
+                    })
                 })
                 .collect();
             panels.push((label.clone(), curves));
         }
-        if !panels.is_empty() {
-            let rows = panels.len().div_ceil(3) as u32;
-            written.extend(both!(
-                &out.join(format!("roc-{attribute}")),
-                (1200, 380 * rows),
-                draw_roc,
-                &panels,
-                attribute
-            ));
+        if panels.is_empty() {
+            return Ok(Vec::new());
         }
+        let rows = panels.len().div_ceil(3) as u32;
+        Ok(both!(
+            &self.out.join(format!("roc-{attribute}")),
+            (1200, 380 * rows),
+            draw_roc,
+            &panels,
+            attribute
+        ))
+    }
 
-        // Group AUC bars over seeds, and the modality x group heat map.
+    /// Group AUC bars over seeds, and the modality x group heat map.
+    fn group_auc(&self, attribute: &str, names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
         let mut bars: Bars = Vec::new();
-        let mut heat_rows = Vec::new();
-        let mut heat_values: Vec<BTreeMap<String, f64>> = Vec::new();
+        let (mut heat_rows, mut heat_values) = (Vec::new(), Vec::<BTreeMap<String, f64>>::new());
         let mut groups = BTreeSet::new();
-        for label in &labels {
-            let tests: Vec<Value> = runs(label, attribute)
-                .iter()
-                .filter_map(|r| read_report(&results.join(&r.folder)))
+        for label in &self.labels {
+            let tests: Vec<Value> = (self.runs(label, attribute).iter())
+                .filter_map(|r| read_report(&self.results.join(&r.folder)))
                 .collect();
-            let mut per_group: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-            let mut per_modality: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
-            for t in &tests {
-                if let Some(gs) = t["attributes"][attribute]["groups"].as_object() {
-                    for (g, v) in gs {
-                        if let Some(a) = v["auc"].as_f64() {
-                            per_group.entry(tag(g)).or_default().push(a);
-                        }
-                    }
-                }
-                if let Some(report) = t["modality_group_report"].as_object() {
-                    for (modality, r) in report {
-                        if let Some(gs) = r["aux"][attribute]["groups"].as_object() {
-                            for (g, v) in gs {
-                                if let Some(a) = v.as_f64() {
-                                    per_modality
-                                        .entry(modality.clone())
-                                        .or_default()
-                                        .entry(tag(g))
-                                        .or_default()
-                                        .push(a);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let (per_group, per_modality) = group_values(&tests, attribute, names);
             for (g, v) in per_group {
                 let (m, sd) = mean_std(&v).expect("a group with values");
-                let half = if v.len() > 1 {
-                    1.96 * sd / (v.len() as f64).sqrt()
-                } else {
-                    0.0
+                let half = match v.len() > 1 {
+                    true => 1.96 * sd / (v.len() as f64).sqrt(),
+                    false => 0.0,
                 };
                 groups.insert(g.clone());
                 bars.push((label.clone(), g, m, half));
             }
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             for (modality, gs) in per_modality {
                 heat_rows.push(format!("{label} / {modality}"));
                 heat_values.push(gs.iter().map(|(g, v)| (g.clone(), mean(v))).collect());
@@ -519,7 +528,7 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
         if !bars.is_empty() {
             written.extend(both!(
-                &out.join(format!("group-auc-{attribute}")),
+                &self.out.join(format!("group-auc-{attribute}")),
                 (1200, 600),
                 draw_bars,
                 &bars,
@@ -528,35 +537,34 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
         if !heat_rows.is_empty() {
             let cols: Vec<String> = groups.iter().cloned().collect();
-            let values = heat_values
-                .iter()
+            let values = (heat_values.iter())
                 .map(|row| cols.iter().map(|c| row.get(c).copied()).collect())
                 .collect();
             let height = 40 + 36 * (heat_rows.len() as u32 + 1);
             let heat: Heat = (heat_rows, cols, values);
             written.extend(both!(
-                &out.join(format!("modality-group-{attribute}")),
+                &self.out.join(format!("modality-group-{attribute}")),
                 (900, height.max(200)),
                 draw_heat,
                 &heat,
                 attribute
             ));
         }
+        Ok(written)
     }
 
-    // Training dynamics of each method with statistics: first attribute, first seed.
-    let attribute = &plan.spec.attributes[0];
-    let names = group_names(results, &plan, attribute);
-    for label in &labels {
-        let Some(run) = runs(label, attribute)
-            .into_iter()
-            .find(|r| r.seed_index == 0)
-        else {
-            continue;
-        };
-        let dir = RunDir::new(results.join(&run.folder));
+    /// A method's modality coefficients, group factors and validation gap per epoch, and its
+    /// modulation diagnostics, from the first seed's log.
+    fn dynamics(
+        &self,
+        run: &PlannedRun,
+        label: &str,
+        attribute: &str,
+        names: &[String],
+    ) -> anyhow::Result<Vec<PathBuf>> {
+        let dir = RunDir::new(self.results.join(&run.folder));
         let Ok(text) = std::fs::read_to_string(dir.metrics()) else {
-            continue;
+            return Ok(Vec::new());
         };
         // Statistics are logged by modality index: name them from run.json.
         let modalities: Vec<String> = read_json(&dir.run_json())
@@ -568,54 +576,12 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 })
             })
             .unwrap_or_default();
-        let modality = |i: usize| modalities.get(i).cloned().unwrap_or_else(|| i.to_string());
-        let name = |key: &str| -> Option<String> {
-            if let Some(i) = stats::parse_coeff(key) {
-                return Some(format!("B {}", modality(i)));
-            }
-            let (i, group) = stats::parse_factor(key)?;
-            let group = tag(&names, &group.to_string());
-            Some(format!("f {}, {attribute}={group}", modality(i)))
-        };
-        let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-        // Modulation diagnostics (`diagnostics_every`): each encoder's update relative to the
-        // unmodulated step's, per epoch (1: nothing of the modulation reached the weights).
-        let mut updates: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-        for line in text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        {
-            let (Some(epoch), None) = (line["epoch"].as_f64(), line.get("step")) else {
-                continue;
-            };
-            if let Some(stats) = line["method"].as_object() {
-                for (k, v) in stats {
-                    if let (Some(label), Some(v)) = (name(k), v.as_f64()) {
-                        series.entry(label).or_default().push((epoch, v));
-                    }
-                    if let (Some((i, false)), Some(real)) = (stats::parse_update(k), v.as_f64())
-                        && let Some(plain) =
-                            stats.get(&stats::update(i, true)).and_then(Value::as_f64)
-                    {
-                        let ratio = real / plain.max(1e-30);
-                        updates
-                            .entry(format!("{} update / unmodulated update", modality(i)))
-                            .or_default()
-                            .push((epoch, ratio));
-                    }
-                }
-            }
-            if let Some(gap) = line["val"]["auc_gap"][attribute.as_str()].as_f64() {
-                series
-                    .entry(format!("val AUC gap ({attribute})"))
-                    .or_default()
-                    .push((epoch, gap));
-            }
-        }
+        let (series, updates) = epoch_series(&text, &modalities, attribute, names);
+        let mut written = Vec::new();
         if series.keys().any(|k| k.starts_with("B ")) {
             let series: Series = series.into_iter().collect();
             written.extend(both!(
-                &out.join(format!("dynamics-{label}")),
+                &self.out.join(format!("dynamics-{label}")),
                 (1000, 600),
                 draw_lines,
                 &series,
@@ -625,15 +591,108 @@ pub fn plot(results: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         if !updates.is_empty() {
             let updates: Series = updates.into_iter().collect();
             written.extend(both!(
-                &out.join(format!("modulation-{label}")),
+                &self.out.join(format!("modulation-{label}")),
                 (1000, 600),
                 draw_lines,
                 &updates,
                 &format!("{label}: encoder update relative to the unmodulated step's (1: modulation cancelled)")
             ));
         }
+        Ok(written)
     }
-    Ok(written)
+}
+
+/// Per group the test AUCs over seeds, and per modality and group its auxiliary head's.
+type GroupValues = (
+    BTreeMap<String, Vec<f64>>,
+    BTreeMap<String, BTreeMap<String, Vec<f64>>>,
+);
+
+fn group_values(tests: &[Value], attribute: &str, names: &[String]) -> GroupValues {
+    let (mut per_group, mut per_modality) = GroupValues::default();
+    for t in tests {
+        for (g, v) in t["attributes"][attribute]["groups"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(a) = v["auc"].as_f64() {
+                per_group.entry(tag(names, g)).or_default().push(a);
+            }
+        }
+        for (modality, r) in t["modality_group_report"].as_object().into_iter().flatten() {
+            for (g, v) in r["aux"][attribute]["groups"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(a) = v.as_f64() {
+                    (per_modality.entry(modality.clone()).or_default())
+                        .entry(tag(names, g))
+                        .or_default()
+                        .push(a);
+                }
+            }
+        }
+    }
+    (per_group, per_modality)
+}
+
+/// Named series of (epoch, value) from a run's `metrics.jsonl`: the modality coefficients B,
+/// the group factors f and the validation gap; and each encoder's update relative to the
+/// unmodulated step's (`diagnostics_every`: 1 means nothing of the modulation reached the
+/// weights).
+fn epoch_series(
+    text: &str,
+    modalities: &[String],
+    attribute: &str,
+    names: &[String],
+) -> (
+    BTreeMap<String, Vec<(f64, f64)>>,
+    BTreeMap<String, Vec<(f64, f64)>>,
+) {
+    let modality = |i: usize| modalities.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let name = |key: &str| -> Option<String> {
+        if let Some(i) = stats::parse_coeff(key) {
+            return Some(format!("B {}", modality(i)));
+        }
+        let (i, group) = stats::parse_factor(key)?;
+        let group = tag(names, &group.to_string());
+        Some(format!("f {}, {attribute}={group}", modality(i)))
+    };
+    let (mut series, mut updates) = (BTreeMap::new(), BTreeMap::new());
+    for line in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        let (Some(epoch), None) = (line["epoch"].as_f64(), line.get("step")) else {
+            continue;
+        };
+        for (k, v) in line["method"].as_object().into_iter().flatten() {
+            if let (Some(label), Some(v)) = (name(k), v.as_f64()) {
+                series
+                    .entry(label)
+                    .or_insert_with(Vec::new)
+                    .push((epoch, v));
+            }
+            let stats = line["method"].as_object().expect("iterated above");
+            if let (Some((i, false)), Some(real)) = (stats::parse_update(k), v.as_f64())
+                && let Some(plain) = stats.get(&stats::update(i, true)).and_then(Value::as_f64)
+            {
+                updates
+                    .entry(format!("{} update / unmodulated update", modality(i)))
+                    .or_insert_with(Vec::new)
+                    .push((epoch, real / plain.max(1e-30)));
+            }
+        }
+        if let Some(gap) = line["val"]["auc_gap"][attribute].as_f64() {
+            (series
+                .entry(format!("val AUC gap ({attribute})"))
+                .or_insert_with(Vec::new))
+            .push((epoch, gap));
+        }
+    }
+    (series, updates)
 }
 
 #[cfg(test)]

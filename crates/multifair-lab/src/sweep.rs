@@ -287,46 +287,11 @@ pub struct Overrides {
 
 /// Expands `spec` over `data_dir` into runs (folders under `runs/`).
 pub fn plan(spec: &Spec, data_dir: &Path, overrides: &Overrides) -> anyhow::Result<Plan> {
-    let mut spec = spec.clone();
-    if let Some(n) = overrides.seeds {
-        spec.seeds = n;
-    }
-    if let Some(e) = overrides.epochs {
-        spec.epochs = e;
-    }
-    spec.check(&format!("{} with the command line's options", spec.name))?;
-    if let Some(labels) = &overrides.labels {
-        for l in labels {
-            if !spec.runs.iter().any(|r| &r.label == l) {
-                let known: Vec<&str> = spec.runs.iter().map(|r| r.label.as_str()).collect();
-                bail!(
-                    "no run labelled '{l}' in {}; labels: {}",
-                    spec.name,
-                    known.join(", ")
-                );
-            }
-        }
-        spec.runs.retain(|r| labels.contains(&r.label));
-    }
-    spec.profile = overrides.profile.or(spec.profile);
-    let profile = spec.profile.unwrap_or_default();
-    // The paper profile is the original's protocol: its model, epochs and grouping attribute.
-    if let Some(model) = profile.model() {
-        spec.model = model;
-    }
-    if let (None, Some(epochs)) = (overrides.epochs, profile.epochs()) {
-        spec.epochs = epochs;
-    }
-    if let Some(attribute) = profile.attribute(spec.dataset) {
-        spec.attributes = vec![attribute.to_owned()];
-    }
-    let device = overrides.device.unwrap_or_default();
+    let spec = overridden(spec, overrides)?;
     let seeds = spec.seed_values();
     let mut runs = Vec::new();
     for row in &spec.runs {
-        let mut sets: Vec<(String, String)> = spec
-            .set
-            .iter()
+        let mut sets: Vec<(String, String)> = (spec.set.iter())
             .map(|(k, v)| (k.clone(), set_value(v)))
             .collect();
         sets.extend(row.set.iter().map(|(k, v)| (k.clone(), set_value(v))));
@@ -340,8 +305,8 @@ pub fn plan(spec: &Spec, data_dir: &Path, overrides: &Overrides) -> anyhow::Resu
                     seed,
                     epochs: Some(spec.epochs),
                     model: Some(spec.model),
-                    device,
-                    profile,
+                    device: overrides.device.unwrap_or_default(),
+                    profile: spec.profile.unwrap_or_default(),
                     weights_dir: overrides.weights_dir.clone(),
                     sets: sets.clone(),
                 })
@@ -367,6 +332,44 @@ pub fn plan(spec: &Spec, data_dir: &Path, overrides: &Overrides) -> anyhow::Resu
         }
     }
     Ok(Plan { spec, runs })
+}
+
+/// `spec` with the command line's overrides: seeds, epochs, the rows kept, the profile (the
+/// paper profile brings the original's model, epochs and grouping attribute); checked again.
+fn overridden(spec: &Spec, overrides: &Overrides) -> anyhow::Result<Spec> {
+    let mut spec = spec.clone();
+    if let Some(n) = overrides.seeds {
+        spec.seeds = n;
+    }
+    if let Some(e) = overrides.epochs {
+        spec.epochs = e;
+    }
+    spec.check(&format!("{} with the command line's options", spec.name))?;
+    if let Some(labels) = &overrides.labels {
+        for l in labels {
+            if !spec.runs.iter().any(|r| &r.label == l) {
+                let known: Vec<&str> = spec.runs.iter().map(|r| r.label.as_str()).collect();
+                bail!(
+                    "no run labelled '{l}' in {}; labels: {}",
+                    spec.name,
+                    known.join(", ")
+                );
+            }
+        }
+        spec.runs.retain(|r| labels.contains(&r.label));
+    }
+    spec.profile = overrides.profile.or(spec.profile);
+    let profile = spec.profile.unwrap_or_default();
+    if let Some(model) = profile.model() {
+        spec.model = model;
+    }
+    if let (None, Some(epochs)) = (overrides.epochs, profile.epochs()) {
+        spec.epochs = epochs;
+    }
+    if let Some(attribute) = profile.attribute(spec.dataset) {
+        spec.attributes = vec![attribute.to_owned()];
+    }
+    Ok(spec)
 }
 
 /// Shell-quotes one argument.

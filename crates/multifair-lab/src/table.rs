@@ -74,11 +74,13 @@ pub(crate) fn at(value: &Value, path: &[String]) -> Option<f64> {
         .and_then(Value::as_f64)
 }
 
+/// Each finished run's report, by (label, attribute, seed index).
+type Reports = BTreeMap<(String, String, usize), Value>;
+
 /// Reads every planned run's `test.json` under `results` (the folder with `sweep.json`).
 pub fn load(results: &Path) -> anyhow::Result<Tables> {
     let plan = crate::sweep::read_plan(results)?;
-    let seeds = plan.spec.seeds;
-    let mut tests: BTreeMap<(String, String, usize), Value> = BTreeMap::new();
+    let mut tests = Reports::new();
     for run in &plan.runs {
         // A torn or out-of-range report is said and left out, as a missing one is.
         match multifair_engine::run_dir::read_report(&results.join(&run.folder)) {
@@ -92,126 +94,119 @@ pub fn load(results: &Path) -> anyhow::Result<Tables> {
             Err(e) => eprintln!("left out of the tables: {e:#}"),
         }
     }
-    let labels: Vec<(String, String)> = plan
-        .spec
-        .runs
-        .iter()
+    let labels: Vec<(String, String)> = (plan.spec.runs.iter())
         .map(|r| (r.label.clone(), r.method.clone()))
         .collect();
-    let mut tables = Vec::new();
-    for attribute in &plan.spec.attributes {
-        let mut groups = BTreeSet::new();
-        for ((_, a, _), test) in &tests {
-            if a == attribute
-                && let Some(g) = test["attributes"][attribute]["groups"].as_object()
-            {
-                groups.extend(g.keys().cloned());
-            }
-        }
-        let attr = |leaf: &[&str]| -> Vec<String> {
-            ["attributes", attribute.as_str()]
-                .iter()
-                .chain(leaf)
-                .map(|s| s.to_string())
-                .collect()
-        };
-        let mut columns = vec![
-            Column {
-                label: "AUC".into(),
-                path: vec!["auc".into()],
-                higher_is_better: true,
-            },
-            Column {
-                label: "ES-AUC".into(),
-                path: attr(&["es_auc"]),
-                higher_is_better: true,
-            },
-        ];
-        // Codes, or the names a manifest gives them.
-        let name = |g: &str| -> String {
-            let named = tests.values().find_map(|t| {
-                let i: usize = g.parse().ok()?;
-                t["group_names"][attribute.as_str()][i]
-                    .as_str()
-                    .map(str::to_owned)
-            });
-            named.unwrap_or_else(|| g.to_owned())
-        };
-        for g in &groups {
-            columns.push(Column {
-                label: format!("AUC {attribute}={}", name(g)),
-                path: attr(&["groups", g, "auc"]),
-                higher_is_better: true,
-            });
-        }
-        columns.push(Column {
-            label: "DPD".into(),
-            path: attr(&["dpd"]),
-            higher_is_better: false,
-        });
-        columns.push(Column {
-            label: "DEOdds".into(),
-            path: attr(&["deodds"]),
-            higher_is_better: false,
-        });
-        let values = |label: &str, column: &Column| -> Vec<Option<f64>> {
-            (0..seeds)
-                .map(|s| {
-                    tests
-                        .get(&(label.to_owned(), attribute.clone(), s))
-                        .and_then(|t| at(t, &column.path))
-                })
-                .collect()
-        };
-        let reference = |method: &str| labels.iter().find(|(_, m)| m == method).map(|(l, _)| l);
-        let (erm, multifair) = (reference("erm"), reference("multifair"));
-        let paired = |a: &[Option<f64>], b: &[Option<f64>]| {
-            let diffs: Vec<f64> = a
-                .iter()
-                .zip(b)
-                .filter_map(|(x, y)| Some((*x)? - (*y)?))
-                .collect();
-            sign_flip_p(&diffs)
-        };
-        let runs_of = |label: &str| {
-            (0..seeds)
-                .filter(|s| tests.contains_key(&(label.to_owned(), attribute.clone(), *s)))
-                .count()
-        };
-        let rows = labels
-            .iter()
-            .map(|(label, method)| {
-                let cells = columns
-                    .iter()
-                    .map(|c| {
-                        let mine = values(label, c);
-                        let against = |other: Option<&String>| {
-                            other
-                                .filter(|o| *o != label)
-                                .and_then(|o| paired(&mine, &values(o, c)))
-                        };
-                        Cell {
-                            p_vs_erm: against(erm),
-                            p_vs_multifair: against(multifair),
-                            values: mine,
-                            runs: runs_of(label),
-                        }
-                    })
-                    .collect();
-                (label.clone(), method.clone(), cells)
-            })
-            .collect();
-        tables.push(AttributeTable {
-            attribute: attribute.clone(),
-            columns,
-            rows,
-            seeds,
-        });
-    }
+    let tables = (plan.spec.attributes.iter())
+        .map(|attribute| attribute_table(&tests, attribute, &labels, plan.spec.seeds))
+        .collect();
     Ok(Tables {
         name: plan.spec.name,
         tables,
     })
+}
+
+/// The columns of `attribute`'s table: AUC, ES-AUC, each group's AUC (named as a manifest
+/// names its groups), DPD and DEOdds.
+fn columns(tests: &Reports, attribute: &str) -> Vec<Column> {
+    let mut groups = BTreeSet::new();
+    for ((_, a, _), test) in tests {
+        if a == attribute
+            && let Some(g) = test["attributes"][attribute]["groups"].as_object()
+        {
+            groups.extend(g.keys().cloned());
+        }
+    }
+    let attr = |leaf: &[&str]| -> Vec<String> {
+        ["attributes", attribute]
+            .iter()
+            .chain(leaf)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let column = |label: String, path: Vec<String>, higher_is_better| Column {
+        label,
+        path,
+        higher_is_better,
+    };
+    let name = |g: &str| -> String {
+        let named = tests.values().find_map(|t| {
+            let i: usize = g.parse().ok()?;
+            t["group_names"][attribute][i].as_str().map(str::to_owned)
+        });
+        named.unwrap_or_else(|| g.to_owned())
+    };
+    let mut columns = vec![
+        column("AUC".into(), vec!["auc".into()], true),
+        column("ES-AUC".into(), attr(&["es_auc"]), true),
+    ];
+    for g in &groups {
+        columns.push(column(
+            format!("AUC {attribute}={}", name(g)),
+            attr(&["groups", g, "auc"]),
+            true,
+        ));
+    }
+    columns.push(column("DPD".into(), attr(&["dpd"]), false));
+    columns.push(column("DEOdds".into(), attr(&["deodds"]), false));
+    columns
+}
+
+/// `attribute`'s table: a row per label, each cell its values over seeds and its paired tests
+/// against fusion ERM and MultiFair.
+fn attribute_table(
+    tests: &Reports,
+    attribute: &str,
+    labels: &[(String, String)],
+    seeds: usize,
+) -> AttributeTable {
+    let columns = columns(tests, attribute);
+    let values = |label: &str, column: &Column| -> Vec<Option<f64>> {
+        (0..seeds)
+            .map(|s| {
+                (tests.get(&(label.to_owned(), attribute.to_owned(), s)))
+                    .and_then(|t| at(t, &column.path))
+            })
+            .collect()
+    };
+    let reference = |method: &str| labels.iter().find(|(_, m)| m == method).map(|(l, _)| l);
+    let (erm, multifair) = (reference("erm"), reference("multifair"));
+    let paired = |a: &[Option<f64>], b: &[Option<f64>]| {
+        let diffs: Vec<f64> = (a.iter().zip(b))
+            .filter_map(|(x, y)| Some((*x)? - (*y)?))
+            .collect();
+        sign_flip_p(&diffs)
+    };
+    let runs_of = |label: &str| {
+        (0..seeds)
+            .filter(|s| tests.contains_key(&(label.to_owned(), attribute.to_owned(), *s)))
+            .count()
+    };
+    let rows = (labels.iter())
+        .map(|(label, method)| {
+            let cells = (columns.iter())
+                .map(|c| {
+                    let mine = values(label, c);
+                    let against = |other: Option<&String>| {
+                        (other.filter(|o| *o != label)).and_then(|o| paired(&mine, &values(o, c)))
+                    };
+                    Cell {
+                        p_vs_erm: against(erm),
+                        p_vs_multifair: against(multifair),
+                        values: mine,
+                        runs: runs_of(label),
+                    }
+                })
+                .collect();
+            (label.clone(), method.clone(), cells)
+        })
+        .collect();
+    AttributeTable {
+        attribute: attribute.to_owned(),
+        columns,
+        rows,
+        seeds,
+    }
 }
 
 /// The formatted text of one cell in a markup: (mean ± std, bold?, markers, count note).

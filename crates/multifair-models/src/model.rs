@@ -424,11 +424,8 @@ impl MultimodalModel {
     /// One modality's token alone through the head [B, C] (the shared head of
     /// [`Readout::Alone`], whose model has no fusion transformer layer).
     pub fn alone(&self, token: &Tensor<2>, groups: Option<&Tensor<1, Int>>) -> Tensor<2> {
-        self.head.classify(self.fused_hidden(
-            std::slice::from_ref(token),
-            groups,
-            None,
-        ))
+        self.head
+            .classify(self.fused_hidden(std::slice::from_ref(token), groups, None))
     }
 
     /// The fused head's last-layer input [B, p]. A missing modality's token is zeroed (so the

@@ -32,8 +32,8 @@ use super::erm::{Forward, finish};
 use crate::hparams::{Hparams, Range, Valid};
 use crate::scaling::scale_gradient;
 use crate::{
-    DeviceBatch, Method, Setup, StepOutput, cross_entropy_per_sample, hparams, read_state,
-    to_host, write_state,
+    DeviceBatch, Method, Setup, StepOutput, cross_entropy_per_sample, hparams, read_state, to_host,
+    write_state,
 };
 
 hparams! {
@@ -204,7 +204,10 @@ impl Method for Agm {
         let objective = cross_entropy_per_sample(out, batch.onehot.clone()).mean();
         let aux_logits = model.aux_logits(&tokens);
         let forward = Forward {
-            per_sample: cross_entropy_per_sample(values[&full].clone().detach(), batch.onehot.clone()),
+            per_sample: cross_entropy_per_sample(
+                values[&full].clone().detach(),
+                batch.onehot.clone(),
+            ),
             aux_loss: batch.aux_loss(&aux_logits),
             aux_logits,
         };
@@ -259,9 +262,10 @@ mod tests {
     /// modalities weigh single and full terms 1/3, pair terms 1/6.
     #[test]
     fn shapley_terms_by_hand() {
-        let f: BTreeMap<u32, [f64; 2]> = [(0b11, [2.0, 0.0]), (0b10, [0.0, 1.0]), (0b01, [1.0, 0.0])]
-            .into_iter()
-            .collect();
+        let f: BTreeMap<u32, [f64; 2]> =
+            [(0b11, [2.0, 0.0]), (0b10, [0.0, 1.0]), (0b01, [1.0, 0.0])]
+                .into_iter()
+                .collect();
         let phi: Vec<[f64; 2]> = shapley_terms(2)
             .iter()
             .map(|terms| {
@@ -278,6 +282,10 @@ mod tests {
         assert_eq!(phi, vec![[1.5, -0.5], [0.5, 0.5]]);
         let weights: Vec<f64> = shapley_terms(3)[0].iter().map(|t| t.2).collect();
         close(&weights, &[1.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0, 1.0 / 3.0]);
-        assert!(shapley_terms(3).iter().all(|t| (t.iter().map(|x| x.2).sum::<f64>() - 1.0).abs() < 1e-12));
+        assert!(
+            shapley_terms(3)
+                .iter()
+                .all(|t| (t.iter().map(|x| x.2).sum::<f64>() - 1.0).abs() < 1e-12)
+        );
     }
 }

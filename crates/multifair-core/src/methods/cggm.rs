@@ -155,6 +155,86 @@ fn at_previous(then: Tensor<2>, now: Tensor<2>) -> Tensor<2> {
     then + (now.clone() - now.detach())
 }
 
+/// Batch accuracy of each modality's classifier over the samples that have the modality (one
+/// host read).
+fn accuracies(aux_logits: &[Tensor<2>], batch: &DeviceBatch) -> Vec<f64> {
+    let correct: Vec<Tensor<1>> = (aux_logits.iter().enumerate())
+        .map(|(j, u)| {
+            let predicted = u.clone().detach().argmax(1).flatten::<1>(0, 1);
+            batch.mean_where_available(j, predicted.equal(batch.labels.clone()).float())
+        })
+        .collect();
+    to_host(Tensor::cat(correct, 0)).expect("accuracies")
+}
+
+/// What the direction term reads of a step's forward pass.
+struct Heads {
+    hidden: Tensor<2>,
+    fused_logits: Tensor<2>,
+    aux_hidden: Vec<Tensor<2>>,
+    aux_logits: Vec<Tensor<2>>,
+}
+
+impl Cggm {
+    /// The direction term (sum|B| - sum B cos) / M against the previous step's coefficients,
+    /// on the classifiers' weights — this step's, or in the original's form the previous
+    /// step's (the fused side's gradient evaluated there and applied to the current parameter;
+    /// none at the first step) — or on closed-form last-layer gradients; `None` when off.
+    fn direction(
+        &mut self,
+        model: &MultimodalModel,
+        heads: &Heads,
+        batch: &DeviceBatch,
+    ) -> Option<Tensor<1>> {
+        let weights: Vec<Tensor<2>> = std::iter::once(model.head.classifier_weight())
+            .chain(model.aux.iter().map(|a| a.classifier_weight()))
+            .collect();
+        // Only the direction term reads them: no host read of the weights without it.
+        let previous = self.previous && !self.gradients && self.lambda != 0.0;
+        let compared: Option<Vec<Tensor<2>>> = match previous {
+            false => Some(weights.clone()),
+            true if self.state.prev_weights.len() == weights.len() => Some(
+                (self.state.prev_weights.iter().zip(&weights))
+                    .map(|((shape, values), now)| {
+                        let data = TensorData::new(values.clone(), shape.to_vec());
+                        at_previous(Tensor::from_data(data, &now.device()), now.clone())
+                    })
+                    .collect(),
+            ),
+            true => None,
+        };
+        if previous {
+            self.state.prev_weights = (weights.into_iter())
+                .map(|w| {
+                    let [r, c] = w.dims();
+                    let values = w.detach().into_data().try_to_vec::<f32>();
+                    ([r, c], values.expect("classifier weights"))
+                })
+                .collect();
+        }
+        let compared = compared.filter(|_| self.lambda != 0.0)?;
+        let onehot = || batch.onehot.clone();
+        let fused_side = match self.gradients {
+            true => last_layer_gradient(heads.hidden.clone(), heads.fused_logits.clone(), onehot()),
+            false => compared[0].clone(),
+        };
+        let m = self.state.prev_b.len();
+        (self.state.prev_b.iter().enumerate())
+            .map(|(j, prev)| {
+                let own = match self.gradients {
+                    true => last_layer_gradient(
+                        heads.aux_hidden[j].clone(),
+                        heads.aux_logits[j].clone(),
+                        onehot(),
+                    ),
+                    false => compared[j + 1].clone(),
+                };
+                direction_term(cosine(fused_side.clone(), own.detach()), *prev, m)
+            })
+            .reduce(|a, b| a + b)
+    }
+}
+
 impl Method for Cggm {
     fn name(&self) -> &'static str {
         INFO.name
@@ -179,84 +259,18 @@ impl Method for Cggm {
         let aux_logits = model.aux_classify(&aux_hidden);
         let aux_loss = batch.aux_loss(&aux_logits);
 
-        // Batch accuracy of each modality's classifier over the samples that have the modality
-        // (one host read).
-        let correct: Vec<Tensor<1>> = aux_logits
-            .iter()
-            .enumerate()
-            .map(|(j, u)| {
-                let hit = u
-                    .clone()
-                    .detach()
-                    .argmax(1)
-                    .flatten::<1>(0, 1)
-                    .equal(batch.labels.clone())
-                    .float();
-                batch.mean_where_available(j, hit)
-            })
-            .collect();
-        let acc = to_host(Tensor::cat(correct, 0)).expect("accuracies");
-        let improvement: Vec<f64> = acc
-            .iter()
-            .zip(&self.state.prev_acc)
+        let acc = accuracies(&aux_logits, batch);
+        let improvement: Vec<f64> = (acc.iter().zip(&self.state.prev_acc))
             .map(|(a, p)| a - p)
             .collect();
         let b = coefficients(&improvement);
-
-        // The classifiers' weights as the direction term compares them: this step's, or in the
-        // original's form the previous step's (the fused side's gradient evaluated there and
-        // applied to the current parameter; none at the first step).
-        let weights: Vec<Tensor<2>> = std::iter::once(model.head.classifier_weight())
-            .chain(model.aux.iter().map(|a| a.classifier_weight()))
-            .collect();
-        // Only the direction term reads them: no host read of the weights without it.
-        let previous = self.previous && !self.gradients && self.lambda != 0.0;
-        let compared: Option<Vec<Tensor<2>>> = match previous {
-            false => Some(weights.clone()),
-            true if self.state.prev_weights.len() == weights.len() => Some(
-                (self.state.prev_weights.iter().zip(&weights))
-                    .map(|((shape, values), now)| {
-                        let data = TensorData::new(values.clone(), shape.to_vec());
-                        at_previous(Tensor::from_data(data, &now.device()), now.clone())
-                    })
-                    .collect(),
-            ),
-            true => None,
+        let heads = Heads {
+            hidden,
+            fused_logits: fused_logits.clone(),
+            aux_hidden,
+            aux_logits: aux_logits.clone(),
         };
-        let mut direction: Option<Tensor<1>> = None;
-        if let (true, Some(compared)) = (self.lambda != 0.0, compared) {
-            let fused_side = if self.gradients {
-                last_layer_gradient(hidden, fused_logits.clone(), batch.onehot.clone())
-            } else {
-                compared[0].clone()
-            };
-            for (j, prev) in self.state.prev_b.iter().enumerate() {
-                let own = if self.gradients {
-                    last_layer_gradient(
-                        aux_hidden[j].clone(),
-                        aux_logits[j].clone(),
-                        batch.onehot.clone(),
-                    )
-                } else {
-                    compared[j + 1].clone()
-                };
-                let cos = cosine(fused_side.clone(), own.detach());
-                let term = direction_term(cos, *prev, self.state.prev_b.len());
-                direction = Some(match direction {
-                    Some(d) => d + term,
-                    None => term,
-                });
-            }
-        }
-        if previous {
-            self.state.prev_weights = (weights.into_iter())
-                .map(|w| {
-                    let [r, c] = w.dims();
-                    let values = w.detach().into_data().try_to_vec::<f32>();
-                    ([r, c], values.expect("classifier weights"))
-                })
-                .collect();
-        }
+        let direction = self.direction(model, &heads, batch);
         let mut objective = per_sample.clone().mean();
         if let Some(d) = direction {
             objective = objective + d.mul_scalar(self.lambda);

@@ -157,7 +157,12 @@ impl Method for Gblending {
         match end.epoch % s {
             0 => self.state.pre = Some(losses),
             r if r == s - 1 => {
-                if let Some(w) = self.state.pre.take().and_then(|pre| blend_weights(&pre, &losses)) {
+                if let Some(w) = self
+                    .state
+                    .pre
+                    .take()
+                    .and_then(|pre| blend_weights(&pre, &losses))
+                {
                     self.state.weights = w;
                 }
             }

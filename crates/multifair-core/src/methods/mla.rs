@@ -113,10 +113,8 @@ impl Method for Mla {
         let token = model.encode_one(j, batch.inputs[j].clone());
         let hidden = model.fused_hidden(std::slice::from_ref(&token), Some(&batch.group_ids), None);
         let logits = model.head.classify(hidden.clone());
-        let objective = batch.mean_where_available(
-            j,
-            cross_entropy_per_sample(logits, batch.onehot.clone()),
-        );
+        let objective =
+            batch.mean_where_available(j, cross_entropy_per_sample(logits, batch.onehot.clone()));
         let aux = batch.aux_cross_entropy(j, model.aux[j].forward(token.detach()));
         let mut grads = GradientsParams::from_grads((objective.clone() + aux).backward(), model);
         let mut stats = BTreeMap::new();
@@ -130,7 +128,11 @@ impl Method for Mla {
             if let Some(g) = grads.remove::<2>(id) {
                 grads.register::<2>(id, modify_gradient(g, projector.clone()));
             }
-            self.state.projector = projector.into_data().convert::<f32>().try_to_vec().expect("P");
+            self.state.projector = projector
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec()
+                .expect("P");
             stats.insert("alpha".into(), alpha);
         }
         self.state.steps += 1;
@@ -180,7 +182,11 @@ mod tests {
         close(values(p.clone()), &[0.090_535_7, 0.0, 0.0, 0.995_893_2]);
         let g = modify_gradient(Tensor::from_floats([[1.0], [1.0]], &device), p.clone());
         close(values(g), &[1.090_535_7, 1.995_893_2]);
-        let p = update_projector(p, Tensor::from_floats([[0.0, 1.0]], &device), 0.1f64.powf(1.5));
+        let p = update_projector(
+            p,
+            Tensor::from_floats([[0.0, 1.0]], &device),
+            0.1f64.powf(1.5),
+        );
         close(values(p), &[0.947_194_7, 0.0, 0.0, 0.320_659_0]);
     }
 }

@@ -119,8 +119,10 @@ struct Combine<'a> {
 
 impl ModuleVisitor for Combine<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let (Some(a), Some(b)) = (self.mm.remove::<D>(param.id), self.uni.remove::<D>(param.id))
-        else {
+        let (Some(a), Some(b)) = (
+            self.mm.remove::<D>(param.id),
+            self.uni.remove::<D>(param.id),
+        ) else {
             return;
         };
         let new = a.clone().mul_scalar(2.0 * self.k.0) + b.clone().mul_scalar(2.0 * self.k.1);
@@ -252,9 +254,20 @@ mod tests {
             uni.register::<1>(model.b.id, Tensor::from_floats([y], &plain));
         }
         let (cos, k) = integrate(&model, &mut mm, &mut uni, &mut out, 1.5);
-        let mut g: Vec<f32> = out.get::<1>(model.a.id).unwrap().into_data().try_to_vec().unwrap();
+        let mut g: Vec<f32> = out
+            .get::<1>(model.a.id)
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         if b.is_some() {
-            g.extend(out.get::<1>(model.b.id).unwrap().into_data().try_to_vec::<f32>().unwrap());
+            g.extend(
+                out.get::<1>(model.b.id)
+                    .unwrap()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap(),
+            );
         }
         (cos, k, g)
     }

@@ -18,8 +18,8 @@ mod resample;
 mod reweight;
 mod sam;
 mod swad;
-mod umt;
 mod ume;
+mod umt;
 mod unimodal;
 
 pub use erm::Erm;

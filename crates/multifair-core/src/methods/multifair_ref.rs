@@ -198,83 +198,13 @@ impl RefState {
         codes.extend(self.ema.iter().flat_map(|e| e.keys().copied()));
         codes.sort_unstable();
         codes.dedup();
-
-        let batch_auc: Vec<f64> = aux_probs
-            .iter()
-            .zip(&self.auc_prev)
-            .map(|(p, &prev)| auc(p, labels).unwrap_or(prev))
-            .collect();
-        let deltas: Vec<f64> = batch_auc
-            .iter()
-            .zip(&self.auc_prev)
-            .map(|(a, p)| a - p)
-            .collect();
-        let s = deltas.iter().map(|d| d.abs()).sum::<f64>() + 1e-8;
-        let coeff: Vec<f64> = deltas.iter().map(|d| (s - d.abs()) / s).collect();
-        self.auc_prev = batch_auc.clone();
-
-        let mut surrogate = Vec::with_capacity(m);
-        for (probs, ema) in aux_probs.iter().zip(self.ema.iter_mut()) {
-            let mut values = BTreeMap::new();
-            for &g in &codes {
-                let (s, y) = select(probs, labels, groups, g);
-                let value = surrogate_auc(&s, &y);
-                let e = ema.entry(g).or_insert(0.5);
-                *e = hp.ema * *e + (1.0 - hp.ema) * value;
-                values.insert(g, value);
-            }
-            surrogate.push(values);
-        }
-
-        let known = groups.iter().filter(|&&g| g >= 0).count().max(1) as f64;
-        let mut factors = Vec::with_capacity(m);
-        let mut batch_factor = Vec::with_capacity(m);
-        let mut deviation = 0.0;
-        for ema in &self.ema {
-            let seen: Vec<f64> = codes.iter().map(|g| ema[g]).collect();
-            let mean = seen.iter().sum::<f64>() / seen.len().max(1) as f64;
-            let f: BTreeMap<i64, f64> = codes
-                .iter()
-                .map(|g| (*g, 1.0 + hp.beta * (mean - ema[g]) / hp.tau.max(1e-4)))
-                .collect();
-            deviation +=
-                seen.iter().map(|e| (mean - e).abs()).sum::<f64>() / seen.len().max(1) as f64;
-            batch_factor.push(
-                codes
-                    .iter()
-                    .map(|g| groups.iter().filter(|&&c| c == *g).count() as f64 / known * f[g])
-                    .sum(),
-            );
-            factors.push(f);
-        }
-
-        // A fused group AUC needs more than one sample; priority needs every group scored.
-        let size = |g: i64| groups.iter().filter(|&&c| c == g).count();
-        let fused_group_auc: BTreeMap<i64, f64> = (codes.iter())
-            .filter(|&&g| size(g) > 1)
-            .map(|&g| {
-                let (s, y) = select(fused_probs, labels, groups, g);
-                (g, auc(&s, &y).unwrap_or(0.5))
-            })
-            .collect();
-        let fused_gap = fused_group_auc
-            .values()
-            .cloned()
-            .fold(f64::NEG_INFINITY, f64::max)
-            - fused_group_auc
-                .values()
-                .cloned()
-                .fold(f64::INFINITY, f64::min);
-        let fused_gap = if fused_group_auc.is_empty() {
-            0.0
-        } else {
-            fused_gap
-        };
+        let (batch_auc, coeff) = self.modality_coefficients(aux_probs, labels);
+        let surrogate = self.group_emas(hp, aux_probs, labels, groups, &codes);
+        let (factors, batch_factor, deviation) = self.group_factors(hp, groups, &codes);
+        let (fused_group_auc, fused_gap) = fused_gap(fused_probs, labels, groups, &codes);
         let scored = fused_group_auc.len() == codes.len() && codes.len() >= 2;
         let priority = scored && fused_gap > hp.tau;
-        let encoder_grad_scale = coeff
-            .iter()
-            .zip(&batch_factor)
+        let encoder_grad_scale = (coeff.iter().zip(&batch_factor))
             .map(|(b, f)| hp.rho * b * if priority { *f } else { 1.0 })
             .collect();
         RefStats {
@@ -291,6 +221,103 @@ impl RefState {
             encoder_grad_scale,
         }
     }
+
+    /// Step 2: each head's batch AUC (the previous one when the batch has one class), its
+    /// change D_m, and B_m = (S - |D_m|) / S with S = sum |D| + 1e-8.
+    fn modality_coefficients(
+        &mut self,
+        aux_probs: &[Vec<f64>],
+        labels: &[bool],
+    ) -> (Vec<f64>, Vec<f64>) {
+        let batch_auc: Vec<f64> = (aux_probs.iter().zip(&self.auc_prev))
+            .map(|(p, &prev)| auc(p, labels).unwrap_or(prev))
+            .collect();
+        let deltas: Vec<f64> = (batch_auc.iter().zip(&self.auc_prev))
+            .map(|(a, p)| a - p)
+            .collect();
+        let s = deltas.iter().map(|d| d.abs()).sum::<f64>() + 1e-8;
+        let coeff = deltas.iter().map(|d| (s - d.abs()) / s).collect();
+        self.auc_prev = batch_auc.clone();
+        (batch_auc, coeff)
+    }
+
+    /// Step 3: each head's surrogate AUC per group, folded into the EMA; returns the values.
+    fn group_emas(
+        &mut self,
+        hp: &RefHparams,
+        aux_probs: &[Vec<f64>],
+        labels: &[bool],
+        groups: &[i64],
+        codes: &[i64],
+    ) -> Vec<BTreeMap<i64, f64>> {
+        let mut surrogate = Vec::with_capacity(aux_probs.len());
+        for (probs, ema) in aux_probs.iter().zip(self.ema.iter_mut()) {
+            let mut values = BTreeMap::new();
+            for &g in codes {
+                let (s, y) = select(probs, labels, groups, g);
+                let value = surrogate_auc(&s, &y);
+                let e = ema.entry(g).or_insert(0.5);
+                *e = hp.ema * *e + (1.0 - hp.ema) * value;
+                values.insert(g, value);
+            }
+            surrogate.push(values);
+        }
+        surrogate
+    }
+
+    /// Step 4: f_mg = 1 + beta (mean_g E - E_mg) / max(tau, 1e-4), the batch factor
+    /// F_m = sum_g (n_g / n) f_mg, and the heads' mean absolute EMA deviation (summed).
+    #[allow(clippy::type_complexity)]
+    fn group_factors(
+        &self,
+        hp: &RefHparams,
+        groups: &[i64],
+        codes: &[i64],
+    ) -> (Vec<BTreeMap<i64, f64>>, Vec<f64>, f64) {
+        let known = groups.iter().filter(|&&g| g >= 0).count().max(1) as f64;
+        let (mut factors, mut batch_factor) = (Vec::new(), Vec::new());
+        let mut deviation = 0.0;
+        for ema in &self.ema {
+            let seen: Vec<f64> = codes.iter().map(|g| ema[g]).collect();
+            let mean = seen.iter().sum::<f64>() / seen.len().max(1) as f64;
+            let f: BTreeMap<i64, f64> = (codes.iter())
+                .map(|g| (*g, 1.0 + hp.beta * (mean - ema[g]) / hp.tau.max(1e-4)))
+                .collect();
+            deviation +=
+                seen.iter().map(|e| (mean - e).abs()).sum::<f64>() / seen.len().max(1) as f64;
+            batch_factor.push(
+                (codes.iter())
+                    .map(|g| groups.iter().filter(|&&c| c == *g).count() as f64 / known * f[g])
+                    .sum(),
+            );
+            factors.push(f);
+        }
+        (factors, batch_factor, deviation)
+    }
+}
+
+/// The fused prediction's AUC per group (sklearn-style, 0.5 for one class; a group needs more
+/// than one sample) and their gap (0 with none).
+fn fused_gap(
+    fused_probs: &[f64],
+    labels: &[bool],
+    groups: &[i64],
+    codes: &[i64],
+) -> (BTreeMap<i64, f64>, f64) {
+    let size = |g: i64| groups.iter().filter(|&&c| c == g).count();
+    let fused_group_auc: BTreeMap<i64, f64> = (codes.iter())
+        .filter(|&&g| size(g) > 1)
+        .map(|&g| {
+            let (s, y) = select(fused_probs, labels, groups, g);
+            (g, auc(&s, &y).unwrap_or(0.5))
+        })
+        .collect();
+    let values = || fused_group_auc.values().cloned();
+    let gap = match fused_group_auc.is_empty() {
+        true => 0.0,
+        false => values().fold(f64::NEG_INFINITY, f64::max) - values().fold(f64::INFINITY, f64::min),
+    };
+    (fused_group_auc, gap)
 }
 
 pub struct MultifairRef {

@@ -127,10 +127,20 @@ pub fn prototype_terms(
     let [b, p] = tokens.dims();
     let [k, _] = prototypes.dims();
     let diff = tokens.reshape([b, 1, p]) - prototypes.reshape([1, k, p]);
-    let distance = diff.powf_scalar(2.0).sum_dim(2).reshape([b, k]).add_scalar(1e-12).sqrt();
+    let distance = diff
+        .powf_scalar(2.0)
+        .sum_dim(2)
+        .reshape([b, k])
+        .add_scalar(1e-12)
+        .sqrt();
     let logits = distance.neg();
-    let pce = (log_softmax(logits.clone(), 1) * onehot.clone()).sum_dim(1).reshape([b]).neg();
-    let p_true = (softmax(logits.detach(), 1) * onehot).sum_dim(1).reshape([b]);
+    let pce = (log_softmax(logits.clone(), 1) * onehot.clone())
+        .sum_dim(1)
+        .reshape([b])
+        .neg();
+    let p_true = (softmax(logits.detach(), 1) * onehot)
+        .sum_dim(1)
+        .reshape([b]);
     (pce, p_true)
 }
 
@@ -181,7 +191,12 @@ impl Method for Pmr {
     fn features(&mut self, epoch: usize, features: Features) -> Result<(), String> {
         let mut all = Vec::new();
         for (j, tokens) in features.tokens.iter().enumerate() {
-            let means = class_means(tokens, &features.available[j], &features.labels, self.classes);
+            let means = class_means(
+                tokens,
+                &features.available[j],
+                &features.labels,
+                self.classes,
+            );
             let old = self.state.prototypes.get(j);
             let mut rows = Vec::new();
             for (k, new) in means.into_iter().enumerate() {
@@ -208,14 +223,17 @@ impl Method for Pmr {
 
     fn step(&mut self, model: &MultimodalModel, batch: &DeviceBatch) -> StepOutput {
         let tokens = model.encode(batch.inputs.clone());
-        let active = (self.h.start..=self.h.end).contains(&self.epoch)
-            && !self.state.prototypes.is_empty();
+        let active =
+            (self.h.start..=self.h.end).contains(&self.epoch) && !self.state.prototypes.is_empty();
         let device = batch.group_ids.device();
         let mut terms = Vec::new();
         if active {
             for (j, token) in tokens.iter().enumerate() {
-                let (pce, p_true) =
-                    prototype_terms(token.clone(), self.prototypes(j, &device), batch.onehot.clone());
+                let (pce, p_true) = prototype_terms(
+                    token.clone(),
+                    self.prototypes(j, &device),
+                    batch.onehot.clone(),
+                );
                 let score = batch.mean_where_available(j, p_true);
                 terms.push((batch.mean_where_available(j, pce), score));
             }
@@ -267,11 +285,19 @@ mod tests {
                 Tensor::from_floats(protos, &device),
                 onehot.clone(),
             );
-            (pce.mean().into_scalar::<f32>() as f64, p.sum().into_scalar::<f32>() as f64)
+            (
+                pce.mean().into_scalar::<f32>() as f64,
+                p.sum().into_scalar::<f32>() as f64,
+            )
         };
         let (pce_a, score_a) = terms([[0.0, 0.0], [2.0, 0.0]], [[0.0, 0.0], [1.5, 0.0]]);
         let (pce_v, score_v) = terms([[0.0, 0.0], [1.0, 0.0]], [[0.2, 0.0], [0.5, 0.0]]);
-        for (got, want) in [(pce_a, 0.220_095), (score_a, 1.611_856), (pce_v, 0.565_318), (score_v, 1.145_656)] {
+        for (got, want) in [
+            (pce_a, 0.220_095),
+            (score_a, 1.611_856),
+            (pce_v, 0.565_318),
+            (score_v, 1.145_656),
+        ] {
             assert!((got - want).abs() < 1e-5, "{got} vs {want}");
         }
         assert!((score_a / score_v - 1.406_928).abs() < 1e-5);
@@ -279,7 +305,12 @@ mod tests {
         assert_eq!(rebalance([1.0, 2.0], 2.0), (2.0, 0.0));
         assert_eq!(rebalance([1.0, 1.0], 2.0), (0.0, 0.0));
         // Class means over available samples; an empty class is None.
-        let means = class_means(&[vec![1.0], vec![3.0], vec![9.0]], &[true, true, false], &[1, 1, 0], 2);
+        let means = class_means(
+            &[vec![1.0], vec![3.0], vec![9.0]],
+            &[true, true, false],
+            &[1, 1, 0],
+            2,
+        );
         assert_eq!(means, vec![None, Some(vec![2.0])]);
     }
 }

@@ -38,10 +38,7 @@ pub const INFO: MethodInfo = MethodInfo {
     hparams: SamHparams::HPARAMS,
     defaults: SamHparams::defaults,
     engine_defaults: &[],
-    presets: &[(
-        "medfair",
-        &[("sam_rho", "2.0"), ("sam_adaptive", "true")],
-    )],
+    presets: &[("medfair", &[("sam_rho", "2.0"), ("sam_adaptive", "true")])],
     build: |h| {
         let h = SamHparams::from_value(h)?;
         Ok(Box::new(Sam {

@@ -195,7 +195,11 @@ impl Valley {
     /// Step 5: the tested model's segments, each with its count.
     pub fn average(&self) -> Vec<(usize, usize)> {
         if self.converged.is_none() {
-            return self.converge_queue.back().map(|s| vec![(s.epoch, 1)]).unwrap_or_default();
+            return self
+                .converge_queue
+                .back()
+                .map(|s| vec![(s.epoch, 1)])
+                .unwrap_or_default();
         }
         let mut out = self.clone();
         if !out.dead {
@@ -260,7 +264,12 @@ mod tests {
     /// Runs the valley over per-epoch signals; returns the averaged epochs with counts, the
     /// mean epoch (each segment's weights standing for its epoch number) and whether the
     /// valley ended.
-    fn run(signals: &[f64], converge: usize, tolerance: usize, ratio: f64) -> (Vec<(usize, usize)>, f64, bool) {
+    fn run(
+        signals: &[f64],
+        converge: usize,
+        tolerance: usize,
+        ratio: f64,
+    ) -> (Vec<(usize, usize)>, f64, bool) {
         let mut valley = Valley::new(converge, tolerance, ratio);
         let mut dead = false;
         for (epoch, &signal) in signals.iter().enumerate() {
@@ -280,7 +289,9 @@ mod tests {
     /// C with the original's, D never converging.
     #[test]
     fn valley_by_hand() {
-        let a = [0.30, 0.25, 0.20, 0.22, 0.21, 0.23, 0.24, 0.26, 0.27, 0.28, 0.29, 0.30];
+        let a = [
+            0.30, 0.25, 0.20, 0.22, 0.21, 0.23, 0.24, 0.26, 0.27, 0.28, 0.29, 0.30,
+        ];
         let (avg, mean, dead) = run(&a, 3, 9, 0.05);
         assert_eq!(avg, vec![(2, 1), (3, 2), (4, 2)]);
         assert!((mean - 3.2).abs() < 1e-12 && !dead);
@@ -288,9 +299,23 @@ mod tests {
         let (avg, mean, _) = run(&b, 3, 9, 0.05);
         assert_eq!(avg, vec![(0, 4), (1, 2), (2, 2), (3, 1), (4, 1)]);
         assert!((mean - 1.3).abs() < 1e-12);
-        let c = [0.9, 0.8, 0.5, 0.4, 0.45, 0.47, 0.44, 0.46, 0.48, 0.5, 0.49, 0.7, 0.8, 0.9];
+        let c = [
+            0.9, 0.8, 0.5, 0.4, 0.45, 0.47, 0.44, 0.46, 0.48, 0.5, 0.49, 0.7, 0.8, 0.9,
+        ];
         let (avg, mean, _) = run(&c, 3, 6, 0.3);
-        assert_eq!(avg, vec![(3, 2), (4, 1), (5, 1), (6, 1), (7, 1), (8, 1), (9, 1), (10, 1)]);
+        assert_eq!(
+            avg,
+            vec![
+                (3, 2),
+                (4, 1),
+                (5, 1),
+                (6, 1),
+                (7, 1),
+                (8, 1),
+                (9, 1),
+                (10, 1)
+            ]
+        );
         assert!((mean - 55.0 / 9.0).abs() < 1e-12);
         let (avg, _, dead) = run(&[0.5, 0.4, 0.3, 0.2, 0.1], 3, 9, 0.05);
         assert_eq!((avg, dead), (vec![(4, 1)], false));

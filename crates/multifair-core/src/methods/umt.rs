@@ -53,7 +53,10 @@ pub struct Umt {
 /// mean((teacher - student)^2) per sample over features, [B].
 pub fn feature_distance(student: Tensor<2>, teacher: Tensor<2>) -> Tensor<1> {
     let [b, _] = student.dims();
-    (student - teacher).powf_scalar(2.0).mean_dim(1).reshape([b])
+    (student - teacher)
+        .powf_scalar(2.0)
+        .mean_dim(1)
+        .reshape([b])
 }
 
 impl Method for Umt {
