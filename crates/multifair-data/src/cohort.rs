@@ -160,46 +160,9 @@ pub fn generate(config: &CohortConfig, out: &Path) -> std::io::Result<()> {
                 )?;
                 file
             };
-            // Labs: not taken for 5% of rows, each cell missing 10% of the time otherwise, the
-            // weak signal in all three.
-            let taken = rng.random::<f64>() >= 0.05;
-            let cell = |mean: f64, scale: f64, signal: f64, rng: &mut ChaCha8Rng| {
-                if !taken || rng.random::<f64>() < 0.1 {
-                    String::new()
-                } else {
-                    format!("{:.2}", mean + scale * (signal * severity + normal(rng)))
-                }
-            };
-            let crp = cell(5.0, 2.0, 0.4, &mut rng);
-            let wbc = cell(7.0, 1.5, 0.3, &mut rng);
-            let ldh = cell(180.0, 30.0, 0.3, &mut rng);
-            // Vitals: missing as a block for 15% of rows.
-            let (heart_rate, temperature) = if rng.random::<f64>() < 0.15 {
-                (String::new(), String::new())
-            } else {
-                (
-                    format!("{:.0}", 75.0 + 8.0 * (0.2 * severity + normal(&mut rng))),
-                    format!("{:.1}", 36.8 + 0.3 * normal(&mut rng)),
-                )
-            };
-            // The note: missing for 10% of rows.
-            let note = if rng.random::<f64>() < 0.1 {
-                String::new()
-            } else {
-                let words: Vec<&str> = (0..8)
-                    .map(|_| {
-                        let p_worry = 1.0 / (1.0 + (-1.5 * severity).exp());
-                        match rng.random::<f64>() {
-                            u if u < 0.5 => FILLER[rng.random_range(0..FILLER.len())],
-                            _ if rng.random::<f64>() < p_worry => {
-                                WORRY[rng.random_range(0..WORRY.len())]
-                            }
-                            _ => CALM[rng.random_range(0..CALM.len())],
-                        }
-                    })
-                    .collect();
-                words.join(" ")
-            };
+            let [crp, wbc, ldh] = labs(severity, &mut rng);
+            let (heart_rate, temperature) = vitals(severity, &mut rng);
+            let note = note(severity, &mut rng);
             csv.write_record([
                 id.as_str(),
                 split,
@@ -217,6 +180,49 @@ pub fn generate(config: &CohortConfig, out: &Path) -> std::io::Result<()> {
         }
     }
     csv.flush()
+}
+
+/// Labs (CRP, WBC, LDH): not taken for 5% of rows, each cell missing 10% of the time
+/// otherwise, the weak signal in all three.
+fn labs(severity: f64, rng: &mut ChaCha8Rng) -> [String; 3] {
+    let taken = rng.random::<f64>() >= 0.05;
+    let mut cell = |mean: f64, scale: f64, signal: f64| {
+        if !taken || rng.random::<f64>() < 0.1 {
+            String::new()
+        } else {
+            format!("{:.2}", mean + scale * (signal * severity + normal(rng)))
+        }
+    };
+    let crp = cell(5.0, 2.0, 0.4);
+    let wbc = cell(7.0, 1.5, 0.3);
+    [crp, wbc, cell(180.0, 30.0, 0.3)]
+}
+
+/// Vitals (heart rate, temperature): missing as a block for 15% of rows.
+fn vitals(severity: f64, rng: &mut ChaCha8Rng) -> (String, String) {
+    if rng.random::<f64>() < 0.15 {
+        return (String::new(), String::new());
+    }
+    let heart_rate = format!("{:.0}", 75.0 + 8.0 * (0.2 * severity + normal(rng)));
+    (heart_rate, format!("{:.1}", 36.8 + 0.3 * normal(rng)))
+}
+
+/// The note, eight words whose worry grows with severity: missing for 10% of rows.
+fn note(severity: f64, rng: &mut ChaCha8Rng) -> String {
+    if rng.random::<f64>() < 0.1 {
+        return String::new();
+    }
+    let words: Vec<&str> = (0..8)
+        .map(|_| {
+            let p_worry = 1.0 / (1.0 + (-1.5 * severity).exp());
+            match rng.random::<f64>() {
+                u if u < 0.5 => FILLER[rng.random_range(0..FILLER.len())],
+                _ if rng.random::<f64>() < p_worry => WORRY[rng.random_range(0..WORRY.len())],
+                _ => CALM[rng.random_range(0..CALM.len())],
+            }
+        })
+        .collect();
+    words.join(" ")
 }
 
 /// A skin-coloured square with a lesion whose darkness and size grow with `signal`.

@@ -575,96 +575,15 @@ pub fn read_record(
             ));
         }
     };
-    let mut codes = Vec::new();
-    for attribute in kind.attributes() {
-        let array = npz.read(attribute.key)?;
-        let code = match (attribute.name, array.scalar_str()) {
-            ("race", Ok(name)) => race_code(name).ok_or_else(|| {
-                let known: Vec<_> = RACE_NAMES.iter().map(|(n, _)| format!("'{n}'")).collect();
-                value_error(
-                    path,
-                    attribute.key,
-                    format!(
-                        "race '{name}' is not one of {} (or an integer code)",
-                        known.join(", ")
-                    ),
-                )
-            })?,
-            _ => array
-                .scalar_i64()
-                .map_err(|e| value_error(path, attribute.key, e.to_string()))?,
-        };
-        if !(UNKNOWN..=MAX_GROUP_CODE).contains(&code) {
-            return Err(value_error(
-                path,
-                attribute.key,
-                format!("code {code}; codes are 0..={MAX_GROUP_CODE}, or -1 for unknown"),
-            ));
-        }
-        codes.push(code);
-    }
+    let codes = (kind.attributes().iter())
+        .map(|attribute| read_code(&mut npz, path, attribute))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut note = None;
     for modality in kind.modalities() {
         match modality.kind {
-            ModalityKind::Text => {
-                // A notes CSV first, then the npz's own note, as the original reads them.
-                // The CSVs name files with or without the extension.
-                let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned());
-                let from_csv = notes.and_then(|n| {
-                    file_name
-                        .and_then(|f| n.get(&f))
-                        .or_else(|| n.get(&id))
-                        .cloned()
-                });
-                if from_csv.is_some() {
-                    note = from_csv;
-                } else if npz.contains(modality.key) {
-                    npz.read(modality.key)?
-                        .scalar_str()
-                        .map_err(|e| value_error(path, modality.key, e.to_string()))?;
-                } else {
-                    return Err(value_error(
-                        path,
-                        modality.key,
-                        format!(
-                            "no note: no notes CSV ({}) lists this file and the npz has no '{}'",
-                            kind.notes_files().join(", "),
-                            modality.key,
-                        ),
-                    ));
-                }
-            }
+            ModalityKind::Text => note = read_note(kind, &mut npz, path, &id, modality, notes)?,
             ModalityKind::Tabular => unreachable!("npz datasets have no tabular modality"),
-            ModalityKind::Image | ModalityKind::Volume => {
-                let header = npz.header(modality.key)?;
-                if matches!(header.dtype, crate::npy::Dtype::Unicode(_)) {
-                    return Err(value_error(
-                        path,
-                        modality.key,
-                        "holds text; expected pixel values".into(),
-                    ));
-                }
-                let rank = if modality.kind == ModalityKind::Image {
-                    2
-                } else {
-                    3
-                };
-                let layout = if rank == 2 {
-                    "[H,W]"
-                } else {
-                    "[D,H,W] with D > 0"
-                };
-                if header.shape.len() != rank || header.shape.contains(&0) {
-                    return Err(value_error(
-                        path,
-                        modality.key,
-                        format!(
-                            "has shape {:?}; expected {layout} {SKIP_HINT}",
-                            header.shape
-                        ),
-                    ));
-                }
-            }
+            ModalityKind::Image | ModalityKind::Volume => check_pixels(&mut npz, path, modality)?,
         }
     }
     Ok(SampleRecord {
@@ -675,6 +594,97 @@ pub fn read_record(
         note,
         entries: Vec::new(),
     })
+}
+
+/// One attribute's code: an integer, or for race one of [`RACE_NAMES`]; -1 unknown.
+fn read_code(npz: &mut Npz, path: &Path, attribute: &Attribute) -> Result<i64, DataError> {
+    let array = npz.read(attribute.key)?;
+    let code = match (attribute.name, array.scalar_str()) {
+        ("race", Ok(name)) => race_code(name).ok_or_else(|| {
+            let known: Vec<_> = RACE_NAMES.iter().map(|(n, _)| format!("'{n}'")).collect();
+            value_error(
+                path,
+                attribute.key,
+                format!(
+                    "race '{name}' is not one of {} (or an integer code)",
+                    known.join(", ")
+                ),
+            )
+        })?,
+        _ => (array.scalar_i64()).map_err(|e| value_error(path, attribute.key, e.to_string()))?,
+    };
+    if !(UNKNOWN..=MAX_GROUP_CODE).contains(&code) {
+        return Err(value_error(
+            path,
+            attribute.key,
+            format!("code {code}; codes are 0..={MAX_GROUP_CODE}, or -1 for unknown"),
+        ));
+    }
+    Ok(code)
+}
+
+/// The sample's note: a notes CSV's first (named with or without the extension), then the
+/// npz's own, as the original reads them; an error when neither has one.
+fn read_note(
+    kind: DatasetKind,
+    npz: &mut Npz,
+    path: &Path,
+    id: &str,
+    modality: &Modality,
+    notes: Option<&HashMap<String, String>>,
+) -> Result<Option<String>, DataError> {
+    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned());
+    let from_csv = notes.and_then(|n| {
+        file_name
+            .and_then(|f| n.get(&f))
+            .or_else(|| n.get(id))
+            .cloned()
+    });
+    if from_csv.is_some() {
+        return Ok(from_csv);
+    }
+    if !npz.contains(modality.key) {
+        return Err(value_error(
+            path,
+            modality.key,
+            format!(
+                "no note: no notes CSV ({}) lists this file and the npz has no '{}'",
+                kind.notes_files().join(", "),
+                modality.key,
+            ),
+        ));
+    }
+    (npz.read(modality.key)?.scalar_str())
+        .map_err(|e| value_error(path, modality.key, e.to_string()))?;
+    Ok(None)
+}
+
+/// Checks an image's or volume's header: pixel values of rank 2 (image) or 3 (volume), no
+/// empty axis.
+fn check_pixels(npz: &mut Npz, path: &Path, modality: &Modality) -> Result<(), DataError> {
+    let header = npz.header(modality.key)?;
+    if matches!(header.dtype, crate::npy::Dtype::Unicode(_)) {
+        return Err(value_error(
+            path,
+            modality.key,
+            "holds text; expected pixel values".into(),
+        ));
+    }
+    let (rank, layout) = match modality.kind {
+        ModalityKind::Image => (2, "[H,W]"),
+        _ => (3, "[D,H,W] with D > 0"),
+    };
+    if header.shape.len() != rank || header.shape.contains(&0) {
+        return Err(value_error(
+            path,
+            modality.key,
+            format!(
+                "has shape {:?}; expected {layout} {SKIP_HINT}",
+                header.shape
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Maps a race string to its code; `None` for a string not in [`RACE_NAMES`].

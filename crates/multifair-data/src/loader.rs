@@ -358,134 +358,161 @@ fn build_batch(shared: &Shared, order: &[usize], epoch: u64, b: usize) -> Result
     build_from_indices(shared, indices, epoch)
 }
 
-fn build_from_indices(shared: &Shared, indices: &[usize], epoch: u64) -> Result<Batch, DataError> {
-    let modalities = &shared.schema.modalities;
-    let cfg = &shared.config;
-    let n = indices.len();
+/// Floats per sample of modality `m` (0 for text, which is tokens).
+fn width(cfg: &LoaderConfig, m: &ModalitySpec) -> usize {
     let area = cfg.image_size * cfg.image_size;
-    let per_sample = |m: &ModalitySpec| match m.kind {
+    match m.kind {
         ModalityKind::Image => 3 * area,
         ModalityKind::Volume => cfg.slices * area,
         ModalityKind::Text => 0,
         ModalityKind::Tabular => m.tabular.as_ref().map_or(0, |t| t.width()),
-    };
+    }
+}
+
+/// A batch being filled: each modality's floats, each text modality's token ids and mask,
+/// and which samples have each modality.
+struct Filling {
+    floats: Vec<Vec<f32>>,
+    tokens: Vec<(Vec<u32>, Vec<u32>)>,
+    available: Vec<Vec<bool>>,
+}
+
+fn build_from_indices(shared: &Shared, indices: &[usize], epoch: u64) -> Result<Batch, DataError> {
+    let modalities = &shared.schema.modalities;
+    let cfg = &shared.config;
+    let n = indices.len();
     // Samples are prepared straight into their slot of the batch: no per-sample buffers. A
     // missing modality keeps its zeros and is marked unavailable.
-    let mut floats: Vec<Vec<f32>> = modalities
-        .iter()
-        .map(|m| vec![0.0; n * per_sample(m)])
-        .collect();
-    let mut tokens: Vec<(Vec<u32>, Vec<u32>)> =
-        modalities.iter().map(|_| Default::default()).collect();
-    let mut available = vec![vec![true; n]; modalities.len()];
+    let mut filling = Filling {
+        floats: modalities
+            .iter()
+            .map(|m| vec![0.0; n * width(cfg, m)])
+            .collect(),
+        tokens: modalities.iter().map(|_| Default::default()).collect(),
+        available: vec![vec![true; n]; modalities.len()],
+    };
     for (k, &i) in indices.iter().enumerate() {
         let record = &shared.samples[i];
         let mut rng = ChaCha8Rng::seed_from_u64(mix(mix(cfg.seed, epoch), i as u64));
-        let augment = cfg.augment.as_ref();
-        if !record.entries.is_empty() {
-            for (j, m) in modalities.iter().enumerate() {
-                let width = per_sample(m);
-                let slot = &mut floats[j][k * width..(k + 1) * width];
-                let text = load_entry(
-                    shared,
-                    m,
-                    &record.entries[j],
-                    slot,
-                    augment.map(|a| (a, &mut rng)),
-                )?;
-                available[j][k] = record.entries[j] != Entry::Missing;
-                if m.kind == ModalityKind::Text {
-                    push_tokens(shared, &text.unwrap_or_default(), &mut tokens[j]);
-                }
-            }
-            continue;
-        }
-        let mut npz = Npz::open(&record.path)?;
-        let value_error = |key: &str, message: String| DataError::Value {
-            file: record.path.clone(),
-            key: key.to_owned(),
-            message,
-        };
-        for (j, m) in modalities.iter().enumerate() {
-            let width = per_sample(m);
-            let slot = &mut floats[j][k * width..(k + 1) * width];
-            match m.kind {
-                ModalityKind::Volume => {
-                    // Read only the B-scans that are kept.
-                    let depth = npz.header(&m.key)?.shape.first().copied().unwrap_or(0);
-                    let kept = npz.read_rows(&m.key, &slice_indices(depth, cfg.slices))?;
-                    prepare_volume_into(&kept, cfg.slices, cfg.image_size, slot)
-                        .map_err(|e| value_error(&m.key, e.to_string()))?;
-                }
-                ModalityKind::Image => {
-                    // Fundus photographs get ImageNet statistics; measurement maps a z-score.
-                    let norm = if m.key == "slo_fundus" {
-                        ImageNorm::ImageNet
-                    } else {
-                        ImageNorm::ZScore
-                    };
-                    let augment = augment.map(|a| (a, &mut rng));
-                    prepare_image_into(
-                        &npz.read(&m.key)?,
-                        cfg.image_size,
-                        norm,
-                        cfg.resize,
-                        augment,
-                        slot,
-                    )
-                    .map_err(|e| value_error(&m.key, e.to_string()))?;
-                }
-                ModalityKind::Text => {
-                    let text = match &record.note {
-                        Some(note) => note.clone(),
-                        None => npz
-                            .read(&m.key)?
-                            .scalar_str()
-                            .map_err(|e| value_error(&m.key, e.to_string()))?
-                            .to_owned(),
-                    };
-                    push_tokens(shared, &text, &mut tokens[j]);
-                }
-                ModalityKind::Tabular => unreachable!("npz datasets have no tabular modality"),
-            }
+        match record.entries.is_empty() {
+            true => fill_npz(shared, record, k, &mut rng, &mut filling)?,
+            false => fill_entries(shared, record, k, &mut rng, &mut filling)?,
         }
     }
-    let batches = modalities
+    let batches = (modalities
         .iter()
-        .zip(floats.into_iter().zip(tokens))
-        .map(|(m, (values, (ids, mask)))| {
-            let batch = match m.kind {
-                ModalityKind::Text => ModalityBatch::Tokens {
-                    shape: [n, cfg.max_tokens],
-                    ids,
-                    mask,
-                },
-                ModalityKind::Tabular => ModalityBatch::Float {
-                    shape: vec![n, per_sample(m)],
-                    values,
-                },
-                ModalityKind::Image => ModalityBatch::Float {
-                    shape: vec![n, 3, cfg.image_size, cfg.image_size],
-                    values,
-                },
-                ModalityKind::Volume => ModalityBatch::Float {
-                    shape: vec![n, cfg.slices, cfg.image_size, cfg.image_size],
-                    values,
-                },
-            };
-            (m.name.clone(), batch)
-        })
-        .collect();
+        .zip(filling.floats.into_iter().zip(filling.tokens)))
+    .map(|(m, (values, (ids, mask)))| {
+        let batch = match m.kind {
+            ModalityKind::Text => ModalityBatch::Tokens {
+                shape: [n, cfg.max_tokens],
+                ids,
+                mask,
+            },
+            ModalityKind::Tabular => ModalityBatch::Float {
+                shape: vec![n, width(cfg, m)],
+                values,
+            },
+            ModalityKind::Image => ModalityBatch::Float {
+                shape: vec![n, 3, cfg.image_size, cfg.image_size],
+                values,
+            },
+            ModalityKind::Volume => ModalityBatch::Float {
+                shape: vec![n, cfg.slices, cfg.image_size, cfg.image_size],
+                values,
+            },
+        };
+        (m.name.clone(), batch)
+    })
+    .collect();
     let samples: Vec<&SampleRecord> = indices.iter().map(|&i| &shared.samples[i]).collect();
     Ok(Batch {
         indices: indices.to_vec(),
         modalities: batches,
-        available,
+        available: filling.available,
         labels: samples.iter().map(|s| s.label).collect(),
         codes: (0..shared.schema.attributes.len())
             .map(|a| samples.iter().map(|s| s.codes[a]).collect())
             .collect(),
     })
+}
+
+/// A manifest row into slot `k`: each modality's entry, a missing one marked unavailable.
+fn fill_entries(
+    shared: &Shared,
+    record: &SampleRecord,
+    k: usize,
+    rng: &mut ChaCha8Rng,
+    filling: &mut Filling,
+) -> Result<(), DataError> {
+    let augment = shared.config.augment.as_ref();
+    for (j, m) in shared.schema.modalities.iter().enumerate() {
+        let w = width(&shared.config, m);
+        let slot = &mut filling.floats[j][k * w..(k + 1) * w];
+        let text = load_entry(
+            shared,
+            m,
+            &record.entries[j],
+            slot,
+            augment.map(|a| (a, &mut *rng)),
+        )?;
+        filling.available[j][k] = record.entries[j] != Entry::Missing;
+        if m.kind == ModalityKind::Text {
+            push_tokens(shared, &text.unwrap_or_default(), &mut filling.tokens[j]);
+        }
+    }
+    Ok(())
+}
+
+/// An npz sample into slot `k`: its volume (only the kept B-scans read), images (fundus
+/// photographs with ImageNet statistics, measurement maps z-scored) and note.
+fn fill_npz(
+    shared: &Shared,
+    record: &SampleRecord,
+    k: usize,
+    rng: &mut ChaCha8Rng,
+    filling: &mut Filling,
+) -> Result<(), DataError> {
+    let cfg = &shared.config;
+    let mut npz = Npz::open(&record.path)?;
+    let value_error = |key: &str, message: String| DataError::Value {
+        file: record.path.clone(),
+        key: key.to_owned(),
+        message,
+    };
+    for (j, m) in shared.schema.modalities.iter().enumerate() {
+        let w = width(cfg, m);
+        let slot = &mut filling.floats[j][k * w..(k + 1) * w];
+        match m.kind {
+            ModalityKind::Volume => {
+                let depth = npz.header(&m.key)?.shape.first().copied().unwrap_or(0);
+                let kept = npz.read_rows(&m.key, &slice_indices(depth, cfg.slices))?;
+                prepare_volume_into(&kept, cfg.slices, cfg.image_size, slot)
+                    .map_err(|e| value_error(&m.key, e.to_string()))?;
+            }
+            ModalityKind::Image => {
+                let norm = match m.key == "slo_fundus" {
+                    true => ImageNorm::ImageNet,
+                    false => ImageNorm::ZScore,
+                };
+                let augment = cfg.augment.as_ref().map(|a| (a, &mut *rng));
+                let array = npz.read(&m.key)?;
+                prepare_image_into(&array, cfg.image_size, norm, cfg.resize, augment, slot)
+                    .map_err(|e| value_error(&m.key, e.to_string()))?;
+            }
+            ModalityKind::Text => {
+                let text = match &record.note {
+                    Some(note) => note.clone(),
+                    None => (npz.read(&m.key)?.scalar_str())
+                        .map_err(|e| value_error(&m.key, e.to_string()))?
+                        .to_owned(),
+                };
+                push_tokens(shared, &text, &mut filling.tokens[j]);
+            }
+            ModalityKind::Tabular => unreachable!("npz datasets have no tabular modality"),
+        }
+    }
+    Ok(())
 }
 
 /// Tokenises one text (lower-cased, as the uncased vocabularies expect) onto a batch.

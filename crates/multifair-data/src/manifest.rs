@@ -530,46 +530,19 @@ fn read_rows(
     table: &Table,
     root: &Path,
 ) -> Result<DatasetIndex, DataError> {
-    let mut problems = Vec::new();
-    // Every column the TOML names must be in the manifest.
-    let mut find = |what: String, name: &str| -> usize {
-        table.column(name).unwrap_or_else(|| {
-            problems.push(format!("{what}: no column '{name}' in the manifest"));
-            usize::MAX
-        })
+    let columns = Columns::find(spec, &schema, sources, table)?;
+    let rows = Rows {
+        spec,
+        schema: &schema,
+        sources,
+        columns: &columns,
+        unknown: (spec.attributes.iter())
+            .map(|a| a.unknown.iter().map(Scalar::text).collect())
+            .collect(),
+        root,
+        path: &table.path,
     };
-    let id_col = find("id".into(), &spec.id);
-    let split_col = find("split".into(), &spec.split);
-    let label_col = find("label".into(), &spec.label);
-    let attribute_cols: Vec<usize> = schema
-        .attributes
-        .iter()
-        .map(|a| find(format!("attribute '{}'", a.name), &a.key))
-        .collect();
-    let source_cols: Vec<Vec<usize>> = sources
-        .iter()
-        .zip(&schema.modalities)
-        .map(|(source, m)| match source {
-            Source::Path(c) | Source::Text(c) => vec![find(format!("modality '{}'", m.name), c)],
-            Source::Columns(cs) => cs
-                .iter()
-                .map(|c| find(format!("modality '{}'", m.name), c))
-                .collect(),
-        })
-        .collect();
-    if !problems.is_empty() {
-        return Err(DataError::Manifest {
-            path: table.path.clone(),
-            problems,
-        });
-    }
-    let unknown: Vec<Vec<String>> = spec
-        .attributes
-        .iter()
-        .map(|a| a.unknown.iter().map(Scalar::text).collect())
-        .collect();
-    let mut splits: Vec<SplitIndex> = Split::ALL
-        .into_iter()
+    let mut splits: Vec<SplitIndex> = (Split::ALL.into_iter())
         .map(|split| SplitIndex {
             split,
             folder: table.path.clone(),
@@ -577,11 +550,127 @@ fn read_rows(
             skipped: Vec::new(),
         })
         .collect();
-    let mut ids = BTreeSet::new();
+    let (mut problems, mut ids) = (Vec::new(), BTreeSet::new());
     for (r, (line, cells)) in table.rows.iter().enumerate() {
+        if let Some((split, record)) = rows.row(r, *line, cells, &mut ids, &mut problems) {
+            splits[split as usize].samples.push(record);
+        }
+    }
+    for split in &splits {
+        if split.samples.is_empty() && problems.is_empty() {
+            problems.push(format!(
+                "column '{}': no row is in the {} split; train, val and test each need rows",
+                spec.split,
+                split.split.name()
+            ));
+        }
+    }
+    fit_modalities(
+        &mut schema,
+        sources,
+        &splits[Split::Train as usize].samples,
+        &mut problems,
+    );
+    if !problems.is_empty() {
+        return Err(DataError::Manifest {
+            path: table.path.clone(),
+            problems,
+        });
+    }
+    Ok(DatasetIndex {
+        kind: DatasetKind::Manifest,
+        root: PathBuf::new(),
+        schema,
+        splits,
+    })
+}
+
+/// Where the manifest holds what the TOML names: id, split, label, each attribute, each
+/// modality's columns.
+struct Columns {
+    id: usize,
+    split: usize,
+    label: usize,
+    attributes: Vec<usize>,
+    sources: Vec<Vec<usize>>,
+}
+
+impl Columns {
+    /// Every column the TOML names, or every one missing from the manifest at once.
+    fn find(
+        spec: &ManifestToml,
+        schema: &Schema,
+        sources: &[Source],
+        table: &Table,
+    ) -> Result<Columns, DataError> {
+        let mut problems = Vec::new();
+        let mut find = |what: String, name: &str| -> usize {
+            table.column(name).unwrap_or_else(|| {
+                problems.push(format!("{what}: no column '{name}' in the manifest"));
+                usize::MAX
+            })
+        };
+        let (id, split, label) = (
+            find("id".into(), &spec.id),
+            find("split".into(), &spec.split),
+            find("label".into(), &spec.label),
+        );
+        let attributes = (schema.attributes.iter())
+            .map(|a| find(format!("attribute '{}'", a.name), &a.key))
+            .collect();
+        let sources = (sources.iter().zip(&schema.modalities))
+            .map(|(source, m)| match source {
+                Source::Path(c) | Source::Text(c) => {
+                    vec![find(format!("modality '{}'", m.name), c)]
+                }
+                Source::Columns(cs) => (cs.iter())
+                    .map(|c| find(format!("modality '{}'", m.name), c))
+                    .collect(),
+            })
+            .collect();
+        match problems.is_empty() {
+            true => Ok(Columns {
+                id,
+                split,
+                label,
+                attributes,
+                sources,
+            }),
+            false => Err(DataError::Manifest {
+                path: table.path.clone(),
+                problems,
+            }),
+        }
+    }
+}
+
+/// What reading a row needs: the TOML, the schema, the columns, each attribute's unknown
+/// values, the folder paths are relative to.
+struct Rows<'a> {
+    spec: &'a ManifestToml,
+    schema: &'a Schema,
+    sources: &'a [Source],
+    columns: &'a Columns,
+    unknown: Vec<Vec<String>>,
+    root: &'a Path,
+    path: &'a Path,
+}
+
+impl Rows<'_> {
+    /// Row `r` (on `line`) as a sample of its split; its problems, each naming the row, line
+    /// and column, go to `problems`.
+    fn row(
+        &self,
+        r: usize,
+        line: usize,
+        cells: &[String],
+        ids: &mut BTreeSet<String>,
+        problems: &mut Vec<String>,
+    ) -> Option<(Split, SampleRecord)> {
+        let (spec, c) = (self.spec, self.columns);
         let at = |column: &str| format!("row {} (line {line}), column '{column}'", r + 1);
-        let cell = |c: usize| cells.get(c).map_or("", |s| s.trim());
-        let id = cell(id_col).to_owned();
+        let cell = |i: usize| cells.get(i).map_or("", |s| s.trim());
+        let id = cell(c.id).to_owned();
         if id.is_empty() {
             problems.push(format!("{}: empty id", at(&spec.id)));
         } else if !ids.insert(id.clone()) {
@@ -591,7 +680,7 @@ fn read_rows(
                 shown(&id)
             ));
         }
-        let split = match cell(split_col) {
+        let split = match cell(c.split) {
             "train" => Some(Split::Train),
             "val" => Some(Split::Val),
             "test" => Some(Split::Test),
@@ -604,127 +693,148 @@ fn read_rows(
                 None
             }
         };
-        let label = cell(label_col);
-        let label = match schema.classes.iter().position(|c| c == label) {
+        let label = cell(c.label);
+        let classes = &self.schema.classes;
+        let label = match classes.iter().position(|class| class == label) {
             Some(i) => i as u8,
             None => {
                 problems.push(format!(
                     "{}: label '{}' is not one of the declared labels ({})",
                     at(&spec.label),
                     shown(label),
-                    schema.classes.join(", ")
+                    classes.join(", ")
                 ));
                 0
             }
         };
-        let mut codes = Vec::new();
-        for (a, attribute) in schema.attributes.iter().enumerate() {
-            let value = cell(attribute_cols[a]);
-            let code = if value.is_empty() || value == "-1" || unknown[a].iter().any(|u| u == value)
-            {
-                UNKNOWN
-            } else if let Some(g) = attribute.groups.iter().position(|g| g == value) {
-                g as i64
-            } else {
-                problems.push(format!(
-                    "{}: group '{}' is not declared for attribute '{}' (declared: {}; empty or -1 = unknown)",
-                    at(&attribute.key),
-                    shown(value),
-                    attribute.name,
-                    attribute.groups.join(", ")
-                ));
-                UNKNOWN
-            };
-            codes.push(code);
-        }
-        let mut entries = Vec::new();
-        for (source, cols) in sources.iter().zip(&source_cols) {
-            let entry = match source {
-                Source::Text(_) => match cell(cols[0]) {
-                    "" => Entry::Missing,
-                    // Text keeps its own spacing.
-                    _ => Entry::Text(cells[cols[0]].clone()),
-                },
-                Source::Path(c) => match cell(cols[0]) {
-                    "" => Entry::Missing,
-                    relative => {
-                        let path = root.join(relative);
-                        if !path.is_file() {
-                            problems.push(format!(
-                                "{}: no such file {}",
-                                at(c),
-                                shown(&path.display().to_string())
-                            ));
-                        } else if !spec.allow_outside && !inside(&path, root) {
-                            problems.push(format!(
-                                "{}: '{}' leaves the manifest's folder (set allow_outside = true in the TOML to allow paths outside it)",
-                                at(c),
-                                shown(relative)
-                            ));
-                        }
-                        Entry::File(path)
-                    }
-                },
-                Source::Columns(names) => {
-                    let mut values = Vec::new();
-                    for (&c, name) in cols.iter().zip(names) {
-                        let text = cell(c);
-                        values.push(if text.is_empty() || text.eq_ignore_ascii_case("nan") {
-                            None
-                        } else {
-                            match text.parse::<f64>() {
-                                Ok(v) if v.is_finite() => Some(v),
-                                _ => {
-                                    problems.push(format!(
-                                        "{}: '{}' is not a finite number (leave the cell empty for a missing value)",
-                                        at(name),
-                                        shown(text)
-                                    ));
-                                    None
-                                }
-                            }
-                        });
-                    }
-                    if values.iter().all(Option::is_none) {
-                        Entry::Missing
-                    } else {
-                        Entry::Values(values)
-                    }
-                }
-            };
-            entries.push(entry);
-        }
+        let codes = self.codes(cells, &at, problems);
+        let entries: Vec<Entry> = (self.sources.iter().zip(&c.sources))
+            .map(|(source, cols)| self.entry(source, cols, cells, &at, problems))
+            .collect();
         if entries.iter().all(|e| *e == Entry::Missing) {
             problems.push(format!(
                 "row {} (line {line}): no modality has data; a row needs at least one",
                 r + 1
             ));
         }
-        if let Some(split) = split {
-            splits[split as usize].samples.push(SampleRecord {
-                path: table.path.clone(),
-                id,
-                label,
-                codes,
-                note: None,
-                entries,
-            });
+        let record = SampleRecord {
+            path: self.path.to_owned(),
+            id,
+            label,
+            codes,
+            note: None,
+            entries,
+        };
+        split.map(|split| (split, record))
+    }
+
+    /// The row's code of each attribute: a declared group's index, -1 for empty, `-1` or a
+    /// declared unknown value.
+    fn codes(
+        &self,
+        cells: &[String],
+        at: &dyn Fn(&str) -> String,
+        problems: &mut Vec<String>,
+    ) -> Vec<i64> {
+        let cell = |i: usize| cells.get(i).map_or("", |s| s.trim());
+        let attributes = self.schema.attributes.iter().enumerate();
+        attributes
+            .map(|(a, attribute)| {
+                let value = cell(self.columns.attributes[a]);
+                if value.is_empty() || value == "-1" || self.unknown[a].iter().any(|u| u == value) {
+                    UNKNOWN
+                } else if let Some(g) = attribute.groups.iter().position(|g| g == value) {
+                    g as i64
+                } else {
+                    problems.push(format!(
+                        "{}: group '{}' is not declared for attribute '{}' (declared: {}; empty or -1 = unknown)",
+                        at(&attribute.key),
+                        shown(value),
+                        attribute.name,
+                        attribute.groups.join(", ")
+                    ));
+                    UNKNOWN
+                }
+            })
+            .collect()
+    }
+
+    /// One modality's entry of the row: missing, a text, a file (that exists, inside the
+    /// folder unless allowed) or numbers (finite, empty or `nan` missing).
+    fn entry(
+        &self,
+        source: &Source,
+        cols: &[usize],
+        cells: &[String],
+        at: &dyn Fn(&str) -> String,
+        problems: &mut Vec<String>,
+    ) -> Entry {
+        let cell = |i: usize| cells.get(i).map_or("", |s| s.trim());
+        match source {
+            Source::Text(_) => match cell(cols[0]) {
+                "" => Entry::Missing,
+                // Text keeps its own spacing.
+                _ => Entry::Text(cells[cols[0]].clone()),
+            },
+            Source::Path(c) => match cell(cols[0]) {
+                "" => Entry::Missing,
+                relative => {
+                    let path = self.root.join(relative);
+                    if !path.is_file() {
+                        problems.push(format!(
+                            "{}: no such file {}",
+                            at(c),
+                            shown(&path.display().to_string())
+                        ));
+                    } else if !self.spec.allow_outside && !inside(&path, self.root) {
+                        problems.push(format!(
+                            "{}: '{}' leaves the manifest's folder (set allow_outside = true in the TOML to allow paths outside it)",
+                            at(c),
+                            shown(relative)
+                        ));
+                    }
+                    Entry::File(path)
+                }
+            },
+            Source::Columns(names) => {
+                let values: Vec<Option<f64>> = (cols.iter().zip(names))
+                    .map(|(&c, name)| {
+                        let text = cell(c);
+                        if text.is_empty() || text.eq_ignore_ascii_case("nan") {
+                            return None;
+                        }
+                        match text.parse::<f64>() {
+                            Ok(v) if v.is_finite() => Some(v),
+                            _ => {
+                                problems.push(format!(
+                                    "{}: '{}' is not a finite number (leave the cell empty for a missing value)",
+                                    at(name),
+                                    shown(text)
+                                ));
+                                None
+                            }
+                        }
+                    })
+                    .collect();
+                match values.iter().all(Option::is_none) {
+                    true => Entry::Missing,
+                    false => Entry::Values(values),
+                }
+            }
         }
     }
-    for split in &splits {
-        if split.samples.is_empty() && problems.is_empty() {
-            problems.push(format!(
-                "column '{}': no row is in the {} split; train, val and test each need rows",
-                spec.split,
-                split.split.name()
-            ));
-        }
-    }
-    // Every modality, and every numeric column, needs data in train.
-    let train = &splits[Split::Train as usize].samples;
+}
+
+/// Every modality, and every numeric column, needs data in the training split; each numeric
+/// modality's standardiser is fitted there.
+fn fit_modalities(
+    schema: &mut Schema,
+    sources: &[Source],
+    train: &[SampleRecord],
+    problems: &mut Vec<String>,
+) {
     for (j, (m, source)) in schema.modalities.iter_mut().zip(sources).enumerate() {
-        let present: Vec<&[Option<f64>]> = train
-            .iter()
+        let present: Vec<&[Option<f64>]> = (train.iter())
             .filter_map(|s| match &s.entries[j] {
                 Entry::Values(v) => Some(v.as_slice()),
                 _ => None,
@@ -749,18 +859,6 @@ fn read_rows(
             m.tabular = Some(Standardiser::fit(names.clone(), &present));
         }
     }
-    if !problems.is_empty() {
-        return Err(DataError::Manifest {
-            path: table.path.clone(),
-            problems,
-        });
-    }
-    Ok(DatasetIndex {
-        kind: DatasetKind::Manifest,
-        root: PathBuf::new(),
-        schema,
-        splits,
-    })
 }
 
 /// A word vocabulary for manifests whose text has no tokenizer of its own: the words (lower

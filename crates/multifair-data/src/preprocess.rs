@@ -516,6 +516,35 @@ pub fn prepare_image(
 }
 
 /// [`prepare_image`] into `out` (length `3 * size * size`), e.g. a slot of a batch.
+/// Train-time augmentation of a resized grey image (one plane, `size` wide): a horizontal
+/// flip, then the original's colour jitter or the light brightness / contrast one (clamped to
+/// [0, 1] for photographs).
+fn augment_grey(
+    image: &mut [f32],
+    size: usize,
+    augment: &Augment,
+    rng: &mut impl Rng,
+    eight_bit: bool,
+    photograph: bool,
+) {
+    if rng.random::<f32>() < augment.flip {
+        image.chunks_mut(size).for_each(|row| row.reverse());
+    }
+    if let Some(color) = &augment.color {
+        let adjustments = color.draw(rng);
+        jitter_grey(image, &adjustments, eight_bit, photograph);
+    } else if augment.jitter > 0.0 {
+        let mut factor = || 1.0 + augment.jitter * (2.0 * rng.random::<f32>() - 1.0);
+        let (brightness, contrast) = (factor(), factor());
+        let mean = image.iter().sum::<f32>() / image.len() as f32 * brightness;
+        for v in image.iter_mut() {
+            // torchvision order: brightness, then contrast around the mean.
+            let c = mean + (*v * brightness - mean) * contrast;
+            *v = if photograph { c.clamp(0.0, 1.0) } else { c };
+        }
+    }
+}
+
 pub fn prepare_image_into(
     array: &NpyArray,
     size: usize,
@@ -552,27 +581,14 @@ pub fn prepare_image_into(
         Resize::Pillow => resize_pillow_into(&pixels, (h, w), (size, size), eight_bit, image),
     }
     if let Some((augment, rng)) = augment {
-        if rng.random::<f32>() < augment.flip {
-            image.chunks_mut(size).for_each(|row| row.reverse());
-        }
-        if let Some(color) = &augment.color {
-            let adjustments = color.draw(rng);
-            jitter_grey(image, &adjustments, eight_bit, norm == ImageNorm::ImageNet);
-        } else if augment.jitter > 0.0 {
-            let mut factor = || 1.0 + augment.jitter * (2.0 * rng.random::<f32>() - 1.0);
-            let (brightness, contrast) = (factor(), factor());
-            let mean = image.iter().sum::<f32>() / image.len() as f32 * brightness;
-            for v in image.iter_mut() {
-                // torchvision order: brightness, then contrast around the mean; clamped to [0, 1]
-                // for photographs.
-                let c = mean + (*v * brightness - mean) * contrast;
-                *v = if norm == ImageNorm::ImageNet {
-                    c.clamp(0.0, 1.0)
-                } else {
-                    c
-                };
-            }
-        }
+        augment_grey(
+            image,
+            size,
+            augment,
+            rng,
+            eight_bit,
+            norm == ImageNorm::ImageNet,
+        );
     }
     if eight_bit {
         image.iter_mut().for_each(|v| *v /= 255.0);

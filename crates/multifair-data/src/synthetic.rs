@@ -330,6 +330,53 @@ fn scalar(v: i64) -> NpyArray {
 }
 
 /// Writes the dataset under `out` and returns (and writes) its `meta.json`.
+/// Sample `index`'s patient, note and arrays (labels, codes, each modality's image, volume or
+/// note). One generator per sample: any sample can be regenerated alone.
+fn sample(
+    config: &SyntheticConfig,
+    index: usize,
+    (size, depth): (usize, usize),
+) -> (Patient, String, Vec<(&'static str, NpyArray)>) {
+    let kind = config.kind;
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(config.seed ^ (index as u64).wrapping_mul(crate::GOLDEN));
+    let p = patient(kind, &mut rng);
+    let easy = easy_severity(config, &p, &mut rng);
+    let mut arrays: Vec<(&str, NpyArray)> = vec![("glaucoma", scalar(p.label as i64))];
+    for (attribute, &code) in kind.attributes().iter().zip(&p.codes) {
+        arrays.push((attribute.key, scalar(code)));
+    }
+    arrays.push(("maritalstatus", scalar(p.maritalstatus)));
+    let age = NpyArray {
+        shape: vec![],
+        data: ArrayData::F64(vec![p.age]),
+    };
+    arrays.push(("age", age));
+    let text = note(p.severity, config.slow_signal * 2.0, &mut rng);
+    // Each modality's array from its generator: the easy ones see `easy`, the slow ones the
+    // patient's severity.
+    for modality in kind.modalities() {
+        let (shape, data) = match modality.key {
+            "slo_fundus" => (
+                vec![size, size],
+                ArrayData::U8(fundus(size, easy, &mut rng)),
+            ),
+            "rnflt" => (
+                vec![size, size],
+                ArrayData::F32(rnflt(size, easy, &mut rng)),
+            ),
+            "oct_bscans" => (
+                vec![depth, size, size],
+                ArrayData::U8(oct(size, depth, p.severity, config.slow_signal, &mut rng)),
+            ),
+            "note" => (vec![], ArrayData::Unicode(vec![text.clone()])),
+            other => unreachable!("no generator for modality key '{other}'"),
+        };
+        arrays.push((modality.key, NpyArray { shape, data }));
+    }
+    (p, text, arrays)
+}
+
 pub fn generate(config: &SyntheticConfig, out: &Path) -> std::io::Result<Meta> {
     let kind = config.kind;
     if kind == DatasetKind::Manifest {
@@ -356,48 +403,10 @@ pub fn generate(config: &SyntheticConfig, out: &Path) -> std::io::Result<Meta> {
         };
         let (mut severities, mut labels, mut all_codes) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n {
-            // One generator per sample: any sample can be regenerated alone.
-            let mut rng =
-                ChaCha8Rng::seed_from_u64(config.seed ^ (index as u64).wrapping_mul(crate::GOLDEN));
-            let p = patient(kind, &mut rng);
-            let easy = easy_severity(config, &p, &mut rng);
             let file = format!("data_{index:05}.npz");
-            let mut arrays: Vec<(&str, NpyArray)> = vec![("glaucoma", scalar(p.label as i64))];
-            for (attribute, &code) in kind.attributes().iter().zip(&p.codes) {
-                arrays.push((attribute.key, scalar(code)));
-            }
-            arrays.push(("maritalstatus", scalar(p.maritalstatus)));
-            arrays.push((
-                "age",
-                NpyArray {
-                    shape: vec![],
-                    data: ArrayData::F64(vec![p.age]),
-                },
-            ));
-            let text = note(p.severity, config.slow_signal * 2.0, &mut rng);
-            // Each modality's array from its generator: the easy ones see `easy`, the slow ones
-            // the patient's severity.
-            for modality in kind.modalities() {
-                let (shape, data) = match modality.key {
-                    "slo_fundus" => (
-                        vec![size, size],
-                        ArrayData::U8(fundus(size, easy, &mut rng)),
-                    ),
-                    "rnflt" => (
-                        vec![size, size],
-                        ArrayData::F32(rnflt(size, easy, &mut rng)),
-                    ),
-                    "oct_bscans" => (
-                        vec![depth, size, size],
-                        ArrayData::U8(oct(size, depth, p.severity, config.slow_signal, &mut rng)),
-                    ),
-                    "note" => {
-                        notes_rows.push((file.clone(), text.clone()));
-                        (vec![], ArrayData::Unicode(vec![text.clone()]))
-                    }
-                    other => unreachable!("no generator for modality key '{other}'"),
-                };
-                arrays.push((modality.key, NpyArray { shape, data }));
+            let (p, text, arrays) = sample(config, index, (size, depth));
+            if kind.modalities().iter().any(|m| m.key == "note") {
+                notes_rows.push((file.clone(), text.clone()));
             }
             let refs: Vec<(&str, &NpyArray)> = arrays.iter().map(|(k, a)| (*k, a)).collect();
             write_npz(&out.join(folder).join(&file), &refs, false)?;

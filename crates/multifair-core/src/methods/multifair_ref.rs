@@ -315,7 +315,9 @@ fn fused_gap(
     let values = || fused_group_auc.values().cloned();
     let gap = match fused_group_auc.is_empty() {
         true => 0.0,
-        false => values().fold(f64::NEG_INFINITY, f64::max) - values().fold(f64::INFINITY, f64::min),
+        false => {
+            values().fold(f64::NEG_INFINITY, f64::max) - values().fold(f64::INFINITY, f64::min)
+        }
     };
     (fused_group_auc, gap)
 }
