@@ -265,117 +265,120 @@ fn check_spec(spec: &ManifestToml) -> Result<(Schema, Vec<Source>), Vec<String>>
     if let Some(d) = duplicate(spec.attributes.iter().map(|a| &a.name)) {
         problems.push(format!("attribute '{d}' is declared twice"));
     }
-    let mut attributes = Vec::new();
-    for a in &spec.attributes {
-        // Attribute names become folder names in sweeps.
-        if let Err(e) = crate::path_component("attribute", &a.name) {
-            problems.push(e);
-        }
-        let groups: Vec<String> = a.groups.iter().map(Scalar::text).collect();
-        if groups.len() < 2 {
-            problems.push(format!(
-                "attribute '{}': {} group(s) declared; fairness needs at least 2",
-                a.name,
-                groups.len()
-            ));
-        }
-        if let Some(d) = duplicate(groups.iter()) {
-            problems.push(format!(
-                "attribute '{}': group '{d}' is declared twice",
-                a.name
-            ));
-        }
-        for u in a
-            .unknown
-            .iter()
-            .map(Scalar::text)
-            .filter(|u| groups.contains(u))
-        {
-            problems.push(format!(
-                "attribute '{}': '{u}' is listed as unknown and declared as a group; it can be only one",
-                a.name
-            ));
-        }
-        attributes.push(AttributeSpec {
-            name: a.name.clone(),
-            key: a.column.clone().unwrap_or_else(|| a.name.clone()),
-            groups,
-        });
-    }
+    let attributes = (spec.attributes.iter())
+        .map(|a| check_attribute(a, &mut problems))
+        .collect();
     if spec.modalities.is_empty() {
         problems.push("no [[modality]]: at least one is needed".into());
     }
     if let Some(d) = duplicate(spec.modalities.iter().map(|m| &m.name)) {
         problems.push(format!("modality '{d}' is declared twice"));
     }
-    let mut modalities = Vec::new();
-    let mut sources = Vec::new();
-    for m in &spec.modalities {
-        let column = m.column.clone().unwrap_or_else(|| m.name.clone());
-        let (kind, source) = match m.kind.as_str() {
-            "image" => (ModalityKind::Image, Source::Path(column.clone())),
-            "volume" => (ModalityKind::Volume, Source::Path(column.clone())),
-            "text" => (ModalityKind::Text, Source::Text(column.clone())),
-            "text_file" => (ModalityKind::Text, Source::Path(column.clone())),
-            "tabular" => (ModalityKind::Tabular, Source::Columns(m.columns.clone())),
-            other => {
-                problems.push(format!(
-                    "modality '{}': type '{other}'; expected image, volume, text, text_file or tabular",
-                    m.name
-                ));
-                continue;
-            }
-        };
-        match &source {
-            Source::Columns(c) => {
-                if c.is_empty() {
-                    problems.push(format!(
-                        "modality '{}': a tabular modality lists its numeric columns in `columns`",
-                        m.name
-                    ));
-                }
-                if let Some(d) = duplicate(c.iter()) {
-                    problems.push(format!("modality '{}': column '{d}' listed twice", m.name));
-                }
-                if m.column.is_some() {
-                    problems.push(format!(
-                        "modality '{}': a tabular modality takes `columns`, not `column`",
-                        m.name
-                    ));
-                }
-            }
-            _ if !m.columns.is_empty() => problems.push(format!(
-                "modality '{}': `columns` is for tabular modalities; a {} takes one `column`",
-                m.name, m.kind
-            )),
-            _ => {}
-        }
-        if m.key.is_some() && kind != ModalityKind::Volume {
-            problems.push(format!(
-                "modality '{}': `key` names the array of a volume's npz; a {} has none",
-                m.name, m.kind
-            ));
-        }
-        modalities.push(ModalitySpec {
-            name: m.name.clone(),
-            key: m.key.clone().unwrap_or(column),
-            kind,
-            tabular: None,
-        });
-        sources.push(source);
-    }
-    if problems.is_empty() {
-        Ok((
+    let (modalities, sources) = (spec.modalities.iter())
+        .filter_map(|m| check_modality(m, &mut problems))
+        .unzip();
+    match problems.is_empty() {
+        true => Ok((
             Schema {
                 modalities,
                 attributes,
                 classes,
             },
             sources,
-        ))
-    } else {
-        Err(problems)
+        )),
+        false => Err(problems),
     }
+}
+
+/// An attribute of the TOML: a folder-safe name, at least two distinct groups, no value both
+/// a group and unknown.
+fn check_attribute(a: &AttributeToml, problems: &mut Vec<String>) -> AttributeSpec {
+    // Attribute names become folder names in sweeps.
+    if let Err(e) = crate::path_component("attribute", &a.name) {
+        problems.push(e);
+    }
+    let groups: Vec<String> = a.groups.iter().map(Scalar::text).collect();
+    if groups.len() < 2 {
+        problems.push(format!(
+            "attribute '{}': {} group(s) declared; fairness needs at least 2",
+            a.name,
+            groups.len()
+        ));
+    }
+    if let Some(d) = duplicate(groups.iter()) {
+        problems.push(format!(
+            "attribute '{}': group '{d}' is declared twice",
+            a.name
+        ));
+    }
+    for u in (a.unknown.iter().map(Scalar::text)).filter(|u| groups.contains(u)) {
+        problems.push(format!(
+            "attribute '{}': '{u}' is listed as unknown and declared as a group; it can be only one",
+            a.name
+        ));
+    }
+    AttributeSpec {
+        name: a.name.clone(),
+        key: a.column.clone().unwrap_or_else(|| a.name.clone()),
+        groups,
+    }
+}
+
+/// A modality of the TOML: a known type and the fields that type takes; `None` for an
+/// unknown type.
+fn check_modality(m: &ModalityToml, problems: &mut Vec<String>) -> Option<(ModalitySpec, Source)> {
+    let column = m.column.clone().unwrap_or_else(|| m.name.clone());
+    let (kind, source) = match m.kind.as_str() {
+        "image" => (ModalityKind::Image, Source::Path(column.clone())),
+        "volume" => (ModalityKind::Volume, Source::Path(column.clone())),
+        "text" => (ModalityKind::Text, Source::Text(column.clone())),
+        "text_file" => (ModalityKind::Text, Source::Path(column.clone())),
+        "tabular" => (ModalityKind::Tabular, Source::Columns(m.columns.clone())),
+        other => {
+            problems.push(format!(
+                "modality '{}': type '{other}'; expected image, volume, text, text_file or tabular",
+                m.name
+            ));
+            return None;
+        }
+    };
+    match &source {
+        Source::Columns(c) => {
+            if c.is_empty() {
+                problems.push(format!(
+                    "modality '{}': a tabular modality lists its numeric columns in `columns`",
+                    m.name
+                ));
+            }
+            if let Some(d) = duplicate(c.iter()) {
+                problems.push(format!("modality '{}': column '{d}' listed twice", m.name));
+            }
+            if m.column.is_some() {
+                problems.push(format!(
+                    "modality '{}': a tabular modality takes `columns`, not `column`",
+                    m.name
+                ));
+            }
+        }
+        _ if !m.columns.is_empty() => problems.push(format!(
+            "modality '{}': `columns` is for tabular modalities; a {} takes one `column`",
+            m.name, m.kind
+        )),
+        _ => {}
+    }
+    if m.key.is_some() && kind != ModalityKind::Volume {
+        problems.push(format!(
+            "modality '{}': `key` names the array of a volume's npz; a {} has none",
+            m.name, m.kind
+        ));
+    }
+    let spec = ModalitySpec {
+        name: m.name.clone(),
+        key: m.key.clone().unwrap_or(column),
+        kind,
+        tabular: None,
+    };
+    Some((spec, source))
 }
 
 fn duplicate<'a>(names: impl Iterator<Item = &'a String>) -> Option<&'a String> {
@@ -424,102 +427,99 @@ impl Table {
             path: path.to_owned(),
             message,
         };
-        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        match extension {
+        let (columns, rows) = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
             "csv" => {
                 let bytes = std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))?;
-                let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
-                let columns: Vec<String> = reader
-                    .headers()
-                    .map_err(|e| error(format!("header: {e}")))?
-                    .iter()
-                    .map(|h| h.trim().to_owned())
-                    .collect();
-                if let Some(d) = duplicate(columns.iter()) {
-                    return Err(error(format!(
-                        "header: column '{}' appears twice",
-                        shown(d)
-                    )));
-                }
-                let mut rows = Vec::new();
-                for record in reader.records() {
-                    let record = record.map_err(|e| error(e.to_string()))?;
-                    // Counted from the record's byte offset: csv's own line count is off with
-                    // Windows line endings.
-                    // A record's offset can point at the line ending before it.
-                    let mut start = record.position().map_or(0, |p| p.byte() as usize);
-                    while matches!(bytes.get(start), Some(b'\r' | b'\n')) {
-                        start += 1;
-                    }
-                    let line = 1 + bytes[..start].iter().filter(|&&b| b == b'\n').count();
-                    rows.push((line, record.iter().map(str::to_owned).collect()));
-                }
-                Ok(Table {
-                    path: path.to_owned(),
-                    columns,
-                    rows,
-                })
+                read_csv(&bytes).map_err(error)?
             }
             "jsonl" => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| error(format!("cannot read: {e}")))?;
-                let mut columns: Vec<String> = Vec::new();
-                let mut objects = Vec::new();
-                for (i, line) in text.lines().enumerate() {
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let pairs: Pairs = serde_json::from_str(line).map_err(|e| {
-                        error(format!(
-                            "line {}: {e} (expected one JSON object per line)",
-                            i + 1
-                        ))
-                    })?;
-                    if let Some(d) = duplicate(pairs.0.iter().map(|(k, _)| k)) {
-                        return Err(error(format!(
-                            "line {}: key '{}' appears twice",
-                            i + 1,
-                            shown(d)
-                        )));
-                    }
-                    let object: serde_json::Map<String, serde_json::Value> =
-                        pairs.0.into_iter().collect();
-                    for key in object.keys() {
-                        if !columns.contains(key) {
-                            columns.push(key.clone());
-                        }
-                    }
-                    objects.push((i + 1, object));
-                }
-                let rows = objects
-                    .into_iter()
-                    .map(|(line, object)| {
-                        let cells = columns
-                            .iter()
-                            .map(|c| match object.get(c) {
-                                None | Some(serde_json::Value::Null) => String::new(),
-                                Some(serde_json::Value::String(s)) => s.clone(),
-                                Some(other) => other.to_string(),
-                            })
-                            .collect();
-                        (line, cells)
-                    })
-                    .collect();
-                Ok(Table {
-                    path: path.to_owned(),
-                    columns,
-                    rows,
-                })
+                read_jsonl(&text).map_err(error)?
             }
-            _ => Err(error(
-                "the manifest must be a .csv or a .jsonl file (see datasets/manifest.md)".into(),
-            )),
-        }
+            _ => {
+                return Err(error(
+                    "the manifest must be a .csv or a .jsonl file (see datasets/manifest.md)"
+                        .into(),
+                ));
+            }
+        };
+        Ok(Table {
+            path: path.to_owned(),
+            columns,
+            rows,
+        })
     }
 
     fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == name)
     }
+}
+
+/// A table's columns and its rows, each with its line in the file.
+type Parsed = (Vec<String>, Vec<(usize, Vec<String>)>);
+
+/// A CSV manifest's header and rows; an error says what is wrong where.
+fn read_csv(bytes: &[u8]) -> Result<Parsed, String> {
+    let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
+    let columns: Vec<String> = (reader.headers())
+        .map_err(|e| format!("header: {e}"))?
+        .iter()
+        .map(|h| h.trim().to_owned())
+        .collect();
+    if let Some(d) = duplicate(columns.iter()) {
+        return Err(format!("header: column '{}' appears twice", shown(d)));
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| e.to_string())?;
+        // Counted from the record's byte offset (csv's own line count is off with Windows
+        // line endings), which can point at the line ending before the record.
+        let mut start = record.position().map_or(0, |p| p.byte() as usize);
+        while matches!(bytes.get(start), Some(b'\r' | b'\n')) {
+            start += 1;
+        }
+        let line = 1 + bytes[..start].iter().filter(|&&b| b == b'\n').count();
+        rows.push((line, record.iter().map(str::to_owned).collect()));
+    }
+    Ok((columns, rows))
+}
+
+/// A JSON-lines manifest: one object per line, the columns in order of first appearance, a
+/// missing or null value empty.
+fn read_jsonl(text: &str) -> Result<Parsed, String> {
+    let mut columns: Vec<String> = Vec::new();
+    let mut objects = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let pairs: Pairs = serde_json::from_str(line)
+            .map_err(|e| format!("line {}: {e} (expected one JSON object per line)", i + 1))?;
+        if let Some(d) = duplicate(pairs.0.iter().map(|(k, _)| k)) {
+            return Err(format!("line {}: key '{}' appears twice", i + 1, shown(d)));
+        }
+        let object: serde_json::Map<String, serde_json::Value> = pairs.0.into_iter().collect();
+        for key in object.keys() {
+            if !columns.contains(key) {
+                columns.push(key.clone());
+            }
+        }
+        objects.push((i + 1, object));
+    }
+    let rows = (objects.into_iter())
+        .map(|(line, object)| {
+            let cells = (columns.iter())
+                .map(|c| match object.get(c) {
+                    None | Some(serde_json::Value::Null) => String::new(),
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                })
+                .collect();
+            (line, cells)
+        })
+        .collect();
+    Ok((columns, rows))
 }
 
 /// Every row into a sample, or every problem at once.

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::store::{
-    ApplyError, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
-    SafetensorsStore,
+    ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore,
 };
 use burn::tensor::Device;
 use serde_json::Value;
@@ -191,29 +191,24 @@ pub fn bert_config(folder: &Path) -> Result<TextConfig, String> {
     })
 }
 
-/// Loads `folder`'s weights into `module` through `keys`; any tensor ours lacks, any HF tensor
-/// neither mapped nor in `ignored`, and any shape mismatch make one error listing them all.
-fn import<M: ModuleSnapshot>(
+/// `folder`'s weights (model.safetensors, else pytorch_model.bin) into `module` through
+/// `remapper`, partially; the file, what applied, and the file's own tensor names (to name
+/// unused tensors).
+fn load_file<M: ModuleSnapshot>(
     module: &mut M,
     folder: &Path,
-    keys: &[(&str, &str)],
-    ignored: &[&str],
-) -> Result<ImportReport, String> {
-    let remapper =
-        KeyRemapper::from_patterns(keys.to_vec()).map_err(|e| format!("key map: {e}"))?;
+    remapper: &KeyRemapper,
+) -> Result<(PathBuf, ApplyResult, Vec<String>), String> {
     let safetensors = folder.join("model.safetensors");
     let bin = folder.join("pytorch_model.bin");
-    // Each store reports the file's own names too, to name unused tensors below.
-    let (file, result, source_keys) = if safetensors.is_file() {
+    let (file, result, keys) = if safetensors.is_file() {
         let mut store = SafetensorsStore::from_file(&safetensors)
             .with_from_adapter(PyTorchToBurnAdapter)
             .remap(remapper.clone())
             .allow_partial(true)
             .validate(false);
         let result = module.load_from(&mut store).map_err(|e| e.to_string());
-        let keys = SafetensorsStore::from_file(&safetensors)
-            .keys()
-            .map_err(|e| e.to_string());
+        let keys = (SafetensorsStore::from_file(&safetensors).keys()).map_err(|e| e.to_string());
         (safetensors, result, keys)
     } else if bin.is_file() {
         let mut store = PytorchStore::from_file(&bin)
@@ -232,7 +227,21 @@ fn import<M: ModuleSnapshot>(
         ));
     };
     let in_file = |e: String| format!("{}: {e}", file.display());
-    let (result, source_keys) = (result.map_err(in_file)?, source_keys.map_err(in_file)?);
+    let (result, keys) = (result.map_err(in_file)?, keys.map_err(in_file)?);
+    Ok((file, result, keys))
+}
+
+/// Loads `folder`'s weights into `module` through `keys`; any tensor ours lacks, any HF tensor
+/// neither mapped nor in `ignored`, and any shape mismatch make one error listing them all.
+fn import<M: ModuleSnapshot>(
+    module: &mut M,
+    folder: &Path,
+    keys: &[(&str, &str)],
+    ignored: &[&str],
+) -> Result<ImportReport, String> {
+    let remapper =
+        KeyRemapper::from_patterns(keys.to_vec()).map_err(|e| format!("key map: {e}"))?;
+    let (file, result, source_keys) = load_file(module, folder, &remapper)?;
     // Unused tensors come back under their mapped names: report the file's own names.
     let pairs = remapper.to_regex_pairs();
     let mapped = |key: &str| {
