@@ -2,7 +2,7 @@
 //! `test.json` byte-identical to an uninterrupted run's, with no epoch logged twice; a torn
 //! `test.json` does not count as finished; two sweeps on one folder train each run once; bad
 //! settings and closed pipes end cleanly. Faults come from `MULTIFAIR_FAULT` (see
-//! `crates/multifair-experiments/src/durable.rs`).
+//! `crates/multifair-engine/src/durable.rs`).
 
 mod common;
 
