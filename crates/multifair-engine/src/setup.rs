@@ -35,6 +35,8 @@ pub struct Run {
     pub groups: Vec<(i64, Loader)>,
     /// The share of training held out from it ([`Method::holdout`]), in evaluation order.
     pub holdout: Option<Loader>,
+    /// The text modality's tokenizer, when the dataset has text.
+    pub tokenizer: Option<tokenizer::WordPiece>,
 }
 
 /// Splits `train` into a training part and a held-out `share` of its samples, drawn with
@@ -228,12 +230,14 @@ impl Run {
         let holdout = (holdout_split.as_ref())
             .map(|split| loaders.load(split, loaders.base.clone()))
             .transpose()?;
+        let base = loaders.base.clone();
         Ok(Run {
             holdout,
             train: loaders.load(&train_split, train)?,
             val: loaders.load(&val_split, loaders.base.clone())?,
-            test: loaders.load(&test_split, loaders.base.clone())?,
+            test: loaders.load(&test_split, base)?,
             groups,
+            tokenizer,
             device: config.device.device()?.autodiff(),
             config,
             schema,
@@ -338,6 +342,14 @@ impl Run {
                 .map_err(anyhow::Error::msg)?;
         }
         Ok((model, pretrained))
+    }
+
+    /// An evaluation loader over `split` (a run's preprocessing and tokenizer): what reads
+    /// samples for a check outside training.
+    pub fn loader(&self, split: &SplitIndex) -> anyhow::Result<Loader> {
+        let mut config = base_loader(&self.config);
+        config.batch_size = 1;
+        Loader::new(&self.schema, split, config, self.tokenizer.clone()).map_err(anyhow::Error::msg)
     }
 
     /// The model's inputs from a loader batch, on the device; `drop` marks one model modality

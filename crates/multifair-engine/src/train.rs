@@ -443,7 +443,7 @@ impl Run {
     }
 
     /// Pretrained encoders from their folders, and what `run.json` records of each import.
-    fn load_pretrained(
+    pub fn load_pretrained(
         &self,
         mut model: MultimodalModel,
         options: &RunOptions,

@@ -73,6 +73,11 @@ enum Command {
     TimeStep(TimeStepArgs),
     /// Runs a small forward and backward pass on a device and compares it with the closed form.
     CheckDevice(CheckDeviceArgs),
+    /// Checks before a long job, as a checklist: the splits and their sizes, a first and a
+    /// random sample of each split decoded, the groups of each attribute, the pretrained
+    /// folders imported, the device, a timed training step, the free disk. Exits non-zero,
+    /// naming the folder or file, when a check fails.
+    Doctor(DoctorArgs),
 }
 
 #[derive(Subcommand)]
@@ -133,7 +138,7 @@ pub struct SpecOptions {
     /// flex, libtorch or libtorch-cuda:N for every run.
     #[arg(long)]
     device: Option<DeviceSpec>,
-    /// Worker processes for local runs (or the Slurm array's limit).
+    /// Worker processes for local runs.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
     /// Results folder (default results/SPEC_NAME).
@@ -177,8 +182,16 @@ fn parse_set(pair: &str) -> Result<(String, String), String> {
 /// Bootstrap resamples `evaluate` accepts (a larger number would run for hours).
 const MAX_BOOTSTRAP: usize = 100_000;
 
+/// Set (to anything) to parse the command line and stop: what the documentation's test does
+/// to every `multifair ...` command the docs show.
+const PARSE_ONLY: &str = "MULTIFAIR_PARSE_ONLY";
+
 pub fn run() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if std::env::var_os(PARSE_ONLY).is_some() {
+        return Ok(());
+    }
+    match cli.command {
         Command::Evaluate(args) => args.run(),
         Command::Demo(args) => args.run(),
         Command::Compare(args) => args.run(),
@@ -194,6 +207,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Data(args) => args.run(),
         Command::TimeStep(args) => args.run(),
         Command::CheckDevice(args) => args.run(),
+        Command::Doctor(args) => args.run(),
     }
 }
 
@@ -297,11 +311,13 @@ struct SweepArgs {
     /// A spec file, or the name of a built-in one (table1, table2, ablation, demo, cohort, modulation).
     spec: String,
     /// local: run here with --jobs processes; shell: print one command per run;
-    /// slurm: write OUT/sweep.sbatch (an array job) and OUT/commands.txt.
+    /// slurm: write Slurm array scripts under OUT/slurm/ (the commands inside them).
     #[arg(long, value_enum, default_value = "local")]
     emit: Emit,
     #[command(flatten)]
     sweep: SpecOptions,
+    #[command(flatten, next_help_heading = "Slurm (--emit slurm)")]
+    slurm: crate::sweep::SlurmOptions,
 }
 
 #[derive(clap::Args)]
@@ -315,6 +331,8 @@ struct TuneArgs {
     emit: Emit,
     #[command(flatten)]
     sweep: SpecOptions,
+    #[command(flatten, next_help_heading = "Slurm (--emit slurm)")]
+    slurm: crate::sweep::SlurmOptions,
 }
 
 #[derive(clap::Args)]
@@ -548,7 +566,12 @@ impl CompareArgs {
 
 impl SweepArgs {
     fn run(self) -> anyhow::Result<()> {
-        let SweepArgs { spec, emit, sweep } = self;
+        let SweepArgs {
+            spec,
+            emit,
+            sweep,
+            slurm,
+        } = self;
         let spec = load_spec(&spec)?;
         let out = sweep.out(&spec);
         let data = crate::specs::resolve_data(&spec, sweep.data_dir.as_deref(), &out)?;
@@ -570,7 +593,7 @@ impl SweepArgs {
         );
         print!(
             "{}",
-            crate::sweep::emit(emit, &todo, &out, &spec.name, sweep.jobs)?
+            crate::sweep::emit(emit, &todo, &out, &spec.name, sweep.jobs, &slurm)?
         );
         Ok(())
     }
@@ -583,6 +606,7 @@ impl TuneArgs {
             trials,
             emit,
             sweep,
+            slurm,
         } = self;
         let spec = load_spec(&spec)?;
         let out = sweep.out(&spec);
@@ -592,9 +616,18 @@ impl TuneArgs {
             let trials = crate::tune::trial_spec(&spec, trials)?;
             return print_json(&crate::sweep::plan(&trials, &data, &overrides)?.runs);
         }
-        if let Some(text) =
-            crate::tune::tune(&spec, &data, &overrides, &out, trials, sweep.jobs, emit)?
-        {
+        if let Some(text) = crate::tune::tune(
+            &spec,
+            &data,
+            &overrides,
+            &out,
+            trials,
+            &crate::sweep::Execution {
+                emit,
+                jobs: sweep.jobs,
+                slurm,
+            },
+        )? {
             println!("{text}");
         }
         Ok(())
@@ -914,5 +947,65 @@ impl CheckDeviceArgs {
             "device '{device}' deviates from the closed form: {result:?}"
         );
         Ok(())
+    }
+}
+
+#[derive(clap::Args)]
+struct DoctorArgs {
+    /// fairvision, fairvlmed, harvard-gf or manifest.
+    #[arg(long, value_enum)]
+    dataset: DatasetKind,
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// For --profile paper: the folder of pretrained folders (else MULTIFAIR_WEIGHTS_DIR).
+    #[arg(long)]
+    weights_dir: Option<PathBuf>,
+    /// flex, libtorch or libtorch-cuda:N.
+    #[arg(long, default_value = "flex")]
+    device: DeviceSpec,
+    /// cpu or paper: the settings the checks use (image size, slices, weights).
+    #[arg(long, value_enum, default_value = "cpu")]
+    profile: Profile,
+    /// The method the step is timed with.
+    #[arg(long, default_value = "erm")]
+    method: String,
+    /// A spec (file or built-in name) whose runs the disk must hold.
+    #[arg(long)]
+    spec: Option<String>,
+    /// Where the run folders will go (for the free-disk check).
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// Skip the timed training step.
+    #[arg(long)]
+    no_step: bool,
+}
+
+impl DoctorArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let runs = match &self.spec {
+            None => 1,
+            Some(spec) => {
+                let spec = load_spec(spec)?;
+                let overrides = crate::sweep::Overrides {
+                    profile: Some(self.profile),
+                    weights_dir: self.weights_dir.clone(),
+                    ..Default::default()
+                };
+                crate::sweep::plan(&spec, &self.data_dir, &overrides)?
+                    .runs
+                    .len()
+            }
+        };
+        crate::doctor::doctor(&crate::doctor::DoctorOptions {
+            dataset: self.dataset,
+            data_dir: self.data_dir,
+            weights_dir: self.weights_dir,
+            device: self.device,
+            profile: self.profile,
+            method: self.method,
+            runs,
+            out: self.out,
+            step: !self.no_step,
+        })
     }
 }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod compare;
 pub mod demo;
+pub mod doctor;
 pub mod mlflow;
 pub mod plot;
 pub mod reproduce;

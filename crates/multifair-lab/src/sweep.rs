@@ -264,6 +264,19 @@ pub struct Plan {
     pub runs: Vec<PlannedRun>,
 }
 
+impl PlannedRun {
+    /// The run with absolute data and weights folders (for a node whose working folder is
+    /// another).
+    fn absolute(&self) -> anyhow::Result<PlannedRun> {
+        let mut run = self.clone();
+        run.config.data_dir = std::path::absolute(&run.config.data_dir)?;
+        if let Some(w) = &run.weights_dir {
+            run.weights_dir = Some(std::path::absolute(w)?);
+        }
+        Ok(run)
+    }
+}
+
 /// 64-bit FNV-1a: a stable hash of the resolved configuration (std's hasher may change).
 fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -567,28 +580,130 @@ fn wait_for(mut held: Vec<&PlannedRun>, exe: &Path, out: &Path) -> Vec<String> {
     failures
 }
 
-/// The Slurm array script: one array task per run, reading its command from `commands.txt`.
-pub fn slurm_script(name: &str, commands: &Path, runs: usize, jobs: usize) -> String {
-    let limit = if jobs > 0 {
-        format!("%{jobs}")
-    } else {
-        String::new()
-    };
-    format!(
-        "#!/bin/bash\n\
-         #SBATCH --job-name=multifair-{name}\n\
-         #SBATCH --array=0-{last}{limit}\n\
-         #SBATCH --output={logs}/slurm-%A_%a.out\n\
-         #SBATCH --cpus-per-task=4\n\
-         #SBATCH --time=24:00:00\n\
-         # Add --gres=gpu:1 and --set device flags as your cluster needs.\n\
-         set -euo pipefail\n\
-         line=$((SLURM_ARRAY_TASK_ID + 1))\n\
-         eval \"$(sed -n \"${{line}}p\" {commands})\"\n",
-        last = runs.saturating_sub(1),
-        logs = commands.parent().unwrap_or(Path::new(".")).display(),
-        commands = quote(&commands.display().to_string()),
-    )
+/// How a sweep's runs are carried out: here with `jobs` processes, or emitted (as shell
+/// commands or Slurm arrays asking `slurm`'s resources).
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub emit: Emit,
+    pub jobs: usize,
+    pub slurm: SlurmOptions,
+}
+
+/// What a Slurm array asks of the cluster (`sweep`/`tune --emit slurm`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SlurmOptions {
+    /// GPUs per task (default: 1 when the runs' device is libtorch-cuda, else none).
+    #[arg(long)]
+    pub gpus_per_task: Option<usize>,
+    /// CPUs per task (also each run's OMP_NUM_THREADS).
+    #[arg(long, default_value_t = 2)]
+    pub cpus_per_task: usize,
+    /// Memory per task, as sbatch reads it (e.g. 16G).
+    #[arg(long, default_value = "16G")]
+    pub mem: String,
+    /// Time limit per task, as sbatch reads it (e.g. 24:00:00).
+    #[arg(long, default_value = "24:00:00")]
+    pub time: String,
+    #[arg(long)]
+    pub partition: Option<String>,
+    #[arg(long)]
+    pub account: Option<String>,
+    /// At most this many tasks running at once (default: as many as the cluster gives).
+    #[arg(long)]
+    pub max_running: Option<usize>,
+    /// Tasks per array at most (the cluster's MaxArraySize minus 1; Slurm's default 1001
+    /// allows 1000): a larger sweep is written as several arrays.
+    #[arg(long, default_value_t = 1000)]
+    pub max_array: usize,
+}
+
+impl Default for SlurmOptions {
+    fn default() -> Self {
+        SlurmOptions {
+            gpus_per_task: None,
+            cpus_per_task: 2,
+            mem: "16G".into(),
+            time: "24:00:00".into(),
+            partition: None,
+            account: None,
+            max_running: None,
+            max_array: 1000,
+        }
+    }
+}
+
+/// A Slurm array script for `commands` (absolute and quoted), task i running command i: the
+/// commands live in the script, which sbatch copies at submission, so writing the sweep again
+/// cannot change a queued array; a task without a command fails. Each attempt logs to its
+/// own file under `logs`; a task near its time limit requeues itself and resumes from its
+/// last checkpoint, as one preempted does (`--requeue`).
+pub fn slurm_script(
+    name: &str,
+    commands: &[String],
+    logs: &Path,
+    gpus: usize,
+    o: &SlurmOptions,
+) -> String {
+    let logs_text = logs.display().to_string();
+    let mut directives = vec![
+        format!("--job-name=multifair-{name}"),
+        format!(
+            "--array=0-{}{}",
+            commands.len().saturating_sub(1),
+            o.max_running.map(|n| format!("%{n}")).unwrap_or_default()
+        ),
+        format!(
+            "--output={}",
+            quote(&format!("{logs_text}/slurm-%A_%a.out"))
+        ),
+        "--open-mode=append".into(),
+        format!("--cpus-per-task={}", o.cpus_per_task),
+        format!("--mem={}", o.mem),
+        format!("--time={}", o.time),
+        "--requeue".into(),
+        "--signal=B:USR1@300".into(),
+    ];
+    if gpus > 0 {
+        directives.push(format!("--gres=gpu:{gpus}"));
+    }
+    for (key, value) in [("partition", &o.partition), ("account", &o.account)] {
+        if let Some(v) = value {
+            directives.push(format!("--{key}={v}"));
+        }
+    }
+    let mut text = String::from("#!/bin/bash\n");
+    for d in &directives {
+        text += &format!("#SBATCH {d}\n");
+    }
+    text += "set -uo pipefail\nexport OMP_NUM_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"\n";
+    // libtorch's libraries as the emitting shell found them (`source scripts/libtorch-env.sh`).
+    if let Some(library) = std::env::var("LD_LIBRARY_PATH")
+        .ok()
+        .filter(|l| !l.is_empty())
+    {
+        text += &format!(
+            "export LD_LIBRARY_PATH={}\"${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\"\n",
+            quote(&library)
+        );
+    }
+    text += &format!(
+        "logs={}\n\
+         mkdir -p \"$logs\"\n\
+         exec >>\"$logs/task-${{SLURM_ARRAY_TASK_ID}}.attempt-${{SLURM_RESTART_COUNT:-0}}.log\" 2>&1\n\
+         # Near the time limit: requeue this task, which resumes from its last checkpoint.\n\
+         trap 'echo \"time limit near: requeueing\"; scontrol requeue \"${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\"; exit 0' USR1\n\
+         case \"$SLURM_ARRAY_TASK_ID\" in\n",
+        quote(&logs_text),
+    );
+    for (i, c) in commands.iter().enumerate() {
+        text += &format!("    {i}) set -- {c} ;;\n");
+    }
+    text += "    *) echo \"no command for array task $SLURM_ARRAY_TASK_ID\" >&2; exit 1 ;;\n\
+             esac\n\
+             [ -x \"$1\" ] || { echo \"$1 is not an executable multifair: build it again or emit the sweep again\" >&2; exit 1; }\n\
+             \"$@\" &\n\
+             wait $!\n";
+    text
 }
 
 /// Where a sweep's runs go.
@@ -603,39 +718,63 @@ pub enum Emit {
 }
 
 /// Emits the runs still to do: `shell` prints one command per line; `slurm` writes
-/// `OUT/commands.txt` and `OUT/sweep.sbatch` and prints the script's path; `local` runs them
-/// and prints nothing.
+/// `OUT/slurm/ID/sweep-K.sbatch` (one array per `max_array` runs, paths absolute) and prints
+/// the `sbatch` lines; `local` runs them and prints nothing.
 pub fn emit(
     kind: Emit,
     todo: &[PlannedRun],
     out: &Path,
     name: &str,
     jobs: usize,
+    slurm: &SlurmOptions,
 ) -> anyhow::Result<String> {
-    let lines: Vec<String> = todo
-        .iter()
-        .map(|r| command_line(r, out))
-        .collect::<anyhow::Result<_>>()?;
     match kind {
         Emit::Local => run_local(todo, out, jobs).map(|()| String::new()),
-        Emit::Shell => Ok(lines.iter().map(|l| format!("{l}\n")).collect()),
-        Emit::Slurm if lines.is_empty() => Ok("0 runs to do: no script written\n".into()),
-        Emit::Slurm => {
-            let commands = out.join("commands.txt");
-            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-            multifair_engine::durable::write(&commands, text.as_bytes())?;
-            let script = out.join("sweep.sbatch");
-            multifair_engine::durable::write(
-                &script,
-                slurm_script(name, &commands, lines.len(), jobs).as_bytes(),
-            )?;
-            Ok(format!(
-                "{} runs to do: sbatch {}\n",
-                lines.len(),
-                script.display()
-            ))
+        Emit::Shell => {
+            let lines =
+                (todo.iter().map(|r| command_line(r, out))).collect::<anyhow::Result<Vec<_>>>()?;
+            Ok(lines.iter().map(|l| format!("{l}\n")).collect())
         }
+        Emit::Slurm if todo.is_empty() => Ok("0 runs to do: no script written\n".into()),
+        Emit::Slurm => emit_slurm(todo, out, name, slurm),
     }
+}
+
+/// The Slurm arrays of the runs to do, in a folder of their own per emission.
+fn emit_slurm(
+    todo: &[PlannedRun],
+    out: &Path,
+    name: &str,
+    o: &SlurmOptions,
+) -> anyhow::Result<String> {
+    anyhow::ensure!(o.max_array >= 1, "--max-array must be at least 1");
+    let out = std::path::absolute(out).with_context(|| format!("resolving {}", out.display()))?;
+    let lines = (todo.iter())
+        .map(|r| command_line(&r.absolute()?, &out))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cuda = todo
+        .iter()
+        .any(|r| matches!(r.config.device, DeviceSpec::LibtorchCuda(_)));
+    let gpus = o.gpus_per_task.unwrap_or(cuda as usize);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let folder = out.join("slurm").join(format!("{stamp}"));
+    // Slurm opens the output file before the script runs: its folder must exist.
+    std::fs::create_dir_all(folder.join("logs"))
+        .with_context(|| format!("creating {}", folder.display()))?;
+    let mut text = format!(
+        "{} runs to do in {} array(s):\n",
+        lines.len(),
+        lines.len().div_ceil(o.max_array)
+    );
+    for (k, chunk) in lines.chunks(o.max_array).enumerate() {
+        let script = folder.join(format!("sweep-{k}.sbatch"));
+        let body = slurm_script(name, chunk, &folder.join("logs"), gpus, o);
+        multifair_engine::durable::write(&script, body.as_bytes())?;
+        text += &format!("sbatch {}\n", quote(&script.display().to_string()));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

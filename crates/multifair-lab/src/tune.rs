@@ -15,7 +15,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::sweep::{Emit, Overrides, Plan, Spec, SpecRow, emit, plan, sweep_local, write_plan};
+use crate::sweep::{
+    Emit, Execution, Overrides, Plan, Spec, SpecRow, emit, plan, sweep_local, write_plan,
+};
 use multifair_engine::config::{Engine, Selection};
 
 /// Engine keys tuned when a spec does not list its own (`tune = [...]`).
@@ -212,11 +214,10 @@ fn phase(
     data: &Path,
     overrides: &Overrides,
     out: &Path,
-    jobs: usize,
-    emitting: Emit,
+    exec: &Execution,
 ) -> anyhow::Result<Option<Plan>> {
-    if emitting == Emit::Local {
-        return sweep_local(spec, data, overrides, out, jobs).map(Some);
+    if exec.emit == Emit::Local {
+        return sweep_local(spec, data, overrides, out, exec.jobs).map(Some);
     }
     let planned = plan(spec, data, overrides)?;
     let todo = write_plan(&planned, out)?;
@@ -228,7 +229,10 @@ fn phase(
         spec.name,
         todo.len()
     );
-    print!("{}", emit(emitting, &todo, out, &spec.name, jobs)?);
+    print!(
+        "{}",
+        emit(exec.emit, &todo, out, &spec.name, exec.jobs, &exec.slurm)?
+    );
     Ok(None)
 }
 
@@ -267,8 +271,7 @@ pub fn tune(
     overrides: &Overrides,
     out: &Path,
     trials: usize,
-    jobs: usize,
-    emitting: Emit,
+    exec: &Execution,
 ) -> anyhow::Result<Option<String>> {
     anyhow::ensure!(
         (1..=MAX_TRIALS).contains(&trials),
@@ -295,15 +298,7 @@ pub fn tune(
             ..overrides.clone()
         },
     );
-    let Some(trials_plan) = phase(
-        &trials_spec,
-        data,
-        &trials_overrides,
-        &trials_out,
-        jobs,
-        emitting,
-    )?
-    else {
+    let Some(trials_plan) = phase(&trials_spec, data, &trials_overrides, &trials_out, exec)? else {
         return Ok(None);
     };
     let chosen = choose(&spec, &trials_plan, &trials_out)?;
@@ -315,7 +310,7 @@ pub fn tune(
         }
     }
     multifair_engine::run_dir::write_json(&out.join("tuned.json"), &chosen)?;
-    if phase(&tuned, data, &overrides, out, jobs, emitting)?.is_none() {
+    if phase(&tuned, data, &overrides, out, exec)?.is_none() {
         return Ok(None);
     }
     let text = report(out, &chosen, &trials_spec)?;
